@@ -1,0 +1,3 @@
+from mmfc.cli import app
+
+app()
