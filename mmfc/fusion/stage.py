@@ -1,0 +1,131 @@
+"""Stage 4: fit every fusion method on the validation rows of the two score files, apply to all.
+
+Reads <workdir>/scores/{rgb,skel}.parquet; writes <workdir>/fusion/<method>.parquet for each
+method, fused.parquet (a copy of the method named by fusion.method) and weights.json (fitted
+parameters and validation metrics of each method), the last so it marks the stage as done.
+The test rows are scored but never looked at while fitting or choosing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from mmfc.config import ConfigError, Pipeline
+from mmfc.errors import DataError
+from mmfc.fusion.methods import METHOD_NAMES, FusionMethod, Temperatures, fit_methods, log_softmax, nll
+from mmfc.metrics import mean_class_accuracy, topk_accuracy
+from mmfc.scores.format import ScoreTable, atomic_path, check_compatible, read_scores, write_scores
+
+FIT_SPLIT = "val"
+
+
+def run_fuse(cfg: Pipeline) -> None:
+    _check_config(cfg)
+    rgb_path, skel_path = score_path(cfg, "rgb"), score_path(cfg, "skel")
+    rgb, skel = read_scores(rgb_path), read_scores(skel_path)
+    check_compatible(rgb, skel, rgb_path, skel_path)
+    skel = skel.aligned_to(rgb.ids)
+
+    val_rgb, val_skel = rgb.rows(FIT_SPLIT), skel.rows(FIT_SPLIT)
+    if not val_rgb.ids:
+        raise DataError(
+            rgb_path,
+            f"no rows in split {FIT_SPLIT!r}: fusion weights are fit on validation only, never on test; "
+            "carve a validation split out of training (data.val_performers or data.val_fraction) and rerun stages 1-3",
+        )
+    methods = fit_methods(
+        val_rgb.logits, val_skel.logits, val_rgb.labels, cfg.fusion.grid, cfg.fusion.metric, cfg.fusion.per_class_l2
+    )
+
+    out = cfg.paths.fusion
+    checkpoint_digest = hashlib.sha256(f"{rgb.checkpoint_digest}+{skel.checkpoint_digest}".encode()).hexdigest()[:16]
+    report = {}
+    for name, method in methods.items():
+        fused = _fused_table(rgb, skel, method, name, checkpoint_digest, cfg.digest())
+        write_scores(out / f"{name}.parquet", fused)
+        report[name] = {"params": method.params(), "val": split_metrics(fused.rows(FIT_SPLIT))}
+    with atomic_path(out / "fused.parquet") as tmp:
+        shutil.copyfile(out / f"{cfg.fusion.method}.parquet", tmp)
+
+    temperatures = methods["global"].temperatures
+    weights = {
+        "fit_split": FIT_SPLIT,
+        "num_fit_samples": len(val_rgb.ids),
+        "num_classes": rgb.num_classes,
+        "metric": cfg.fusion.metric,
+        "grid": cfg.fusion.grid,
+        "selected": cfg.fusion.method,
+        "fused_file": "fused.parquet",
+        "inputs": {
+            "rgb": {"path": str(rgb_path), "checkpoint_digest": rgb.checkpoint_digest},
+            "skel": {"path": str(skel_path), "checkpoint_digest": skel.checkpoint_digest},
+        },
+        "single_modality_val": _single_modality_metrics(val_rgb, val_skel, temperatures),
+        "methods": report,
+    }
+    with atomic_path(out / "weights.json") as tmp:
+        tmp.write_text(json.dumps(weights, indent=2) + "\n")
+
+
+def score_path(cfg: Pipeline, modality: str) -> Path:
+    """Where stage 3 writes a modality's scores; DataError naming the stage when absent."""
+    path = cfg.paths.scores / f"{modality}.parquet"
+    if not path.is_file():
+        raise DataError(path, f"missing; written by `mmfc stage scores --modality {modality}` (stage 3)")
+    return path
+
+
+def split_metrics(table: ScoreTable) -> dict:
+    """Top-1, top-5, mean class accuracy (fractions) and NLL of one split's rows."""
+    if not table.ids:
+        return {"num_samples": 0}
+    return {
+        "num_samples": len(table.ids),
+        "top1": topk_accuracy(table.logits, table.labels, 1),
+        "top5": topk_accuracy(table.logits, table.labels, 5),
+        "mean_class": mean_class_accuracy(table.logits, table.labels, table.num_classes),
+        "nll": nll(table.logits, table.labels),
+    }
+
+
+def _fused_table(
+    rgb: ScoreTable, skel: ScoreTable, method: FusionMethod, name: str, checkpoint_digest: str, pipeline_digest: str
+) -> ScoreTable:
+    # Stored as log-probabilities: the same argmax and softmax, and no large offsets per row.
+    scores = log_softmax(method.apply(rgb.logits, skel.logits)).astype(np.float32)
+    return ScoreTable(
+        ids=rgb.ids,
+        splits=rgb.splits,
+        labels=rgb.labels,
+        logits=scores,
+        modality=f"fusion:{name}",
+        checkpoint_digest=checkpoint_digest,
+        pipeline_digest=pipeline_digest,
+        class_names=rgb.class_names,
+    )
+
+
+def _single_modality_metrics(val_rgb: ScoreTable, val_skel: ScoreTable, temperatures: Temperatures) -> dict:
+    result = {}
+    for name, table, temperature in (("rgb", val_rgb, temperatures.rgb), ("skel", val_skel, temperatures.skel)):
+        metrics = split_metrics(table)
+        metrics["temperature"] = temperature
+        metrics["nll_calibrated"] = nll(table.logits / temperature, table.labels)
+        result[name] = metrics
+    return result
+
+
+def _check_config(cfg: Pipeline) -> None:
+    if cfg.fusion.metric not in ("top1", "mean_class"):
+        raise ConfigError(f"fusion.metric = {cfg.fusion.metric!r}; expected 'top1' or 'mean_class'")
+    if cfg.fusion.method not in METHOD_NAMES:
+        raise ConfigError(f"fusion.method = {cfg.fusion.method!r}; expected one of {', '.join(METHOD_NAMES)}")
+    if cfg.fusion.grid < 2:
+        raise ConfigError(f"fusion.grid = {cfg.fusion.grid}; needs at least 2 points to include 0 and 1")
+    if cfg.fusion.per_class_l2 < 0:
+        raise ConfigError(f"fusion.per_class_l2 = {cfg.fusion.per_class_l2}; must be >= 0")

@@ -1,0 +1,1 @@
+"""The report: accuracies, confusion matrix, training curves and the paper's ablation table."""

@@ -1,0 +1,92 @@
+"""The report's figures, drawn with matplotlib's Agg backend (no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+from mmfc.scores.format import atomic_path  # noqa: E402
+
+_DPI = 110
+# Longer class names are cut so the axes keep most of the figure.
+_NAME_CHARS = 28
+# Counts are written in the cells up to this many classes; beyond, colour alone.
+_ANNOTATE_UP_TO = 30
+
+
+def plot_confusion(cm: np.ndarray, class_names: list[str], title: str, path: Path) -> None:
+    """Row-normalised confusion matrix (colour = share of the true class), class names on both axes.
+
+    The figure grows with the class count and the label font shrinks, so every name stays
+    legible from 12 to 120 classes.
+    """
+    k = cm.shape[0]
+    totals = cm.sum(axis=1, keepdims=True)
+    rates = np.divide(cm, totals, out=np.zeros(cm.shape, dtype=float), where=totals > 0)
+    side = float(np.clip(0.17 * k + 3.5, 7, 26))
+    label_size = float(np.clip(220 / k, 7, 10))
+    names = [_short(n) for n in class_names]
+
+    fig, ax = plt.subplots(figsize=(side + 1.5, side))
+    # A square-root scale keeps the small off-diagonal shares, the confusions, visible.
+    norm = matplotlib.colors.PowerNorm(gamma=0.5, vmin=0, vmax=1)
+    image = ax.imshow(rates, cmap="Blues", norm=norm, interpolation="nearest")
+    ax.set_xticks(range(k), names, rotation=90, fontsize=label_size)
+    ax.set_yticks(range(k), names, fontsize=label_size)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    # Faint cell borders help follow a row across a large matrix.
+    ax.set_xticks(np.arange(-0.5, k), minor=True)
+    ax.set_yticks(np.arange(-0.5, k), minor=True)
+    ax.grid(which="minor", color="0.9", linewidth=0.3)
+    ax.tick_params(which="minor", length=0)
+    if k <= _ANNOTATE_UP_TO:
+        for t in range(k):
+            for p in range(k):
+                if cm[t, p]:
+                    colour = "white" if rates[t, p] > 0.35 else "black"
+                    ax.text(p, t, str(cm[t, p]), ha="center", va="center", fontsize=label_size * 0.8, color=colour)
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="share of the true class")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_curves(curves: dict[str, list[dict]], path: Path) -> None:
+    """Loss and top-1 per epoch for each modality, from the rows of metrics.jsonl."""
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for colour, (modality, rows) in zip(colours, curves.items()):
+        epochs = [r["epoch"] for r in rows]
+        loss_ax.plot(epochs, [r["train_loss"] for r in rows], color=colour, label=f"{modality} train")
+        loss_ax.plot(epochs, [r["val_loss"] for r in rows], color=colour, linestyle="--", label=f"{modality} val")
+        acc_ax.plot(epochs, [100 * r["val_top1"] for r in rows], color=colour, marker="o", ms=3, label=f"{modality} val")
+        if all("train_top1" in r for r in rows):
+            acc_ax.plot(
+                epochs, [100 * r["train_top1"] for r in rows], color=colour, linestyle=":", label=f"{modality} train"
+            )
+    loss_ax.set_title("loss")
+    acc_ax.set_title("top-1 accuracy (%)")
+    acc_ax.set_ylim(0, 102)
+    for ax in (loss_ax, acc_ax):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= _NAME_CHARS else name[: _NAME_CHARS - 1] + "…"
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=_DPI)
+    plt.close(fig)

@@ -1,0 +1,201 @@
+"""The score file: the contract between stage 3 (scores), stage 4 (fusion) and the report.
+
+One Parquet file per modality (or fusion method), one row per sample with columns id, split,
+label, modality, checkpoint_digest, pipeline_digest and logits (fixed_size_list<float32>[K]).
+The class names and a format tag live in the schema metadata, so a file carries everything
+needed to read it without the pipeline file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmfc.errors import DataError
+
+FORMAT_TAG = b"mmfc-scores/1"
+SPLITS = ("train", "val", "test")
+_COLUMNS = ("id", "split", "label", "modality", "checkpoint_digest", "pipeline_digest", "logits")
+
+
+@dataclass
+class ScoreTable:
+    ids: list[str]
+    splits: list[str]
+    labels: np.ndarray  # int64 [N]
+    logits: np.ndarray  # float32 [N, K]
+    # "rgb", "skel", or a fusion method such as "fusion:global".
+    modality: str
+    checkpoint_digest: str
+    pipeline_digest: str
+    class_names: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return self.logits.shape[1]
+
+    def rows(self, split: str) -> ScoreTable:
+        """The rows of one split, in file order."""
+        keep = np.array([s == split for s in self.splits], dtype=bool)
+        return self.take(np.flatnonzero(keep))
+
+    def take(self, index: np.ndarray) -> ScoreTable:
+        """The rows at `index`, in that order."""
+        return replace(
+            self,
+            ids=[self.ids[i] for i in index],
+            splits=[self.splits[i] for i in index],
+            labels=self.labels[index],
+            logits=self.logits[index],
+        )
+
+    def aligned_to(self, ids: list[str]) -> ScoreTable:
+        """The same rows reordered to follow `ids` (which must be the same set)."""
+        position = {sample_id: i for i, sample_id in enumerate(self.ids)}
+        return self.take(np.array([position[i] for i in ids], dtype=np.int64))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary name beside `path`; move it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A fresh name that the writer creates itself, so the file gets the usual umask permissions.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_scores(path: str | Path, table: ScoreTable) -> None:
+    """Write a score table as Parquet, atomically."""
+    _validate(table, path)
+    n, k = table.logits.shape
+    flat = pa.array(np.ascontiguousarray(table.logits, dtype=np.float32).ravel(), type=pa.float32())
+    columns = {
+        "id": pa.array(table.ids, type=pa.string()),
+        "split": pa.array(table.splits, type=pa.string()),
+        "label": pa.array(np.asarray(table.labels, dtype=np.int64), type=pa.int64()),
+        "modality": pa.array([table.modality] * n, type=pa.string()),
+        "checkpoint_digest": pa.array([table.checkpoint_digest] * n, type=pa.string()),
+        "pipeline_digest": pa.array([table.pipeline_digest] * n, type=pa.string()),
+        "logits": pa.FixedSizeListArray.from_arrays(flat, k),
+    }
+    metadata = {b"mmfc.format": FORMAT_TAG, b"mmfc.class_names": json.dumps(table.class_names).encode()}
+    arrow = pa.table(columns).replace_schema_metadata(metadata)
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow, tmp)
+
+
+def read_scores(path: str | Path) -> ScoreTable:
+    """Read a score file; DataError naming the file for a missing, broken or foreign one."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "score file not found")
+    try:
+        arrow = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(path, f"not a readable Parquet file ({exc})") from None
+    metadata = arrow.schema.metadata or {}
+    if metadata.get(b"mmfc.format") != FORMAT_TAG:
+        raise DataError(path, f"not an mmfc score file (format tag {metadata.get(b'mmfc.format')!r})")
+    missing = [c for c in _COLUMNS if c not in arrow.column_names]
+    if missing:
+        raise DataError(path, f"missing columns {missing}")
+    logits_type = arrow.schema.field("logits").type
+    if not pa.types.is_fixed_size_list(logits_type):
+        raise DataError(path, f"logits column is {logits_type}, expected fixed_size_list<float32>")
+    k = logits_type.list_size
+    n = arrow.num_rows
+    logits_column = arrow.column("logits").combine_chunks()
+    if logits_column.null_count:
+        raise DataError(path, f"{logits_column.null_count} rows have no logits")
+    logits = logits_column.values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(n, k)
+    try:
+        class_names = json.loads(metadata[b"mmfc.class_names"])
+    except (KeyError, ValueError):
+        raise DataError(path, "class names missing from the schema metadata") from None
+    single = {}
+    for column in ("modality", "checkpoint_digest", "pipeline_digest"):
+        values = set(arrow.column(column).to_pylist())
+        if len(values) > 1:
+            raise DataError(path, f"column {column} holds several values {sorted(values)}; one file holds one source")
+        single[column] = values.pop() if values else ""
+    table = ScoreTable(
+        ids=arrow.column("id").to_pylist(),
+        splits=arrow.column("split").to_pylist(),
+        labels=arrow.column("label").to_numpy().astype(np.int64),
+        logits=logits,
+        modality=single["modality"],
+        checkpoint_digest=single["checkpoint_digest"],
+        pipeline_digest=single["pipeline_digest"],
+        class_names=class_names,
+    )
+    _validate(table, path)
+    return table
+
+
+def check_compatible(a: ScoreTable, b: ScoreTable, a_path: str | Path, b_path: str | Path) -> None:
+    """Refuse two score files that do not describe the same samples with the same labels."""
+    where = f"{a_path} vs {b_path}"
+    if a.num_classes != b.num_classes:
+        raise DataError(where, f"class counts differ: {a.num_classes} vs {b.num_classes}")
+    if a.class_names != b.class_names:
+        diff = next(i for i, (x, y) in enumerate(zip(a.class_names, b.class_names)) if x != y)
+        raise DataError(where, f"class names differ at {diff}: {a.class_names[diff]!r} vs {b.class_names[diff]!r}")
+    a_ids, b_ids = set(a.ids), set(b.ids)
+    if a_ids != b_ids:
+        only_a, only_b = sorted(a_ids - b_ids), sorted(b_ids - a_ids)
+        raise DataError(
+            where,
+            f"sample sets differ: {len(only_a)} only in the first (e.g. {only_a[:3]}), "
+            f"{len(only_b)} only in the second (e.g. {only_b[:3]})",
+        )
+    b_row = {sample_id: i for i, sample_id in enumerate(b.ids)}
+    label_diff = [i for i, x in zip(a.ids, a.labels) if b.labels[b_row[i]] != x]
+    if label_diff:
+        first = label_diff[0]
+        raise DataError(
+            where,
+            f"labels differ for {len(label_diff)} samples, e.g. {first}: "
+            f"{a.labels[a.ids.index(first)]} vs {b.labels[b_row[first]]}",
+        )
+    split_diff = [i for i, s in zip(a.ids, a.splits) if b.splits[b_row[i]] != s]
+    if split_diff:
+        raise DataError(where, f"splits differ for {len(split_diff)} samples, e.g. {split_diff[0]}")
+
+
+def _validate(table: ScoreTable, path: str | Path) -> None:
+    n = len(table.ids)
+    logits = np.asarray(table.logits)
+    if logits.ndim != 2 or logits.shape[0] != n or len(table.splits) != n or np.shape(table.labels) != (n,):
+        raise DataError(
+            path,
+            f"inconsistent sizes: {n} ids, {len(table.splits)} splits, labels {np.shape(table.labels)}, "
+            f"logits {logits.shape}",
+        )
+    k = logits.shape[1]
+    if len(table.class_names) != k:
+        raise DataError(path, f"{len(table.class_names)} class names for {k} logit columns")
+    if len(set(table.ids)) != n:
+        raise DataError(path, f"{n - len(set(table.ids))} duplicate sample ids")
+    bad_splits = sorted(set(table.splits) - set(SPLITS))
+    if bad_splits:
+        raise DataError(path, f"unknown splits {bad_splits}; expected {list(SPLITS)}")
+    if n and (table.labels.min() < 0 or table.labels.max() >= k):
+        raise DataError(path, f"labels outside [0, {k}): {table.labels.min()}..{table.labels.max()}")
+    if not np.isfinite(logits).all():
+        raise DataError(path, f"{int((~np.isfinite(logits)).any(axis=1).sum())} rows have non-finite logits")

@@ -1,0 +1,130 @@
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from mmfc.config import Pipeline
+from mmfc.errors import DataError
+from mmfc.fusion.stage import run_fuse
+from mmfc.report.plots import plot_confusion
+from mmfc.report.stage import read_curves, run_report
+from mmfc.scores.format import ScoreTable, write_scores
+
+torch.set_num_threads(1)
+
+NTU_NAMES = ["drink water", "eat meal/snack", "brushing teeth", "brushing hair", "drop", "pickup",
+             "throw", "sitting down", "standing up (from sitting position)", "clapping", "reading", "writing"]
+
+
+def _scores(rng, k, n_per_split=(60, 120, 120)):
+    splits = [s for s, n in zip(("train", "val", "test"), n_per_split) for _ in range(n)]
+    n = len(splits)
+    labels = rng.integers(0, k, n)
+    onehot = np.eye(k)[labels]
+    names = NTU_NAMES if k == len(NTU_NAMES) else [f"class {c:03d}" for c in range(k)]
+    ids = [f"S{i:05d}" for i in range(n)]
+    rgb = (2.0 * onehot + rng.normal(size=(n, k))).astype(np.float32)
+    skel = (1.5 * onehot + rng.normal(size=(n, k))).astype(np.float32)
+    return (
+        ScoreTable(list(ids), list(splits), labels, rgb, "rgb", "ck-r", "pd", list(names)),
+        ScoreTable(list(ids), list(splits), labels.copy(), skel, "skel", "ck-s", "pd", list(names)),
+    )
+
+
+def _epochs(n, start_acc):
+    return [
+        {"epoch": e, "lr": 0.01, "train_loss": 2.0 / e, "train_ce": 2.0 / e, "train_ccl": 0.1, "train_top1": min(1, start_acc + 0.1 * e),
+         "val_loss": 2.2 / e + 0.1, "val_top1": min(1, start_acc + 0.08 * e), "val_top5": 1.0, "val_mean_class": 0.5,
+         "seconds": 1.0}
+        for e in range(1, n + 1)
+    ]
+
+
+def _make_run(tmp_path, k=12, name="synth"):
+    cfg = Pipeline(name=name, workdir=str(tmp_path / "run"))
+    cfg.data.num_classes = k
+    cfg.fusion.grid = 11
+    rgb, skel = _scores(np.random.default_rng(k), k)
+    write_scores(cfg.paths.scores / "rgb.parquet", rgb)
+    write_scores(cfg.paths.scores / "skel.parquet", skel)
+    for modality, epochs in (("rgb", 8), ("skel", 12)):
+        folder = cfg.paths.train(modality)
+        folder.mkdir(parents=True)
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _epochs(epochs, 0.2)))
+    run_fuse(cfg)
+    return cfg, rgb
+
+
+def test_report_writes_markdown_html_and_figures(tmp_path):
+    cfg, rgb = _make_run(tmp_path)
+    # One ablation variant exists; the others must show as missing.
+    crop_rgb = rgb.take(np.arange(len(rgb.ids)))
+    crop_rgb.logits = crop_rgb.logits.copy()
+    crop_rgb.logits[:] = np.eye(12)[crop_rgb.labels] * 5  # a perfect classifier: 100.0 on test
+    write_scores(cfg.paths.root / "ablation" / "crop" / "scores" / "rgb.parquet", crop_rgb)
+    run_report(cfg)
+    out = cfg.paths.report
+    for name in ("report.md", "report.html", "confusion.png", "curves.png"):
+        assert (out / name).stat().st_size > 0
+    md = (out / "report.md").read_text()
+    for needle in ("Accuracy (%)", "fusion: global (selected)", "fusion: adaptive", "fusion: per_class",
+                   "fusion: pyskl_1_1", "Most confused class pairs", "not comparable", "synthetic data"):
+        assert needle in md
+    ablation = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in md.splitlines()
+                if line.startswith("| ") and ("crop" in line or "Baseline" in line or "Full" in line or "Pose" in line)}
+    assert ablation["+crop: plain RGB on skeleton-guided crops"][:2] == ["95.3", "100.0"]
+    assert ablation["Baseline: plain RGB on whole frames"][1] == "—"
+    assert ablation["+crop+STAA"][1] == "—"
+    assert re.fullmatch(r"\d+\.\d", ablation["Full: +CCL and fusion with the skeleton branch"][1])
+    assert re.fullmatch(r"\d+\.\d", ablation["Pose: skeleton branch alone"][1])
+    html = (out / "report.html").read_text()
+    # Self-contained: both figures inlined, nothing fetched from elsewhere.
+    assert html.count('src="data:image/png;base64,') == 2
+    assert "http" not in html and "<table>" in html
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_report_on_ntu60_xsub_is_marked_comparable(tmp_path):
+    cfg, _ = _make_run(tmp_path, name="ntu60-xsub")
+    cfg.data.root = "/data/nturgbd"
+    cfg.data.num_classes = 60  # only the description reads it; the scores have 12 classes
+    run_report(cfg)
+    md = (cfg.paths.report / "report.md").read_text()
+    assert "not comparable" not in md and "protocol of the paper's numbers" in md
+
+
+def test_missing_inputs_name_the_file_and_the_stage(tmp_path):
+    cfg, _ = _make_run(tmp_path)
+    (cfg.paths.train("skel") / "metrics.jsonl").unlink()
+    with pytest.raises(DataError, match=r"train/skel/metrics.jsonl: missing; made by `mmfc stage train --modality skel`"):
+        run_report(cfg)
+    (cfg.paths.fusion / "weights.json").unlink()
+    with pytest.raises(DataError, match=r"fusion/weights.json: missing; made by `mmfc stage fuse`"):
+        run_report(cfg)
+
+
+def test_broken_metrics_line_is_reported_with_its_number(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps(_epochs(1, 0.1)[0]) + "\n{not json\n")
+    with pytest.raises(DataError, match="line 2 is not JSON"):
+        read_curves(path)
+    path.write_text(json.dumps({"epoch": 1}) + "\n")
+    with pytest.raises(DataError, match="line 1 lacks"):
+        read_curves(path)
+    path.write_text(json.dumps({**_epochs(1, 0.1)[0], "val_top1": 85.0}) + "\n")
+    with pytest.raises(DataError, match="expected a fraction"):
+        read_curves(path)
+
+
+def test_confusion_png_renders_for_many_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    k = 120
+    labels = rng.integers(0, k, 3000)
+    pred = np.where(rng.random(3000) < 0.7, labels, rng.integers(0, k, 3000))
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (labels, pred), 1)
+    names = [f"class {c}: {'a long action name ' * 2}" for c in range(k)]
+    plot_confusion(cm, names, "120 classes", tmp_path / "cm.png")
+    assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
