@@ -1,0 +1,286 @@
+"""Stage 2: train one modality from the stage-1 crop store, with exact resume and DDP.
+
+Writes <workdir>/train/<modality>/: last.pt (every epoch), best.pt (best validation top-1, ties
+to the lower validation loss), metrics.jsonl (one line per epoch) and done.json at the end.
+Only the "train" split is learnt from and only "val" selects the best epoch; "test" is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from mmfc.config import ConfigError, Pipeline
+from mmfc.crops.store import open_crops
+from mmfc.data.layouts import get_layout
+from mmfc.errors import DataError
+from mmfc.models import build_ccl, build_rgb_model, build_skel_model, load_pretrained
+from mmfc.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from mmfc.train.datasets import build_dataset
+from mmfc.train.distributed import (
+    DistEnv,
+    ShardedSampler,
+    all_gather_objects,
+    barrier,
+    broadcast_buffers,
+    derive_seed,
+    setup_distributed,
+    teardown_distributed,
+    wrap_model,
+)
+from mmfc.train.loop import Objective, amp_enabled, evaluate, train_epoch
+from mmfc.train.schedule import build_optimizer, make_scheduler
+
+MODALITIES = ("rgb", "skel")
+console = Console(stderr=True)
+
+
+def run_train(cfg: Pipeline, modality: str, resume: bool = False) -> None:
+    """Train `modality` ("rgb" or "skel"); under torchrun every process calls this."""
+    if modality not in MODALITIES:
+        raise ConfigError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    env = setup_distributed()
+    try:
+        _train(cfg, modality, resume, env)
+    finally:
+        teardown_distributed(env)
+
+
+def training_digest(cfg: Pipeline, modality: str) -> str:
+    """Hash of everything that shapes the trained weights: the data, the crops, the branch."""
+    parts = {key: cfg.digest(key) for key in ("data", "crops", modality)}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_model(cfg: Pipeline, modality: str, num_classes: int, layout: str) -> torch.nn.Module:
+    if modality == "rgb":
+        return build_rgb_model(cfg.rgb.model, num_classes)
+    return build_skel_model(cfg.skel.model, num_classes, get_layout(layout))
+
+
+def split_indices(store, split: str) -> list[int]:
+    return [i for i, row in enumerate(store.index) if row["split"] == split]
+
+
+def _train(cfg: Pipeline, modality: str, resume: bool, env: DistEnv) -> None:
+    tcfg = getattr(cfg, modality).train
+    if tcfg.epochs < 1:
+        raise ConfigError(f"{modality}.train.epochs must be at least 1, got {tcfg.epochs}")
+    out = cfg.paths.train(modality)
+    digest = training_digest(cfg, modality)
+    if resume and _finished(out, digest):
+        if env.is_main:
+            console.print(f"{out}: training already finished with this configuration; nothing to do")
+        return
+
+    _make_deterministic(tcfg.seed)
+    store = open_crops(cfg.paths.crops)
+    model, ccl = _build_networks(cfg, modality, store, env)
+    objective = Objective(model, ccl).to(env.device)
+    data = _TrainData(cfg, modality, store, env)
+    optimizer = build_optimizer(objective.parameters(), tcfg)
+    scheduler = make_scheduler(optimizer, tcfg, data.steps_per_epoch)
+
+    state = _start_state(out, digest, resume, env)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        ccl.load_state_dict(state["ccl"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng = state["rng"]
+        restore_rng(rng[env.rank] if len(rng) == env.world_size else rng[0])
+        epoch, best, history = state["epoch"], state["best"], state["history"]
+    else:
+        # Model init used the shared seed; from here each rank draws its own dropout masks.
+        torch.manual_seed(derive_seed(tcfg.seed, env.rank))
+        epoch, best, history = 0, None, []
+
+    trainer = wrap_model(objective, env)
+    amp = amp_enabled(tcfg, env.device)
+    header = {"modality": modality, "config_digest": digest, "num_classes": store.num_classes,
+              "class_names": list(store.class_names), "layout": store.layout}
+    while epoch < tcfg.epochs:
+        start = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        data.set_epoch(epoch)
+        with EpochProgress(env, data.steps_per_epoch, f"{modality} epoch {epoch + 1}/{tcfg.epochs}") as on_step:
+            train_metrics = train_epoch(trainer, data.train_loader, optimizer, scheduler, env, amp, on_step)
+        broadcast_buffers(objective, env)
+        val_metrics = evaluate(model, data.val_loader, env, amp, store.num_classes)
+        epoch += 1
+        row = {"epoch": epoch, "lr": lr, **train_metrics, **val_metrics, "seconds": time.perf_counter() - start}
+        history.append(row)
+        improved = _is_better(row, best)
+        if improved:
+            best = {"epoch": epoch, "val_top1": row["val_top1"], "val_loss": row["val_loss"]}
+        rng_states = all_gather_objects(capture_rng(), env)  # a collective: every rank takes part
+        if env.is_main:
+            if improved:
+                save_checkpoint(out / "best.pt", {**header, "model": model.state_dict(), "epoch": epoch, "best": best})
+            save_checkpoint(out / "last.pt", {
+                **header, "model": model.state_dict(), "ccl": ccl.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": rng_states, "epoch": epoch, "best": best, "history": history,
+            })
+            _write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+            _print_epoch(modality, row)
+        barrier(env)
+    if env.is_main:
+        _write_text(out / "done.json", json.dumps({
+            "epochs": tcfg.epochs, "best_epoch": best["epoch"], "best_val_top1": best["val_top1"],
+            "config_digest": digest,
+        }, indent=2))
+
+
+def _build_networks(cfg: Pipeline, modality: str, store, env: DistEnv):
+    """The branch network (pretrained weights where configured) and its contrastive head."""
+    model = build_model(cfg, modality, store.num_classes, store.layout)
+    if modality == "rgb" and cfg.rgb.model.pretrained:
+        missing, unexpected = load_pretrained(model, cfg.rgb.model.pretrained)
+        if env.is_main:
+            console.print(f"pretrained {cfg.rgb.model.pretrained}: {len(missing)} tensors left at their "
+                          f"initialisation, {len(unexpected)} unused")
+    ccl = build_ccl(getattr(cfg, modality).ccl, store.num_classes, model.feature_dims)
+    return model, ccl
+
+
+class _TrainData:
+    """Training ("train" split, augmented, shuffled per epoch) and validation ("val") loaders."""
+
+    def __init__(self, cfg: Pipeline, modality: str, store, env: DistEnv):
+        tcfg = getattr(cfg, modality).train
+        self.seed, self.rank = tcfg.seed, env.rank
+        train_idx, val_idx = split_indices(store, "train"), split_indices(store, "val")
+        for split, idx in (("train", train_idx), ("val", val_idx)):
+            if not idx:
+                raise DataError(cfg.paths.crops, f"the crop store has no {split!r} samples")
+        self.train_set = build_dataset(cfg, modality, store, train_idx, train=True)
+        self.train_sampler = ShardedSampler(len(train_idx), env, shuffle=True, seed=tcfg.seed, limit=tcfg.max_samples)
+        self.loader_rng = torch.Generator()
+        self.train_loader = _loader(self.train_set, self.train_sampler, tcfg, env, self.loader_rng, drop_last=True)
+        val_set = build_dataset(cfg, modality, store, val_idx, train=False)
+        self.val_loader = _loader(val_set, ShardedSampler(len(val_idx), env, shuffle=False), tcfg, env)
+        self.steps_per_epoch = len(self.train_loader)
+        if self.steps_per_epoch == 0:
+            raise DataError(
+                cfg.paths.crops,
+                f"{len(self.train_sampler)} training samples per process is less than one batch of {tcfg.batch_size}",
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Order, augmentation and worker seeds of an epoch depend on (seed, epoch) alone."""
+        self.train_sampler.set_epoch(epoch)
+        self.train_set.set_epoch(epoch)
+        self.loader_rng.manual_seed(derive_seed(self.seed, epoch, self.rank))
+
+
+def _print_epoch(modality: str, row: dict) -> None:
+    console.print(
+        f"{modality} epoch {row['epoch']}: loss {row['train_loss']:.4f} train top1 {row['train_top1']:.3f} "
+        f"val top1 {row['val_top1']:.3f} val loss {row['val_loss']:.4f} ({row['seconds']:.1f}s)",
+        highlight=False,
+    )
+
+
+def _finished(out: Path, digest: str) -> bool:
+    try:
+        done = json.loads((out / "done.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return done.get("config_digest") == digest and (out / "best.pt").is_file()
+
+
+def _start_state(out: Path, digest: str, resume: bool, env: DistEnv) -> dict | None:
+    """The checkpoint to continue from, or None to start over (clearing a previous run)."""
+    last = out / "last.pt"
+    if resume and last.is_file():
+        state = load_checkpoint(last, required=("model", "ccl", "optimizer", "scheduler", "rng", "epoch"))
+        if state.get("config_digest") == digest:
+            return state
+        if env.is_main:
+            console.print(f"[yellow]warning:[/] {last} was trained with another configuration; starting over")
+    elif last.is_file() and env.is_main:
+        console.print(f"[yellow]warning:[/] {last} exists; starting over (pass --resume to continue it)")
+    barrier(env)  # every rank has read last.pt before rank 0 clears the folder
+    if env.is_main:
+        for name in ("done.json", "best.pt", "last.pt", "metrics.jsonl"):
+            (out / name).unlink(missing_ok=True)
+    return None
+
+
+def _is_better(row: dict, best: dict | None) -> bool:
+    if best is None:
+        return True
+    if row["val_top1"] != best["val_top1"]:
+        return row["val_top1"] > best["val_top1"]
+    return row["val_loss"] < best["val_loss"]
+
+
+def _make_deterministic(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+
+
+def _loader(dataset, sampler, tcfg, env: DistEnv, generator=None, drop_last=False):
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=tcfg.batch_size,
+        sampler=sampler,
+        num_workers=tcfg.num_workers,
+        pin_memory=env.device.type == "cuda",
+        drop_last=drop_last,
+        # An explicit generator: worker seeds never draw from (and shift) the global RNG.
+        generator=generator if generator is not None else torch.Generator().manual_seed(0),
+    )
+
+
+class EpochProgress:
+    """A rich progress bar (loss, accuracy, clips/s, ETA) on rank 0 of an interactive terminal."""
+
+    def __init__(self, env: DistEnv, total: int, title: str):
+        self.bar = None
+        if env.is_main and console.is_terminal:
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(),
+                TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f} {task.fields[rate]:.1f} clips/s"),
+                TimeRemainingColumn(), console=console, transient=True,
+            )
+            self.task = self.bar.add_task(title, total=total, loss=0.0, acc=0.0, rate=0.0)
+
+    def __enter__(self):
+        if self.bar is None:
+            return None
+        self.bar.start()
+        return self._update
+
+    def _update(self, step: dict) -> None:
+        self.bar.update(self.task, advance=1, loss=step["loss"], acc=step["acc"], rate=step["clips_per_s"])
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,86 @@
+"""Stage 3: scores of every stored sample from the best checkpoint, in the shared score format."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from mmfc.crops.store import open_crops
+from mmfc.errors import DataError
+from mmfc.scores.format import read_scores
+from mmfc.scores.stage import run_scores
+from mmfc.train.checkpoint import load_checkpoint
+from mmfc.train.datasets import build_dataset
+from mmfc.train.loop import predict
+from mmfc.train.stage import build_model, run_train
+from test_train import build_tiny_store, tiny_pipeline
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny store and both modalities trained for one epoch on it. -> (store_root, workdir)"""
+    store_root = build_tiny_store(tmp_path_factory.mktemp("tiny"))
+    workdir = tmp_path_factory.mktemp("run")
+    cfg = tiny_pipeline(workdir, store_root, "rgb.train.epochs=1", "skel.train.epochs=1")
+    for modality in ("rgb", "skel"):
+        run_train(cfg, modality)
+    return store_root, workdir
+
+
+def reference_logits(cfg, modality: str, clip: int, clips: int) -> np.ndarray:
+    """The best checkpoint's logits of every store sample for one test clip, computed directly."""
+    store = open_crops(cfg.paths.crops)
+    model = build_model(cfg, modality, store.num_classes, store.layout)
+    model.load_state_dict(load_checkpoint(cfg.paths.train(modality) / "best.pt")["model"])
+    dataset = build_dataset(cfg, modality, store, list(range(len(store))), train=False, clip=clip, num_clips=clips)
+    indices, _, logits = predict(model, torch.utils.data.DataLoader(dataset, batch_size=5), torch.device("cpu"), False)
+    assert indices.tolist() == list(range(len(store)))
+    return logits
+
+
+@pytest.mark.parametrize("modality", ["rgb", "skel"])
+def test_scores_cover_every_sample_with_digests(trained, modality):
+    store_root, workdir = trained
+    cfg = tiny_pipeline(workdir, store_root, "rgb.train.epochs=1", "skel.train.epochs=1")
+    run_scores(cfg, modality)
+    table = read_scores(cfg.paths.scores / f"{modality}.parquet")
+    store = open_crops(cfg.paths.crops)
+
+    assert table.ids == [row["id"] for row in store.index]
+    assert table.splits == [row["split"] for row in store.index]
+    assert set(table.splits) == {"train", "val", "test"}
+    np.testing.assert_array_equal(table.labels, [row["label"] for row in store.index])
+    assert table.logits.shape == (len(store), store.num_classes) and table.logits.dtype == np.float32
+    assert table.modality == modality and table.class_names == store.class_names
+    best = cfg.paths.train(modality) / "best.pt"
+    assert table.checkpoint_digest == hashlib.sha256(best.read_bytes()).hexdigest()[:16]
+    assert table.pipeline_digest == cfg.digest()
+    np.testing.assert_allclose(table.logits, reference_logits(cfg, modality, 0, 1), rtol=1e-5, atol=1e-5)
+
+
+def test_multi_clip_scores_average_evenly_spaced_clips(trained):
+    store_root, workdir = trained
+    cfg = tiny_pipeline(workdir, store_root, "rgb.train.epochs=1", "skel.train.epochs=1", "scores.clips=3")
+    run_scores(cfg, "skel")
+    table = read_scores(cfg.paths.scores / "skel.parquet")
+    clips = [reference_logits(cfg, "skel", c, 3) for c in range(3)]
+    assert not np.allclose(clips[0], clips[2])  # the clips do see different frames
+    np.testing.assert_allclose(table.logits, np.mean(clips, axis=0), rtol=1e-5, atol=1e-5)
+    assert table.pipeline_digest == cfg.digest()
+
+
+def test_missing_or_foreign_checkpoint_is_a_data_error(trained, tmp_path):
+    store_root, workdir = trained
+    with pytest.raises(DataError, match="no such checkpoint"):
+        run_scores(tiny_pipeline(tmp_path, store_root), "rgb")
+    foreign = tmp_path / "train" / "rgb" / "best.pt"
+    foreign.parent.mkdir(parents=True)
+    foreign.write_bytes((workdir / "train" / "skel" / "best.pt").read_bytes())
+    with pytest.raises(DataError, match="holds a 'skel' model"):
+        run_scores(tiny_pipeline(tmp_path, store_root), "rgb")
+    assert not (tmp_path / "scores" / "rgb.parquet").exists()
