@@ -35,7 +35,8 @@ stage_app = typer.Typer(
 )
 app.add_typer(stage_app, name="stage")
 
-err_console = Console(stderr=True)
+# soft_wrap: an error names a file; wrapping would break the path across lines.
+err_console = Console(stderr=True, soft_wrap=True)
 
 PipelineOpt = Annotated[
     Path,

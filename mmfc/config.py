@@ -69,6 +69,8 @@ class CropConfig:
     allow_pad: bool = True
     # "frame" mode: exponential smoothing factor of the box centre and size over time.
     smooth: float = 0.8
+    # Rotate 3D skeletons so the spine is +z and the shoulders +x (PYSKL PreNormalize3D align).
+    align: bool = False
     # Side of the stored square frames; larger than the training input so stage 2 can still
     # random-crop.
     size: int = 256
@@ -101,6 +103,8 @@ class SkelModelConfig:
     # "joint", "bone", "joint_motion" or "bone_motion".
     stream: str = "joint"
     base_channels: int = 64
+    # Coordinates per joint; 0 takes them from the layout (ntu25: 3D, coco17: 2D).
+    in_channels: int = 0
     num_frames: int = 64
     num_persons: int = 2
     dropout: float = 0.0
@@ -132,6 +136,8 @@ class TrainConfig:
     # "cosine" or "step" (step multiplies lr by 0.1 at each milestone epoch).
     schedule: str = "cosine"
     milestones: list[int] = field(default_factory=lambda: [20, 25])
+    # Update the learning rate every "iteration" (smooth) or once per "epoch".
+    lr_step: str = "iteration"
     seed: int = 0
     num_workers: int = 0
     # bf16 autocast on CUDA (and on CPU when set explicitly with amp_cpu).
@@ -174,12 +180,18 @@ class FusionConfig:
     grid: int = 101
     # Per-class method: L2 penalty pulling the class weights toward the global weight.
     per_class_l2: float = 1.0
+    # Method whose scores become fusion/fused.parquet (every method is fitted and reported):
+    # "global", "adaptive", "per_class", "pyskl_1_1", "pyskl_2_1" or "pyskl_1_2".
+    method: str = "global"
 
 
 @dataclass
 class Pipeline:
     name: str = "synth"
     workdir: str = "runs/synth"
+    # Read stage-1 crops from another workdir instead of this one's: ablation variants that
+    # differ only in the model share one set of crops.
+    crops_from: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     crops: CropConfig = field(default_factory=CropConfig)
     rgb: RGBConfig = field(default_factory=RGBConfig)
@@ -189,7 +201,7 @@ class Pipeline:
 
     @property
     def paths(self) -> WorkdirLayout:
-        return WorkdirLayout(Path(self.workdir))
+        return WorkdirLayout(Path(self.workdir), Path(self.crops_from or self.workdir))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -206,10 +218,11 @@ class WorkdirLayout:
     """Where each stage writes; each stage reads only the previous stage's files."""
 
     root: Path
+    crops_root: Path
 
     @property
     def crops(self) -> Path:
-        return self.root / "crops"
+        return self.crops_root / "crops"
 
     def train(self, modality: str) -> Path:
         return self.root / "train" / modality
@@ -302,7 +315,7 @@ def _coerce(hint, value, where: str, key: str):
         raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
-    if hint is str and not isinstance(value, str):
+    if hint is str and isinstance(value, (int, float)):
         value = str(value)  # e.g. --set data.root=2024 reads as a number
     if hint in (float, str) and not isinstance(value, hint):
         raise ConfigError(f"{where}: {key} must be a {hint.__name__}, got {value!r}")

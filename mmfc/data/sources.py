@@ -1,0 +1,63 @@
+"""Open the data source a pipeline names, and summarise what it selects (`mmfc info`)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from mmfc.config import ConfigError, DataConfig
+from mmfc.data.layouts import Layout
+from mmfc.data.ntu import NTUSource
+from mmfc.data.pose_pickle import PosePickleSource
+from mmfc.data.sample import SPLITS, Sample, Skeleton
+
+
+class Source(Protocol):
+    class_names: list[str]
+    num_classes: int
+    layout: Layout
+    # reason -> number of samples of the dataset that the configuration leaves out
+    excluded: dict[str, int]
+
+    def samples(self) -> list[Sample]: ...
+
+    def load_skeleton(self, sample: Sample) -> Skeleton:
+        """The sample's skeleton; raises DataError when its file is unusable."""
+        ...
+
+
+SOURCES = {
+    "ntu": NTUSource,
+    "pose_pickle": PosePickleSource,
+}
+
+
+def open_source(cfg: DataConfig) -> Source:
+    try:
+        make = SOURCES[cfg.source]
+    except KeyError:
+        raise ConfigError(f"data.source {cfg.source!r} is not one of {', '.join(SOURCES)}") from None
+    return make(cfg)
+
+
+def describe_selection(cfg: DataConfig) -> dict:
+    """Counts per split and per class, videos found, and what was left out and why."""
+    source = open_source(cfg)
+    samples = source.samples()
+    per_split = {split: sum(s.split == split for s in samples) for split in SPLITS}
+    per_class = {
+        name: {split: 0 for split in SPLITS} for name in source.class_names
+    }
+    for s in samples:
+        per_class[source.class_names[s.label]][s.split] += 1
+    with_video = sum(s.video_path is not None for s in samples)
+    return {
+        "source": cfg.source,
+        "root": cfg.root,
+        "layout": source.layout.name,
+        "num_classes": source.num_classes,
+        "samples": len(samples),
+        "splits": per_split,
+        "video": {"with": with_video, "without": len(samples) - with_video},
+        "excluded": dict(source.excluded),
+        "classes": per_class,
+    }

@@ -1,0 +1,103 @@
+"""Video probing and frame reading with OpenCV.
+
+Frames are decoded sequentially: grab() every frame up to the last wanted one and retrieve()
+(the costly colour conversion) only the wanted ones. Seeking per frame is slow and, for many
+AVI/H.264 files, inexact, so it is never used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mmfc.errors import DataError
+
+
+@dataclass
+class VideoInfo:
+    path: Path
+    frames: int  # as the container reports it; may be off by a few frames
+    fps: float
+    width: int
+    height: int
+
+
+def _open(path: Path) -> cv2.VideoCapture:
+    if not path.is_file():
+        raise DataError(path, "no such video file")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise DataError(path, "cannot open video (unknown container or codec)")
+    return capture
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    path = Path(path)
+    capture = _open(path)
+    try:
+        info = VideoInfo(
+            path=path,
+            frames=int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+            fps=float(capture.get(cv2.CAP_PROP_FPS)),
+            width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
+    finally:
+        capture.release()
+    if info.width <= 0 or info.height <= 0:
+        raise DataError(path, "video reports no frame size")
+    return info
+
+
+def read_frames(path: str | Path, indices) -> np.ndarray:
+    """Frames at `indices` (any order, repeats allowed) as uint8 RGB [N, H, W, 3].
+
+    An index past the last decodable frame (containers often over-report their frame count)
+    gets the last decoded frame instead; only a video that decodes no frame at all is an error.
+    """
+    path = Path(path)
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if indices.size == 0:
+        raise DataError(path, "no frame indices requested")
+    if indices.min() < 0:
+        raise DataError(path, f"negative frame index {int(indices.min())}")
+    wanted = np.unique(indices)  # sorted
+    decoded: dict[int, np.ndarray] = {}
+    capture = _open(path)
+    try:
+        next_wanted = 0
+        for frame in range(int(wanted[-1]) + 1):
+            if not capture.grab():
+                break
+            if frame == wanted[next_wanted]:
+                ok, image = capture.retrieve()
+                if not ok:
+                    break
+                decoded[frame] = image
+                next_wanted += 1
+            if next_wanted == len(wanted):
+                break
+    finally:
+        capture.release()
+    if not decoded:
+        raise DataError(path, "no frame could be decoded")
+    available = np.array(sorted(decoded))
+    # Wanted frames beyond the end map to the last frame that decoded.
+    nearest = available[np.clip(np.searchsorted(available, indices, side="right") - 1, 0, None)]
+    first = decoded[int(available[0])]
+    out = np.empty((len(indices), *first.shape), dtype=np.uint8)  # [N, H, W, 3]
+    for row, frame in enumerate(nearest):
+        cv2.cvtColor(decoded[int(frame)], cv2.COLOR_BGR2RGB, dst=out[row])
+    return out
+
+
+def scale_pixels(pixels: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
+    """Rescale [..., 2] (x, y) pixel coordinates from a (width, height) frame to another."""
+    scale = np.array(
+        [to_size[0] / from_size[0], to_size[1] / from_size[1]], dtype=np.float32
+    )
+    return np.asarray(pixels, dtype=np.float32) * scale
