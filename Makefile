@@ -7,6 +7,8 @@ MMFC := $(VENV)/bin/mmfc
 # The workdir a pipeline writes into, read with the standard library so it works before setup.
 WORKDIR := $(shell $(PYTHON) -c "import tomllib,sys; print(tomllib.load(open('$(PIPELINE)','rb')).get('workdir','runs/synth'))" 2>/dev/null || echo runs/synth)
 SYNTH_DATA := data/synth
+# Clips per class, performer and camera of the demo's synthetic dataset (864 clips at 3).
+SYNTH_PER_CLASS ?= 3
 STAGE = $(MMFC) stage
 
 .PHONY: setup demo test crops train-rgb train-skel train scores fuse report ablation bench clean help
@@ -32,7 +34,7 @@ test: setup
 	$(VENV)/bin/python -m pytest -q
 
 $(SYNTH_DATA)/.complete: | setup
-	$(MMFC) synth --out $(SYNTH_DATA)
+	$(MMFC) synth --out $(SYNTH_DATA) --per-class $(SYNTH_PER_CLASS)
 
 # Only the synthetic pipeline needs generated data; the others point at a dataset on disk.
 ifeq ($(PIPELINE),pipelines/synth.toml)
@@ -60,6 +62,30 @@ fuse: $(WORKDIR)/fusion/weights.json
 $(WORKDIR)/report/report.html: $(WORKDIR)/fusion/weights.json
 	$(STAGE) report --pipeline $(PIPELINE)
 report: $(WORKDIR)/report/report.html
+
+# The paper's ablation on this pipeline's data: RGB variants without CCL, each in
+# $(WORKDIR)/ablation/<variant>; "pose" and "full" are the main run's skeleton and fused scores.
+ABLATION := $(WORKDIR)/ablation
+ABLATION_VARIANTS := baseline crop crop_ma crop_staa
+NO_CCL := --set rgb.ccl.weight=0
+ABL_baseline := --set workdir=$(ABLATION)/baseline --set crops.mode=none --set rgb.model.block=plain $(NO_CCL)
+ABL_crop := --set workdir=$(ABLATION)/crop --set crops_from=$(WORKDIR) --set rgb.model.block=plain $(NO_CCL)
+ABL_crop_ma := --set workdir=$(ABLATION)/crop_ma --set crops_from=$(WORKDIR) --set rgb.model.block=ma $(NO_CCL)
+ABL_crop_staa := --set workdir=$(ABLATION)/crop_staa --set crops_from=$(WORKDIR) --set rgb.model.block=staa $(NO_CCL)
+ABLATION_SCORES := $(ABLATION_VARIANTS:%=$(ABLATION)/%/scores/rgb.parquet)
+
+# The baseline has crops of its own (whole frames); the others share the main run's crops.
+$(ABLATION)/baseline/crops/index.parquet: $(PIPELINE) $(CROP_INPUTS) | setup
+	$(STAGE) crops --pipeline $(PIPELINE) $(ABL_baseline)
+$(ABLATION)/baseline/scores/rgb.parquet: $(ABLATION)/baseline/crops/index.parquet
+$(filter-out %/baseline/scores/rgb.parquet,$(ABLATION_SCORES)): $(WORKDIR)/crops/index.parquet
+
+$(ABLATION_SCORES): $(ABLATION)/%/scores/rgb.parquet:
+	$(STAGE) train --modality rgb --pipeline $(PIPELINE) $(ABL_$*) --resume
+	$(STAGE) scores --modality rgb --pipeline $(PIPELINE) $(ABL_$*)
+
+ablation: $(ABLATION_SCORES) $(WORKDIR)/fusion/weights.json
+	$(STAGE) report --pipeline $(PIPELINE)
 
 demo: setup $(WORKDIR)/report/report.html
 	@echo "Report: $(WORKDIR)/report/report.md and report.html"

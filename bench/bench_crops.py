@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,15 +28,13 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 # Runnable from a checkout without `make setup` having installed the package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mmfc.config import load_pipeline  # noqa: E402
-from mmfc.crops import store  # noqa: E402
-from mmfc.crops.box import BoxParams, CropPlan, clip_box, render  # noqa: E402
-from mmfc.crops.codec import decode_frames, encode_frames  # noqa: E402
-from mmfc.crops.stage import run_crops, stored_frame_indices  # noqa: E402
-from mmfc.data.ntu import NTUSource, load_skeleton  # noqa: E402
-from mmfc.data.video import probe_video, read_frames, scale_pixels  # noqa: E402
+from mmfc.config import load_pipeline
+from mmfc.crops import store
+from mmfc.crops.box import BoxParams, CropPlan, clip_box, render
+from mmfc.crops.codec import decode_frames, encode_frames
+from mmfc.crops.stage import run_crops, stored_frame_indices
+from mmfc.data.ntu import NTUSource, load_skeleton
+from mmfc.data.video import probe_video, read_frames, scale_pixels
 
 REAL = Path("/work/shared/realdata")
 CLIP = "S001C001P001R001A001"

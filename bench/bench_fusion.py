@@ -17,17 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import sys
 
 import numpy as np
 import torch
 
 # Runnable from a checkout without `pip install -e .`: the package sits one folder up.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mmfc.fusion.methods import AdaptiveFusion, GlobalFusion, PerClassFusion, Temperatures, fit_methods  # noqa: E402
-from mmfc.metrics import mean_class_accuracy, topk_accuracy  # noqa: E402
-from mmfc.scores.format import ScoreTable, read_scores, write_scores  # noqa: E402
+from mmfc.fusion.methods import AdaptiveFusion, GlobalFusion, PerClassFusion, Temperatures, fit_methods
+from mmfc.metrics import mean_class_accuracy, topk_accuracy
+from mmfc.scores.format import ScoreTable, read_scores, write_scores
 
 
 def simulate(rng, n: int, k: int, class_snr_rgb: np.ndarray, class_snr_skel: np.ndarray):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,9 +20,7 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel, delayed
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mmfc.data.ntu import load_skeleton, parse_skeleton  # noqa: E402
+from mmfc.data.ntu import load_skeleton, parse_skeleton
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "ntu_skeleton"
 NTU60_FILES = 56_578
