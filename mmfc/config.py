@@ -94,6 +94,11 @@ class RGBModelConfig:
     input_size: int = 224
     dropout: float = 0.5
     ma_reduction: int = 16
+    # Bottleneck inner widths (depth 50 only), as Res2Net's baseWidth: each of the 4 fragments
+    # is fragment_width * base_width/64 * 2^stage wide, rounded down. 0 keeps torchvision's
+    # widths, so its ImageNet weights load; 26 gives Res2Net-50 26w x 4s, TEA's backbone and
+    # the paper's cost.
+    fragment_width: int = 0
     # Local ImageNet ResNet state dict in torchvision's key layout; "" starts from scratch.
     pretrained: str = ""
 

@@ -17,8 +17,10 @@ BLOCKS = ("plain", "tsm", "ma", "ta", "staa")
 SEGMENTS = 4
 
 
-def tiny(block: str, depth: int, classes: int = 5, width: int = 8) -> torch.nn.Module:
-    cfg = RGBModelConfig(depth=depth, base_width=width, block=block, segments=SEGMENTS, input_size=32, dropout=0.5)
+def tiny(block: str, depth: int, classes: int = 5, width: int = 8, fragment_width: int = 0) -> torch.nn.Module:
+    cfg = RGBModelConfig(
+        depth=depth, base_width=width, block=block, segments=SEGMENTS, input_size=32, dropout=0.5, fragment_width=fragment_width
+    )
     return build_rgb_model(cfg, classes)
 
 
@@ -39,10 +41,7 @@ def test_output_shapes(block, depth):
     assert torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("block", BLOCKS)
-def test_every_parameter_gets_a_gradient(block):
-    torch.manual_seed(0)
-    model = tiny(block, 50)
+def assert_every_parameter_gets_a_gradient(model: torch.nn.Module) -> None:
     # The zero-initialised MA gate would stop the gradient to everything behind it on the
     # first step; a random gate makes every path visible to the test.
     for module in model.modules():
@@ -53,6 +52,26 @@ def test_every_parameter_gets_a_gradient(block):
     for name, p in model.named_parameters():
         assert p.grad is not None, name
         assert p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_every_parameter_gets_a_gradient(block):
+    torch.manual_seed(0)
+    assert_every_parameter_gets_a_gradient(tiny(block, 50))
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_res2net_widths(block):
+    torch.manual_seed(0)
+    model = tiny(block, 50, fragment_width=26)
+    # Fragments of floor(8 * 2^i * 26 / 64) = 3, 6, 13, 26 channels; the outputs keep R50's.
+    stages = (model.layer1, model.layer2, model.layer3, model.layer4)
+    assert [stage[0].conv1.out_channels for stage in stages] == [12, 24, 52, 104]
+    assert model.feature_dims == [32, 64, 128, 256]
+    logits, features = model(clips())
+    assert logits.shape == (2, 5)
+    assert [tuple(f.shape) for f in features] == [(2, d) for d in model.feature_dims]
+    assert_every_parameter_gets_a_gradient(model)
 
 
 def test_temporal_shift_moves_one_eighth_each_way_with_zero_padding():
@@ -169,6 +188,13 @@ def test_unknown_block_or_depth_is_a_config_error():
         build_rgb_model(RGBModelConfig(depth=101), 5)
 
 
+def test_fragment_width_is_for_bottlenecks_with_room_for_it():
+    with pytest.raises(ConfigError, match="depth 50 only"):
+        build_rgb_model(RGBModelConfig(depth=18, fragment_width=26), 5)
+    with pytest.raises(ConfigError, match="fragments would be empty"):
+        build_rgb_model(RGBModelConfig(depth=50, base_width=2, fragment_width=26), 5)
+
+
 def test_wrong_segment_count_is_rejected():
     with pytest.raises(ValueError, match="expected clips"):
         tiny("plain", 18)(torch.randn(1, SEGMENTS + 1, 3, 32, 32))
@@ -279,4 +305,14 @@ def test_load_pretrained_rejects_bad_files(tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(DataError, match="conv1.weight"):
         load_pretrained(model, wide)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
+
+
+def test_load_pretrained_refuses_torchvision_widths_for_res2net_widths(tmp_path):
+    path = tmp_path / "r50.pth"
+    torch.save(torchvision_state(50, 8, classes=5), path)
+    model = tiny("staa", 50, fragment_width=26)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(DataError, match=r"layer1\.0\.conv1\.weight.*fragment_width = 0"):
+        load_pretrained(model, path)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched

@@ -12,7 +12,7 @@ from mmfc.data.layouts import Layout
 from mmfc.models.ccl import ContrastiveLoss, build_ccl
 from mmfc.models.ctrgcn import STREAMS, SkelNet, skeleton_stream
 from mmfc.models.resnet import DEPTHS, RGBNet, load_pretrained
-from mmfc.models.temporal import BLOCK_VARIANTS
+from mmfc.models.temporal import BLOCK_VARIANTS, Bottleneck
 
 # Coordinates per joint when the config leaves in_channels at 0.
 LAYOUT_CHANNELS = {"ntu25": 3, "coco17": 2}
@@ -36,6 +36,7 @@ def build_rgb_model(cfg: RGBModelConfig, num_classes: int) -> RGBNet:
         raise ConfigError(f"rgb.model.block {cfg.block!r}: expected one of {', '.join(BLOCK_VARIANTS)}")
     if cfg.depth not in DEPTHS:
         raise ConfigError(f"rgb.model.depth {cfg.depth}: expected one of {', '.join(map(str, DEPTHS))}")
+    check_fragment_width(cfg)
     return RGBNet(
         depth=cfg.depth,
         base_width=cfg.base_width,
@@ -44,7 +45,21 @@ def build_rgb_model(cfg: RGBModelConfig, num_classes: int) -> RGBNet:
         num_classes=num_classes,
         dropout=cfg.dropout,
         ma_reduction=cfg.ma_reduction,
+        fragment_width=cfg.fragment_width,
     )
+
+
+def check_fragment_width(cfg: RGBModelConfig) -> None:
+    if not cfg.fragment_width:
+        return
+    if DEPTHS[cfg.depth][0] is not Bottleneck:
+        raise ConfigError(f"rgb.model.fragment_width applies to depth 50 only (bottleneck blocks), not depth {cfg.depth}")
+    # Each fragment is fragment_width * base_width / 64 wide at the first stage, rounded down.
+    if cfg.fragment_width < 0 or cfg.fragment_width * cfg.base_width < 64:
+        raise ConfigError(
+            f"rgb.model.fragment_width {cfg.fragment_width}: with base_width {cfg.base_width} the fragments "
+            "would be empty; it needs fragment_width * base_width >= 64"
+        )
 
 
 def build_skel_model(cfg: SkelModelConfig, num_classes: int, layout: Layout) -> SkelNet:

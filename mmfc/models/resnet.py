@@ -33,11 +33,13 @@ class RGBNet(nn.Module):
         num_classes: int,
         dropout: float,
         ma_reduction: int,
+        fragment_width: int,
     ):
         super().__init__()
         block, counts = DEPTHS[depth]
         self.segments = segments
-        spec = BlockSpec(variant=variant, segments=segments, ma_reduction=ma_reduction)
+        self.fragment_width = fragment_width
+        spec = BlockSpec(variant=variant, segments=segments, ma_reduction=ma_reduction, fragment_width=fragment_width)
         self.conv1 = nn.Conv2d(3, base_width, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(base_width)
         self.relu = nn.ReLU(inplace=True)
@@ -114,7 +116,11 @@ def load_pretrained(model: RGBNet, path: str | Path) -> tuple[list[str], list[st
             continue
         source_key, tensor = value
         if tensor.shape != current.shape:
-            raise DataError(path, f"{source_key} has shape {list(tensor.shape)}, the model's {key} needs {list(current.shape)}")
+            raise DataError(
+                path,
+                f"{source_key} has shape {list(tensor.shape)}, the model's {key} needs {list(current.shape)}"
+                + width_hint(model),
+            )
         plan[key] = tensor
         used.add(source_key)
     if not plan:
@@ -125,6 +131,16 @@ def load_pretrained(model: RGBNet, path: str | Path) -> tuple[list[str], list[st
     missing = [key for key in target if key not in plan]
     unexpected = sorted(set(source) - used)
     return missing, unexpected
+
+
+def width_hint(model: RGBNet) -> str:
+    # Res2Net widths are the likeliest cause of a mismatch with a torchvision file.
+    if not model.fragment_width:
+        return ""
+    return (
+        f"; the model has Res2Net widths (rgb.model.fragment_width = {model.fragment_width}), "
+        "torchvision-layout ImageNet weights need fragment_width = 0"
+    )
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -176,6 +176,21 @@ class BlockSpec:
     variant: BlockVariant
     segments: int
     ma_reduction: int
+    # Res2Net's baseWidth for the bottleneck's inner width (bottleneck_width); 0: torchvision's.
+    # Basic blocks have no inner width to change; the builder refuses it for them.
+    fragment_width: int
+
+
+def bottleneck_width(planes: int, fragment_width: int) -> int:
+    """Inner width of a bottleneck whose output is planes * 4.
+
+    torchvision: planes. Res2Net (fragment_width 26 for 26w x 4s): 4 fragments of
+    floor(planes * fragment_width / 64) channels, so the 1x1 convs widen and TA's three
+    fragment convs carry the cost of TEA's backbone.
+    """
+    if not fragment_width:
+        return planes
+    return TemporalAggregation.fragments * (planes * fragment_width // 64)
 
 
 class Bottleneck(nn.Module):
@@ -183,6 +198,7 @@ class Bottleneck(nn.Module):
 
     Module names follow torchvision (conv1, bn1, conv2, bn2, conv3, bn3, downsample) so an
     ImageNet state dict loads by name; the stride sits on the 3x3 conv as in torchvision.
+    The inner width (conv1 to conv3) is spec.fragment_width's (bottleneck_width).
     """
 
     expansion = 4
@@ -190,17 +206,18 @@ class Bottleneck(nn.Module):
     def __init__(self, inplanes: int, planes: int, stride: int, downsample: nn.Module | None, spec: BlockSpec, first: bool):
         super().__init__()
         self.spec = spec
-        self.conv1 = conv1x1(inplanes, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
+        width = bottleneck_width(planes, spec.fragment_width)
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn1 = nn.BatchNorm2d(width)
         if spec.variant.motion_attention:
-            self.ma = MotionAttention(planes, spec.segments, spec.ma_reduction)
+            self.ma = MotionAttention(width, spec.segments, spec.ma_reduction)
         if spec.variant.temporal_aggregation:
             # The first block of a stage changes resolution or width: no hierarchy there.
-            self.ta = TemporalAggregation(planes, spec.segments, stride, chain=not first)
+            self.ta = TemporalAggregation(width, spec.segments, stride, chain=not first)
         else:
-            self.conv2 = conv3x3(planes, planes, stride)
-            self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = conv1x1(planes, planes * self.expansion)
+            self.conv2 = conv3x3(width, width, stride)
+            self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.downsample = downsample
 
