@@ -263,6 +263,6 @@ def test_bad_arguments_name_the_folder(tmp_path):
     with pytest.raises(DataError, match="actions"):
         generate(tmp_path, actions=[13])
     with pytest.raises(DataError, match="performers"):
-        generate(tmp_path, performers=[9])
+        generate(tmp_path, performers=[17])
     with pytest.raises(DataError, match="per_class"):
         generate(tmp_path, per_class=0)

@@ -35,7 +35,9 @@ PARTIAL_DIR = ".partial"
 COMPLETE = ".complete"
 FORMAT_VERSION = 1
 
-PERFORMERS = tuple(range(1, 9))  # X-Sub: 1 2 4 5 8 train side, 3 6 7 test side
+# X-Sub: 1 2 4 5 8 9 13 14 15 16 on the training side, 3 6 7 10 11 12 on the test side. Many
+# performers matter for the RGB branch: with few, it learns their clothes, not the actions.
+PERFORMERS = tuple(range(1, 17))
 CAMERAS = (1, 2, 3)
 DEFAULT_FRAME_SIZE = (480, 270)
 _NAME = re.compile(r"^S\d{3}C\d{3}P\d{3}R\d{3}A\d{3}(\.skeleton|_rgb\.avi)$")
@@ -148,7 +150,7 @@ def _readme(names: list[str]) -> str:
         "Files: nturgb+d_skeletons/SsssCcccPpppRrrrAaaa.skeleton (Kinect v2 text format, colour",
         "coordinates in 1920x1080) and nturgb+d_rgb/SsssCcccPpppRrrrAaaa_rgb.avi (MPEG-4, downscaled,",
         "30 fps, as many frames as the skeleton file). Label = action - 1.",
-        "Performers 1 2 4 5 8 are on the NTU60 X-Sub training side, 3 6 7 on the test side.",
+        "Performers 1 2 4 5 8 9 13 14 15 16 are on the NTU60 X-Sub training side, 3 6 7 10 11 12 on the test side.",
         "Cameras: C001 front, C002 +45 degrees, C003 -45 degrees (the same performance).",
         "",
         "Classes come in four families of three that differ subtly:",
