@@ -7,8 +7,8 @@ MMFC := $(VENV)/bin/mmfc
 # The workdir a pipeline writes into, read with the standard library so it works before setup.
 WORKDIR := $(shell $(PYTHON) -c "import tomllib,sys; print(tomllib.load(open('$(PIPELINE)','rb')).get('workdir','runs/synth'))" 2>/dev/null || echo runs/synth)
 SYNTH_DATA := data/synth
-# Clips per class, performer and camera of the demo's synthetic dataset (576 clips at 1).
-SYNTH_PER_CLASS ?= 1
+# Clips per class, performer and camera of the demo's synthetic dataset (1,152 clips at 2).
+SYNTH_PER_CLASS ?= 2
 STAGE = $(MMFC) stage
 
 .PHONY: setup demo test crops train-rgb train-skel train scores fuse report ablation bench clean help
