@@ -88,7 +88,8 @@ def synth(
 
     12 classes in 4 families of 3 that differ subtly (only in the held object, mostly in depth,
     or in small motion details), 16 performers (X-Sub: 10 training side, 6 test side), 3
-    cameras; 576 clips at --per-class 1 (`make demo` writes 2). Read it with pipelines/synth.toml.
+    cameras; 576 clips at --per-class 1 (`make demo` writes 2). Read it with
+    pipelines/synth.toml.
     """
     from mmfc.data.synth import generate
 
