@@ -191,8 +191,11 @@ def test_rerun_skips_and_a_change_redoes_only_what_it_affects(tmp_path, small_vi
 
     assert run_crops(cfg) == 0
     before = stamps()
+    index = tmp_path / "work" / "crops" / "index.parquet"
+    index_stamp = index.stat().st_mtime_ns
     assert run_crops(cfg) == 0
     assert stamps() == before  # nothing changed, nothing rewritten
+    assert index.stat().st_mtime_ns == index_stamp  # so make sees stage 2 as up to date
 
     os.utime(videos[RESUME_NAMES[1]], ns=(time.time_ns(), time.time_ns()))
     assert run_crops(cfg) == 0

@@ -67,8 +67,17 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def write_table_atomic(path: Path, rows: list[dict], schema: pa.Schema) -> None:
+    """Write rows as Parquet atomically; an identical file is left alone, so its mtime only moves
+    when its content does (make decides from mtimes whether stage 2 is out of date)."""
+    table = pa.Table.from_pylist(rows, schema=schema)
+    if path.is_file():
+        try:
+            if pq.read_table(path).equals(table):
+                return
+        except (pa.ArrowInvalid, OSError):
+            pass  # unreadable: overwrite it
     tmp = temp_sibling(path)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
+    pq.write_table(table, tmp)
     os.replace(tmp, path)
 
 
