@@ -232,7 +232,9 @@ def _ablation_section(cfg: Pipeline) -> list[Block]:
         value, source = _variant_result(cfg, variant)
         rows.append([description, f"{paper:.1f}", value, source])
     rgb_path = cfg.paths.scores / "rgb.parquet"
-    rows.append(["RGB branch of this run (crop+STAA+CCL, no fusion)", "—", _test_top1(rgb_path), _rel(cfg, rgb_path)])
+    ccl = "+CCL" if cfg.rgb.ccl.weight > 0 else ", no CCL"
+    rgb_row = f"RGB branch of this run ({cfg.crops.mode} crop, {cfg.rgb.model.block}{ccl}; no fusion)"
+    rows.append([rgb_row, "—", _test_top1(rgb_path), _rel(cfg, rgb_path)])
     published = [
         [name, _num(xsub), _num(xview), _num(gym), cost or "—"] for name, xsub, xview, gym, cost in PUBLISHED
     ]
