@@ -264,6 +264,8 @@ def load_pipeline(path: str | Path | None = None, overrides: list[str] | tuple[s
         key, value = _parse_override(item)
         _set_nested(raw, key.split("."), value)
     where = str(path) if path is not None else "defaults"
+    if overrides:
+        where += " with --set overrides"
     return _build(Pipeline, raw, where, prefix="")
 
 
