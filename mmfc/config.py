@@ -151,6 +151,9 @@ class TrainConfig:
     # Augmentation.
     flip: bool = True
     scale_range: list[float] = field(default_factory=lambda: [0.5, 1.0])
+    # RGB: brightness, contrast and saturation each scaled by a factor in [1 - c, 1 + c], one
+    # draw per clip (hue is left alone: colour tells held objects apart). 0 turns it off.
+    color_jitter: float = 0.0
     rotate_degrees: float = 15.0
     skel_scale: float = 0.1
     # Largest number of training samples per epoch; 0 uses all.

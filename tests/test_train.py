@@ -23,6 +23,7 @@ from mmfc.train.datasets import (
     SkeletonDataset,
     eval_offsets,
     flip_skeleton,
+    jitter_colors,
     rotate_skeleton,
     segment_indices,
 )
@@ -135,6 +136,30 @@ def test_rgb_clips_train_and_eval(tiny_store):
     frames = store.rgb(0)[[1, 3, 5, 7], 4:36, 4:36].astype(np.float32) / 255
     expected = ((frames - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)
     np.testing.assert_allclose(x_eval.numpy(), expected, atol=1e-5)
+
+
+def test_color_jitter_in_torchvision_terms():
+    rng = np.random.default_rng(0)
+    clip = rng.random((3, 8, 8, 3), dtype=np.float32)
+    np.testing.assert_allclose(jitter_colors(clip, 1.0, 1.0, 1.0), clip, atol=1e-6)
+    assert not jitter_colors(clip, 0.0, 1.0, 1.0).any()  # brightness 0: black
+    grey = jitter_colors(clip, 1.0, 1.0, 0.0)  # saturation 0: each pixel its own grey
+    np.testing.assert_allclose(grey[..., 0], clip @ np.array([0.299, 0.587, 0.114]), atol=1e-6)
+    assert np.ptp(grey, axis=-1).max() < 1e-6
+    flat = jitter_colors(clip, 1.0, 0.0, 1.0)  # contrast 0: the clip's mean grey everywhere
+    np.testing.assert_allclose(flat, np.full_like(clip, (clip @ np.array([0.299, 0.587, 0.114])).mean()), atol=1e-6)
+    strong = jitter_colors(clip, 1.8, 1.8, 1.8)
+    assert strong.dtype == np.float32 and strong.min() >= 0 and strong.max() <= 1
+
+
+def test_color_jitter_changes_training_clips_only(tiny_store):
+    store = open_crops(tiny_store)
+    plain = RGBClipDataset(store, [0, 1], segments=4, input_size=32, train=True, seed=3)
+    jittered = RGBClipDataset(store, [0, 1], segments=4, input_size=32, train=True, seed=3, color_jitter=0.4)
+    x, x_jittered = plain[0][0], jittered[0][0]
+    assert x_jittered.dtype == torch.float32 and not torch.equal(x, x_jittered)
+    evaluation = [RGBClipDataset(store, [0], segments=4, input_size=32, train=False, color_jitter=c)[0][0] for c in (0, 0.4)]
+    torch.testing.assert_close(evaluation[0], evaluation[1], rtol=0, atol=0)
 
 
 def test_skeleton_clips_keep_persons_and_sample_uniformly(tiny_store):

@@ -74,6 +74,7 @@ class RGBClipDataset(_StoreDataset):
         train: bool,
         scale_range: tuple[float, float] = (0.5, 1.0),
         flip: bool = True,
+        color_jitter: float = 0.0,
         seed: int = 0,
         clip: int = 0,
         num_clips: int = 1,
@@ -83,6 +84,7 @@ class RGBClipDataset(_StoreDataset):
         self.input_size = input_size
         self.scale_range = tuple(scale_range)
         self.flip = flip
+        self.color_jitter = color_jitter
 
     def __getitem__(self, item: int):
         index = self.indices[item]
@@ -101,9 +103,25 @@ class RGBClipDataset(_StoreDataset):
         clip = crop_resize(frames, box, self.input_size)  # [T, s, s, 3] uint8
         if flip:
             clip = clip[:, :, ::-1]
-        x = (clip.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        x = clip.astype(np.float32) / 255.0
+        if self.train and self.color_jitter > 0:
+            x = jitter_colors(x, *rng.uniform(1 - self.color_jitter, 1 + self.color_jitter, size=3).tolist())
+        x = (x - IMAGENET_MEAN) / IMAGENET_STD
         x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # [T, 3, s, s]
         return x, int(self.store.index[index]["label"]), index
+
+
+def jitter_colors(x: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
+    """[..., 3] RGB in [0, 1], one set of factors for the whole clip. As torchvision's
+    ColorJitter: contrast about the clip's mean grey, saturation about each pixel's grey; one
+    clamp at the end instead of one per step."""
+    grey = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # [...]
+    x = x * brightness
+    grey = grey * brightness
+    x = (x - grey.mean()) * contrast + grey.mean()
+    grey = (grey - grey.mean()) * contrast + grey.mean()
+    x = grey[..., None] + (x - grey[..., None]) * saturation
+    return np.clip(x, 0.0, 1.0)
 
 
 def random_resized_box(
@@ -231,6 +249,7 @@ def build_dataset(
             train=train,
             scale_range=tuple(tcfg.scale_range),
             flip=tcfg.flip,
+            color_jitter=tcfg.color_jitter,
             seed=tcfg.seed,
             clip=clip,
             num_clips=num_clips,
