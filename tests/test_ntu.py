@@ -175,6 +175,14 @@ def test_non_numeric_value_names_the_line(tmp_path: Path):
         parse_skeleton(bad)
 
 
+def test_body_id_that_is_no_integer(tmp_path: Path):
+    text = skeleton_text([[(7, standing_body())]], newline="\n").replace("\n7 0 1", "\n7.5 0 1", 1)
+    bad = tmp_path / "bad.skeleton"
+    bad.write_text(text)
+    with pytest.raises(DataError, match=r"bad\.skeleton: body ID '7\.5' is not an integer"):
+        parse_skeleton(bad)
+
+
 def test_wrong_joint_count(tmp_path: Path):
     text = skeleton_text([[(7, standing_body()[:24])]])
     bad = tmp_path / "bad.skeleton"

@@ -2,7 +2,7 @@
 
 The parser reads a whole file at once and converts every number in one compiled pass
 (mmfc.data.numbers), then walks the small header structure with integer offsets and gathers
-the joints of all body-frames at once. That is over 10x faster than reading line by line in
+each body's joints straight into float32. That is over 10x faster than reading line by line in
 Python (bench/bench_parse.py), which matters for a 56,578-file release.
 """
 
@@ -170,7 +170,7 @@ def _assemble(
 ) -> RawSkeleton:
     if not len(frames):
         return RawSkeleton(path, num_frames, {}, counts)
-    # Body IDs exceed float64's exact integers (about 7.2e16), so they are cast from the text.
+    # Body IDs exceed float64's exact integers (about 7.2e16), so they are read from the text.
     try:
         ids = parse_integers(data, starts[info_at])
     except NotANumber as bad:
