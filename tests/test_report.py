@@ -70,7 +70,8 @@ def test_report_writes_markdown_html_and_figures(tmp_path):
         assert (out / name).stat().st_size > 0
     md = (out / "report.md").read_text()
     for needle in ("Accuracy (%)", "fusion: global (selected)", "fusion: adaptive", "fusion: per_class",
-                   "fusion: pyskl_1_1", "Most confused class pairs", "not comparable", "synthetic data"):
+                   "fusion: pyskl_1_1", "Most confused class pairs", "not comparable", "synthetic data",
+                   "Fusion method `global` (the pipeline's `fusion.method`)"):
         assert needle in md
     ablation = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in md.splitlines()
                 if line.startswith("| ") and ("crop" in line or "Baseline" in line or "Full" in line or "Pose" in line)}

@@ -80,7 +80,8 @@ def run_report(cfg: Pipeline) -> None:
     out.mkdir(parents=True, exist_ok=True)
     blocks: list[Block] = _header(cfg)
     blocks += _accuracy_section(modalities, fused, weights)
-    blocks += _confusion_section(fused, cfg.fusion.metric, out / "confusion.png")
+    selected = next(item for item in fused if item.name == weights["selected"])
+    blocks += _confusion_section(selected, out / "confusion.png")
     plot_curves(curves, out / "curves.png")
     blocks += [Heading(2, "Training curves"), Figure(out / "curves.png", _curves_caption(curves))]
     blocks += _ablation_section(cfg)
@@ -189,21 +190,18 @@ def _accuracy_section(modalities: list[Scored], fused: list[Scored], weights: di
     ]
 
 
-def _confusion_section(fused: list[Scored], metric: str, png: Path) -> list[Block]:
-    split = "test" if any(s == "test" for s in fused[0].table.splits) else "val"
-    key = "mean_class" if metric == "mean_class" else "top1"
-    # For display only: the weights were already fixed on validation.
-    best = max(fused, key=lambda item: split_metrics(item.table.rows(split))[key])
-    rows = best.table.rows(split)
+def _confusion_section(selected: Scored, png: Path) -> list[Block]:
+    split = "test" if "test" in selected.table.splits else "val"
+    rows = selected.table.rows(split)
     cm = confusion_matrix(rows.logits.argmax(axis=1), rows.labels, rows.num_classes)
-    plot_confusion(cm, rows.class_names, f"fusion: {best.name}, {split} split ({len(rows.ids)} samples)", png)
+    plot_confusion(cm, rows.class_names, f"fusion: {selected.name}, {split} split ({len(rows.ids)} samples)", png)
     pairs = most_confused_pairs(cm, rows.class_names, CONFUSED_PAIRS)
     pair_rows = [[p.true, p.predicted, str(p.count), _pct(p.rate)] for p in pairs]
     blocks: list[Block] = [
         Heading(2, "Confusion matrix"),
         Figure(
             png,
-            f"Fusion method `{best.name}` (best {key} on {split} among the fusion methods), rows = true class, "
+            f"Fusion method `{selected.name}` (the pipeline's `fusion.method`), rows = true class, "
             "colour = share of the true class's samples.",
         ),
         Heading(3, "Most confused class pairs"),
