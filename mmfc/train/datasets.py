@@ -19,6 +19,7 @@ from mmfc.train.distributed import derive_seed
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 luma, as torchvision
 
 
 def segment_indices(length: int, segments: int, offsets: np.ndarray) -> np.ndarray:
@@ -115,12 +116,11 @@ def jitter_colors(x: np.ndarray, brightness: float, contrast: float, saturation:
     """[..., 3] RGB in [0, 1], one set of factors for the whole clip. As torchvision's
     ColorJitter: contrast about the clip's mean grey, saturation about each pixel's grey; one
     clamp at the end instead of one per step."""
-    grey = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # [...]
     x = x * brightness
-    grey = grey * brightness
-    x = (x - grey.mean()) * contrast + grey.mean()
-    grey = (grey - grey.mean()) * contrast + grey.mean()
-    x = grey[..., None] + (x - grey[..., None]) * saturation
+    mean_grey = (x @ GREY_WEIGHTS).mean()
+    x = (x - mean_grey) * contrast + mean_grey
+    grey = x @ GREY_WEIGHTS[:, None]  # [..., 1]
+    x = grey + (x - grey) * saturation
     return np.clip(x, 0.0, 1.0)
 
 
