@@ -25,7 +25,7 @@ _SPACE, _TAB, _CR = 32, 9, 13
 _MAX_EXACT_MANTISSA = 2**53
 _MAX_DIGITS = 18  # int64 holds any 18 decimal digits
 _POWERS_OF_TEN = np.array([10.0**k for k in range(23)])  # every one of them exact in float64
-_TOKEN = re.compile(rb"[^ \t-\r]+")
+_TOKEN = re.compile(rb"\S+")  # in a bytes pattern \s is exactly the ASCII whitespace above
 
 
 class NotANumber(ValueError):
