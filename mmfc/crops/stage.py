@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
+from mmfc import atomic
 from mmfc.config import ConfigError, CropConfig, DataConfig, Pipeline
 from mmfc.crops import store
 from mmfc.crops.box import MODES, BoxParams, CropPlan, crop_keypoints, plan_crop, render
@@ -337,8 +337,7 @@ def remove_stale(crops_dir: Path, names: set[str]) -> None:
         if shard.stem not in names:
             store.remove_shard(crops_dir, shard.stem)
     for folder in (crops_dir / store.SHARDS, crops_dir / store.PARTS, crops_dir):
-        for tmp in folder.glob(".tmp-*"):
-            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+        atomic.remove_leftovers(folder)
 
 
 def run_batches(data: DataConfig, batches: dict[str, list[Sample]], job: CropJob, console: Console) -> dict[str, list[dict]]:

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mmfc import atomic
 from mmfc.config import ConfigError, Pipeline
 from mmfc.errors import DataError
 from mmfc.fusion.methods import METHOD_NAMES, FusionMethod, Temperatures, fit_methods, log_softmax, nll
 from mmfc.metrics import mean_class_accuracy, topk_accuracy
-from mmfc.scores.format import ScoreTable, atomic_path, check_compatible, read_scores, write_scores
+from mmfc.scores.format import ScoreTable, check_compatible, read_scores, write_scores
 
 FIT_SPLIT = "val"
 
@@ -49,7 +50,7 @@ def run_fuse(cfg: Pipeline) -> None:
         fused = _fused_table(rgb, skel, method, name, checkpoint_digest, cfg.digest())
         write_scores(out / f"{name}.parquet", fused)
         report[name] = {"params": method.params(), "val": split_metrics(fused.rows(FIT_SPLIT))}
-    with atomic_path(out / "fused.parquet") as tmp:
+    with atomic.atomic_path(out / "fused.parquet") as tmp:
         shutil.copyfile(out / f"{cfg.fusion.method}.parquet", tmp)
 
     temperatures = methods["global"].temperatures
@@ -68,8 +69,7 @@ def run_fuse(cfg: Pipeline) -> None:
         "single_modality_val": _single_modality_metrics(val_rgb, val_skel, temperatures),
         "methods": report,
     }
-    with atomic_path(out / "weights.json") as tmp:
-        tmp.write_text(json.dumps(weights, indent=2) + "\n")
+    atomic.write_text(out / "weights.json", json.dumps(weights, indent=2) + "\n")
 
 
 def score_path(cfg: Pipeline, modality: str) -> Path:

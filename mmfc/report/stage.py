@@ -12,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mmfc import atomic
 from mmfc.config import Pipeline
 from mmfc.errors import DataError
 from mmfc.fusion.stage import split_metrics
 from mmfc.metrics import confusion_matrix, most_confused_pairs
 from mmfc.report.plots import plot_confusion, plot_curves
 from mmfc.report.render import Block, Figure, Heading, Paragraph, Table, render_html, render_markdown
-from mmfc.scores.format import ScoreTable, atomic_path, read_scores
+from mmfc.scores.format import ScoreTable, read_scores
 
 MODALITIES = {"rgb": "RGB", "skel": "Skeleton"}
 CURVE_KEYS = ("epoch", "train_loss", "val_loss", "val_top1")
@@ -87,10 +88,8 @@ def run_report(cfg: Pipeline) -> None:
     blocks += _ablation_section(cfg)
 
     title = f"mmfc report: {cfg.name}"
-    with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(render_markdown(blocks))
-    with atomic_path(out / "report.html") as tmp:
-        tmp.write_text(render_html(blocks, title))
+    atomic.write_text(out / "report.md", render_markdown(blocks))
+    atomic.write_text(out / "report.html", render_html(blocks, title))
 
 
 # ---------------------------------------------------------------------------------------------

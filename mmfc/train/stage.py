@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from mmfc import atomic
 from mmfc.config import ConfigError, Pipeline
 from mmfc.crops.store import open_crops
 from mmfc.data.layouts import get_layout
@@ -132,11 +131,11 @@ def _train(cfg: Pipeline, modality: str, resume: bool, env: DistEnv) -> None:
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": rng_states, "epoch": epoch, "best": best, "history": history,
             })
-            _write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+            atomic.write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
             _print_epoch(modality, row)
         barrier(env)
     if env.is_main:
-        _write_text(out / "done.json", json.dumps({
+        atomic.write_text(out / "done.json", json.dumps({
             "epochs": tcfg.epochs, "best_epoch": best["epoch"], "best_val_top1": best["val_top1"],
             "config_digest": digest,
         }, indent=2))
@@ -273,14 +272,3 @@ class EpochProgress:
         if self.bar is not None:
             self.bar.stop()
 
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
