@@ -18,9 +18,9 @@ import numpy as np
 from mmfc import atomic
 from mmfc.config import ConfigError, Pipeline
 from mmfc.errors import DataError
-from mmfc.fusion.methods import METHOD_NAMES, FusionMethod, Temperatures, fit_methods, log_softmax, nll
-from mmfc.metrics import mean_class_accuracy, topk_accuracy
-from mmfc.scores.format import ScoreTable, check_compatible, read_scores, write_scores
+from mmfc.fusion.methods import METHOD_NAMES, FusionMethod, Temperatures, fit_methods
+from mmfc.metrics import log_softmax, nll
+from mmfc.scores.format import ScoreTable, check_compatible, read_scores, split_metrics, write_scores
 
 FIT_SPLIT = "val"
 
@@ -78,19 +78,6 @@ def score_path(cfg: Pipeline, modality: str) -> Path:
     if not path.is_file():
         raise DataError(path, f"missing; written by `mmfc stage scores --modality {modality}` (stage 3)")
     return path
-
-
-def split_metrics(table: ScoreTable) -> dict:
-    """Top-1, top-5, mean class accuracy (fractions) and NLL of one split's rows."""
-    if not table.ids:
-        return {"num_samples": 0}
-    return {
-        "num_samples": len(table.ids),
-        "top1": topk_accuracy(table.logits, table.labels, 1),
-        "top5": topk_accuracy(table.logits, table.labels, 5),
-        "mean_class": mean_class_accuracy(table.logits, table.labels, table.num_classes),
-        "nll": nll(table.logits, table.labels),
-    }
 
 
 def _fused_table(

@@ -15,11 +15,10 @@ import numpy as np
 from mmfc import atomic
 from mmfc.config import Pipeline
 from mmfc.errors import DataError
-from mmfc.fusion.stage import split_metrics
 from mmfc.metrics import confusion_matrix, most_confused_pairs
 from mmfc.report.plots import plot_confusion, plot_curves
 from mmfc.report.render import Block, Figure, Heading, Paragraph, Table, render_html, render_markdown
-from mmfc.scores.format import ScoreTable, read_scores
+from mmfc.scores.format import ScoreTable, read_scores, split_metrics
 
 MODALITIES = {"rgb": "RGB", "skel": "Skeleton"}
 CURVE_KEYS = ("epoch", "train_loss", "val_loss", "val_top1")

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from mmfc.atomic import atomic_path
 from mmfc.errors import DataError
+from mmfc.metrics import mean_class_accuracy, nll, topk_accuracy
 
 FORMAT_TAG = b"mmfc-scores/1"
 SPLITS = ("train", "val", "test")
@@ -127,6 +128,19 @@ def read_scores(path: str | Path) -> ScoreTable:
     )
     _validate(table, path)
     return table
+
+
+def split_metrics(table: ScoreTable) -> dict:
+    """Top-1, top-5, mean class accuracy (fractions) and NLL of a table's rows (one split's)."""
+    if not table.ids:
+        return {"num_samples": 0}
+    return {
+        "num_samples": len(table.ids),
+        "top1": topk_accuracy(table.logits, table.labels, 1),
+        "top5": topk_accuracy(table.logits, table.labels, 5),
+        "mean_class": mean_class_accuracy(table.logits, table.labels, table.num_classes),
+        "nll": nll(table.logits, table.labels),
+    }
 
 
 def check_compatible(a: ScoreTable, b: ScoreTable, a_path: str | Path, b_path: str | Path) -> None:
