@@ -15,7 +15,7 @@ import numpy as np
 from mmfc import atomic
 from mmfc.crops import store
 from mmfc.crops.box import kept_joints
-from mmfc.crops.stage import CropJob, prepare_sample
+from mmfc.crops.crop import CropJob, prepare_sample
 from mmfc.data.layouts import get_layout
 from mmfc.data.sample import Sample
 from mmfc.data.video import read_frames
