@@ -32,6 +32,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from mmfc.config import Backend
+
 R = TypeVar("R")
 T = TypeVar("T")
 
@@ -40,7 +42,7 @@ def run_jobs(
     function: Callable[..., R],
     jobs: Sequence[tuple],
     *,
-    backend: str = "loky",
+    backend: Backend = "loky",
     n_jobs: int = -1,
     title: str,
     unit: str = "jobs",

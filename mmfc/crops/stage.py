@@ -21,9 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from mmfc import atomic
-from mmfc.config import ConfigError, CropConfig, Pipeline
+from mmfc.config import CropConfig, Pipeline
 from mmfc.crops import store
-from mmfc.crops.box import MODES
 from mmfc.crops.crop import CropJob, crop_sample
 from mmfc.crops.preview import write_preview
 from mmfc.data.sample import Sample
@@ -31,7 +30,6 @@ from mmfc.data.sources import Source, open_source
 from mmfc.errors import DataError
 from mmfc.jobs import PerWorker, run_jobs
 
-BACKENDS = ("loky", "threading", "multiprocessing", "ray", "dask")
 SHOWN_FAILURES = 50
 FAILURE_SCHEMA = pa.schema([("id", pa.string()), ("file", pa.string()), ("reason", pa.string())])
 # One row per sample of a part file; index.parquet holds the "ok" ones. A failed sample has
@@ -143,23 +141,8 @@ def crop_digest(cfg: Pipeline) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def check_crop_config(c: CropConfig) -> None:
-    if c.mode not in MODES:
-        raise ConfigError(f"crops.mode must be one of {', '.join(MODES)}, got {c.mode!r}")
-    if c.backend not in BACKENDS:
-        raise ConfigError(f"crops.backend must be one of {', '.join(BACKENDS)}, got {c.backend!r}")
-    for key in ("size", "num_frames", "skeleton_frames", "samples_per_shard"):
-        if getattr(c, key) < 1:
-            raise ConfigError(f"crops.{key} must be at least 1, got {getattr(c, key)}")
-    if not 1 <= c.jpeg_quality <= 100:
-        raise ConfigError(f"crops.jpeg_quality must be in 1..100, got {c.jpeg_quality}")
-    if c.padding < 0 or c.hw_ratio < 0 or not 0 <= c.smooth < 1:
-        raise ConfigError("crops.padding and crops.hw_ratio must be >= 0 and crops.smooth in [0, 1)")
-
-
 def run_crops(cfg: Pipeline, strict: bool = False, preview: int = 0) -> int:
     """Stage 1 over every sample of the pipeline's data. -> exit code."""
-    check_crop_config(cfg.crops)
     console = Console(stderr=True)
     crops_dir = cfg.paths.crops
     opener = PerWorker(open_source, (cfg.data,))

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from mmfc import atomic
-from mmfc.config import ConfigError, Pipeline
+from mmfc.config import Pipeline
 from mmfc.errors import DataError
-from mmfc.fusion.methods import METHOD_NAMES, FusionMethod, Temperatures, fit_methods
+from mmfc.fusion.methods import FusionMethod, Temperatures, fit_methods
 from mmfc.metrics import log_softmax, nll
 from mmfc.scores.format import ScoreTable, check_compatible, read_scores, split_metrics, write_scores
 
@@ -26,7 +26,6 @@ FIT_SPLIT = "val"
 
 
 def run_fuse(cfg: Pipeline) -> None:
-    _check_config(cfg)
     rgb_path, skel_path = score_path(cfg, "rgb"), score_path(cfg, "skel")
     rgb, skel = read_scores(rgb_path), read_scores(skel_path)
     check_compatible(rgb, skel, rgb_path, skel_path)
@@ -106,13 +105,3 @@ def _single_modality_metrics(val_rgb: ScoreTable, val_skel: ScoreTable, temperat
         result[name] = metrics
     return result
 
-
-def _check_config(cfg: Pipeline) -> None:
-    if cfg.fusion.metric not in ("top1", "mean_class"):
-        raise ConfigError(f"fusion.metric = {cfg.fusion.metric!r}; expected 'top1' or 'mean_class'")
-    if cfg.fusion.method not in METHOD_NAMES:
-        raise ConfigError(f"fusion.method = {cfg.fusion.method!r}; expected one of {', '.join(METHOD_NAMES)}")
-    if cfg.fusion.grid < 2:
-        raise ConfigError(f"fusion.grid = {cfg.fusion.grid}; needs at least 2 points to include 0 and 1")
-    if cfg.fusion.per_class_l2 < 0:
-        raise ConfigError(f"fusion.per_class_l2 = {cfg.fusion.per_class_l2}; must be >= 0")

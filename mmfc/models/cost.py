@@ -18,7 +18,7 @@ from rich.table import Table
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mmfc.config import ConfigError, Pipeline, RGBModelConfig, SkelModelConfig
+from mmfc.config import Pipeline, RGBModelConfig, SkelModelConfig
 from mmfc.data.layouts import NTU25, get_layout
 from mmfc.models import build_rgb_model, build_skel_model
 
@@ -63,10 +63,7 @@ def rgb_cost(cfg: RGBModelConfig, num_classes: int) -> dict:
 
 
 def skel_cost(cfg: SkelModelConfig, num_classes: int, layout_name: str) -> dict:
-    try:
-        layout = get_layout(layout_name)
-    except ValueError as exc:
-        raise ConfigError(f"data.layout: {exc}") from None
+    layout = get_layout(layout_name)
     with torch.device("meta"):
         model = build_skel_model(cfg, num_classes, layout)
         joints = torch.empty(1, model.in_channels, cfg.num_frames, layout.num_joints, cfg.num_persons)

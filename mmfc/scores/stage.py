@@ -23,8 +23,6 @@ from mmfc.train.stage import MODALITIES, build_model
 def run_scores(cfg: Pipeline, modality: str) -> None:
     if modality not in MODALITIES:
         raise ConfigError(f"modality must be one of {MODALITIES}, got {modality!r}")
-    if cfg.scores.clips < 1:
-        raise ConfigError(f"scores.clips must be at least 1, got {cfg.scores.clips}")
     checkpoint = cfg.paths.train(modality) / "best.pt"
     state = load_checkpoint(checkpoint, required=("model", "modality", "num_classes"))
     store = open_crops(cfg.paths.crops)

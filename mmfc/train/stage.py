@@ -73,8 +73,6 @@ def split_indices(store, split: str) -> list[int]:
 
 def _train(cfg: Pipeline, modality: str, resume: bool, env: DistEnv) -> None:
     tcfg = getattr(cfg, modality).train
-    if tcfg.epochs < 1:
-        raise ConfigError(f"{modality}.train.epochs must be at least 1, got {tcfg.epochs}")
     out = cfg.paths.train(modality)
     digest = training_digest(cfg, modality)
     if resume and _finished(out, digest):
