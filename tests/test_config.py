@@ -189,8 +189,7 @@ def test_every_table_of_variants_covers_its_choices():
     from mmfc.data.sources import SOURCES
     from mmfc.fusion.methods import METHOD_NAMES
     from mmfc.models.ccl import LEVEL_KINDS
-    from mmfc.models.resnet import DEPTHS
-    from mmfc.models.temporal import BLOCK_VARIANTS
+    from mmfc.models.resnet import BLOCK_VARIANTS, DEPTHS
 
     for table, choice in [
         (SOURCES, config.Source), (PROTOCOL_TRAIN_RULES, config.Protocol), (LAYOUTS, config.JointLayout),

@@ -3,6 +3,9 @@
 RGB:      build_rgb_model(cfg, num_classes) -> RGBNet; forward [N, T, 3, H, W] -> (logits, 4 features)
 Skeleton: build_skel_model(cfg, num_classes, layout) -> SkelNet; forward [N, C, T, V, M] -> (logits, 4 features)
 CCL:      build_ccl(cfg, num_classes, model.feature_dims); forward (features, logits, labels) -> weighted term
+
+The configs were validated when the pipeline was loaded (mmfc.config); mmfc.branches builds
+the right one for a branch name.
 """
 
 from __future__ import annotations
@@ -11,11 +14,8 @@ from mmfc.config import RGBModelConfig, SkelModelConfig
 from mmfc.data.layouts import Layout
 from mmfc.models.ccl import ContrastiveLoss, build_ccl
 from mmfc.models.ctrgcn import SkelNet, skeleton_stream
-from mmfc.models.resnet import RGBNet, load_pretrained
-from mmfc.models.temporal import BLOCK_VARIANTS
-
-# Coordinates per joint when the config leaves in_channels at 0.
-LAYOUT_CHANNELS = {"ntu25": 3, "coco17": 2}
+from mmfc.models.imagenet import load_pretrained
+from mmfc.models.resnet import BLOCK_VARIANTS, RGBNet
 
 __all__ = [
     "ContrastiveLoss",
@@ -45,11 +45,10 @@ def build_rgb_model(cfg: RGBModelConfig, num_classes: int) -> RGBNet:
 
 
 def build_skel_model(cfg: SkelModelConfig, num_classes: int, layout: Layout) -> SkelNet:
-    in_channels = cfg.in_channels or LAYOUT_CHANNELS[layout.name]
     return SkelNet(
         layout=layout,
         stream=cfg.stream,
-        in_channels=in_channels,
+        in_channels=cfg.in_channels or layout.channels,
         base_channels=cfg.base_channels,
         num_persons=cfg.num_persons,
         num_classes=num_classes,
