@@ -184,6 +184,7 @@ def test_mmfc_info_refuses_a_bad_choice_with_the_valid_ones():
 
 def test_every_table_of_variants_covers_its_choices():
     """Each choice is declared once in config.py; the table implementing it has exactly its names."""
+    from mmfc.branches import BRANCHES
     from mmfc.data.layouts import LAYOUTS
     from mmfc.data.ntu import PROTOCOL_TRAIN_RULES
     from mmfc.data.sources import SOURCES
@@ -197,3 +198,6 @@ def test_every_table_of_variants_covers_its_choices():
         (METHOD_NAMES, config.FusionMethodName),
     ]:
         assert list(table) == list(typing.get_args(choice))
+    # A branch's name is also its section of the pipeline (training digests hash that section).
+    cfg = Pipeline()
+    assert all(branch.section(cfg) is getattr(cfg, name) for name, branch in BRANCHES.items())
