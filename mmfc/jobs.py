@@ -51,9 +51,9 @@ def run_jobs(
 ) -> Iterator[tuple[int, R]]:
     """Yield (position in `jobs`, function(*jobs[position])) as each job finishes.
 
-    n_jobs follows joblib (-1: every core; 1 runs the jobs in this process, one after another).
-    `sizes` weighs each job on the progress bar (default 1 each). An exception in a job ends the
-    run and is raised here.
+    The jobs run while the caller iterates. n_jobs follows joblib (-1: every core; 1 runs the jobs
+    in this process, one after another). `sizes` weighs each job on the progress bar (default 1
+    each). An exception in a job ends the run and is raised here.
     """
     sizes = [1] * len(jobs) if sizes is None else list(sizes)
     columns = (
