@@ -11,11 +11,12 @@ SYNTH_DATA := data/synth
 SYNTH_PER_CLASS ?= 2
 STAGE = $(MMFC) stage
 
-.PHONY: setup demo test crops train-rgb train-skel train scores fuse report ablation bench clean help
+.PHONY: setup setup-pose demo test crops train-rgb train-skel train scores fuse report ablation bench clean help
 
 help:
 	@echo "make demo    - set up, generate the synthetic dataset, run every stage, write the report"
 	@echo "make test    - set up and run the test suite"
+	@echo "make setup-pose - the pose stage's runtime (ai-edge-litert) and BlazePose model files"
 	@echo "make crops | train-rgb | train-skel | scores | fuse | report  [PIPELINE=pipelines/x.toml]"
 	@echo "make ablation - train the ablation variants on the synthetic data and fill the table"
 	@echo "make bench   - run the benchmarks under bench/"
@@ -30,7 +31,24 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-test: setup
+# The pose stage's optional runtime and its two BlazePose model files. The models are inside
+# the official mediapipe wheel (never installed, only unpacked): pip picks the wheel for this
+# Python and platform; where there is none, the manylinux cp311 one (the files are the same in
+# every wheel). Both sha256 values are checked before anything is written.
+POSE_MODELS := models/blazepose
+MEDIAPIPE := mediapipe==0.10.21
+WHEELS := $(VENV)/wheels
+$(POSE_MODELS)/.installed: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e '.[test,pose]'
+	$(VENV)/bin/pip download --quiet --no-deps --only-binary=:all: -d $(WHEELS) $(MEDIAPIPE) || \
+	  $(VENV)/bin/pip download --quiet --no-deps --only-binary=:all: -d $(WHEELS) $(MEDIAPIPE) \
+	    --python-version 3.11 --platform manylinux_2_28_x86_64
+	$(VENV)/bin/python -m mmfc.poses.model_files $(WHEELS)/mediapipe-0.10.21-*.whl $(POSE_MODELS)
+	touch $@
+setup-pose: $(POSE_MODELS)/.installed
+
+# The suite runs the pose tests on the real clips too, so it needs the pose models.
+test: setup setup-pose
 	$(VENV)/bin/python -m pytest -q
 
 $(SYNTH_DATA)/.complete: | setup

@@ -95,6 +95,25 @@ def read_frames(path: str | Path, indices) -> np.ndarray:
     return out
 
 
+def iter_frames(path: str | Path):
+    """Every frame of a video in order, as OpenCV decodes it (uint8 BGR [H, W, 3]).
+
+    Stops at the first frame that does not decode; a video that decodes no frame at all is an
+    error, raised when the iteration starts.
+    """
+    path = Path(path)
+    capture = _open(path)
+    try:
+        ok, image = capture.read()
+        if not ok:
+            raise DataError(path, "no frame could be decoded")
+        while ok:
+            yield image
+            ok, image = capture.read()
+    finally:
+        capture.release()
+
+
 def scale_pixels(pixels: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
     """Rescale [..., 2] (x, y) pixel coordinates from a (width, height) frame to another."""
     scale = np.array(
