@@ -67,7 +67,7 @@ def estimate_poses(
     if is_file:
         fps = probe_video(video_or_frames).fps or fps
     estimator = PoseEstimator(models or BlazePose(models_dir, settings.threads), settings, fps)
-    frames = iter_frames(video_or_frames) if is_file else video_or_frames
+    frames = iter_frames(video_or_frames, settings.threads) if is_file else video_or_frames
     per_frame: list[list[tuple[int, Pose]]] = []
     frame_size = (0, 0)
     for t, frame in enumerate(frames):

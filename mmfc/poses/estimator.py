@@ -10,10 +10,13 @@ lost. This estimator does the same for up to `max_persons` people:
    frame where someone was lost, and every `detect_every` frames to pick up newcomers;
    detections whose region is a tracked person's are skipped, the others go through the
    landmark model from their detected region;
-3. a pose whose face is where an earlier pose's face is found the same person again and is
+3. a person lost from one frame to the next is looked for again in the region where they
+   were some frames before (RECALL_FRAMES), since a region that slid onto someone else
+   cannot be fixed by the detector when the two are close;
+4. a pose whose face is where an earlier pose's face is found the same person again and is
    dropped (two people's faces stay apart even when they hug), and the tracker
    (mmfc/poses/tracking.py) gives every pose its slot;
-4. each pose's two auxiliary landmarks, smoothed over time per person as MediaPipe does
+5. each pose's two auxiliary landmarks, smoothed over time per person as MediaPipe does
    (mmfc/poses/smoothing.py), give that person's region on the next frame.
 
 Frames are taken as decoded (BGR from OpenCV, or RGB arrays); only the small model inputs are
@@ -22,6 +25,7 @@ converted, never a whole frame.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +48,10 @@ FACE = slice(0, 11)  # BlazePose's face landmarks: nose, eyes, ears, mouth
 SAME_REGION = 0.1
 # MediaPipe's smoothing of the auxiliary landmarks: still regions stay put, fast ones follow.
 ALIGNMENT_FILTER = {"min_cutoff": 0.01, "beta": 10.0, "derivative_cutoff": 1.0}
+# A person lost from one frame to the next is looked for again, for this many frames, in the
+# region where they were found this many frames before: when two people come close, one's
+# region can slide onto the other (who the detector then cannot tell apart from them).
+RECALL_FRAMES = 10
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class EstimatorSettings:
     detect_every: int = 10
     min_detection_score: float = detection.MIN_SCORE
     min_pose_score: float = 0.5
-    threads: int = 1
+    threads: int = 1  # for the models and the video decoder: one worker per core
 
 
 class BlazePose:
@@ -86,16 +94,22 @@ class BlazePose:
         return detection.to_frame_pixels(found, (width, height))
 
     def landmarks(self, frame: np.ndarray, bgr: bool, region: Region) -> Pose:
-        crop = cv2.warpAffine(
-            frame, region.crop_matrix(INPUT_SIZE), (INPUT_SIZE, INPUT_SIZE),
-            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
-        )
-        self.landmarker.set_tensor(self._lm_in, _model_input(crop, bgr)[None])
+        """The landmarks of the person in `region` of a frame."""
+        self.landmarker.set_tensor(self._lm_in, self.landmark_input(frame, bgr, region))
         self.landmarker.invoke()
         out = {name: self.landmarker.get_tensor(index)[0] for name, index in self._lm_out.items()}
         # Identity: landmarks [195], Identity_1: pose flag [1], Identity_2: segmentation (unused),
         # Identity_3: heatmap [64, 64, 39], Identity_4: world landmarks [117].
         return decode_pose(out["Identity"], float(out["Identity_1"][0]), out["Identity_3"], out["Identity_4"], region)
+
+    @staticmethod
+    def landmark_input(frame: np.ndarray, bgr: bool, region: Region) -> np.ndarray:
+        """The region cut out of the frame, turned upright: the model's input [1, 256, 256, 3]."""
+        crop = cv2.warpAffine(
+            frame, region.crop_matrix(INPUT_SIZE), (INPUT_SIZE, INPUT_SIZE),
+            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
+        )
+        return _model_input(crop, bgr)[None]
 
 
 def _outputs_by_name(interpreter) -> dict[str, int]:
@@ -137,6 +151,8 @@ class PoseEstimator:
         self.tracker = Tracker(settings.max_persons)
         self.regions: dict[int, Region] = {}  # slot -> its region on the next frame
         self.filters: dict[int, OneEuroFilter] = {}  # slot -> its auxiliary landmarks' filter
+        self.history: dict[int, deque[Region]] = {}  # slot -> regions its last poses came from
+        self.recall: dict[int, tuple[Region, int]] = {}  # lost slot -> (where to look, frames left)
         self.since_detection = settings.detect_every  # detect on the first frame
 
     def step(self, frame: np.ndarray, bgr: bool = True) -> list[tuple[int, Pose]]:
@@ -151,6 +167,10 @@ class PoseEstimator:
                 poses.append(pose)
             else:
                 lost = True
+        for region, _ in self.recall.values():
+            pose = self.models.landmarks(frame, bgr, region)
+            if pose.score >= s.min_pose_score:
+                poses.append(pose)
         self.since_detection += 1
         if len(poses) < s.max_persons and (lost or self.since_detection >= s.detect_every):
             self.since_detection = 0
@@ -161,10 +181,21 @@ class PoseEstimator:
                 people.append(pose)
         slots = self.tracker.update(self.frame, [(p.pixels[:NUM_BODY], p.visibility[:NUM_BODY]) for p in people])
         found = sorted(((slot, pose) for slot, pose in zip(slots, people) if slot is not None), key=lambda sp: sp[0])
+        self._remember(found)
+        return found
+
+    def _remember(self, found: list[tuple[int, Pose]]) -> None:
+        """Each found person's next region; where to look again for those just lost."""
+        previous = set(self.regions)
         self.regions = {slot: self._next_region(slot, pose) for slot, pose in found}
         # A person not found on this frame starts a fresh filter when found again.
         self.filters = {slot: self.filters[slot] for slot in self.regions}
-        return found
+        for slot, pose in found:
+            self.history.setdefault(slot, deque(maxlen=RECALL_FRAMES)).append(pose.region)
+            self.recall.pop(slot, None)
+        for slot in previous - set(self.regions):
+            self.recall[slot] = (self.history[slot][0], RECALL_FRAMES)
+        self.recall = {slot: (region, left - 1) for slot, (region, left) in self.recall.items() if left > 1}
 
     def _next_region(self, slot: int, pose: Pose) -> Region:
         if slot not in self.filters:

@@ -45,27 +45,30 @@ def refine_with_heatmap(xy: np.ndarray, heatmap: np.ndarray, kernel: int = HEATM
                         min_confidence: float = HEATMAP_MIN_CONFIDENCE) -> np.ndarray:
     """Replace each landmark by the confidence-weighted mean position of its heatmap around it,
     where the heatmap is confident there (its peak in the window at least min_confidence).
+    The window is cut at the heatmap's edges; a landmark outside the heatmap is kept as is.
 
     xy [L, 2] in [0, 1] crop coordinates, heatmap [H, W, L] logits -> [L, 2]
     """
-    height, width, _ = heatmap.shape
-    out = xy.copy()
+    height, width, count = heatmap.shape
     half = (kernel - 1) // 2
-    cols = (xy[:, 0] * width).astype(np.int64)
-    rows = (xy[:, 1] * height).astype(np.int64)
-    for lm in range(len(xy)):
-        col, row = cols[lm], rows[lm]
-        if not (0 <= col < width and 0 <= row < height):
-            continue
-        r0, r1 = max(0, row - half), min(height, row + half + 1)
-        c0, c1 = max(0, col - half), min(width, col + half + 1)
-        confidence = sigmoid(heatmap[r0:r1, c0:c1, lm])
-        total = confidence.sum()
-        if confidence.max() >= min_confidence and total > 0:
-            r, c = np.mgrid[r0:r1, c0:c1]
-            # MediaPipe places a heatmap cell at its top-left corner (col / width), which is
-            # what the model was trained against.
-            out[lm] = ((c * confidence).sum() / total / width, (r * confidence).sum() / total / height)
+    cols = np.floor(xy[:, 0] * width).astype(np.int64)
+    rows = np.floor(xy[:, 1] * height).astype(np.int64)
+    inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
+    # Padding with -inf gives the cells beyond the edge a confidence of 0: the cut window.
+    padded = np.pad(heatmap, ((half, half), (half, half), (0, 0)), constant_values=-np.inf)
+    offsets = np.arange(kernel)
+    window_rows = np.clip(rows, 0, height - 1)[:, None] + offsets  # [L, k] in padded rows
+    window_cols = np.clip(cols, 0, width - 1)[:, None] + offsets
+    window = padded[window_rows[:, :, None], window_cols[:, None, :], np.arange(count)[:, None, None]]
+    confidence = sigmoid(window.astype(np.float64))  # [L, k, k]
+    total = confidence.sum(axis=(1, 2))
+    # MediaPipe places a heatmap cell at its top-left corner (col / width), which is what the
+    # model was trained against.
+    mean_col = (confidence.sum(axis=1) * (window_cols - half)).sum(axis=1) / np.maximum(total, 1e-12)
+    mean_row = (confidence.sum(axis=2) * (window_rows - half)).sum(axis=1) / np.maximum(total, 1e-12)
+    refine = inside & (confidence.max(axis=(1, 2)) >= min_confidence) & (total > 0)
+    out = xy.astype(np.float64).copy()
+    out[refine] = np.stack([mean_col / width, mean_row / height], axis=1)[refine]
     return out
 
 
