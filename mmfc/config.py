@@ -25,8 +25,11 @@ class ConfigError(ValueError):
 class DataConfig:
     # "ntu": the NTU RGB+D raw release layout (nturgb+d_skeletons/, nturgb+d_rgb/), also what
     # `mmfc synth` writes. "pose_pickle": a PYSKL annotation pickle (FineGym, NTU HRNet 2D, ...).
+    # "videos": your own videos without skeletons (class folders or a CSV; mmfc/data/videos.py),
+    # their poses estimated by stage 0 (`mmfc stage poses`).
     source: str = "ntu"
-    # ntu: the folder holding nturgb+d_skeletons/ and nturgb+d_rgb/; pose_pickle: the .pkl file.
+    # ntu: the folder holding nturgb+d_skeletons/ and nturgb+d_rgb/; pose_pickle: the .pkl file;
+    # videos: the folder of class folders, or the CSV file.
     root: str = "data/synth"
     # pose_pickle: folder of videos named <frame_dir><video_ext>; "" when there are none.
     video_root: str = ""
@@ -55,6 +58,15 @@ class DataConfig:
     val_performers: list[int] = field(default_factory=list)
     val_fraction: float = 0.1
     val_seed: int = 0
+    # videos: the file extensions that count as videos in class folders.
+    video_exts: list[str] = field(default_factory=lambda: [".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg"])
+    # videos without a split column: the share of groups held out for test (seeded by val_seed).
+    test_fraction: float = 0.2
+    # videos: a regular expression finding a clip's group (source video or person) in its file
+    # name, its first parenthesised group if any; "" makes every clip its own group.
+    group_pattern: str = ""
+    # videos: the pose pickle stage 0 writes and stages 1-4 read; "" is <workdir>/poses/poses.pkl.
+    poses: str = ""
 
 
 @dataclass
@@ -229,6 +241,10 @@ class WorkdirLayout:
     crops_root: Path
 
     @property
+    def poses(self) -> Path:
+        return self.root / "poses"
+
+    @property
     def crops(self) -> Path:
         return self.crops_root / "crops"
 
@@ -269,7 +285,10 @@ def load_pipeline(path: str | Path | None = None, overrides: list[str] | tuple[s
     where = str(path) if path is not None else "defaults"
     if overrides:
         where += " with --set overrides"
-    return _build(Pipeline, raw, where, prefix="")
+    cfg = _build(Pipeline, raw, where, prefix="")
+    if cfg.data.source == "videos" and not cfg.data.poses:
+        cfg.data.poses = str(cfg.paths.poses / "poses.pkl")
+    return cfg
 
 
 def _parse_override(item: str) -> tuple[str, object]:
