@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from mmfc.branches import BRANCHES
 from mmfc.config import ConfigError, Pipeline, load_pipeline
 from mmfc.errors import DataError
 
@@ -52,9 +53,8 @@ SetOpt = Annotated[
 ]
 
 
-class Modality(str, Enum):
-    rgb = "rgb"
-    skel = "skel"
+# The choices of --modality: the branches of mmfc.branches.
+Modality = Enum("Modality", {name: name for name in BRANCHES}, type=str)
 
 
 def _pipeline(path: Path, overrides: list[str] | None) -> Pipeline:
@@ -134,7 +134,7 @@ def cost(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Parameters and multiply-add GFLOPs per clip of both branches, beside the paper's table."""
-    from mmfc.models.cost import cost_report, print_cost_report
+    from mmfc.cost import cost_report, print_cost_report
 
     try:
         cfg = _pipeline(pipeline, set_)

@@ -79,10 +79,6 @@ class PosePickleSource:
         self.path = Path(cfg.root)
         self.layout: Layout = get_layout(cfg.layout)
         self.num_classes = cfg.num_classes
-        if cfg.val_by not in ("group", "performer"):
-            raise ConfigError(
-                f"data.val_by = {cfg.val_by!r}: pose pickles carve validation by 'group' or 'performer'"
-            )
         self.class_names = (
             read_class_names(cfg.class_names, cfg.num_classes)
             if cfg.class_names

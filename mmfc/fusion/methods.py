@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mmfc.metrics import mean_class_accuracy, topk_accuracy
+from mmfc.metrics import log_softmax, mean_class_accuracy, nll, topk_accuracy
 
 # log T is searched in this range; a modality outside it is either almost deterministic or
 # almost uniform, and the edge value is as good as any.
@@ -23,18 +23,6 @@ _GOLDEN_STEPS = 80
 
 # ---------------------------------------------------------------------------------------------
 # Shared pieces
-
-
-def log_softmax(scores: np.ndarray) -> np.ndarray:
-    scores = np.asarray(scores, dtype=np.float64)
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-
-def nll(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Mean negative log-likelihood of the labels under softmax(scores)."""
-    logp = log_softmax(scores)
-    return float(-logp[np.arange(len(labels)), labels].mean())
 
 
 def selection_metric(scores: np.ndarray, labels: np.ndarray, metric: str) -> float:

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from mmfc.config import ConfigError, Pipeline
+from mmfc import atomic
+from mmfc.config import Pipeline
 from mmfc.errors import DataError
-from mmfc.fusion.methods import METHOD_NAMES, FusionMethod, Temperatures, fit_methods, log_softmax, nll
-from mmfc.metrics import mean_class_accuracy, topk_accuracy
-from mmfc.scores.format import ScoreTable, atomic_path, check_compatible, read_scores, write_scores
+from mmfc.fusion.methods import FusionMethod, Temperatures, fit_methods
+from mmfc.metrics import log_softmax, nll
+from mmfc.scores.format import ScoreTable, check_compatible, read_scores, split_metrics, write_scores
 
 FIT_SPLIT = "val"
 
 
 def run_fuse(cfg: Pipeline) -> None:
-    _check_config(cfg)
     rgb_path, skel_path = score_path(cfg, "rgb"), score_path(cfg, "skel")
     rgb, skel = read_scores(rgb_path), read_scores(skel_path)
     check_compatible(rgb, skel, rgb_path, skel_path)
@@ -49,7 +49,7 @@ def run_fuse(cfg: Pipeline) -> None:
         fused = _fused_table(rgb, skel, method, name, checkpoint_digest, cfg.digest())
         write_scores(out / f"{name}.parquet", fused)
         report[name] = {"params": method.params(), "val": split_metrics(fused.rows(FIT_SPLIT))}
-    with atomic_path(out / "fused.parquet") as tmp:
+    with atomic.atomic_path(out / "fused.parquet") as tmp:
         shutil.copyfile(out / f"{cfg.fusion.method}.parquet", tmp)
 
     temperatures = methods["global"].temperatures
@@ -68,8 +68,7 @@ def run_fuse(cfg: Pipeline) -> None:
         "single_modality_val": _single_modality_metrics(val_rgb, val_skel, temperatures),
         "methods": report,
     }
-    with atomic_path(out / "weights.json") as tmp:
-        tmp.write_text(json.dumps(weights, indent=2) + "\n")
+    atomic.write_text(out / "weights.json", json.dumps(weights, indent=2) + "\n")
 
 
 def score_path(cfg: Pipeline, modality: str) -> Path:
@@ -78,19 +77,6 @@ def score_path(cfg: Pipeline, modality: str) -> Path:
     if not path.is_file():
         raise DataError(path, f"missing; written by `mmfc stage scores --modality {modality}` (stage 3)")
     return path
-
-
-def split_metrics(table: ScoreTable) -> dict:
-    """Top-1, top-5, mean class accuracy (fractions) and NLL of one split's rows."""
-    if not table.ids:
-        return {"num_samples": 0}
-    return {
-        "num_samples": len(table.ids),
-        "top1": topk_accuracy(table.logits, table.labels, 1),
-        "top5": topk_accuracy(table.logits, table.labels, 5),
-        "mean_class": mean_class_accuracy(table.logits, table.labels, table.num_classes),
-        "nll": nll(table.logits, table.labels),
-    }
 
 
 def _fused_table(
@@ -119,13 +105,3 @@ def _single_modality_metrics(val_rgb: ScoreTable, val_skel: ScoreTable, temperat
         result[name] = metrics
     return result
 
-
-def _check_config(cfg: Pipeline) -> None:
-    if cfg.fusion.metric not in ("top1", "mean_class"):
-        raise ConfigError(f"fusion.metric = {cfg.fusion.metric!r}; expected 'top1' or 'mean_class'")
-    if cfg.fusion.method not in METHOD_NAMES:
-        raise ConfigError(f"fusion.method = {cfg.fusion.method!r}; expected one of {', '.join(METHOD_NAMES)}")
-    if cfg.fusion.grid < 2:
-        raise ConfigError(f"fusion.grid = {cfg.fusion.grid}; needs at least 2 points to include 0 and 1")
-    if cfg.fusion.per_class_l2 < 0:
-        raise ConfigError(f"fusion.per_class_l2 = {cfg.fusion.per_class_l2}; must be >= 0")

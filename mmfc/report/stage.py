@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
+from mmfc import atomic
+from mmfc.branches import BRANCHES
 from mmfc.config import Pipeline
 from mmfc.errors import DataError
-from mmfc.fusion.stage import split_metrics
 from mmfc.metrics import confusion_matrix, most_confused_pairs
 from mmfc.report.plots import plot_confusion, plot_curves
 from mmfc.report.render import Block, Figure, Heading, Paragraph, Table, render_html, render_markdown
-from mmfc.scores.format import ScoreTable, atomic_path, read_scores
+from mmfc.scores.format import ScoreTable, read_scores, split_metrics
 
-MODALITIES = {"rgb": "RGB", "skel": "Skeleton"}
 CURVE_KEYS = ("epoch", "train_loss", "val_loss", "val_top1")
 CONFUSED_PAIRS = 10
 
@@ -64,8 +64,8 @@ def run_report(cfg: Pipeline) -> None:
     paths = cfg.paths
     weights = _read_json(_require(paths.fusion / "weights.json", "`mmfc stage fuse` (stage 4)"))
     modalities = [
-        Scored(label, read_scores(_require(paths.scores / f"{m}.parquet", f"`mmfc stage scores --modality {m}` (stage 3)")))
-        for m, label in MODALITIES.items()
+        Scored(b.label, read_scores(_require(paths.scores / f"{m}.parquet", f"`mmfc stage scores --modality {m}` (stage 3)")))
+        for m, b in BRANCHES.items()
     ]
     fused = [
         Scored(name, read_scores(_require(paths.fusion / f"{name}.parquet", "`mmfc stage fuse` (stage 4)")))
@@ -73,7 +73,7 @@ def run_report(cfg: Pipeline) -> None:
     ]
     curves = {
         m: read_curves(_require(paths.train(m) / "metrics.jsonl", f"`mmfc stage train --modality {m}` (stage 2)"))
-        for m in MODALITIES
+        for m in BRANCHES
     }
 
     out = paths.report
@@ -87,10 +87,8 @@ def run_report(cfg: Pipeline) -> None:
     blocks += _ablation_section(cfg)
 
     title = f"mmfc report: {cfg.name}"
-    with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(render_markdown(blocks))
-    with atomic_path(out / "report.html") as tmp:
-        tmp.write_text(render_html(blocks, title))
+    atomic.write_text(out / "report.md", render_markdown(blocks))
+    atomic.write_text(out / "report.html", render_html(blocks, title))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,7 +216,7 @@ def _curves_caption(curves: dict[str, list[dict]]) -> str:
     for modality, rows in curves.items():
         best = max(rows, key=lambda r: r["val_top1"])
         parts.append(
-            f"{MODALITIES[modality]}: {len(rows)} epochs, best val top-1 {_pct(best['val_top1'])}% at epoch {best['epoch']}"
+            f"{BRANCHES[modality].label}: {len(rows)} epochs, best val top-1 {_pct(best['val_top1'])}% at epoch {best['epoch']}"
         )
     return "Loss (solid train, dashed val) and top-1 per epoch. " + "; ".join(parts) + "."
 
