@@ -4,20 +4,23 @@ PIPELINE ?= pipelines/synth.toml
 PYTHON ?= python3
 VENV := .venv
 MMFC := $(VENV)/bin/mmfc
-# The workdir a pipeline writes into, read with the standard library so it works before setup.
+# The workdir a pipeline writes into and its data source, read with the standard library so it
+# works before setup.
 WORKDIR := $(shell $(PYTHON) -c "import tomllib,sys; print(tomllib.load(open('$(PIPELINE)','rb')).get('workdir','runs/synth'))" 2>/dev/null || echo runs/synth)
+DATA_SOURCE := $(shell $(PYTHON) -c "import tomllib,sys; print(tomllib.load(open('$(PIPELINE)','rb')).get('data',{}).get('source','ntu'))" 2>/dev/null || echo ntu)
 SYNTH_DATA := data/synth
 # Clips per class, performer and camera of the demo's synthetic dataset (1,152 clips at 2).
 SYNTH_PER_CLASS ?= 2
 STAGE = $(MMFC) stage
 
-.PHONY: setup setup-pose demo test crops train-rgb train-skel train scores fuse report ablation bench clean help
+.PHONY: setup setup-pose demo test poses crops train-rgb train-skel train scores fuse report ablation bench clean help
 
 help:
 	@echo "make demo    - set up, generate the synthetic dataset, run every stage, write the report"
 	@echo "make test    - set up and run the test suite"
 	@echo "make setup-pose - the pose stage's runtime (ai-edge-litert) and BlazePose model files"
 	@echo "make crops | train-rgb | train-skel | scores | fuse | report  [PIPELINE=pipelines/x.toml]"
+	@echo "make poses   - stage 0 for pipelines of plain videos (data.source = \"videos\"); make crops runs it"
 	@echo "make ablation - train the ablation variants on the synthetic data and fill the table"
 	@echo "make bench   - run the benchmarks under bench/"
 
@@ -55,9 +58,20 @@ $(SYNTH_DATA)/.complete: | setup
 	$(MMFC) synth --out $(SYNTH_DATA) --per-class $(SYNTH_PER_CLASS)
 
 # Only the synthetic pipeline needs generated data; the others point at a dataset on disk.
+# Plain videos (data.source = "videos") need their poses first: stage 0.
 ifeq ($(PIPELINE),pipelines/synth.toml)
 CROP_INPUTS := $(SYNTH_DATA)/.complete
 endif
+ifeq ($(DATA_SOURCE),videos)
+CROP_INPUTS := $(WORKDIR)/poses/poses.pkl
+endif
+
+# Stage 0 always runs: it skips every video whose poses are current and rewrites poses.pkl only
+# when its content changes, so stage 1 is redone only when a video or a pose setting changed.
+$(WORKDIR)/poses/poses.pkl: $(PIPELINE) FORCE | setup-pose
+	$(STAGE) poses --pipeline $(PIPELINE) --preview 4
+poses: $(WORKDIR)/poses/poses.pkl
+FORCE:
 
 $(WORKDIR)/crops/index.parquet: $(PIPELINE) $(CROP_INPUTS) | setup
 	$(STAGE) crops --pipeline $(PIPELINE) --preview 8

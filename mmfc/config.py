@@ -315,6 +315,14 @@ class Pipeline:
     def paths(self) -> WorkdirLayout:
         return WorkdirLayout(Path(self.workdir), Path(self.crops_from or self.workdir))
 
+    def mismatch(self) -> str | None:
+        if self.data.source == "videos" and self.data.layout == "ntu25" and not self.skel.model.in_channels:
+            return (
+                "skel.model.in_channels = 0 reads ntu25 skeletons as Kinect's 3D, but stage 0 gives "
+                "videos 2D keypoints: set skel.model.in_channels = 2"
+            )
+        return None
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -133,7 +133,8 @@ class VideoFolderSource:
                 id=relative.with_suffix("").as_posix(),
                 label=self.class_names.index(label),
                 split=self._side(split, seeded_position(group, self.cfg.val_seed), carve_val),
-                skeleton_path=None,
+                # Stage 1 redoes a sample when this file changes: the poses stage 0 wrote.
+                skeleton_path=Path(self.cfg.poses) if self.cfg.poses else None,
                 video_path=path,
                 meta={"group": group},
             ))
