@@ -11,7 +11,7 @@ Without a split column, the split is carved by group: a seeded hash places each 
 on two sides. The group is the CSV's group column, else what data.group_pattern (a regular
 expression, its first parenthesised group if it has one) finds in the clip's file name, e.g.
 "_g(\\d+)_" for UCF101's v_<class>_g<group>_c<clip> (the person and recording); with neither,
-each clip is its own group. A CSV split with train and test only gets validation carved out of
+each clip is its own group (its file name). A CSV split with train and test only gets validation carved out of
 its training side the same way.
 
 Skeletons come from stage 0 (`mmfc stage poses`), which writes the PYSKL pose pickle named by
@@ -103,12 +103,14 @@ class VideoFolderSource:
         return rows
 
     def _group(self, path: Path) -> str:
+        """The clip's group; its file name when it has none, so the split stays the same wherever
+        the dataset is."""
         if not self.cfg.group_pattern:
-            return str(path)
+            return path.name
         found = re.search(self.cfg.group_pattern, path.name)
         if found is None:
             self._exclude("no group in the file name (data.group_pattern found nothing); its own group")
-            return str(path)
+            return path.name
         return found.group(1) if found.groups() else found.group(0)
 
     def _classes(self, labels: set[str]) -> list[str]:
