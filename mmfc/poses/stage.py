@@ -29,7 +29,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
-from rich.table import Table
 
 from mmfc import atomic
 from mmfc.config import ConfigError, Pipeline
@@ -37,7 +36,7 @@ from mmfc.data.sample import Sample
 from mmfc.data.sources import open_source
 from mmfc.data.video import probe_video
 from mmfc.errors import DataError
-from mmfc.jobs import PerWorker, run_jobs
+from mmfc.jobs import PerWorker, print_failures, run_jobs
 from mmfc.poses.estimate import estimate_poses
 from mmfc.poses.estimator import BlazePose, EstimatorSettings
 from mmfc.poses.model_files import MODEL_FILES, model_paths
@@ -47,7 +46,6 @@ PICKLE = "poses.pkl"
 VIDEOS = "videos"
 FAILURES = "failures.parquet"
 PREVIEW = "preview.png"
-SHOWN_FAILURES = 50
 FAILURE_SCHEMA = pa.schema([("id", pa.string()), ("file", pa.string()), ("reason", pa.string())])
 
 
@@ -232,15 +230,7 @@ def write_failures(path: Path, failed: list[dict]) -> None:
 
 def summarize(console: Console, poses_dir: Path, fresh: list[dict], skipped: int, ok: list[dict],
               failed: list[dict], elapsed: float) -> None:
-    if failed:
-        table = Table(title=f"{len(failed)} videos failed (no poses; {FAILURES})")
-        for col in ("id", "file", "reason"):
-            table.add_column(col, overflow="fold")
-        for f in failed[:SHOWN_FAILURES]:
-            table.add_row(f["id"], f["file"], f["reason"])
-        console.print(table)
-        if len(failed) > SHOWN_FAILURES:
-            console.print(f"... and {len(failed) - SHOWN_FAILURES} more in {poses_dir / FAILURES}")
+    print_failures(console, failed, f"{len(failed)} videos failed (no poses; {FAILURES})", str(poses_dir / FAILURES))
     done = [r for r in fresh if r["status"] == "ok"]
     frames = sum(r["frames"] for r in done)
     rate = frames / elapsed if elapsed > 0 and frames else 0.0
