@@ -94,6 +94,9 @@ def test_region_of_an_upright_and_a_tilted_person():
     upside_down = region_from_points(np.array([0.0, 0.0]), np.array([0.0, 100.0]))
     assert abs(upside_down.rotation) == pytest.approx(np.pi)
     assert normalize_angle(3 * np.pi / 2) == pytest.approx(-np.pi / 2)
+    point = np.array([10.0, 10.0])
+    degenerate = region_from_points(point, point)
+    assert degenerate.size == 8.0 and np.isfinite(degenerate.crop_matrix(256)).all()
 
 
 def test_crop_matrix_inverts_frame_matrix_and_corners():

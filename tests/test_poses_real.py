@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -81,3 +82,13 @@ def test_rgb_frames_give_what_the_video_file_gives(realdata: Path, pose_models: 
     frames = read_frames(video, range(20))  # RGB
     from_frames = estimate_poses(frames, pose_models, 2, "coco17", fps=probe_video(video).fps)
     np.testing.assert_allclose(from_frames.keypoint, ucf_tracks.keypoint[:, :20], atol=1e-3)
+
+
+def test_a_person_gone_for_some_frames_comes_back_on_the_same_track(realdata: Path, pose_models: Path):
+    frames = read_frames(accuracy.ntu_video(realdata), range(30))
+    frames = np.stack([cv2.resize(f, (480, 270), interpolation=cv2.INTER_AREA) for f in frames])
+    frames[10:15] = 128  # five empty frames: nobody there
+    tracks = estimate_poses(frames, pose_models, 2, "coco17")
+    seen = (tracks.keypoint_score > 0).any(axis=-1)  # [M, T]
+    assert tracks.num_persons == 1
+    assert seen[0, :10].all() and not seen[0, 10:15].any() and seen[0, 15:].all()

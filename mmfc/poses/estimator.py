@@ -52,6 +52,7 @@ ALIGNMENT_FILTER = {"min_cutoff": 0.01, "beta": 10.0, "derivative_cutoff": 1.0}
 # region where they were found this many frames before: when two people come close, one's
 # region can slide onto the other (who the detector then cannot tell apart from them).
 RECALL_FRAMES = 10
+LANDMARK_OUTPUTS = ("Identity", "Identity_1", "Identity_3", "Identity_4")
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,9 @@ class BlazePose:
         """The landmarks of the person in `region` of a frame."""
         self.landmarker.set_tensor(self._lm_in, self.landmark_input(frame, bgr, region))
         self.landmarker.invoke()
-        out = {name: self.landmarker.get_tensor(index)[0] for name, index in self._lm_out.items()}
-        # Identity: landmarks [195], Identity_1: pose flag [1], Identity_2: segmentation (unused),
-        # Identity_3: heatmap [64, 64, 39], Identity_4: world landmarks [117].
+        # Identity: landmarks [195], Identity_1: pose flag [1], Identity_3: heatmap [64, 64, 39],
+        # Identity_4: world landmarks [117]; Identity_2, the segmentation mask, is not read.
+        out = {name: self.landmarker.get_tensor(self._lm_out[name])[0] for name in LANDMARK_OUTPUTS}
         return decode_pose(out["Identity"], float(out["Identity_1"][0]), out["Identity_3"], out["Identity_4"], region)
 
     @staticmethod
@@ -193,9 +194,9 @@ class PoseEstimator:
         for slot, pose in found:
             self.history.setdefault(slot, deque(maxlen=RECALL_FRAMES)).append(pose.region)
             self.recall.pop(slot, None)
+        self.recall = {slot: (region, left - 1) for slot, (region, left) in self.recall.items() if left > 1}
         for slot in previous - set(self.regions):
             self.recall[slot] = (self.history[slot][0], RECALL_FRAMES)
-        self.recall = {slot: (region, left - 1) for slot, (region, left) in self.recall.items() if left > 1}
 
     def _next_region(self, slot: int, pose: Pose) -> Region:
         if slot not in self.filters:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MARGIN = 1.25
+MIN_SIZE = 8.0  # pixels
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,9 @@ def region_from_points(centre: np.ndarray, scale_point: np.ndarray, margin: floa
     the image y axis flipped to point up), as rotation_vector_target_angle_degrees = 90 does.
     """
     dx, dy = (scale_point - centre).astype(np.float64)
-    size = 2.0 * float(np.hypot(dx, dy)) * margin
+    # Never empty: a degenerate region (the two points on top of each other) still gives the
+    # model an input, on which it finds nobody, rather than a matrix that cannot be inverted.
+    size = max(2.0 * float(np.hypot(dx, dy)) * margin, MIN_SIZE)
     rotation = normalize_angle(np.pi / 2 - np.arctan2(-dy, dx))
     return Region((float(centre[0]), float(centre[1])), size, rotation)
 
