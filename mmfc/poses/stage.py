@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -37,7 +38,7 @@ from mmfc.data.sources import open_source
 from mmfc.data.video import probe_video
 from mmfc.errors import DataError
 from mmfc.jobs import PerWorker, print_failures, run_jobs
-from mmfc.poses.estimate import estimate_poses
+from mmfc.poses.estimate import PoseTracks, estimate_poses
 from mmfc.poses.estimator import BlazePose, EstimatorSettings
 from mmfc.poses.model_files import MODEL_FILES, model_paths
 from mmfc.poses.preview import write_preview
@@ -99,7 +100,7 @@ def read_result(path: Path) -> dict | None:
 # One video
 
 
-def annotation(sample: Sample, tracks, fps: float) -> dict:
+def annotation(sample: Sample, tracks: PoseTracks, fps: float) -> dict:
     """A PYSKL annotation of one video's tracks."""
     width, height = tracks.frame_size
     return {
@@ -132,6 +133,9 @@ def pose_video(sample: Sample, job: PoseJob) -> dict:
                       persons=tracks.num_persons, file="", reason="")
     except DataError as exc:
         result.update(status="failed", annotation=None, frames=0, persons=0, file=exc.path, reason=exc.reason)
+    except cv2.error as exc:  # a frame OpenCV decoded but cannot process (an odd pixel format)
+        result.update(status="failed", annotation=None, frames=0, persons=0, file=str(sample.video_path),
+                      reason=f"OpenCV could not process a frame: {exc.msg or exc}")
     result["seconds"] = time.perf_counter() - started
     atomic.write_bytes(job.videos_dir / result_name(sample.id), pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     return {k: v for k, v in result.items() if k != "annotation"}
