@@ -175,7 +175,12 @@ def run_poses(cfg: Pipeline, strict: bool = False, preview: int = 0) -> int:
             results[s.id] = found
         else:
             todo.append(s)
-    sizes = [_frames(s) for s in todo]
+    # Frame counts weigh the jobs on the progress bar (frames/s); opening every container is
+    # I/O, so threads do it.
+    sizes = [0] * len(todo)
+    for position, frames in run_jobs(_frames, [(s,) for s in todo], backend="threading", n_jobs=p.n_jobs,
+                                     title="probing", unit="videos", console=console):
+        sizes[position] = frames
     started = time.perf_counter()
     fresh = {}
     for position, result in run_jobs(
