@@ -21,7 +21,8 @@ from mmfc.errors import DataError
 app = typer.Typer(
     help=(
         "mmfc: fine-grained action recognition from RGB video and skeletons.\n\n"
-        "A staged offline pipeline: `stage crops` (skeleton-guided crops into zarr shards), "
+        "A staged offline pipeline: `stage poses` (poses for plain videos, PYSKL pickle), "
+        "`stage crops` (skeleton-guided crops into zarr shards), "
         "`stage train` (each modality from the shards), `stage scores` (per-class scores to "
         "Parquet), `stage fuse` (fusion weights fitted on validation) and `stage report`. "
         "Every stage reads a pipeline file (pipelines/*.toml); `mmfc info` shows what it selects."
@@ -149,6 +150,26 @@ def cost(
 
 # ---------------------------------------------------------------------------------------------
 # Stages
+
+
+@stage_app.command("poses")
+def stage_poses(
+    pipeline: PipelineOpt,
+    set_: SetOpt = None,
+    strict: Annotated[bool, typer.Option(help="Exit non-zero if any video failed.")] = False,
+    preview: Annotated[
+        int, typer.Option(help="Also write a PNG contact sheet of this many videos, one colour per track.")
+    ] = 0,
+) -> None:
+    """Stage 0 (data.source = "videos"): estimate and track poses into a PYSKL pose pickle."""
+    from mmfc.poses.stage import run_poses
+
+    try:
+        cfg = _pipeline(pipeline, set_)
+        code = run_poses(cfg, strict=strict, preview=preview)
+    except (ConfigError, DataError) as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
 
 
 @stage_app.command("crops")

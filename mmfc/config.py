@@ -32,7 +32,7 @@ class ConfigError(ValueError):
 # The values a choice may take, each declared once; the modules that implement a choice take
 # their names from here (and tests/test_config.py checks that every table covers its choice).
 
-Source = Literal["ntu", "pose_pickle"]
+Source = Literal["ntu", "pose_pickle", "videos"]
 Protocol = Literal["xsub", "xview", "xset"]
 JointLayout = Literal["ntu25", "coco17"]
 ValBy = Literal["performer", "group"]
@@ -61,8 +61,11 @@ def bounded(default, *, min=None, max=None, below=None):  # noqa: A002 (read as 
 class DataConfig:
     # "ntu": the NTU RGB+D raw release layout (nturgb+d_skeletons/, nturgb+d_rgb/), also what
     # `mmfc synth` writes. "pose_pickle": a PYSKL annotation pickle (FineGym, NTU HRNet 2D, ...).
+    # "videos": your own videos without skeletons (class folders or a CSV; mmfc/data/videos.py),
+    # their poses estimated by stage 0 (`mmfc stage poses`).
     source: Source = "ntu"
-    # ntu: the folder holding nturgb+d_skeletons/ and nturgb+d_rgb/; pose_pickle: the .pkl file.
+    # ntu: the folder holding nturgb+d_skeletons/ and nturgb+d_rgb/; pose_pickle: the .pkl file;
+    # videos: the folder of class folders, or the CSV file.
     root: str = "data/synth"
     # pose_pickle: folder of videos named <frame_dir><video_ext>; "" when there are none.
     video_root: str = ""
@@ -91,11 +94,40 @@ class DataConfig:
     val_performers: list[int] = field(default_factory=list)
     val_fraction: float = bounded(0.1, min=0, max=1)
     val_seed: int = 0
+    # videos: the file extensions that count as videos in class folders.
+    video_exts: list[str] = field(default_factory=lambda: [".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg"])
+    # videos without a split column: the share of groups held out for test (seeded by val_seed).
+    test_fraction: float = bounded(0.2, min=0, below=1)
+    # videos: a regular expression finding a clip's group (source video or person) in its file
+    # name, its first parenthesised group if any; "" makes every clip its own group.
+    group_pattern: str = ""
+    # videos: the pose pickle stage 0 writes and stages 1-4 read; "" is <workdir>/poses/poses.pkl.
+    poses: str = ""
 
     def mismatch(self) -> str | None:
         if self.source == "ntu" and self.val_by != "performer":
             return f"val_by = {self.val_by!r}: NTU sources carve validation by 'performer'"
         return None
+
+
+@dataclass
+class PoseConfig:
+    """Stage 0 (data.source = "videos"): BlazePose on CPU, mmfc/poses/."""
+
+    # The folder with BlazePose's two model files, unpacked by `make setup-pose`.
+    models_dir: str = "models/blazepose"
+    # People tracked per video; each keeps one index m of keypoint[m] for the whole video.
+    max_persons: int = bounded(2, min=1)
+    # While fewer than max_persons are tracked, the detector looks for newcomers every this many
+    # frames (and on any frame where someone was lost).
+    detect_every: int = bounded(10, min=1)
+    # A detection below this score is ignored; a pose whose presence flag is below
+    # min_pose_score is no person (MediaPipe's thresholds: 0.5 and 0.5).
+    min_detection_score: float = bounded(0.5, min=0, max=1)
+    min_pose_score: float = bounded(0.5, min=0, max=1)
+    # One worker per core (each runs the models and its video decoder on one thread).
+    n_jobs: int = -1
+    backend: Backend = "loky"
 
 
 @dataclass
@@ -272,6 +304,7 @@ class Pipeline:
     # differ only in the model share one set of crops.
     crops_from: str = ""
     data: DataConfig = field(default_factory=DataConfig)
+    poses: PoseConfig = field(default_factory=PoseConfig)
     crops: CropConfig = field(default_factory=CropConfig)
     rgb: RGBConfig = field(default_factory=RGBConfig)
     skel: SkelConfig = field(default_factory=SkelConfig)
@@ -281,6 +314,14 @@ class Pipeline:
     @property
     def paths(self) -> WorkdirLayout:
         return WorkdirLayout(Path(self.workdir), Path(self.crops_from or self.workdir))
+
+    def mismatch(self) -> str | None:
+        if self.data.source == "videos" and self.data.layout == "ntu25" and not self.skel.model.in_channels:
+            return (
+                "skel.model.in_channels = 0 reads ntu25 skeletons as Kinect's 3D, but stage 0 gives "
+                "videos 2D keypoints: set skel.model.in_channels = 2"
+            )
+        return None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -298,6 +339,10 @@ class WorkdirLayout:
 
     root: Path
     crops_root: Path
+
+    @property
+    def poses(self) -> Path:
+        return self.root / "poses"
 
     @property
     def crops(self) -> Path:
@@ -340,7 +385,10 @@ def load_pipeline(path: str | Path | None = None, overrides: list[str] | tuple[s
     where = str(path) if path is not None else "defaults"
     if overrides:
         where += " with --set overrides"
-    return _build(Pipeline, raw, where, prefix="")
+    cfg = _build(Pipeline, raw, where, prefix="")
+    if cfg.data.source == "videos" and not cfg.data.poses:
+        cfg.data.poses = str(cfg.paths.poses / "poses.pkl")
+    return cfg
 
 
 def _parse_override(item: str) -> tuple[str, object]:

@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar
 import joblib
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
 from rich.text import Text
 
 from mmfc.config import Backend
@@ -93,6 +94,24 @@ def _backend(name: str):
     finally:
         if client is not None:
             client.close()
+
+
+SHOWN_FAILURES = 50
+
+
+def print_failures(console: Console, failed: list[dict], title: str, table_file: str) -> None:
+    """The end-of-run table of what a batch stage could not do: id, file and reason of each
+    (the first SHOWN_FAILURES; all of them are in `table_file`)."""
+    if not failed:
+        return
+    table = Table(title=title)
+    for col in ("id", "file", "reason"):
+        table.add_column(col, overflow="fold")
+    for f in failed[:SHOWN_FAILURES]:
+        table.add_row(f["id"], f["file"], f["reason"])
+    console.print(table)
+    if len(failed) > SHOWN_FAILURES:
+        console.print(f"... and {len(failed) - SHOWN_FAILURES} more in {table_file}")
 
 
 class _RateColumn(ProgressColumn):

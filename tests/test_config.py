@@ -26,7 +26,7 @@ def test_every_pipeline_loads(path: Path):
     cfg = load_pipeline(path)
     assert isinstance(cfg, Pipeline)
     assert cfg.name == path.stem
-    assert cfg.data.source in ("ntu", "pose_pickle")
+    assert cfg.data.source in ("ntu", "pose_pickle", "videos")
     assert cfg.data.layout in ("ntu25", "coco17")
     assert cfg.data.protocol in ("xsub", "xview", "xset")
 
@@ -52,7 +52,7 @@ def test_unknown_key_in_file(tmp_path: Path):
 def test_unknown_section(tmp_path: Path):
     path = tmp_path / "p.toml"
     path.write_text("[dta]\nroot = 1\n")
-    with pytest.raises(ConfigError, match="unknown key 'dta'; valid keys here: name, workdir, .*data, crops"):
+    with pytest.raises(ConfigError, match="unknown key 'dta'; valid keys here: name, workdir, .*data, poses, crops"):
         load_pipeline(path)
 
 
@@ -201,3 +201,22 @@ def test_every_table_of_variants_covers_its_choices():
     # A branch's name is also its section of the pipeline (training digests hash that section).
     cfg = Pipeline()
     assert all(branch.section(cfg) is getattr(cfg, name) for name, branch in BRANCHES.items())
+
+
+def test_the_videos_example_documents_every_key():
+    text = (Path(__file__).resolve().parents[1] / "pipelines" / "videos-example.toml").read_text()
+    cfg = load_pipeline(Path(__file__).resolve().parents[1] / "pipelines" / "videos-example.toml")
+    assert cfg.data.source == "videos" and cfg.data.poses == "runs/videos-example/poses/poses.pkl"
+    section, documented = "", set()
+    for line in text.splitlines():
+        if line.startswith("["):
+            section = line.strip("[]") + "."
+        elif found := re.match(r"(?:# )?([a-z_0-9]+) = ", line):
+            documented.add(section + found.group(1) if section else found.group(1))
+    assert documented == set(valid_keys())
+
+
+def test_videos_with_ntu25_need_2d_skeleton_input():
+    with pytest.raises(ConfigError, match="set skel.model.in_channels = 2"):
+        load_pipeline(None, ["data.source=videos", "data.layout=ntu25"])
+    assert load_pipeline(None, ["data.source=videos", "data.layout=ntu25", "skel.model.in_channels=2"])

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pyarrow as pa
 from rich.console import Console
-from rich.table import Table
 
 from mmfc import atomic
 from mmfc.config import CropConfig, Pipeline
@@ -28,9 +27,8 @@ from mmfc.crops.preview import write_preview
 from mmfc.data.sample import Sample
 from mmfc.data.sources import Source, open_source
 from mmfc.errors import DataError
-from mmfc.jobs import PerWorker, run_jobs
+from mmfc.jobs import PerWorker, print_failures, run_jobs
 
-SHOWN_FAILURES = 50
 FAILURE_SCHEMA = pa.schema([("id", pa.string()), ("file", pa.string()), ("reason", pa.string())])
 # One row per sample of a part file; index.parquet holds the "ok" ones. A failed sample has
 # no crop fields (null).
@@ -223,15 +221,8 @@ def summarize(console: Console, crops_dir: Path, fresh: list[dict], skipped: int
     total_bytes = store.disk_bytes(crops_dir / store.SHARDS)
     per_sample = total_bytes / max(len(ok), 1) / 1e6
     rate = len(fresh) / elapsed if elapsed > 0 and fresh else 0.0
-    if failed:
-        table = Table(title=f"{len(failed)} samples failed (not stored; {store.FAILURES})")
-        for col in ("id", "file", "reason"):
-            table.add_column(col, overflow="fold")
-        for f in failed[:SHOWN_FAILURES]:
-            table.add_row(f["id"], f["file"], f["reason"])
-        console.print(table)
-        if len(failed) > SHOWN_FAILURES:
-            console.print(f"... and {len(failed) - SHOWN_FAILURES} more in {crops_dir / store.FAILURES}")
+    print_failures(console, failed, f"{len(failed)} samples failed (not stored; {store.FAILURES})",
+                   str(crops_dir / store.FAILURES))
     console.print(
         f"crops: {done} done, {skipped} skipped (unchanged), {len(failed)} failed; "
         f"{written / 1e6:.1f} MB written, {per_sample:.3f} MB/sample on disk, "

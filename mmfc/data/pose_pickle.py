@@ -62,10 +62,15 @@ def source_group(frame_dir: str) -> str:
     return frame_dir.split("_E_", 1)[0]
 
 
+def seeded_position(group: str, seed: int) -> float:
+    """A group's place in [0, 1), fixed by a seeded hash: the same on every run and machine."""
+    digest = hashlib.sha256(f"{seed}:{group}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def in_val_fraction(group: str, fraction: float, seed: int) -> bool:
     """A seeded hash puts ~fraction of the groups in validation, the same ones on every run."""
-    digest = hashlib.sha256(f"{seed}:{group}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+    return seeded_position(group, seed) < fraction
 
 
 class PosePickleSource:

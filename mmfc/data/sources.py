@@ -9,6 +9,7 @@ from mmfc.data.layouts import Layout
 from mmfc.data.ntu import NTUSource
 from mmfc.data.pose_pickle import PosePickleSource
 from mmfc.data.sample import SPLITS, Sample, Skeleton
+from mmfc.data.videos import VideoFolderSource
 
 
 class Source(Protocol):
@@ -29,6 +30,7 @@ class Source(Protocol):
 SOURCES = {
     "ntu": NTUSource,
     "pose_pickle": PosePickleSource,
+    "videos": VideoFolderSource,
 }
 
 
