@@ -69,7 +69,7 @@ def timed(work) -> tuple[float, float]:
 def bench_stage(root: Path, work: Path, args) -> tuple[tuple, tuple, int, float]:
     """(a): -> ((stage wall, cpu), (floor wall, cpu), samples, MB per sample)"""
     overrides = [f"data.root={root}", f"workdir={work}", "data.missing_list=", "data.class_names=",
-                 "data.num_classes=60", "data.val_performers=[]", f"crops.n_jobs={args.n_jobs}",
+                 "data.num_classes=60", "data.val_performers=[]", f"jobs.n_jobs={args.n_jobs}",
                  f"crops.samples_per_shard={args.per_shard}"]
     cfg = load_pipeline(None, overrides)
     samples = sorted(NTUSource(cfg.data).samples(), key=lambda s: s.id)[: args.limit or None]

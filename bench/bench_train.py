@@ -36,7 +36,7 @@ def build_store(root: Path, pipeline: Path, threads: int):
     cfg = load_pipeline(pipeline, [
         f"workdir={json.dumps(str(root / 'run'))}", f"data.root={json.dumps(str(root / 'synth'))}",
         "data.source=ntu", "data.protocol=xsub", "data.num_classes=12", "data.class_names=",
-        "data.layout=ntu25", "data.val_performers=[8]", f"crops.n_jobs={threads}",
+        "data.layout=ntu25", "data.val_performers=[8]", f"jobs.n_jobs={threads}",
     ])
     run_crops(cfg)
     return cfg

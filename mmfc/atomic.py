@@ -2,7 +2,10 @@
 
 A file or folder is built under a temporary name beside its target (same folder, so the final
 os.replace is a rename, never a copy) and takes the target's name only once it is complete. A
-killed writer leaves at most a hidden `.tmp-*` sibling, which `remove_leftovers` clears.
+killed writer leaves at most a hidden `.tmp-*` sibling, which `remove_leftovers` clears. A
+writer that runs out of disk space removes what it wrote and raises one DiskFull naming the
+target, the space that was free and how much more it needed (the same for every stage's files,
+however the library writing them reports ENOSPC).
 
     with atomic_path(out / "scores.parquet") as tmp:
         pq.write_table(table, tmp)
@@ -11,11 +14,14 @@ killed writer leaves at most a hidden `.tmp-*` sibling, which `remove_leftovers`
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from mmfc.errors import DiskFull, format_bytes
 
 TEMP_PREFIX = ".tmp-"
 
@@ -54,31 +60,66 @@ def discard(tmp: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, size: int | None = None) -> Iterator[Path]:
     """Yield a temporary sibling of `path` to write (a file or a folder); it is moved onto `path`
-    when the block succeeds and removed when it raises."""
+    when the block succeeds and removed when it raises. `size`, the bytes the block will write
+    when known, goes into the message should the disk fill up."""
     tmp = temp_sibling(path)
     try:
         yield tmp
         move_into_place(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        written = bytes_in(tmp)
         discard(tmp)
+        if is_disk_full(exc):
+            needs = f"it needs {format_bytes(size)}" if size else f"it needs more than the {format_bytes(written)} that fit"
+            raise DiskFull(path, free_bytes(path), needs) from None
         raise
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc`, or an error it was raised from, is ENOSPC (or a full quota). Libraries wrap
+    it: torch.save raises a RuntimeError from the OSError, pyarrow an OSError of its own."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def free_bytes(path: str | Path) -> int:
+    """Free space on the filesystem of `path` (its nearest existing folder)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def bytes_in(path: Path) -> int:
+    """Size of a file, or of every file in a folder; 0 when there is none."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size if path.is_file() else 0
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, len(data)) as tmp:
         tmp.write_bytes(data)
 
 
 def write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_bytes(path, text.encode("utf-8"))
 
 
-def remove_leftovers(folder: str | Path) -> None:
-    """Delete the temporary siblings a killed writer left in `folder` (not in its subfolders)."""
+def remove_leftovers(folder: str | Path, of: Callable[[str], bool] | None = None) -> None:
+    """Delete the temporary siblings a killed writer left in `folder` (not in its subfolders);
+    with `of`, only those whose target name it accepts (the leftovers of one's own files, where
+    other runs write beside)."""
     folder = Path(folder)
     if folder.is_dir():
         for tmp in folder.glob(f"{TEMP_PREFIX}*"):
-            discard(tmp)
+            target = tmp.name[len(TEMP_PREFIX) + 9:]  # after ".tmp-<8 hex>-"
+            if of is None or of(target):
+                discard(tmp)

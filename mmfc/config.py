@@ -111,6 +111,23 @@ class DataConfig:
 
 
 @dataclass
+class JobsConfig:
+    """How the batch stages (0 poses, 1 crops, 3 scores on CPU) run their jobs (mmfc/jobs.py)."""
+
+    # "loky" (worker processes on this machine), "threading", "multiprocessing", or a cluster:
+    # "ray" (RAY_ADDRESS) or "dask" (DASK_SCHEDULER_ADDRESS); README, "Scale-out".
+    backend: Backend = "loky"
+    # Workers at once: -1 one per core (of the cluster, on ray and dask); 1 runs the jobs in this
+    # process on the joblib backends.
+    n_jobs: int = -1
+
+    def mismatch(self) -> str | None:
+        if self.n_jobs == 0 or self.n_jobs < -1:
+            return f"n_jobs = {self.n_jobs}: give a number of workers, or -1 for one per core"
+        return None
+
+
+@dataclass
 class PoseConfig:
     """Stage 0 (data.source = "videos"): BlazePose on CPU, mmfc/poses/."""
 
@@ -125,9 +142,6 @@ class PoseConfig:
     # min_pose_score is no person (MediaPipe's thresholds: 0.5 and 0.5).
     min_detection_score: float = bounded(0.5, min=0, max=1)
     min_pose_score: float = bounded(0.5, min=0, max=1)
-    # One worker per core (each runs the models and its video decoder on one thread).
-    n_jobs: int = -1
-    backend: Backend = "loky"
 
 
 @dataclass
@@ -152,9 +166,25 @@ class CropConfig:
     skeleton_frames: int = bounded(100, min=1)
     jpeg_quality: int = bounded(90, min=1, max=100)
     samples_per_shard: int = bounded(256, min=1)
-    n_jobs: int = -1
-    # joblib backend: "loky" locally, "ray" or "dask" on a cluster (mmfc.jobs, README).
-    backend: Backend = "loky"
+    # A video that decodes fewer frames than its skeleton or its container says is a failure
+    # below this share of them, and stored with a warning row in failures.parquet above it.
+    min_video_fraction: float = bounded(0.9, min=0, max=1)
+    # "k/n": crop only part k of n (every n-th shard, starting with the k-th), for one driver per
+    # machine on a shared workdir; a run without a part then assembles the index. "": all.
+    part: str = ""
+
+    def mismatch(self) -> str | None:
+        if self.part and self.part_of() is None:
+            return f"part = {self.part!r}: write it as k/n with 1 <= k <= n, e.g. \"1/2\", or \"\" for the whole stage"
+        return None
+
+    def part_of(self) -> tuple[int, int] | None:
+        """(k, n) of `part`, or None when it is empty or malformed."""
+        k, slash, n = self.part.partition("/")
+        if not (slash and k.strip().isdigit() and n.strip().isdigit()):
+            return None
+        k, n = int(k), int(n)
+        return (k, n) if 1 <= k <= n else None
 
 
 @dataclass
@@ -304,6 +334,7 @@ class Pipeline:
     # differ only in the model share one set of crops.
     crops_from: str = ""
     data: DataConfig = field(default_factory=DataConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
     poses: PoseConfig = field(default_factory=PoseConfig)
     crops: CropConfig = field(default_factory=CropConfig)
     rgb: RGBConfig = field(default_factory=RGBConfig)

@@ -1,4 +1,4 @@
-"""The one error type for bad input: it names the file and the reason."""
+"""The error types for what a stage cannot use or cannot write: each names the file and the reason."""
 
 from __future__ import annotations
 
@@ -12,3 +12,30 @@ class DataError(Exception):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+    def __reduce__(self):
+        # Rebuilt from its two fields when it crosses from a worker process to the driver.
+        return type(self), (self.path, self.reason)
+
+
+class DiskFull(DataError):
+    """No space left on the device while writing `path`. `needs` says how much more the file or
+    the stage needed, in words; nothing half-written is left, and a rerun goes on from what
+    was finished."""
+
+    def __init__(self, path: str | Path, free: int, needs: str):
+        super().__init__(path, f"the disk is full ({format_bytes(free)} free there); {needs}; free some space and "
+                               "rerun: nothing half-written was kept, and the stage goes on from what it finished")
+        self.free = free
+        self.needs = needs
+
+    def __reduce__(self):
+        return type(self), (self.path, self.free, self.needs)
+
+
+def format_bytes(count: int | float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if abs(count) < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000
+    raise AssertionError("unreachable")

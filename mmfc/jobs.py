@@ -1,16 +1,22 @@
-"""Running a batch stage's jobs in parallel, on whichever joblib backend the pipeline names.
+"""Running a batch stage's jobs in parallel, on the backend the pipeline's [jobs] section names.
 
     for position, result in run_jobs(crop_batch, [(batch, ...), ...], backend="loky", n_jobs=-1,
                                      title="crops", unit="samples", sizes=[len(batch), ...]):
         ...
 
-`run_jobs` calls `function(*args)` for each argument tuple, in worker processes (loky,
-multiprocessing), threads (threading) or on a cluster (ray, dask), and yields each result as it
-finishes, in any order, with its job's position, while a rich progress bar counts `sizes` (units
-of work, e.g. samples per batch). ray and dask are imported only when chosen:
+Every batch stage (0 poses, 1 crops, 3 scores) hands its jobs to `run_jobs`, which calls
+`function(*args)` for each argument tuple and yields each result as it finishes, in any order,
+with its job's position, while a rich progress bar counts `sizes` (units of work, e.g. samples
+per batch). The backends:
 
-    ray   `pip install ray`; joins the cluster named by RAY_ADDRESS, or starts a local one
-    dask  `pip install distributed`; connects to DASK_SCHEDULER_ADDRESS, or starts a local cluster
+    loky, multiprocessing, threading   joblib on this machine (n_jobs 1: in this process)
+    ray    Ray tasks (`pip install ray`): the cluster RAY_ADDRESS names, or one this process
+           already joined (ray.init), else a local one for the run
+    dask   Dask futures (`pip install distributed`): the scheduler DASK_SCHEDULER_ADDRESS names,
+           or a Client this process already made, else a local cluster for the run
+
+On ray and dask, n_jobs caps how many jobs run at once (-1: as many as the cluster has cores);
+both engines are imported only when chosen, and a job's exception is raised here as itself.
 
 A job that needs something costly to build (a data source that lists a whole dataset, a model)
 takes a `PerWorker` instead of the thing itself: each process builds it once per run and reuses
@@ -19,7 +25,6 @@ it for every job it runs, rather than receiving it pickled with each job.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import uuid
@@ -64,12 +69,9 @@ def run_jobs(
         task = progress.add_task(title, total=sum(sizes))
         if not jobs:
             return
-        with _backend(backend):
-            parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-            calls = (joblib.delayed(_numbered)(position, function, args) for position, args in enumerate(jobs))
-            for position, result in parallel(calls):
-                progress.advance(task, sizes[position])
-                yield position, result
+        for position, result in _ENGINES.get(backend, _joblib)(function, jobs, backend, n_jobs):
+            progress.advance(task, sizes[position])
+            yield position, result
 
 
 def _numbered(position: int, function: Callable[..., R], args: tuple) -> tuple[int, R]:
@@ -77,23 +79,82 @@ def _numbered(position: int, function: Callable[..., R], args: tuple) -> tuple[i
     return position, function(*args)
 
 
-@contextlib.contextmanager
-def _backend(name: str):
-    client = None
-    if name == "ray":
-        from ray.util.joblib import register_ray
+def _joblib(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int) -> Iterator[tuple[int, Any]]:
+    parallel = joblib.Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
+    yield from parallel(joblib.delayed(_numbered)(position, function, args) for position, args in enumerate(jobs))
 
-        register_ray()
-    elif name == "dask":
-        from distributed import Client
 
-        client = Client(os.environ.get("DASK_SCHEDULER_ADDRESS"))
+def _ray(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int) -> Iterator[tuple[int, Any]]:
+    import ray
+
+    joined = not ray.is_initialized()
+    if joined:
+        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False)
+    remote = ray.remote(num_cpus=1)(_numbered)
+    pending: list = []
     try:
-        with joblib.parallel_config(backend=name):
-            yield
+        yield from _bounded(jobs, n_jobs, lambda position, args: remote.remote(position, function, args),
+                            lambda: _ray_next(ray, pending), pending)
     finally:
-        if client is not None:
+        for ref in pending:
+            ray.cancel(ref)
+        if joined:
+            ray.shutdown()
+
+
+def _ray_next(ray, pending: list):
+    done, rest = ray.wait(pending, num_returns=1)
+    pending[:] = rest
+    try:
+        return ray.get(done[0])
+    except ray.exceptions.RayTaskError as exc:  # the job's own exception, not Ray's wrapper
+        raise (exc.cause if isinstance(exc.cause, BaseException) else exc) from None
+
+
+def _dask(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int) -> Iterator[tuple[int, Any]]:
+    from distributed import Client, as_completed, get_client
+
+    try:
+        client, own = get_client(), False
+    except ValueError:  # no client in this process yet
+        client, own = Client(os.environ.get("DASK_SCHEDULER_ADDRESS")), True
+    finished = as_completed()
+    pending: list = []
+
+    def submit(position: int, args: tuple):
+        future = client.submit(_numbered, position, function, args, pure=False)
+        finished.add(future)
+        return future
+
+    def next_result():
+        future = next(finished)
+        pending.remove(future)
+        return future.result()
+
+    try:
+        yield from _bounded(jobs, n_jobs, submit, next_result, pending)
+    finally:
+        client.cancel(pending)
+        if own:
             client.close()
+
+
+def _bounded(jobs: Sequence[tuple], n_jobs: int, submit: Callable, next_result: Callable, pending: list):
+    """Keep at most n_jobs (all when negative) jobs submitted; yield each result as it comes."""
+    limit = n_jobs if n_jobs > 0 else len(jobs)
+    queue = iter(enumerate(jobs))
+    for position, args in queue:
+        pending.append(submit(position, args))
+        if len(pending) >= limit:
+            break
+    while pending:
+        yield next_result()
+        for position, args in queue:
+            pending.append(submit(position, args))
+            break
+
+
+_ENGINES = {"ray": _ray, "dask": _dask}
 
 
 SHOWN_FAILURES = 50

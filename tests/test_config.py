@@ -52,7 +52,7 @@ def test_unknown_key_in_file(tmp_path: Path):
 def test_unknown_section(tmp_path: Path):
     path = tmp_path / "p.toml"
     path.write_text("[dta]\nroot = 1\n")
-    with pytest.raises(ConfigError, match="unknown key 'dta'; valid keys here: name, workdir, .*data, poses, crops"):
+    with pytest.raises(ConfigError, match="unknown key 'dta'; valid keys here: name, workdir, .*data, jobs, poses, crops"):
         load_pipeline(path)
 
 
@@ -135,7 +135,7 @@ def test_valid_keys_cover_every_section():
         ("skel.train.schedule=linear", "skel.train.schedule must be one of 'cosine', 'step'"),
         ("rgb.train.lr_step=batch", "rgb.train.lr_step must be one of 'iteration', 'epoch'"),
         ("crops.mode=box", "crops.mode must be one of 'clip', 'frame', 'person', 'none'"),
-        ("crops.backend=spark", "crops.backend must be one of 'loky', 'threading'"),
+        ("jobs.backend=spark", "jobs.backend must be one of 'loky', 'threading'"),
         ("fusion.method=best", "fusion.method must be one of 'global', 'adaptive', 'per_class'"),
         ("fusion.metric=top5", "fusion.metric must be one of 'top1', 'mean_class'"),
         ("data.source=csv", "data.source must be one of 'ntu', 'pose_pickle'"),

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import zarr
 
+from mmfc import atomic
 from mmfc.crops import store
 from mmfc.crops.codec import CODEC_NAME, JpegCodec, decode_frames, encode_frames
-from mmfc.crops.stage import ROW_SCHEMA
+from mmfc.crops.stage import ROW_SCHEMA, remove_unnamed_stores
 from mmfc.errors import DataError
-
 
 
 def smooth_frames(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -75,19 +75,23 @@ def stored(seed: int, frames: int = 3, size: int = 32) -> store.StoredSample:
     )
 
 
-def make_store(crops_dir: Path, samples: dict[int, store.StoredSample], slots: int) -> None:
-    """A one-shard store whose slots not in `samples` failed."""
+META = {"class_names": ["a", "b", "c"], "num_classes": 3, "layout": "ntu25", "crops": {"size": 32}}
+
+
+def make_store(crops_dir: Path, samples: dict[int, store.StoredSample], slots: int) -> Path:
+    """A one-shard store whose slots not in `samples` failed, and its index. -> the store"""
     for sub in (store.SHARDS, store.PARTS):
         (crops_dir / sub).mkdir(parents=True, exist_ok=True)
-    writer = store.ShardWriter(crops_dir, "shard-00000", slots, jpeg_quality=95)
-    for slot, sample in samples.items():
-        writer.add(slot, sample)
-    writer.commit()
-    rows = [{"id": f"s{slot}", "label": slot % 3, "split": "train", "shard": "shard-00000",
+    path = store.new_store_path(crops_dir, "shard-00000")
+    with atomic.atomic_path(path) as tmp:
+        writer = store.ShardWriter(tmp, slots, jpeg_quality=95)
+        for slot, sample in samples.items():
+            writer.add(slot, sample)
+        digest = writer.finish([f"s{slot}" for slot in range(slots)])
+    rows = [{"id": f"s{slot}", "label": slot % 3, "split": "train", "shard": path.stem, "shard_digest": digest,
              "position": slot, "status": "ok"} for slot in samples]
-    store.write_table_atomic(crops_dir / store.INDEX, rows, ROW_SCHEMA)
-    store.write_meta(crops_dir, {"class_names": ["a", "b", "c"], "num_classes": 3, "layout": "ntu25",
-                                 "crops": {"size": 32}})
+    store.write_table_atomic(crops_dir / store.INDEX, rows, ROW_SCHEMA, metadata=META)
+    return path
 
 
 def test_reader_returns_what_was_written_across_files_and_holes(tmp_path):
@@ -125,9 +129,11 @@ def test_missing_output_is_a_data_error(tmp_path):
         store.open_crops(tmp_path)
 
 
-def test_a_replaced_shard_is_swapped_whole(tmp_path):
-    make_store(tmp_path, {0: stored(0)}, slots=1)
-    make_store(tmp_path, {0: stored(5)}, slots=1)
+def test_a_rewritten_shard_is_a_new_store_and_the_old_one_goes_once_nothing_names_it(tmp_path):
+    first = make_store(tmp_path, {0: stored(0)}, slots=1)
+    second = make_store(tmp_path, {0: stored(5)}, slots=1)
+    assert first != second and first.is_dir()  # never rewritten in place
     crops = store.open_crops(tmp_path)
     np.testing.assert_array_equal(crops.frame_indices(0), stored(5).frame_indices)
-    assert sorted(p.name for p in (tmp_path / store.SHARDS).iterdir()) == ["shard-00000.zarr"]
+    remove_unnamed_stores(tmp_path)
+    assert sorted(p.name for p in (tmp_path / store.SHARDS).iterdir()) == [second.name]

@@ -29,7 +29,7 @@ def test_crops_train_scores_fuse_report_through_the_cli(tmp_path):
     overrides = [
         f"workdir={json.dumps(str(tmp_path / 'run'))}", f"data.root={json.dumps(str(tmp_path / 'synth'))}",
         "data.num_classes=3", "data.class_names=''", "data.val_performers=[8]",
-        "crops.size=40", "crops.num_frames=8", "crops.skeleton_frames=16", "crops.n_jobs=1",
+        "crops.size=40", "crops.num_frames=8", "crops.skeleton_frames=16", "jobs.n_jobs=1",
         *TINY_MODELS,
     ]
     sets = [arg for item in overrides for arg in ("--set", item)]
@@ -64,9 +64,9 @@ def test_plain_videos_through_poses_crops_train_scores_fuse(video_folders, pose_
     # corrupt file and a clip with nobody; every clip its own group, split by seed 0.
     overrides = [
         f"workdir={json.dumps(str(tmp_path / 'run'))}", f"data.root={json.dumps(str(video_folders))}",
-        f"poses.models_dir={json.dumps(str(pose_models))}", "poses.n_jobs=1", "data.num_classes=3",
+        f"poses.models_dir={json.dumps(str(pose_models))}", "jobs.n_jobs=1", "data.num_classes=3",
         "data.group_pattern=''", "data.test_fraction=0.3", "data.val_fraction=0.3", "data.val_seed=0",
-        "crops.size=40", "crops.num_frames=8", "crops.skeleton_frames=16", "crops.n_jobs=1",
+        "crops.size=40", "crops.num_frames=8", "crops.skeleton_frames=16", "jobs.n_jobs=1",
         *TINY_MODELS, "rgb.train.batch_size=2", "skel.train.batch_size=2",  # 3 training clips
     ]
     sets = [arg for item in overrides for arg in ("--set", item)]

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 def overrides(root: Path, workdir: Path, models: Path) -> list[str]:
     return [
         f"workdir={json.dumps(str(workdir))}", f"data.root={json.dumps(str(root))}",
-        f"poses.models_dir={json.dumps(str(models))}", "poses.n_jobs=1", "data.num_classes=3",
+        f"poses.models_dir={json.dumps(str(models))}", "jobs.n_jobs=1", "data.num_classes=3",
         "data.val_fraction=0.5", "data.test_fraction=0.34",
     ]
 

@@ -49,7 +49,7 @@ def build_tiny_store(root: Path) -> Path:
     cfg = load_pipeline(None, [
         f"workdir={json.dumps(str(root / 'stage1'))}", f"data.root={json.dumps(str(root / 'synth'))}",
         "data.num_classes=3", "data.val_performers=[8]", "crops.size=40", "crops.num_frames=8",
-        "crops.skeleton_frames=16", "crops.n_jobs=1",
+        "crops.skeleton_frames=16", "jobs.n_jobs=1",
     ])
     assert run_crops(cfg) == 0
     return root / "stage1"

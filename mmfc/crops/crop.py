@@ -15,7 +15,7 @@ from mmfc.crops.box import BoxParams, CropPlan, crop_keypoints, plan_crop, rende
 from mmfc.crops.skeleton import normalize_skeleton
 from mmfc.crops.store import StoredSample
 from mmfc.data.sample import Sample, Skeleton
-from mmfc.data.video import VideoInfo, probe_video, read_frames, scale_pixels
+from mmfc.data.video import VideoInfo, probe_video, read_frames_counted, scale_pixels
 from mmfc.errors import DataError
 
 
@@ -59,13 +59,16 @@ class Prepared:
     plan: CropPlan
 
 
-def prepare_sample(skel: Skeleton, sample: Sample, job: CropJob) -> Prepared:
+def prepare_sample(skel: Skeleton, sample: Sample, job: CropJob, decoded: int | None = None) -> Prepared:
+    """`decoded`: the frames the video really decodes, when known to be fewer than it says."""
     c = job.crops
     if skel.num_frames == 0:
         raise DataError(sample.skeleton_path or sample.id, "no body in any frame")
     if sample.video_path is None:
         raise DataError(sample.skeleton_path or sample.id, "no video file found for this sample")
     info = probe_video(sample.video_path)
+    if decoded is not None:
+        info.frames = decoded
     if info.frames <= 0:
         raise DataError(sample.video_path, "video has no frames")
     video_size = (info.width, info.height)
@@ -80,10 +83,23 @@ def prepare_sample(skel: Skeleton, sample: Sample, job: CropJob) -> Prepared:
 
 
 def crop_sample(source, sample: Sample, job: CropJob) -> tuple[StoredSample, dict]:
-    """Everything stage 1 stores about one sample, and its index fields. Raises DataError."""
+    """Everything stage 1 stores about one sample, and its index fields (with a warning when the
+    video decodes fewer frames than promised, but enough). Raises DataError."""
     skel = source.load_skeleton(sample)
     p = prepare_sample(skel, sample, job)
-    frames = read_frames(sample.video_path, p.stored)  # [F, H, W, 3]
+    promised = max(p.video.frames, skel.total_frames)
+    frames, decoded = read_frames_counted(sample.video_path, p.stored, through=promised)  # [F, H, W, 3]
+    warning = ""
+    if decoded < promised:
+        says = "its skeleton has" if skel.total_frames >= p.video.frames else "its container says it has"
+        counts = f"the video decodes {decoded} frames, {says} {promised}"
+        if decoded < job.crops.min_video_fraction * promised:
+            raise DataError(sample.video_path, f"{counts}: under crops.min_video_fraction = {job.crops.min_video_fraction} "
+                                               "of them (a short or truncated video)")
+        warning = f"{counts}; stored from the {decoded} frames there are"
+        # Spread the stored frames over the frames that exist, not over repeats of the last one.
+        p = prepare_sample(skel, sample, job, decoded=decoded)
+        frames, _ = read_frames_counted(sample.video_path, p.stored)
     keypoints = np.zeros((job.max_bodies, len(p.stored), p.pixels.shape[2], 2), dtype=np.float32)
     keypoints[: p.pixels.shape[0]] = crop_keypoints(p.pixels, p.score, p.stored_t, p.present, p.plan)
     stored_sample = StoredSample(
@@ -100,5 +116,6 @@ def crop_sample(source, sample: Sample, job: CropJob) -> tuple[StoredSample, dic
         "video_height": p.video.height,
         "video_frames": p.video.frames,
         "skeleton_frames": skel.num_frames,
+        "warning": warning,
     }
     return stored_sample, row

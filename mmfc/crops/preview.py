@@ -60,7 +60,7 @@ def crop_tile(crop: np.ndarray, keypoints: np.ndarray, bones) -> np.ndarray:
 def sample_row(crops: store.CropStore, i: int, source, sample: Sample, job: CropJob) -> np.ndarray:
     bones = get_layout(crops.layout).bones
     skel = source.load_skeleton(sample)
-    prepared = prepare_sample(skel, sample, job)
+    prepared = prepare_sample(skel, sample, job, decoded=crops.index[i]["video_frames"])  # as stage 1 planned it
     picks = np.linspace(0, len(prepared.stored) - 1, SHOWN).round().astype(int)
     frames = read_frames(sample.video_path, prepared.stored[picks])
     stored_rgb = crops.rgb(i, picks)

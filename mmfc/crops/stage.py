@@ -1,48 +1,60 @@
 """Stage 1: skeleton-guided crops and normalised skeletons of every sample into zarr shards.
 
 Samples are sorted by id and cut into batches of `samples_per_shard`; batch k is shard k, so
-the assignment only moves when samples are added or removed. A shard is redone when its part
-file is missing or any of its samples changed (source file size or mtime, or crop settings);
+the assignment only moves when samples are added or removed. A batch is redone when its part
+file is missing, any of its samples changed (source file size or mtime, or crop settings), or
+its store fails the check (every file at its recorded size and mtime; `verify`: its sha256);
 otherwise it is skipped. Each job (mmfc.jobs) crops one batch (mmfc.crops.crop) and writes one
-complete shard (mmfc.crops.store).
+complete store under a new name, then its part file (mmfc.crops.store). Only the driver writes
+the index, and only then are stores that nothing names any more removed.
+
+`crops.part = "k/n"` crops only every n-th batch from the k-th: drivers on several machines
+share one workdir, each with its own part, and a run without a part assembles the index (it
+crops whatever no part did). The crops folder is locked (mmfc.lock): exclusively by a whole
+run, shared by part runs, each of which also holds the lock of its own part.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
 from rich.console import Console
+from rich.markup import escape
 
-from mmfc import atomic
-from mmfc.config import CropConfig, Pipeline
+from mmfc import atomic, lock
+from mmfc.config import JobsConfig, Pipeline
 from mmfc.crops import store
 from mmfc.crops.crop import CropJob, crop_sample
 from mmfc.crops.preview import write_preview
 from mmfc.data.sample import Sample
 from mmfc.data.sources import Source, open_source
-from mmfc.errors import DataError
+from mmfc.errors import DataError, DiskFull, format_bytes
 from mmfc.jobs import PerWorker, print_failures, run_jobs
 
-FAILURE_SCHEMA = pa.schema([("id", pa.string()), ("file", pa.string()), ("reason", pa.string())])
+# What could not be stored ("failed") and what was stored with a warning ("warning").
+FAILURE_SCHEMA = pa.schema([("id", pa.string()), ("file", pa.string()), ("reason", pa.string()), ("status", pa.string())])
 # One row per sample of a part file; index.parquet holds the "ok" ones. A failed sample has
-# no crop fields (null).
+# no crop fields (null). `shard` names the store, `shard_digest` the sha256 of its manifest.
 ROW_SCHEMA = pa.schema([
     ("id", pa.string()), ("label", pa.int64()), ("split", pa.string()),
-    ("shard", pa.string()), ("position", pa.int64()), ("status", pa.string()),
+    ("shard", pa.string()), ("shard_digest", pa.string()), ("position", pa.int64()), ("status", pa.string()),
     ("num_frames", pa.int64()), ("frame_indices", pa.list_(pa.int64())),
     ("box", pa.list_(pa.float64())),  # x0, y0, x1, y1 in decoded video pixels
     ("video_width", pa.int64()), ("video_height", pa.int64()), ("video_frames", pa.int64()),
     ("skeleton_frames", pa.int64()),
     ("skeleton_file", pa.string()), ("skeleton_size", pa.int64()), ("skeleton_mtime", pa.int64()),
     ("video_file", pa.string()), ("video_size", pa.int64()), ("video_mtime", pa.int64()),
-    ("digest", pa.string()), ("file", pa.string()), ("reason", pa.string()),
+    ("digest", pa.string()), ("file", pa.string()), ("reason", pa.string()), ("warning", pa.string()),
 ])
+PART_LOCK = ".lock-part-{k}-of-{n}"
 
 
 @dataclass(frozen=True)
@@ -92,26 +104,25 @@ def sample_signature(sample: Sample, digest: str) -> dict:
 SIGNATURE_KEYS = tuple(sample_signature(Sample("", 0, "train", None, None), "").keys())
 
 
-def crop_batch(samples: list[Sample], name: str, task: ShardTask) -> list[dict]:
-    """Crop a batch, write its shard, then its part file. -> the part's rows."""
+def crop_batch(samples: list[Sample], batch: str, task: ShardTask) -> list[dict]:
+    """Crop a batch into a new store, then write its part file. -> the part's rows."""
     source = task.source.get()
-    writer = store.ShardWriter(task.crops_dir, name, len(samples), task.job.crops.jpeg_quality)
+    path = store.new_store_path(task.crops_dir, batch)
     rows = []
-    try:
+    with atomic.atomic_path(path) as tmp:
+        writer = store.ShardWriter(tmp, len(samples), task.job.crops.jpeg_quality)
         for slot, sample in enumerate(samples):
-            row = {**sample_signature(sample, task.digest), "shard": name, "position": slot}
+            row = {**sample_signature(sample, task.digest), "shard": path.stem, "position": slot}
             try:
                 stored, fields = crop_sample(source, sample, task.job)
             except DataError as exc:
-                rows.append({**row, "status": "failed", "file": exc.path, "reason": exc.reason})
+                rows.append({**row, "status": "failed", "file": exc.path, "reason": exc.reason, "warning": ""})
                 continue
             writer.add(slot, stored)
-            rows.append({**row, **fields, "status": "ok", "file": "", "reason": ""})
-        writer.commit()
-    except BaseException:
-        writer.discard()
-        raise
-    store.write_part(task.crops_dir, name, rows, ROW_SCHEMA)
+            rows.append({**row, **fields, "status": "ok", "file": str(sample.video_path or ""), "reason": ""})
+        digest = writer.finish([s.id for s in samples])
+    rows = [{**row, "shard_digest": digest} for row in rows]
+    store.write_part(task.crops_dir, batch, rows, ROW_SCHEMA)
     return rows
 
 
@@ -132,17 +143,26 @@ def batch_is_current(part: list[dict] | None, samples: list[Sample], digest: str
 def crop_digest(cfg: Pipeline) -> str:
     """Hash of every setting that changes what is stored (not how it is computed)."""
     crops = asdict(cfg.crops)
-    for key in ("n_jobs", "backend", "samples_per_shard"):
+    for key in ("samples_per_shard", "part"):
         crops.pop(key)
     data = {k: getattr(cfg.data, k) for k in ("skeleton_frame_size", "layout", "max_bodies")}
     text = json.dumps({"crops": crops, "data": data}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def run_crops(cfg: Pipeline, strict: bool = False, preview: int = 0) -> int:
-    """Stage 1 over every sample of the pipeline's data. -> exit code."""
+def run_crops(cfg: Pipeline, strict: bool = False, preview: int = 0, verify: bool = False) -> int:
+    """Stage 1 over every sample of the pipeline's data (or over one part of it). -> exit code
+
+    `verify` checks every stored shard's files by content (sha256), not only by size and mtime."""
     console = Console(stderr=True)
     crops_dir = cfg.paths.crops
+    part = cfg.crops.part_of()
+    with crops_lock(crops_dir, part, console):
+        return _run_crops(cfg, crops_dir, part, strict, preview, verify, console)
+
+
+def _run_crops(cfg: Pipeline, crops_dir: Path, part: tuple[int, int] | None, strict: bool, preview: int,
+               verify: bool, console: Console) -> int:
     opener = PerWorker(open_source, (cfg.data,))
     source = opener.get()  # a sequential run (n_jobs=1) crops with this very source
     samples = sorted(source.samples(), key=lambda s: s.id)
@@ -154,24 +174,49 @@ def run_crops(cfg: Pipeline, strict: bool = False, preview: int = 0) -> int:
     task = ShardTask(crops_dir, job, crop_digest(cfg), opener)
     size = cfg.crops.samples_per_shard
     batches = {store.shard_name(k): samples[i : i + size] for k, i in enumerate(range(0, len(samples), size))}
-    remove_stale(crops_dir, set(batches))
+    mine = batches if part is None else {
+        name: batch for k, (name, batch) in enumerate(batches.items()) if k % part[1] == part[0] - 1
+    }
+    if part is None:
+        remove_stale(crops_dir, set(batches))
+    else:  # other parts write beside: only this part's leftovers are ours to clear
+        for folder in (crops_dir / store.SHARDS, crops_dir / store.PARTS):
+            atomic.remove_leftovers(folder, of=lambda target: target.startswith(tuple(f"{n}-" for n in mine) + tuple(f"{n}." for n in mine)))
     parts = store.read_parts(crops_dir)
-    todo = [name for name, batch in batches.items() if not batch_is_current(parts.get(name), batch, task.digest)]
-    for name in todo:
-        # The part goes first: from here on this shard counts as not done until rewritten.
-        (crops_dir / store.PARTS / f"{name}.parquet").unlink(missing_ok=True)
+    todo = []
+    for name, batch in mine.items():
+        if not batch_is_current(parts.get(name), batch, task.digest):
+            todo.append(name)
+            continue
+        first = parts[name][0]
+        problem = store.check_store(crops_dir / store.SHARDS / f"{first['shard']}.zarr", first["shard_digest"],
+                                    mtimes=True, contents=verify)
+        if problem:
+            console.print(f"[yellow]{escape(first['shard'])}[/]: {escape(problem)}; redoing it", highlight=False)
+            todo.append(name)
 
     started = time.perf_counter()
-    fresh = run_batches({n: batches[n] for n in todo}, task, cfg.crops, console)
+    fresh: dict[str, list[dict]] = {}
+    try:
+        run_batches({n: batches[n] for n in todo}, task, cfg.jobs, console, fresh)
+    except DiskFull as exc:
+        raise stage_disk_full(exc, crops_dir, fresh, sum(len(batches[n]) for n in todo if n not in fresh)) from None
     parts.update(fresh)
     elapsed = time.perf_counter() - started
 
-    rows = [row for name in batches for row in parts[name]]
+    rows = [row for name in mine for row in parts[name]]
     ok = [r for r in rows if r["status"] == "ok"]
-    failed = [{"id": r["id"], "file": r["file"], "reason": r["reason"]} for r in rows if r["status"] == "failed"]
-    write_outputs(crops_dir, cfg, source, ok, failed)
-    fresh_rows = [r for part in fresh.values() for r in part]
-    summarize(console, crops_dir, fresh_rows, len(rows) - len(fresh_rows), ok, failed, elapsed)
+    failed = [{"id": r["id"], "file": r["file"], "reason": r["reason"], "status": "failed"} for r in rows if r["status"] == "failed"]
+    warned = [{"id": r["id"], "file": r["file"], "reason": r["warning"], "status": "warning"} for r in ok if r["warning"]]
+    fresh_rows = [r for rows_ in fresh.values() for r in rows_]
+    if part is not None:
+        summarize(console, crops_dir, fresh_rows, len(rows) - len(fresh_rows), ok, failed, warned, elapsed)
+        console.print(f"part {part[0]}/{part[1]}: {len(mine)} of {len(batches)} shards; run `mmfc stage crops` "
+                      "without crops.part once every part is done, to assemble the index")
+        return 0 if ok or not rows else 1
+    write_outputs(crops_dir, cfg, source, ok, failed + warned)
+    remove_unnamed_stores(crops_dir)
+    summarize(console, crops_dir, fresh_rows, len(rows) - len(fresh_rows), ok, failed, warned, elapsed)
     if preview > 0 and ok:
         path = write_preview(crops_dir, source, {s.id: s for s in samples}, job, preview)
         console.print(f"preview: {path}")
@@ -180,51 +225,103 @@ def run_crops(cfg: Pipeline, strict: bool = False, preview: int = 0) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def crops_lock(crops_dir: Path, part: tuple[int, int] | None, console: Console) -> Iterator[None]:
+    """The whole stage holds crops/.lock alone; a part run holds it shared, with its own part's
+    lock, and is refused beside parts of another split (whose shards would overlap)."""
+    main = crops_dir / lock.LOCK
+    with contextlib.ExitStack() as held:
+        if part is None:
+            try:
+                held.enter_context(lock.hold(main, "mmfc stage crops", console=console))
+            except DataError:
+                holders = [h for h in map(lock.holder, sorted(crops_dir.glob(".lock-part-*"))) if h]
+                if not holders:
+                    raise
+                raise DataError(main, f"part runs are writing here: {'; '.join(holders)}; "
+                                      "assemble the index once they have ended") from None
+        else:
+            k, n = part
+            what = f"mmfc stage crops, part {k}/{n}"
+            held.enter_context(lock.hold(main, what, shared=True, console=console))
+            held.enter_context(lock.hold(crops_dir / PART_LOCK.format(k=k, n=n), what, console=console))
+            for other in sorted(crops_dir.glob(".lock-part-*")):
+                if not other.name.endswith(f"-of-{n}") and (holder := lock.holder(other)):
+                    raise DataError(other, f"{holder} crops a part of another split; the parts of one run share n")
+        yield
+
+
+def stage_disk_full(exc: DiskFull, crops_dir: Path, fresh: dict[str, list[dict]], samples_left: int) -> DiskFull:
+    """The disk filled up: how much more the stage needs, from what this run's shards took."""
+    stored = [r for rows in fresh.values() for r in rows]
+    names = {r["shard"] for r in stored}
+    per_sample = sum(atomic.bytes_in(crops_dir / store.SHARDS / f"{n}.zarr") for n in names) / max(len(stored), 1)
+    if not stored:  # nothing finished in this run: judge by what earlier runs stored, if anything
+        earlier = store.read_index_rows(crops_dir)
+        per_sample = atomic.bytes_in(crops_dir / store.SHARDS) / max(len(earlier), 1) if earlier else 0
+    if not per_sample:
+        return exc
+    return DiskFull(exc.path, exc.free, f"stage 1 needs about {format_bytes(per_sample * samples_left)} more for the "
+                                        f"{samples_left} samples not yet stored ({format_bytes(per_sample)} each so far)")
+
+
 def remove_stale(crops_dir: Path, names: set[str]) -> None:
-    """Shards left by an earlier run over more samples, and temp stores of a killed run."""
+    """Part files of batches past the end (the dataset shrank), temp files of a killed run, and
+    stores that neither the index nor a part file names (a kill between a store and its part)."""
     for part in (crops_dir / store.PARTS).glob("shard-*.parquet"):
         if part.stem not in names:
-            store.remove_shard(crops_dir, part.stem)
-    for shard in (crops_dir / store.SHARDS).glob("shard-*.zarr"):
-        if shard.stem not in names:
-            store.remove_shard(crops_dir, shard.stem)
+            part.unlink()
     for folder in (crops_dir / store.SHARDS, crops_dir / store.PARTS, crops_dir):
         atomic.remove_leftovers(folder)
+    remove_unnamed_stores(crops_dir)
 
 
-def run_batches(batches: dict[str, list[Sample]], task: ShardTask, crops: CropConfig, console: Console) -> dict[str, list[dict]]:
-    """Crop the batches on the configured backend, with a progress bar. -> rows by shard name."""
+def remove_unnamed_stores(crops_dir: Path) -> None:
+    """Delete the stores that neither the index nor any part file names: the index read at any
+    moment only names stores that are there."""
+    named = {row["shard"] for row in store.read_index_rows(crops_dir)}
+    named |= {row["shard"] for rows in store.read_parts(crops_dir).values() for row in rows}
+    for path in (crops_dir / store.SHARDS).glob("shard-*.zarr"):
+        if path.stem not in named:
+            store.remove_store(path)
+
+
+def run_batches(batches: dict[str, list[Sample]], task: ShardTask, jobs: JobsConfig, console: Console,
+                done: dict[str, list[dict]]) -> None:
+    """Crop the batches on the configured backend, with a progress bar, into `done` (rows by
+    batch name) as each finishes: when one fails, `done` holds those that did not."""
     names = list(batches)
-    done = run_jobs(
-        crop_batch, [(batches[name], name, task) for name in names], backend=crops.backend, n_jobs=crops.n_jobs,
+    for position, rows in run_jobs(
+        crop_batch, [(batches[name], name, task) for name in names], backend=jobs.backend, n_jobs=jobs.n_jobs,
         title="crops", unit="samples", sizes=[len(batches[name]) for name in names], console=console,
-    )
-    return {names[position]: rows for position, rows in done}
+    ):
+        done[names[position]] = rows
 
 
-def write_outputs(crops_dir: Path, cfg: Pipeline, source, ok: list[dict], failed: list[dict]) -> None:
-    store.write_meta(crops_dir, {
+def write_outputs(crops_dir: Path, cfg: Pipeline, source, ok: list[dict], failures: list[dict]) -> None:
+    """failures.parquet, then the index with the stage's metadata, switched in by one rename."""
+    store.write_table_atomic(crops_dir / store.FAILURES, failures, schema=FAILURE_SCHEMA)
+    store.write_table_atomic(crops_dir / store.INDEX, ok, schema=ROW_SCHEMA, metadata={
         "class_names": list(source.class_names),
         "num_classes": int(source.num_classes),
         "layout": cfg.data.layout,
         "crops": asdict(cfg.crops),
         "digest": crop_digest(cfg),
     })
-    store.write_table_atomic(crops_dir / store.FAILURES, failed, schema=FAILURE_SCHEMA)
-    store.write_table_atomic(crops_dir / store.INDEX, ok, schema=ROW_SCHEMA)
 
 
 def summarize(console: Console, crops_dir: Path, fresh: list[dict], skipped: int, ok: list[dict],
-              failed: list[dict], elapsed: float) -> None:
+              failed: list[dict], warned: list[dict], elapsed: float) -> None:
     done = sum(r["status"] == "ok" for r in fresh)
-    written = sum(store.disk_bytes(crops_dir / store.SHARDS / f"{n}.zarr") for n in {r["shard"] for r in fresh})
-    total_bytes = store.disk_bytes(crops_dir / store.SHARDS)
+    written = sum(atomic.bytes_in(crops_dir / store.SHARDS / f"{n}.zarr") for n in {r["shard"] for r in fresh})
+    total_bytes = atomic.bytes_in(crops_dir / store.SHARDS)
     per_sample = total_bytes / max(len(ok), 1) / 1e6
     rate = len(fresh) / elapsed if elapsed > 0 and fresh else 0.0
-    print_failures(console, failed, f"{len(failed)} samples failed (not stored; {store.FAILURES})",
-                   str(crops_dir / store.FAILURES))
+    table = str(crops_dir / store.FAILURES)
+    print_failures(console, failed, f"{len(failed)} samples failed (not stored; {store.FAILURES})", table)
+    print_failures(console, warned, f"{len(warned)} samples stored with a warning ({store.FAILURES})", table)
     console.print(
-        f"crops: {done} done, {skipped} skipped (unchanged), {len(failed)} failed; "
+        f"crops: {done} done, {skipped} skipped (unchanged), {len(failed)} failed, {len(warned)} with a warning; "
         f"{written / 1e6:.1f} MB written, {per_sample:.3f} MB/sample on disk, "
         f"{len(ok)} samples stored in {crops_dir} ({rate:.1f} samples/s)"
     )

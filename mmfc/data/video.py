@@ -61,6 +61,13 @@ def read_frames(path: str | Path, indices) -> np.ndarray:
     An index past the last decodable frame (containers often over-report their frame count)
     gets the last decoded frame instead; only a video that decodes no frame at all is an error.
     """
+    return read_frames_counted(path, indices)[0]
+
+
+def read_frames_counted(path: str | Path, indices, through: int = 0) -> tuple[np.ndarray, int]:
+    """read_frames, and how many frames the video decodes: it goes on decoding past the last
+    wanted frame to frame `through` - 1, so a count below `through` is the video's true length.
+    -> (uint8 RGB [N, H, W, 3], frames decoded)"""
     path = Path(path)
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     if indices.size == 0:
@@ -69,20 +76,18 @@ def read_frames(path: str | Path, indices) -> np.ndarray:
         raise DataError(path, f"negative frame index {int(indices.min())}")
     wanted = np.unique(indices)  # sorted
     decoded: dict[int, np.ndarray] = {}
+    count = 0
     capture = _open(path)
     try:
         next_wanted = 0
-        for frame in range(int(wanted[-1]) + 1):
-            if not capture.grab():
-                break
-            if frame == wanted[next_wanted]:
+        while count < max(int(wanted[-1]) + 1, through) and capture.grab():
+            if next_wanted < len(wanted) and count == wanted[next_wanted]:
                 ok, image = capture.retrieve()
                 if not ok:
                     break
-                decoded[frame] = image
+                decoded[count] = image
                 next_wanted += 1
-            if next_wanted == len(wanted):
-                break
+            count += 1
     finally:
         capture.release()
     if not decoded:
@@ -94,7 +99,7 @@ def read_frames(path: str | Path, indices) -> np.ndarray:
     out = np.empty((len(indices), *first.shape), dtype=np.uint8)  # [N, H, W, 3]
     for row, frame in enumerate(nearest):
         cv2.cvtColor(decoded[int(frame)], cv2.COLOR_BGR2RGB, dst=out[row])
-    return out
+    return out, count
 
 
 def iter_frames(path: str | Path, threads: int = 0):

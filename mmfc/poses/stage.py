@@ -1,6 +1,6 @@
 """Stage 0: poses for a dataset of plain videos (data.source = "videos"), as a PYSKL pickle.
 
-Each video is one job (mmfc.jobs, on the configured joblib backend): estimate and track
+Each video is one job (mmfc.jobs, on the backend of the pipeline's [jobs] section): estimate and track
 everyone's pose (mmfc/poses/estimate.py) and write the result to poses/videos/<video>.pkl,
 atomically. That file records the video's size and mtime and a digest of the pose settings; a
 rerun skips every video whose file is current, so a killed run keeps each finished video and
@@ -65,8 +65,7 @@ class PoseJob:
 def pose_digest(cfg: Pipeline) -> str:
     """Hash of every setting that changes the poses (not how fast they are computed)."""
     poses = asdict(cfg.poses)
-    for key in ("models_dir", "n_jobs", "backend"):
-        poses.pop(key)
+    poses.pop("models_dir")
     models = {name: sha for name, (_, sha) in MODEL_FILES.items()}
     text = json.dumps({"poses": poses, "layout": cfg.data.layout, "models": models}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -178,13 +177,13 @@ def run_poses(cfg: Pipeline, strict: bool = False, preview: int = 0) -> int:
     # Frame counts weigh the jobs on the progress bar (frames/s); opening every container is
     # I/O, so threads do it.
     sizes = [0] * len(todo)
-    for position, frames in run_jobs(_frames, [(s,) for s in todo], backend="threading", n_jobs=p.n_jobs,
+    for position, frames in run_jobs(_frames, [(s,) for s in todo], backend="threading", n_jobs=cfg.jobs.n_jobs,
                                      title="probing", unit="videos", console=console):
         sizes[position] = frames
     started = time.perf_counter()
     fresh = {}
     for position, result in run_jobs(
-        pose_video, [(s, job) for s in todo], backend=p.backend, n_jobs=p.n_jobs,
+        pose_video, [(s, job) for s in todo], backend=cfg.jobs.backend, n_jobs=cfg.jobs.n_jobs,
         title="poses", unit="frames", sizes=sizes, console=console,
     ):
         fresh[todo[position].id] = result
