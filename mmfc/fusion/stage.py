@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmfc import atomic
+from mmfc import atomic, lock
 from mmfc.config import Pipeline
 from mmfc.errors import DataError
 from mmfc.fusion.methods import FusionMethod, Temperatures, fit_methods
@@ -26,6 +26,11 @@ FIT_SPLIT = "val"
 
 
 def run_fuse(cfg: Pipeline) -> None:
+    with lock.hold(cfg.paths.fusion / lock.LOCK, "mmfc stage fuse"):
+        _fuse(cfg)
+
+
+def _fuse(cfg: Pipeline) -> None:
     rgb_path, skel_path = score_path(cfg, "rgb"), score_path(cfg, "skel")
     rgb, skel = read_scores(rgb_path), read_scores(skel_path)
     check_compatible(rgb, skel, rgb_path, skel_path)

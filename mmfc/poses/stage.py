@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
-from mmfc import atomic
+from mmfc import atomic, lock
 from mmfc.config import ConfigError, Pipeline
 from mmfc.data.sample import Sample
 from mmfc.data.sources import open_source
@@ -150,6 +150,11 @@ def run_poses(cfg: Pipeline, strict: bool = False, preview: int = 0) -> int:
         raise ConfigError(f"stage poses is for data.source = 'videos' (plain videos); this pipeline's is {cfg.data.source!r}")
     model_paths(cfg.poses.models_dir)  # missing models: one message naming `make setup-pose`, before any job
     console = Console(stderr=True)
+    with lock.hold(cfg.paths.poses / lock.LOCK, "mmfc stage poses", console=console):
+        return _run_poses(cfg, strict, preview, console)
+
+
+def _run_poses(cfg: Pipeline, strict: bool, preview: int, console: Console) -> int:
     poses_dir = cfg.paths.poses
     videos_dir = poses_dir / VIDEOS
     videos_dir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmfc import atomic
+from mmfc import atomic, lock
 from mmfc.branches import BRANCHES
 from mmfc.config import Pipeline
 from mmfc.errors import DataError
@@ -61,6 +61,11 @@ class Scored:
 
 
 def run_report(cfg: Pipeline) -> None:
+    with lock.hold(cfg.paths.report / lock.LOCK, "mmfc stage report"):
+        _report(cfg)
+
+
+def _report(cfg: Pipeline) -> None:
     paths = cfg.paths
     weights = _read_json(_require(paths.fusion / "weights.json", "`mmfc stage fuse` (stage 4)"))
     modalities = [

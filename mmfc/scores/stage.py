@@ -3,64 +3,130 @@
 Writes <workdir>/scores/<modality>.parquet in the ScoreTable format of mmfc.scores.format,
 stamped with the sha256 of best.pt and the pipeline digest so later stages can tell which
 weights and configuration produced it.
+
+Scoring is embarrassingly parallel over samples. On CPU the samples go out in jobs (mmfc.jobs,
+the pipeline's [jobs] backend: one worker per core here, or a Ray or Dask cluster), each worker
+loading the model once; on CUDA one process is right, since the GPU already batches the samples
+and several processes would only share it, so the jobs run in this process, with the training
+section's loader workers decoding the crops.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import numpy as np
 import torch
+from rich.console import Console
 
-from mmfc.branches import Branch, get_branch
+from mmfc import lock
+from mmfc.branches import get_branch
 from mmfc.config import Pipeline
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
+from mmfc.jobs import PerWorker, run_jobs
 from mmfc.scores.format import ScoreTable, write_scores
 from mmfc.train.checkpoint import file_digest, load_checkpoint
 from mmfc.train.loop import amp_enabled, predict
 
+# Samples per job: in a pool, a few batches (jobs spread evenly over the workers and the progress
+# bar moves); in one process, many (each job starts its loader workers anew).
+POOL_JOB_BATCHES = 8
+SINGLE_JOB_SAMPLES = 4096
+
 
 def run_scores(cfg: Pipeline, modality: str) -> None:
     branch = get_branch(modality)
-    checkpoint = cfg.paths.train(modality) / "best.pt"
-    state = load_checkpoint(checkpoint, required=("model", "modality", "num_classes"))
-    store = open_crops(cfg.paths.crops)
-    if state["modality"] != modality:
-        raise DataError(checkpoint, f"holds a {state['modality']!r} model, not {modality!r}")
-    if state["num_classes"] != store.num_classes:
-        raise DataError(
-            checkpoint, f"trained for {state['num_classes']} classes but the crop store has {store.num_classes}"
-        )
+    console = Console(stderr=True)
+    # One lock per score file: both branches can be scored at once (make -j2 scores).
+    with lock.hold(cfg.paths.scores / f"{lock.LOCK}-{branch.name}", f"mmfc stage scores --modality {branch.name}",
+                   console=console):
+        _scores(cfg, branch.name, console)
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = branch.build_model(cfg, store.num_classes, store.layout)
-    model.load_state_dict(state["model"])
-    model.to(device)
-    logits = score_store(cfg, branch, store, model, device)
+
+def _scores(cfg: Pipeline, modality: str, console: Console) -> None:
+    checkpoint = cfg.paths.train(modality) / "best.pt"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    one_process = device == "cuda" or cfg.jobs.n_jobs == 1
+    tcfg = get_branch(modality).section(cfg).train
+    digest = file_digest(checkpoint) if checkpoint.is_file() else ""  # else the scorer says it is missing
+    scorer = PerWorker(Scorer, (cfg, modality, checkpoint, digest, device,
+                                tcfg.num_workers if one_process else 0))
+    here = scorer.get()  # checks the checkpoint against the store before any job; reused in this process
+    store = here.store
+    everything = np.arange(len(store))
+    per_job = SINGLE_JOB_SAMPLES if one_process else POOL_JOB_BATCHES * tcfg.batch_size
+    chunks = [everything[i : i + per_job] for i in range(0, len(everything), per_job)]
+    logits = np.zeros((len(store), store.num_classes), dtype=np.float32)
+    for position, part in run_jobs(
+        score_samples, [(chunk, scorer) for chunk in chunks], backend="loky" if one_process else cfg.jobs.backend,
+        n_jobs=1 if one_process else cfg.jobs.n_jobs, title=f"scores {modality}", unit="samples",
+        sizes=[len(c) for c in chunks], console=console,
+    ):
+        logits[chunks[position]] = part
     table = ScoreTable(
         ids=[row["id"] for row in store.index],
         splits=[row["split"] for row in store.index],
         labels=np.array([row["label"] for row in store.index], dtype=np.int64),
         logits=logits,
         modality=modality,
-        checkpoint_digest=file_digest(checkpoint),
+        checkpoint_digest=here.digest,
         pipeline_digest=cfg.digest(),
         class_names=list(store.class_names),
     )
     write_scores(cfg.paths.scores / f"{modality}.parquet", table)
 
 
-@torch.no_grad()
-def score_store(cfg: Pipeline, branch: Branch, store, model: torch.nn.Module, device: torch.device) -> np.ndarray:
-    """Logits of every sample in store order, averaged over cfg.scores.clips evenly spaced clips. -> float32 [N, K]"""
-    tcfg = branch.section(cfg).train
-    everything = list(range(len(store)))
-    total = np.zeros((len(store), store.num_classes), dtype=np.float64)
-    for clip in range(cfg.scores.clips):
-        dataset = branch.build_dataset(cfg, store, everything, train=False, clip=clip, num_clips=cfg.scores.clips)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=tcfg.batch_size, shuffle=False, num_workers=tcfg.num_workers,
-            generator=torch.Generator().manual_seed(0),
-        )
-        indices, _, logits = predict(model, loader, device, amp_enabled(tcfg, device))
-        total[indices] += logits
-    return (total / cfg.scores.clips).astype(np.float32)
+@dataclass
+class Scorer:
+    """A branch's best checkpoint over the crop store, built once per worker process."""
+
+    cfg: Pipeline
+    modality: str
+    checkpoint: Path
+    digest: str  # the checkpoint the driver read: a worker refuses another one
+    device: str
+    loader_workers: int
+    store: object = field(init=False)
+    model: torch.nn.Module = field(init=False)
+
+    def __post_init__(self) -> None:
+        state = load_checkpoint(self.checkpoint, required=("model", "modality", "num_classes"))
+        if file_digest(self.checkpoint) != self.digest:
+            raise DataError(self.checkpoint, "was replaced while the scores were computed; rerun `mmfc stage scores`")
+        self.store = open_crops(self.cfg.paths.crops)
+        if state["modality"] != self.modality:
+            raise DataError(self.checkpoint, f"holds a {state['modality']!r} model, not {self.modality!r}")
+        if state["num_classes"] != self.store.num_classes:
+            raise DataError(
+                self.checkpoint, f"trained for {state['num_classes']} classes but the crop store has {self.store.num_classes}"
+            )
+        self.model = get_branch(self.modality).build_model(self.cfg, self.store.num_classes, self.store.layout)
+        self.model.load_state_dict(state["model"])
+        self.model.to(self.device)
+
+    @torch.no_grad()
+    def logits(self, indices: np.ndarray) -> np.ndarray:
+        """Logits of the store samples `indices`, averaged over cfg.scores.clips evenly spaced
+        clips. -> float32 [N, K]"""
+        branch, clips = get_branch(self.modality), self.cfg.scores.clips
+        tcfg = branch.section(self.cfg).train
+        device = torch.device(self.device)
+        total = np.zeros((len(indices), self.store.num_classes), dtype=np.float64)
+        row_of = {int(i): row for row, i in enumerate(indices)}
+        for clip in range(clips):
+            dataset = branch.build_dataset(self.cfg, self.store, [int(i) for i in indices], train=False,
+                                           clip=clip, num_clips=clips)
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_size=tcfg.batch_size, shuffle=False, num_workers=self.loader_workers,
+                generator=torch.Generator().manual_seed(0),
+            )
+            got, _, logits = predict(self.model, loader, device, amp_enabled(tcfg, device))
+            total[[row_of[int(i)] for i in got]] += logits
+        return (total / clips).astype(np.float32)
+
+
+def score_samples(indices: np.ndarray, scorer: PerWorker[Scorer]) -> np.ndarray:
+    """One job: the logits of some store samples. -> float32 [N, K]"""
+    return scorer.get().logits(indices)

@@ -7,6 +7,7 @@ Only the "train" split is learnt from and only "val" selects the best epoch; "te
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -18,7 +19,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mmfc import atomic
+from mmfc import atomic, lock
 from mmfc.branches import Branch, get_branch
 from mmfc.config import Pipeline
 from mmfc.crops.store import open_crops
@@ -47,7 +48,11 @@ def run_train(cfg: Pipeline, modality: str, resume: bool = False) -> None:
     branch = get_branch(modality)
     env = setup_distributed()
     try:
-        _train(cfg, branch, resume, env)
+        # Rank 0 writes the folder, so it alone holds its lock (each branch has its own folder).
+        held = lock.hold(cfg.paths.train(branch.name) / lock.LOCK, f"mmfc stage train --modality {branch.name}",
+                         console=console) if env.is_main else contextlib.nullcontext()
+        with held:
+            _train(cfg, branch, resume, env)
     finally:
         teardown_distributed(env)
 
