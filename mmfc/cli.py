@@ -180,13 +180,16 @@ def stage_crops(
     preview: Annotated[
         int, typer.Option(help="Also write a PNG contact sheet of this many samples.")
     ] = 0,
+    verify: Annotated[
+        bool, typer.Option(help="Check every stored shard by content (sha256), not only by size and mtime; redo damaged ones.")
+    ] = False,
 ) -> None:
     """Stage 1: skeleton-guided crops and normalised skeletons into zarr shards."""
     from mmfc.crops.stage import run_crops
 
     try:
         cfg = _pipeline(pipeline, set_)
-        code = run_crops(cfg, strict=strict, preview=preview)
+        code = run_crops(cfg, strict=strict, preview=preview, verify=verify)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
     raise typer.Exit(code)
