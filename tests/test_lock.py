@@ -82,3 +82,54 @@ def test_the_lock_is_released_when_the_block_raises(tmp_path):
     with lock.hold(path, "y"):
         pass
     assert time.monotonic() - started < 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Every stage runner that writes takes the lock of what it writes
+
+
+def runners(cfg):
+    from mmfc.fusion.stage import run_fuse
+    from mmfc.report.stage import run_report
+    from mmfc.scores.stage import run_scores
+    from mmfc.train.stage import run_train
+
+    paths = cfg.paths
+    return {
+        "train rgb": (lambda: run_train(cfg, "rgb"), paths.train("rgb") / lock.LOCK),
+        "train skel": (lambda: run_train(cfg, "skel"), paths.train("skel") / lock.LOCK),
+        "scores rgb": (lambda: run_scores(cfg, "rgb"), paths.scores / f"{lock.LOCK}-rgb"),
+        "scores skel": (lambda: run_scores(cfg, "skel"), paths.scores / f"{lock.LOCK}-skel"),
+        "fuse": (lambda: run_fuse(cfg), paths.fusion / lock.LOCK),
+        "report": (lambda: run_report(cfg), paths.report / lock.LOCK),
+    }
+
+
+@pytest.mark.parametrize("name", ["train rgb", "train skel", "scores rgb", "scores skel", "fuse", "report"])
+def test_each_stage_is_refused_while_its_lock_is_held_and_only_then(tmp_path, name):
+    from mmfc.config import load_pipeline
+
+    cfg = load_pipeline(None, [f"workdir={tmp_path}"])
+    table = runners(cfg)
+    run, path = table[name]
+    with lock.hold(path, "the other run"):
+        with pytest.raises(DataError, match=r"\(the other run, since .*\) is writing here"):
+            run()
+    # The other branch's lock (make -j2 train-rgb train-skel) does not stand in the way: the
+    # run goes on to find its input missing.
+    twin = {"train rgb": "train skel", "train skel": "train rgb", "scores rgb": "scores skel", "scores skel": "scores rgb"}
+    if name in twin:
+        with lock.hold(table[twin[name]][1], "the other branch"):
+            with pytest.raises(DataError, match="no stage-1 output|no such checkpoint"):
+                run()
+
+
+def test_the_pose_stage_takes_its_lock(tmp_path, pose_models):
+    from mmfc.config import load_pipeline
+    from mmfc.poses.stage import run_poses
+
+    cfg = load_pipeline(None, [f"workdir={tmp_path}", "data.source=videos", "data.layout=coco17", f"data.root={tmp_path}",
+                               f"poses.models_dir={json.dumps(str(pose_models))}"])
+    with lock.hold(cfg.paths.poses / lock.LOCK, "the other run"):
+        with pytest.raises(DataError, match="is writing here"):
+            run_poses(cfg)
