@@ -1,0 +1,92 @@
+"""Stage 1 on each backend of mmfc.jobs, side by side in one run: loky, Dask and Ray at 1 and 2
+workers over the same 48 synthetic clips.
+
+Prints each run's wall time, each engine's overhead against loky at the same number of workers
+(goal: at most 10% at 2 workers) and its speed-up from 1 to 2 workers. The Dask cluster
+(LocalCluster, 2 worker processes of one thread) and the local Ray (2 CPUs) are started once,
+before any timing, as a cluster is already up when a pipeline joins it; the workers cap is
+jobs.n_jobs. loky at 1 worker runs in this process (joblib's n_jobs=1), as `jobs.n_jobs = 1` does.
+Each run crops into a fresh workdir; 48 clips in batches of 4 give 12 jobs to share out.
+
+    .venv/bin/python bench/bench_backends.py               # about two minutes on 2 cores
+    .venv/bin/python bench/bench_backends.py --repeats 3   # best of 3 per configuration
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from mmfc.config import load_pipeline
+from mmfc.crops.stage import run_crops
+from mmfc.data.synth import generate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def crop_once(root: Path, workdir: Path, backend: str, workers: int) -> float:
+    shutil.rmtree(workdir, ignore_errors=True)
+    cfg = load_pipeline(REPO / "pipelines" / "synth.toml", [
+        f"workdir={json.dumps(str(workdir))}", f"data.root={json.dumps(str(root))}",
+        f"data.class_names={json.dumps(str(root / 'class_names.txt'))}", "data.val_performers=[]",
+        "crops.samples_per_shard=4", f"jobs.backend={backend}", f"jobs.n_jobs={workers}",
+    ])
+    started = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()):  # the progress bars
+        assert run_crops(cfg) == 0
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=2, help="runs per configuration; the fastest counts")
+    args = parser.parse_args()
+
+    import ray
+    from distributed import Client, LocalCluster
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_backends_"))
+    try:
+        root = tmp / "synth"
+        summary = generate(root, per_class=1, actions=list(range(1, 13)), performers=[1, 2, 3, 4], cameras=[1])
+        print(f"{summary['samples']} clips, {summary['frames']} frames at 480x270 (mmfc synth, 12 classes x 4 performers)")
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            crop_once(root, tmp / "warm", "loky", 2)  # page cache and imports warm for everyone
+            seconds = {}
+            for workers in (1, 2):
+                for backend in ("loky", "dask", "ray"):
+                    seconds[backend, workers] = min(crop_once(root, tmp / "work", backend, workers)
+                                                    for _ in range(args.repeats))
+        finally:
+            ray.shutdown()
+            client.close()
+            cluster.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    clips = summary["samples"]
+    print(f"\nstage 1, {clips} clips (best of {args.repeats})")
+    print(f"{'backend':8} {'workers':>7} {'seconds':>8} {'clips/s':>8} {'vs loky':>8} {'1->2 workers':>13}")
+    for backend in ("loky", "dask", "ray"):
+        for workers in (1, 2):
+            s = seconds[backend, workers]
+            overhead = s / seconds["loky", workers] - 1
+            speedup = f"{seconds[backend, 1] / s:.2f}x" if workers == 2 else ""
+            print(f"{backend:8} {workers:>7} {s:>8.2f} {clips / s:>8.1f} {overhead:>+8.1%} {speedup:>13}")
+    for backend in ("dask", "ray"):
+        overhead = seconds[backend, 2] / seconds["loky", 2] - 1
+        verdict = "within" if overhead <= 0.10 else "over"
+        print(f"{backend} at 2 workers: {overhead:+.1%} against loky ({verdict} the 10% goal)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The cluster engines for real (issue 13.1): stage 1 on a Dask LocalCluster of two worker
+processes and on a local Ray with two CPUs gives the index rows, frames and skeletons of a loky
+run; jobs raise their own exceptions through either engine. Each engine is started once for the
+module. ray and distributed are in the test extra (`make test` installs them); a platform with
+no wheel for one skips its tests, saying so."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mmfc.crops.stage import run_crops
+from mmfc.errors import DataError
+from mmfc.jobs import PerWorker, run_jobs
+from mmfc.crops.store import open_crops
+from test_crops_reliability import assert_same, comparable, dataset, pipeline, read_by_id, sample_ids, synth  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    distributed = pytest.importorskip("distributed", reason="distributed has no wheel for this platform")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray", reason="ray has no wheel for this platform")
+    # The workers import the jobs of this test module from tests/ (mmfc itself is installed).
+    tests = os.path.dirname(__file__)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def loky_run(synth, tmp_path_factory):  # noqa: F811
+    tmp = tmp_path_factory.mktemp("loky")
+    root = dataset(tmp / "data", synth, sample_ids(synth)[:7])
+    cfg = pipeline(root, tmp / "work", "jobs.backend=loky", "jobs.n_jobs=2")
+    assert run_crops(cfg) == 0
+    return root, cfg.paths.crops
+
+
+def same_as_loky(loky_run, tmp_path, backend: str) -> None:
+    root, loky_crops = loky_run
+    cfg = pipeline(root, tmp_path / "work", f"jobs.backend={backend}", "jobs.n_jobs=2")
+    assert run_crops(cfg) == 0
+    got = open_crops(cfg.paths.crops)
+    assert comparable(got.index) == comparable(open_crops(loky_crops).index)
+    assert_same(read_by_id(cfg.paths.crops), read_by_id(loky_crops))
+
+
+def process_and_value(value: PerWorker) -> tuple[int, int]:
+    return os.getpid(), id(value.get())
+
+
+def fail_on(x: int, bad: int) -> int:
+    if x == bad:
+        raise DataError(f"file-{x}", "cannot be read")
+    return x
+
+
+def engine_runs_jobs(backend: str) -> None:
+    value = PerWorker(list, ((1, 2),))
+    seen = dict(run_jobs(process_and_value, [(value,)] * 8, backend=backend, n_jobs=2, title=backend))
+    assert sorted(seen) == list(range(8))
+    per_process: dict[int, set[int]] = {}
+    for pid, built in seen.values():
+        per_process.setdefault(pid, set()).add(built)
+    assert all(len(built) == 1 for built in per_process.values())  # built once per worker process
+    assert os.getpid() not in per_process and len(per_process) <= 2
+    with pytest.raises(DataError, match="file-3: cannot be read"):  # the job's own exception
+        list(run_jobs(fail_on, [(x, 3) for x in range(6)], backend=backend, n_jobs=2, title=backend))
+
+
+def test_dask_runs_the_jobs_in_its_worker_processes(dask_cluster):
+    engine_runs_jobs("dask")
+
+
+def test_stage_1_on_dask_equals_loky(dask_cluster, loky_run, tmp_path):
+    same_as_loky(loky_run, tmp_path, "dask")
+
+
+def test_ray_runs_the_jobs_in_its_worker_processes(ray_cluster):
+    engine_runs_jobs("ray")
+
+
+def test_stage_1_on_ray_equals_loky(ray_cluster, loky_run, tmp_path):
+    same_as_loky(loky_run, tmp_path, "ray")
