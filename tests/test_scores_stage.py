@@ -44,10 +44,12 @@ def reference_logits(cfg, modality: str, clip: int, clips: int) -> np.ndarray:
     return logits
 
 
-@pytest.mark.parametrize("modality", ["rgb", "skel"])
-def test_scores_cover_every_sample_with_digests(trained, modality):
+@pytest.mark.parametrize("modality, n_jobs", [("rgb", -1), ("skel", -1), ("skel", 1)])
+def test_scores_cover_every_sample_with_digests(trained, modality, n_jobs):
+    """In jobs on the worker processes (n_jobs -1), or in this process (1, as on CUDA)."""
     store_root, workdir = trained
-    cfg = tiny_pipeline(workdir, store_root, "rgb.train.epochs=1", "skel.train.epochs=1")
+    cfg = tiny_pipeline(workdir, store_root, "rgb.train.epochs=1", "skel.train.epochs=1", f"jobs.n_jobs={n_jobs}",
+                        "skel.train.batch_size=2")
     run_scores(cfg, modality)
     table = read_scores(cfg.paths.scores / f"{modality}.parquet")
     store = open_crops(cfg.paths.crops)
