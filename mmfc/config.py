@@ -182,15 +182,19 @@ class ScoresConfig:
 
 @dataclass
 class FusionConfig:
-    # Metric that picks the global weight: "top1" or "mean_class".
+    # Accuracy that breaks near-ties in cross-validated NLL: "top1" or "mean_class".
     metric: str = "top1"
-    # Grid over alpha in [0, 1] for the global method.
+    # Grid over the global weight alpha in [0, 1].
     grid: int = 101
-    # Per-class method: L2 penalty pulling the class weights toward the global weight.
-    per_class_l2: float = 1.0
-    # Method whose scores become fusion/fused.parquet (every method is fitted and reported):
-    # "global", "adaptive", "per_class", "pyskl_1_1", "pyskl_2_1" or "pyskl_1_2".
-    method: str = "global"
+    # Folds of the cross-validation inside the validation split (fewer when there are fewer
+    # performers or groups), and the seed that assigns them.
+    cv_folds: int = 5
+    cv_seed: int = 0
+    # Method whose scores become fusion/fused.parquet (every candidate is fitted and reported):
+    # "auto" (chosen by cross-validation, never worse in it than a single modality or a fixed
+    # ratio), "global", "adaptive", "per_class", "pyskl_1_1", "pyskl_2_1", "pyskl_1_2",
+    # "rgb_alone" or "skel_alone".
+    method: str = "auto"
 
 
 @dataclass

@@ -112,5 +112,5 @@ def test_digest_tracks_sections():
 
 def test_valid_keys_cover_every_section():
     keys = valid_keys()
-    assert "data.root" in keys and "skel.train.lr" in keys and "fusion.per_class_l2" in keys
+    assert "data.root" in keys and "skel.train.lr" in keys and "fusion.cv_folds" in keys
     assert len(keys) == len(set(keys))
