@@ -67,7 +67,9 @@ class PairedComparison:
     p_value: float  # exact McNemar test, two-sided
 
 
-def compare_paired(correct_a: np.ndarray, correct_b: np.ndarray, seed: int, level: float = LEVEL) -> PairedComparison:
+def compare_paired(
+    correct_a: np.ndarray, correct_b: np.ndarray, seed: int, level: float = LEVEL, replicates: int = REPLICATES
+) -> PairedComparison:
     """Paired bootstrap interval of accuracy(A) - accuracy(B) and McNemar's exact test.
 
     Only the samples on which the two disagree carry evidence: under "equally accurate" each
@@ -81,7 +83,7 @@ def compare_paired(correct_a: np.ndarray, correct_b: np.ndarray, seed: int, leve
         return PairedComparison(0, 0, 0, math.nan, Interval(math.nan, math.nan), math.nan)
     rng = np.random.default_rng(seed)
     cells = np.array([only_a, only_b, n - only_a - only_b]) / n
-    counts = rng.multinomial(n, cells, size=REPLICATES)
+    counts = rng.multinomial(n, cells, size=replicates)
     interval = _percentiles((counts[:, 0] - counts[:, 1]) / n, level)
     return PairedComparison(n, only_a, only_b, (only_a - only_b) / n, interval, mcnemar_exact(only_a, only_b))
 
