@@ -288,10 +288,12 @@ def choose_auto(candidates: dict[str, Candidate], num_samples: int, metric: str)
     pick = eligible[best_index([scores[c] for c in eligible], num_samples, metric, simplest_first=True)]
     lowest = min(eligible, key=lambda c: scores[c].nll)
 
-    def figures(c: str) -> str:
-        return f"`{c}` (NLL {scores[c].nll:.4f}, {metric} {100 * scores[c].accuracy(metric):.1f}%)"
+    label = "top-1" if metric == "top1" else "mean class accuracy"
 
-    parts = [f"Cross-validated, `{pick}` has NLL {scores[pick].nll:.4f} and {metric} {100 * scores[pick].accuracy(metric):.1f}%."]
+    def figures(c: str) -> str:
+        return f"`{c}` (NLL {scores[c].nll:.4f}, {label} {100 * scores[c].accuracy(metric):.1f}%)"
+
+    parts = [f"Cross-validated, `{pick}` has NLL {scores[pick].nll:.4f} and {label} {100 * scores[pick].accuracy(metric):.1f}%."]
     if pick != bar_name:
         parts.append(f"That is below the best baseline, {figures(bar_name)}.")
     elif lowest == pick:
@@ -304,7 +306,7 @@ def choose_auto(candidates: dict[str, Candidate], num_samples: int, metric: str)
     if lowest != pick:
         parts.append(
             f"{figures(lowest)} had a lower NLL by less than the near-tie margin "
-            f"({NEAR_TIE_NATS:g} nat over {num_samples} samples), so the higher {metric} decided."
+            f"({NEAR_TIE_NATS:g} nat over {num_samples} samples), so the higher {label} decided."
         )
     not_eligible = [c for c in names if c not in eligible]
     if not_eligible:
