@@ -212,8 +212,6 @@ class Candidate:
 @dataclass
 class Selection:
     candidates: dict[str, Candidate]  # in CANDIDATES order
-    folds: Folds
-    metric: str
     auto_pick: str  # the candidate "auto" selects
     auto_reason: str
 
@@ -242,13 +240,17 @@ def select_fusion(
         best = choices[best_index([c.cv for c in choices], n, metric, simplest_first=name != "alpha")]
         return candidate(fitter(best.value), best.cv, choice_name=name, choices=choices, chosen=best.value, note=note)
 
-    found: dict[str, Candidate] = {}
-    for modality in ("rgb", "skel"):
-        alone: RuleFitter = lambda _rows, m=modality: SingleModality(m)  # noqa: E731  (nothing to fit)
-        found[f"{modality}_alone"] = candidate(alone, cv.score(alone))
-    for name, ratio in FIXED_RATIOS.items():
-        fixed: RuleFitter = lambda rows, r=ratio: r.fitted(rows.x, rows.labels)  # noqa: E731
-        found[name] = candidate(fixed, cv.score(fixed))
+    def without_choice(fit: RuleFitter) -> Candidate:
+        return candidate(fit, cv.score(fit))
+
+    found = {
+        "rgb_alone": without_choice(lambda _rows: SingleModality("rgb")),
+        "skel_alone": without_choice(lambda _rows: SingleModality("skel")),
+        **{
+            name: without_choice(lambda rows, r=ratio: r.fitted(rows.x, rows.labels))
+            for name, ratio in FIXED_RATIOS.items()
+        },
+    }
 
     def global_at(alpha: float) -> RuleFitter:
         return lambda rows: GlobalFusion.fit(rows.x, rows.labels, alpha)
@@ -275,7 +277,7 @@ def select_fusion(
         found["per_class"] = chosen_by_cv("l2", SHRINKAGE_GRID, per_class_at)
 
     pick, reason = choose_auto(found, n, metric)
-    return Selection(found, folds, metric, pick, reason)
+    return Selection(found, pick, reason)
 
 
 def choose_auto(candidates: dict[str, Candidate], num_samples: int, metric: str) -> tuple[str, str]:

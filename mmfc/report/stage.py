@@ -253,7 +253,10 @@ def _selection_section(weights: dict) -> list[Block]:
     if cv.get("grouped_by"):
         folds = f"{cv['folds']} folds of whole {cv['grouped_by']}s ({cv['num_groups']} in validation)"
     else:
-        folds = f"{cv.get('folds', '?')} folds stratified by class (the sample ids name no performer or source video)"
+        folds = (
+            f"{cv.get('folds', '?')} folds stratified by class (the validation ids name fewer than two performers "
+            "or source videos)"
+        )
     auto = weights.get("auto", {})
     method = f"`fusion.method = \"{weights.get('requested', weights['selected'])}\"`"
     if weights.get("requested") == "auto":
