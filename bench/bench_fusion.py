@@ -33,8 +33,7 @@ import torch
 
 from mmfc.config import FusionConfig
 from mmfc.fusion.methods import best_fixed_ratio
-from mmfc.fusion.selection import CANDIDATES, FIXED_RATIOS, make_folds, select_fusion
-from mmfc.fusion.stage import sample_groups
+from mmfc.fusion.selection import CANDIDATES, FIXED_RATIOS, make_folds, sample_groups, select_fusion
 from mmfc.metrics import topk_accuracy
 from mmfc.scores.format import ScoreTable, read_scores, write_scores
 

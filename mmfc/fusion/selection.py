@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mmfc.data.ntu import parse_name
+from mmfc.data.pose_pickle import source_group
+from mmfc.errors import DataError
 from mmfc.fusion.methods import (
     AdaptiveFusion,
     Calibrated,
@@ -78,6 +81,23 @@ class Folds:
             "num_groups": self.num_groups,
             "fold_sizes": np.bincount(self.index).tolist(),
         }
+
+
+def sample_groups(ids: list[str], val_by: str) -> tuple[list[str] | None, str | None]:
+    """The groups validation was carved by, read from the sample ids, and their kind.
+
+    NTU names (SsssCcccPpppRrrrAaaa) give the performer, FineGym names the source video; (None,
+    None) when the ids do not say, and the folds are then stratified by class instead.
+    """
+    if val_by == "performer":
+        try:
+            return [f"P{parse_name(i).performer:03d}" for i in ids], "performer"
+        except DataError:
+            return None, None
+    groups = [source_group(i) for i in ids]
+    if len(set(groups)) < len(groups):
+        return groups, "source video"
+    return None, None
 
 
 def make_folds(labels: np.ndarray, groups: list[str] | None, grouped_by: str | None, k: int, seed: int) -> Folds:

@@ -20,11 +20,17 @@ from pathlib import Path
 import numpy as np
 
 from mmfc.config import ConfigError, Pipeline
-from mmfc.data.ntu import parse_name
-from mmfc.data.pose_pickle import source_group
 from mmfc.errors import DataError
 from mmfc.fusion.methods import FittedFusion
-from mmfc.fusion.selection import BASELINES, CANDIDATES, NEAR_TIE_NATS, Candidate, make_folds, select_fusion
+from mmfc.fusion.selection import (
+    BASELINES,
+    CANDIDATES,
+    NEAR_TIE_NATS,
+    Candidate,
+    make_folds,
+    sample_groups,
+    select_fusion,
+)
 from mmfc.metrics import log_softmax, mean_class_accuracy, nll, topk_accuracy
 from mmfc.scores.format import ScoreTable, atomic_path, check_compatible, read_scores, write_scores
 from mmfc.stats import accuracy_interval, mean_class_interval
@@ -99,23 +105,6 @@ def score_path(cfg: Pipeline, modality: str) -> Path:
     if not path.is_file():
         raise DataError(path, f"missing; written by `mmfc stage scores --modality {modality}` (stage 3)")
     return path
-
-
-def sample_groups(ids: list[str], val_by: str) -> tuple[list[str] | None, str | None]:
-    """The groups validation was carved by, read from the sample ids, and their kind.
-
-    NTU names (SsssCcccPpppRrrrAaaa) give the performer, FineGym names the source video; (None,
-    None) when the ids do not say, and the folds are then stratified by class instead.
-    """
-    if val_by == "performer":
-        try:
-            return [f"P{parse_name(i).performer:03d}" for i in ids], "performer"
-        except DataError:
-            return None, None
-    groups = [source_group(i) for i in ids]
-    if len(set(groups)) < len(groups):
-        return groups, "source video"
-    return None, None
 
 
 def split_metrics(table: ScoreTable) -> dict:
