@@ -36,6 +36,7 @@ from mmfc.fusion.methods import best_fixed_ratio
 from mmfc.fusion.selection import CANDIDATES, FIXED_RATIOS, make_folds, sample_groups, select_fusion
 from mmfc.metrics import topk_accuracy
 from mmfc.scores.format import ScoreTable, read_scores, write_scores
+from mmfc.stats import compare_paired
 
 SINGLES = ("rgb_alone", "skel_alone")
 
@@ -54,16 +55,17 @@ def stratified_subset(rng: np.random.Generator, labels: np.ndarray, size: int) -
 
 
 def fit_and_score(val_rgb: ScoreTable, val_skel: ScoreTable, test_rgb: ScoreTable, test_skel: ScoreTable,
-                  fusion: FusionConfig, val_by: str, seed: int) -> tuple[dict[str, float], str]:
-    groups, grouped_by = sample_groups(val_rgb.ids, val_by)
+                  fusion: FusionConfig, seed: int) -> tuple[dict[str, np.ndarray], str]:
+    """Stage 4's fitting on the validation rows; which test clips each candidate and auto get right."""
+    groups, grouped_by = sample_groups(val_rgb.ids, "performer")
     folds = make_folds(val_rgb.labels, groups, grouped_by, fusion.cv_folds, seed)
     selection = select_fusion(val_rgb.logits, val_skel.logits, val_rgb.labels, folds, fusion.grid, fusion.metric)
-    top1 = {
-        name: topk_accuracy(c.fitted.apply(test_rgb.logits, test_skel.logits), test_rgb.labels, 1)
+    correct = {
+        name: c.fitted.apply(test_rgb.logits, test_skel.logits).argmax(axis=1) == test_rgb.labels
         for name, c in selection.candidates.items()
     }
-    top1["auto"] = top1[selection.auto_pick]
-    return top1, selection.auto_pick
+    correct["auto"] = correct[selection.auto_pick]
+    return correct, selection.auto_pick
 
 
 def real_scores(args) -> None:
@@ -84,16 +86,20 @@ def real_scores(args) -> None:
     sizes = [s for s in args.sizes if s < n_val] + [n_val]
     results: dict[int, dict[str, list[float]]] = {}
     picks: dict[int, dict[str, int]] = {}
+    # auto against the best fixed ratio on the same test clips, per seed: (difference, McNemar p).
+    paired: dict[int, list[tuple[float, float]]] = {}
     start = time.perf_counter()
     for size in sizes:
-        results[size], picks[size] = {m: [] for m in (*CANDIDATES, "auto")}, {}
+        results[size], picks[size], paired[size] = {m: [] for m in (*CANDIDATES, "auto")}, {}, []
         for seed in range(args.seeds):
             rows = stratified_subset(np.random.default_rng(seed), val_rgb.labels, size)
-            top1, pick = fit_and_score(val_rgb.take(rows), val_skel.take(rows), test_rgb, test_skel,
-                                       fusion, "performer", seed)
-            for name, value in top1.items():
-                results[size][name].append(100 * value)
+            correct, pick = fit_and_score(val_rgb.take(rows), val_skel.take(rows), test_rgb, test_skel, fusion, seed)
+            for name, right in correct.items():
+                results[size][name].append(100 * right.mean())
             picks[size][pick] = picks[size].get(pick, 0) + 1
+            best_fixed = max(FIXED_RATIOS, key=lambda name: correct[name].mean())
+            comparison = compare_paired(correct["auto"], correct[best_fixed], seed, replicates=100)
+            paired[size].append((100 * comparison.difference, comparison.p_value))
     seconds = time.perf_counter() - start
 
     header = "".join(f"{f'{s} val' if s < n_val else f'all {s}':>15}" for s in sizes)
@@ -108,19 +114,24 @@ def real_scores(args) -> None:
         chosen = ", ".join(f"{name} {count}" for name, count in sorted(picks[size].items(), key=lambda kv: -kv[1]))
         print(f"auto's picks at {size}: {chosen}")
 
-    print("goals (means over seeds):")
+    print("goals (means over seeds), and auto against the best fixed ratio paired on the test clips:")
     for size in sizes:
         mean = {name: np.mean(values) for name, values in results[size].items()}
         best_fixed = max(FIXED_RATIOS, key=mean.get)
         best_single = max(SINGLES, key=mean.get)
         verdict = [
-            f"auto {mean['auto']:.1f} vs best fixed {best_fixed} {mean[best_fixed]:.1f}: "
+            f"auto {mean['auto']:.2f} vs best fixed {best_fixed} {mean[best_fixed]:.2f}: "
             f"{'met' if mean['auto'] >= mean[best_fixed] else 'NOT met'}",
             f"vs best single {best_single} {mean[best_single]:.1f}: "
             f"{'met' if mean['auto'] >= mean[best_single] else 'NOT met'}",
             f"per_class {mean['per_class']:.1f} >= best single: {'met' if mean['per_class'] >= mean[best_single] else 'NOT met'}",
         ]
         print(f"  {size:>4} val: " + "; ".join(verdict))
+        differences = np.array([d for d, _ in paired[size]])
+        significant = [d for d, p in paired[size] if p < 0.05]
+        print(f"        auto - best fixed ratio: {differences.mean():+.2f} ± {differences.std():.2f} points; "
+              f"McNemar p < 0.05 in {sum(d > 0 for d in significant)} seeds for auto, "
+              f"{sum(d < 0 for d in significant)} against")
     print(f"fitting time: {seconds / (len(sizes) * args.seeds):.2f} s per fit on average (all candidates, CV included)")
 
 

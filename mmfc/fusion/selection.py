@@ -7,9 +7,11 @@ split does), else stratified by class. Each candidate is fitted on k - 1 folds, 
 included, and scores the held-out fold. The criterion is the negative log-likelihood of these
 out-of-fold scores over every validation sample: a proper scoring rule, which sees how sure each
 answer was, where accuracy sees only the argmax, a coarse signal on a few dozen samples.
-Accuracy (`fusion.metric`) only breaks near-ties: NLLs less than NEAR_TIE_NATS apart in total
-over the split, a likelihood ratio under e, which is no evidence either way; equal accuracy then
-goes to the simpler option.
+Accuracy (`fusion.metric`) only breaks near-ties: an NLL above the lowest by less than one
+standard error of the paired per-sample difference (or by less than NEAR_TIE_NATS in total, a
+likelihood ratio under e) is no evidence either way. Equal accuracy then goes to the simpler
+option: the stronger shrinkage, the global weight nearer 1/2 (equal weights of the calibrated
+modalities), the candidate earlier in CANDIDATES.
 
 The candidates of "auto" are the two modalities alone, the anchors' fixed ratios (together the
 baselines) and the three fitted methods. The guarantee: the selected method's cross-validated
@@ -40,7 +42,7 @@ from mmfc.fusion.methods import (
     SingleModality,
     Temperatures,
 )
-from mmfc.metrics import mean_class_accuracy, nll, topk_accuracy
+from mmfc.metrics import log_softmax, mean_class_accuracy, topk_accuracy
 
 NEAR_TIE_NATS = 1.0
 # Shrinkage strengths (sum form, see fit_per_class) tried for the adaptive gate and the per-class
@@ -144,6 +146,7 @@ class CVScore:
     top1: float
     mean_class: float
     correct: np.ndarray  # [N] bool: out-of-fold top-1 right, for intervals
+    losses: np.ndarray  # [N] out-of-fold NLL of each sample, for paired comparisons
 
     def accuracy(self, metric: str) -> float:
         return self.top1 if metric == "top1" else self.mean_class
@@ -187,24 +190,34 @@ class CrossValidation:
         out_of_fold = np.empty((self.labels.size, self.num_classes))
         for (_, held), (rows, x_held) in zip(self.splits, self.folds):
             out_of_fold[held] = fit(rows).scores(x_held)
+        logp = log_softmax(out_of_fold)
+        losses = -logp[np.arange(self.labels.size), self.labels]
         return CVScore(
-            nll=nll(out_of_fold, self.labels),
+            nll=float(losses.mean()),
             top1=topk_accuracy(out_of_fold, self.labels, 1),
             mean_class=mean_class_accuracy(out_of_fold, self.labels, self.num_classes),
             correct=out_of_fold.argmax(axis=1) == self.labels,
+            losses=losses,
         )
 
     def smallest_training_fold(self) -> int:
         return min(len(train) for train, _ in self.splits)
 
 
-def best_index(scores: list[CVScore], num_samples: int, metric: str, simplest_first: bool) -> int:
-    """The lowest NLL, except that among the options within NEAR_TIE_NATS of it in total the
-    highest accuracy wins; options equal in that go to the earliest (`simplest_first`, for lists
-    ordered from simple to flexible) or else to the lowest NLL."""
-    lowest = min(s.nll for s in scores)
-    tied = [i for i, s in enumerate(scores) if s.nll <= lowest + NEAR_TIE_NATS / num_samples]
-    return max(tied, key=lambda i: (scores[i].accuracy(metric), -i if simplest_first else -scores[i].nll))
+def near_tie(score: CVScore, lowest: CVScore) -> bool:
+    """Whether `score`'s NLL is within noise of the lowest: less than one standard error of the
+    paired per-sample difference above it, or less than NEAR_TIE_NATS in total."""
+    difference = score.losses - lowest.losses
+    n = difference.size
+    return difference.mean() <= max(NEAR_TIE_NATS / n, difference.std() / np.sqrt(n))
+
+
+def best_index(scores: list[CVScore], metric: str) -> int:
+    """The lowest NLL, except that among the options within noise of it (`near_tie`) the highest
+    accuracy wins, and equal accuracy goes to the earliest: lists run from simple to flexible."""
+    lowest = min(scores, key=lambda s: s.nll)
+    tied = [i for i, s in enumerate(scores) if near_tie(s, lowest)]
+    return max(tied, key=lambda i: (scores[i].accuracy(metric), -i))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,8 +269,7 @@ def select_fusion(
 
     def chosen_by_cv(name: str, values, fitter: Callable[[float], RuleFitter], note: str = "") -> Candidate:
         choices = [Choice(float(v), cv.score(fitter(float(v)))) for v in values]
-        # The alpha grid has no simple end; the shrinkage grids start from the strongest.
-        best = choices[best_index([c.cv for c in choices], n, metric, simplest_first=name != "alpha")]
+        best = choices[best_index([c.cv for c in choices], metric)]
         return candidate(fitter(best.value), best.cv, choice_name=name, choices=choices, chosen=best.value, note=note)
 
     def without_choice(fit: RuleFitter) -> Candidate:
@@ -281,7 +293,10 @@ def select_fusion(
     def per_class_at(l2: float) -> RuleFitter:
         return lambda rows: PerClassFusion.fit(rows.x, rows.labels, rows.target, l2)
 
-    found["global"] = chosen_by_cv("alpha", np.linspace(0.0, 1.0, grid), global_at)
+    # Simplest first: equal weights of the calibrated modalities (their product, Bayes' rule for
+    # independent evidence), then outward.
+    alphas = sorted(np.linspace(0.0, 1.0, grid), key=lambda a: (abs(a - 0.5), a))
+    found["global"] = chosen_by_cv("alpha", alphas, global_at)
     # The adaptive and per-class rules are shrunk toward the global method at the chosen weight.
     cv.set_target(found["global"].chosen)
     everything.target = found["global"].fitted.rule
@@ -296,18 +311,18 @@ def select_fusion(
     else:
         found["per_class"] = chosen_by_cv("l2", SHRINKAGE_GRID, per_class_at)
 
-    pick, reason = choose_auto(found, n, metric)
+    pick, reason = choose_auto(found, metric)
     return Selection(found, pick, reason)
 
 
-def choose_auto(candidates: dict[str, Candidate], num_samples: int, metric: str) -> tuple[str, str]:
+def choose_auto(candidates: dict[str, Candidate], metric: str) -> tuple[str, str]:
     """The candidate "auto" selects and why, by the rule in this module's docstring."""
     names = [c for c in CANDIDATES if c in candidates]
     scores = {c: candidates[c].cv for c in names}
     bar_name = min((c for c in names if c in BASELINES), key=lambda c: scores[c].nll)
     bar = scores[bar_name].nll
     eligible = [c for c in names if scores[c].nll <= bar]
-    pick = eligible[best_index([scores[c] for c in eligible], num_samples, metric, simplest_first=True)]
+    pick = eligible[best_index([scores[c] for c in eligible], metric)]
     lowest = min(eligible, key=lambda c: scores[c].nll)
 
     label = "top-1" if metric == "top1" else "mean class accuracy"
@@ -327,8 +342,8 @@ def choose_auto(candidates: dict[str, Candidate], num_samples: int, metric: str)
         parts.append("It is the best of the single modalities and fixed ratios.")
     if lowest != pick:
         parts.append(
-            f"{figures(lowest)} had a lower NLL by less than the near-tie margin "
-            f"({NEAR_TIE_NATS:g} nat over {num_samples} samples), so the higher {label} decided."
+            f"{figures(lowest)} had a lower NLL, but by less than one standard error of the paired difference, "
+            f"so the higher {label} decided."
         )
     not_eligible = [c for c in names if c not in eligible]
     if not_eligible:

@@ -25,7 +25,6 @@ from mmfc.fusion.methods import FittedFusion
 from mmfc.fusion.selection import (
     BASELINES,
     CANDIDATES,
-    NEAR_TIE_NATS,
     Candidate,
     make_folds,
     sample_groups,
@@ -86,7 +85,7 @@ def run_fuse(cfg: Pipeline) -> None:
             "pick": selection.auto_pick,
             "reason": selection.auto_reason,
             "baselines": list(BASELINES),
-            "near_tie_nats": NEAR_TIE_NATS,
+            "near_tie": "within one standard error of the paired per-sample NLL difference, or 1 nat in total",
         },
         "cv": {**folds.describe(), "seed": cfg.fusion.cv_seed},
         "inputs": {
