@@ -212,12 +212,14 @@ def near_tie(score: CVScore, lowest: CVScore) -> bool:
     return difference.mean() <= max(NEAR_TIE_NATS / n, difference.std() / np.sqrt(n))
 
 
-def best_index(scores: list[CVScore], metric: str) -> int:
+def best_index(scores: list[CVScore], metric: str, complexity: list[float] | None = None) -> int:
     """The lowest NLL, except that among the options within noise of it (`near_tie`) the highest
-    accuracy wins, and equal accuracy goes to the earliest: lists run from simple to flexible."""
+    accuracy wins, and equal accuracy goes to the simplest: the lowest `complexity`, by default
+    the earliest (lists run from simple to flexible)."""
     lowest = min(scores, key=lambda s: s.nll)
+    complexity = list(range(len(scores))) if complexity is None else complexity
     tied = [i for i, s in enumerate(scores) if near_tie(s, lowest)]
-    return max(tied, key=lambda i: (scores[i].accuracy(metric), -i))
+    return max(tied, key=lambda i: (scores[i].accuracy(metric), -complexity[i]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,9 +269,11 @@ def select_fusion(
     def candidate(fit: RuleFitter, score: CVScore, **choice) -> Candidate:
         return Candidate(FittedFusion(temperatures, fit(everything)), score, **choice)
 
-    def chosen_by_cv(name: str, values, fitter: Callable[[float], RuleFitter], note: str = "") -> Candidate:
+    def chosen_by_cv(
+        name: str, values, fitter: Callable[[float], RuleFitter], complexity=None, note: str = ""
+    ) -> Candidate:
         choices = [Choice(float(v), cv.score(fitter(float(v)))) for v in values]
-        best = choices[best_index([c.cv for c in choices], metric)]
+        best = choices[best_index([c.cv for c in choices], metric, complexity)]
         return candidate(fitter(best.value), best.cv, choice_name=name, choices=choices, chosen=best.value, note=note)
 
     def without_choice(fit: RuleFitter) -> Candidate:
@@ -293,10 +297,10 @@ def select_fusion(
     def per_class_at(l2: float) -> RuleFitter:
         return lambda rows: PerClassFusion.fit(rows.x, rows.labels, rows.target, l2)
 
-    # Simplest first: equal weights of the calibrated modalities (their product, Bayes' rule for
-    # independent evidence), then outward.
-    alphas = sorted(np.linspace(0.0, 1.0, grid), key=lambda a: (abs(a - 0.5), a))
-    found["global"] = chosen_by_cv("alpha", alphas, global_at)
+    # The simplest weight is 1/2: the product of the calibrated modalities, Bayes' rule for
+    # independent evidence.
+    alphas = np.linspace(0.0, 1.0, grid)
+    found["global"] = chosen_by_cv("alpha", alphas, global_at, complexity=list(np.abs(alphas - 0.5)))
     # The adaptive and per-class rules are shrunk toward the global method at the chosen weight.
     cv.set_target(found["global"].chosen)
     everything.target = found["global"].fitted.rule
@@ -307,7 +311,7 @@ def select_fusion(
             f"{per_fold:.1f} samples per class in the smallest cross-validation training fold, fewer than "
             f"{PER_CLASS_MIN_SAMPLES} (a class's own parameters): per_class is the global weight (l2 = inf)"
         )
-        found["per_class"] = chosen_by_cv("l2", [math.inf], per_class_at, note)
+        found["per_class"] = chosen_by_cv("l2", [math.inf], per_class_at, note=note)
     else:
         found["per_class"] = chosen_by_cv("l2", SHRINKAGE_GRID, per_class_at)
 
