@@ -4,19 +4,23 @@ PIPELINE ?= pipelines/synth.toml
 PYTHON ?= python3
 VENV := .venv
 MMFC := $(VENV)/bin/mmfc
-# The workdir a pipeline writes into, read with the standard library so it works before setup.
+# The workdir a pipeline writes into and its data source, read with the standard library so it
+# works before setup.
 WORKDIR := $(shell $(PYTHON) -c "import tomllib,sys; print(tomllib.load(open('$(PIPELINE)','rb')).get('workdir','runs/synth'))" 2>/dev/null || echo runs/synth)
+DATA_SOURCE := $(shell $(PYTHON) -c "import tomllib,sys; print(tomllib.load(open('$(PIPELINE)','rb')).get('data',{}).get('source','ntu'))" 2>/dev/null || echo ntu)
 SYNTH_DATA := data/synth
 # Clips per class, performer and camera of the demo's synthetic dataset (1,152 clips at 2).
 SYNTH_PER_CLASS ?= 2
 STAGE = $(MMFC) stage
 
-.PHONY: setup demo test crops train-rgb train-skel train scores fuse report ablation bench clean help
+.PHONY: setup setup-pose demo test poses crops train-rgb train-skel train scores fuse report ablation bench clean help
 
 help:
 	@echo "make demo    - set up, generate the synthetic dataset, run every stage, write the report"
 	@echo "make test    - set up and run the test suite"
+	@echo "make setup-pose - the pose stage's runtime (ai-edge-litert) and BlazePose model files"
 	@echo "make crops | train-rgb | train-skel | scores | fuse | report  [PIPELINE=pipelines/x.toml]"
+	@echo "make poses   - stage 0 for pipelines of plain videos (data.source = \"videos\"); make crops runs it"
 	@echo "make ablation - train the ablation variants on the synthetic data and fill the table"
 	@echo "make bench   - run the benchmarks under bench/"
 
@@ -30,16 +34,44 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-test: setup
+# The pose stage's optional runtime and its two BlazePose model files. The models are inside
+# the official mediapipe wheel (never installed, only unpacked): pip picks the wheel for this
+# Python and platform; where there is none, the manylinux cp311 one (the files are the same in
+# every wheel). Both sha256 values are checked before anything is written.
+POSE_MODELS := models/blazepose
+MEDIAPIPE := mediapipe==0.10.21
+WHEELS := $(VENV)/wheels
+$(POSE_MODELS)/.installed: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e '.[test,pose]'
+	$(VENV)/bin/pip download --quiet --no-deps --only-binary=:all: -d $(WHEELS) $(MEDIAPIPE) || \
+	  $(VENV)/bin/pip download --quiet --no-deps --only-binary=:all: -d $(WHEELS) $(MEDIAPIPE) \
+	    --python-version 3.11 --platform manylinux_2_28_x86_64
+	$(VENV)/bin/python -m mmfc.poses.model_files $(WHEELS)/mediapipe-0.10.21-*.whl $(POSE_MODELS)
+	touch $@
+setup-pose: $(POSE_MODELS)/.installed
+
+# The suite runs the pose tests on the real clips too, so it needs the pose models.
+test: setup setup-pose
 	$(VENV)/bin/python -m pytest -q
 
 $(SYNTH_DATA)/.complete: | setup
 	$(MMFC) synth --out $(SYNTH_DATA) --per-class $(SYNTH_PER_CLASS)
 
 # Only the synthetic pipeline needs generated data; the others point at a dataset on disk.
+# Plain videos (data.source = "videos") need their poses first: stage 0.
 ifeq ($(PIPELINE),pipelines/synth.toml)
 CROP_INPUTS := $(SYNTH_DATA)/.complete
 endif
+ifeq ($(DATA_SOURCE),videos)
+CROP_INPUTS := $(WORKDIR)/poses/poses.pkl
+endif
+
+# Stage 0 always runs: it skips every video whose poses are current and rewrites poses.pkl only
+# when its content changes, so stage 1 is redone only when a video or a pose setting changed.
+$(WORKDIR)/poses/poses.pkl: $(PIPELINE) FORCE | setup-pose
+	$(STAGE) poses --pipeline $(PIPELINE) --preview 4
+poses: $(WORKDIR)/poses/poses.pkl
+FORCE:
 
 $(WORKDIR)/crops/index.parquet: $(PIPELINE) $(CROP_INPUTS) | setup
 	$(STAGE) crops --pipeline $(PIPELINE) --preview 8

@@ -6,8 +6,9 @@
     online, as PYSKL / MMAction2 pipelines do every epoch (goal: at least 20x faster);
 (c) bytes per sample and PSNR of the JPEG codec at several qualities, beside lossless zstd.
 
-Data: the real NTU clip S001C001P001R001A001 (from /work/shared/realdata), linked under
---copies sample names; or a dataset in the NTU raw layout with --root (e.g. `mmfc synth`).
+Data: the real NTU clip S001C001P001R001A001 (from ../shared/realdata beside the checkout),
+linked under --copies sample names; or a dataset in the NTU raw layout with --root (e.g.
+`mmfc synth`).
 
     .venv/bin/python bench/bench_crops.py                      # default, about a minute
     .venv/bin/python bench/bench_crops.py --copies 16 --n-jobs -1
@@ -32,11 +33,12 @@ from mmfc.config import load_pipeline
 from mmfc.crops import store
 from mmfc.crops.box import BoxParams, CropPlan, clip_box, render
 from mmfc.crops.codec import decode_frames, encode_frames
-from mmfc.crops.stage import run_crops, stored_frame_indices
+from mmfc.crops.crop import stored_frame_indices
+from mmfc.crops.stage import run_crops
 from mmfc.data.ntu import NTUSource, load_skeleton
 from mmfc.data.video import probe_video, read_frames, scale_pixels
 
-REAL = Path("/work/shared/realdata")
+REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 CLIP = "S001C001P001R001A001"
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmfc.config import FusionConfig
+from mmfc.config import DataConfig, FusionConfig
 from mmfc.fusion.methods import best_fixed_ratio
 from mmfc.fusion.selection import CANDIDATES, FIXED_RATIOS, make_folds, sample_groups, select_fusion
 from mmfc.metrics import topk_accuracy
@@ -57,7 +57,7 @@ def stratified_subset(rng: np.random.Generator, labels: np.ndarray, size: int) -
 def fit_and_score(val_rgb: ScoreTable, val_skel: ScoreTable, test_rgb: ScoreTable, test_skel: ScoreTable,
                   fusion: FusionConfig, seed: int) -> tuple[dict[str, np.ndarray], str]:
     """Stage 4's fitting on the validation rows; which test clips each candidate and auto get right."""
-    groups, grouped_by = sample_groups(val_rgb.ids, "performer")
+    groups, grouped_by = sample_groups(val_rgb.ids, DataConfig())
     folds = make_folds(val_rgb.labels, groups, grouped_by, fusion.cv_folds, seed)
     selection = select_fusion(val_rgb.logits, val_skel.logits, val_rgb.labels, folds, fusion.grid, fusion.metric)
     correct = {
@@ -79,7 +79,7 @@ def real_scores(args) -> None:
     val_rgb, val_skel, test_rgb, test_skel = rgb.rows("val"), skel.rows("val"), rgb.rows("test"), skel.rows("test")
     n_val, k = len(val_rgb.ids), rgb.num_classes
     fusion = FusionConfig()
-    groups, grouped_by = sample_groups(val_rgb.ids, "performer")
+    groups, grouped_by = sample_groups(val_rgb.ids, DataConfig())
     performers = f"{len(set(groups))} performers" if groups else "ids name no performers"
     print(f"part 1: {args.run}, {n_val} validation clips ({performers}), "
           f"{len(test_rgb.ids)} test clips, {k} classes; {args.seeds} seeds per size; test top-1 %, mean ± sd")

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import torch
 
+from mmfc.branches import BRANCHES, Branch
 from mmfc.config import load_pipeline
 from mmfc.crops.stage import run_crops
 from mmfc.crops.store import open_crops
 from mmfc.data.synth import generate
 from mmfc.models import build_ccl
-from mmfc.train.datasets import build_dataset
 from mmfc.train.loop import Objective, autocast
 from mmfc.train.schedule import build_optimizer
-from mmfc.train.stage import build_model, split_indices
+from mmfc.train.stage import split_indices
 
 
 def build_store(root: Path, pipeline: Path, threads: int):
@@ -49,14 +49,15 @@ def loading_rate(dataset, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def training_rate(cfg, modality: str, store, steps: int, amp: bool) -> float:
+def training_rate(cfg, branch: Branch, store, steps: int, amp: bool) -> float:
     torch.manual_seed(0)
-    model = build_model(cfg, modality, store.num_classes, store.layout)
-    objective = Objective(model, build_ccl(getattr(cfg, modality).ccl, store.num_classes, model.feature_dims))
+    section = branch.section(cfg)
+    model = branch.build_model(cfg, store.num_classes, store.layout)
+    objective = Objective(model, build_ccl(section.ccl, store.num_classes, model.feature_dims))
     objective.train()
-    optimizer = build_optimizer(objective.parameters(), getattr(cfg, modality).train)
-    dataset = build_dataset(cfg, modality, store, split_indices(store, "train"), train=True)
-    batch_size = getattr(cfg, modality).train.batch_size
+    optimizer = build_optimizer(objective.parameters(), section.train)
+    dataset = branch.build_dataset(cfg, store, split_indices(store, "train"), train=True)
+    batch_size = section.train.batch_size
     batch = [dataset[i % len(dataset)] for i in range(batch_size)]
     x, labels = torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch])
     device = torch.device("cpu")
@@ -94,12 +95,12 @@ def main() -> None:
               f"batch {cfg.skel.train.batch_size}")
         print(f"{'modality':8} {'load train clips/s':>19} {'load eval clips/s':>18} "
               f"{'train fp32 clips/s':>19} {'train bf16 clips/s':>19}")
-        for modality in ("rgb", "skel"):
-            train_rate = loading_rate(build_dataset(cfg, modality, store, train_idx, train=True), args.clips)
-            eval_rate = loading_rate(build_dataset(cfg, modality, store, train_idx, train=False), args.clips)
-            fp32 = training_rate(cfg, modality, store, args.steps, amp=False)
-            bf16 = training_rate(cfg, modality, store, args.steps, amp=True)
-            print(f"{modality:8} {train_rate:19.1f} {eval_rate:18.1f} {fp32:19.1f} {bf16:19.1f}")
+        for name, branch in BRANCHES.items():
+            train_rate = loading_rate(branch.build_dataset(cfg, store, train_idx, train=True), args.clips)
+            eval_rate = loading_rate(branch.build_dataset(cfg, store, train_idx, train=False), args.clips)
+            fp32 = training_rate(cfg, branch, store, args.steps, amp=False)
+            bf16 = training_rate(cfg, branch, store, args.steps, amp=True)
+            print(f"{name:8} {train_rate:19.1f} {eval_rate:18.1f} {fp32:19.1f} {bf16:19.1f}")
 
 
 if __name__ == "__main__":

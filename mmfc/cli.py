@@ -14,13 +14,15 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from mmfc.branches import BRANCHES
 from mmfc.config import ConfigError, Pipeline, load_pipeline
 from mmfc.errors import DataError
 
 app = typer.Typer(
     help=(
         "mmfc: fine-grained action recognition from RGB video and skeletons.\n\n"
-        "A staged offline pipeline: `stage crops` (skeleton-guided crops into zarr shards), "
+        "A staged offline pipeline: `stage poses` (poses for plain videos, PYSKL pickle), "
+        "`stage crops` (skeleton-guided crops into zarr shards), "
         "`stage train` (each modality from the shards), `stage scores` (per-class scores to "
         "Parquet), `stage fuse` (fusion weights fitted on validation) and `stage report`. "
         "Every stage reads a pipeline file (pipelines/*.toml); `mmfc info` shows what it selects."
@@ -52,9 +54,8 @@ SetOpt = Annotated[
 ]
 
 
-class Modality(str, Enum):
-    rgb = "rgb"
-    skel = "skel"
+# The choices of --modality: the branches of mmfc.branches.
+Modality = Enum("Modality", {name: name for name in BRANCHES}, type=str)
 
 
 def _pipeline(path: Path, overrides: list[str] | None) -> Pipeline:
@@ -134,7 +135,7 @@ def cost(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Parameters and multiply-add GFLOPs per clip of both branches, beside the paper's table."""
-    from mmfc.models.cost import cost_report, print_cost_report
+    from mmfc.cost import cost_report, print_cost_report
 
     try:
         cfg = _pipeline(pipeline, set_)
@@ -149,6 +150,26 @@ def cost(
 
 # ---------------------------------------------------------------------------------------------
 # Stages
+
+
+@stage_app.command("poses")
+def stage_poses(
+    pipeline: PipelineOpt,
+    set_: SetOpt = None,
+    strict: Annotated[bool, typer.Option(help="Exit non-zero if any video failed.")] = False,
+    preview: Annotated[
+        int, typer.Option(help="Also write a PNG contact sheet of this many videos, one colour per track.")
+    ] = 0,
+) -> None:
+    """Stage 0 (data.source = "videos"): estimate and track poses into a PYSKL pose pickle."""
+    from mmfc.poses.stage import run_poses
+
+    try:
+        cfg = _pipeline(pipeline, set_)
+        code = run_poses(cfg, strict=strict, preview=preview)
+    except (ConfigError, DataError) as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
 
 
 @stage_app.command("crops")

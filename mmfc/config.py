@@ -3,6 +3,12 @@
 Every key of a pipeline file maps to a field of the dataclasses below; `--set a.b=value` on the
 command line overrides one after loading. An unknown or mistyped key is an error that names the
 key and lists the valid ones, so a typo never silently falls back to a default.
+
+The whole pipeline is validated while it loads, so `mmfc info` refuses what a stage would fail
+on an hour later: a choice (a `Literal` field) must be one of its values, a number must lie in
+the bounds declared beside its field (`bounded`), and a section whose values must fit together
+names the first that do not (its `mismatch` method). Every choice is declared once, below; the
+code that implements it takes its names from there.
 """
 
 from __future__ import annotations
@@ -15,186 +21,285 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 
 class ConfigError(ValueError):
     """A pipeline file or override that does not fit the schema."""
 
 
+# ---------------------------------------------------------------------------------------------
+# The values a choice may take, each declared once; the modules that implement a choice take
+# their names from here (and tests/test_config.py checks that every table covers its choice).
+
+Source = Literal["ntu", "pose_pickle", "videos"]
+Protocol = Literal["xsub", "xview", "xset"]
+JointLayout = Literal["ntu25", "coco17"]
+ValBy = Literal["performer", "group"]
+CropMode = Literal["clip", "frame", "person", "none"]
+Backend = Literal["loky", "threading", "multiprocessing", "ray", "dask"]
+RGBBlock = Literal["plain", "tsm", "ma", "ta", "staa"]
+RGBDepth = Literal[18, 34, 50]
+SkelStream = Literal["joint", "bone", "joint_motion", "bone_motion"]
+CCLKind = Literal["frhead", "supcon"]
+Schedule = Literal["cosine", "step"]
+LRStep = Literal["iteration", "epoch"]
+FusionMetric = Literal["top1", "mean_class"]
+FusionMethodName = Literal[
+    "auto", "rgb_alone", "skel_alone", "pyskl_1_1", "pyskl_2_1", "pyskl_1_2", "global", "adaptive", "per_class"
+]
+
+
+# Depths at which either branch hands features to the contrastive loss (METHOD.md section 3).
+FEATURE_LEVELS = 4
+
+
+def bounded(default, *, min=None, max=None, below=None):  # noqa: A002 (read as the bounds they are)
+    """A field whose value must be >= min, <= max and < below (those given); checked when loaded."""
+    return field(default=default, metadata={"min": min, "max": max, "below": below})
+
+
 @dataclass
 class DataConfig:
     # "ntu": the NTU RGB+D raw release layout (nturgb+d_skeletons/, nturgb+d_rgb/), also what
     # `mmfc synth` writes. "pose_pickle": a PYSKL annotation pickle (FineGym, NTU HRNet 2D, ...).
-    source: str = "ntu"
-    # ntu: the folder holding nturgb+d_skeletons/ and nturgb+d_rgb/; pose_pickle: the .pkl file.
+    # "videos": your own videos without skeletons (class folders or a CSV; mmfc/data/videos.py),
+    # their poses estimated by stage 0 (`mmfc stage poses`).
+    source: Source = "ntu"
+    # ntu: the folder holding nturgb+d_skeletons/ and nturgb+d_rgb/; pose_pickle: the .pkl file;
+    # videos: the folder of class folders, or the CSV file.
     root: str = "data/synth"
     # pose_pickle: folder of videos named <frame_dir><video_ext>; "" when there are none.
     video_root: str = ""
     video_ext: str = ".mp4"
     # ntu: "xsub" or "xview" (NTU60), "xsub" or "xset" (NTU120).
-    protocol: str = "xsub"
+    protocol: Protocol = "xsub"
     # pose_pickle: names of the training and test splits inside the pickle.
     train_split: str = "train"
     test_split: str = "test"
-    num_classes: int = 60
+    num_classes: int = bounded(60, min=1)
     # A text file with one class name per line; "" uses the dataset's built-in names.
     class_names: str = ""
-    # Joint layout of the skeletons: "ntu25" or "coco17".
-    layout: str = "ntu25"
+    # Joint layout of the skeletons (mmfc.data.layouts).
+    layout: JointLayout = "ntu25"
     # Width and height of the space the 2D (colour) keypoints were recorded in. NTU colour
     # coordinates are in the 1920x1080 original; decoded videos may be smaller.
     skeleton_frame_size: list[int] = field(default_factory=lambda: [1920, 1080])
     # Official list of samples without skeletons (NTU); "" when there is none.
     missing_list: str = ""
     # Body selection (NTU): at most this many bodies, ranked by motion.
-    max_bodies: int = 2
+    max_bodies: int = bounded(2, min=1)
     # Validation carved out of the training split, never out of test. "performer": the
     # performers listed in val_performers (NTU); "group": a fraction of source groups, e.g.
     # the source video of a FineGym clip, so no video is on both sides.
-    val_by: str = "performer"
+    val_by: ValBy = "performer"
     val_performers: list[int] = field(default_factory=list)
-    val_fraction: float = 0.1
+    val_fraction: float = bounded(0.1, min=0, max=1)
     val_seed: int = 0
+    # videos: the file extensions that count as videos in class folders.
+    video_exts: list[str] = field(default_factory=lambda: [".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg"])
+    # videos without a split column: the share of groups held out for test (seeded by val_seed).
+    test_fraction: float = bounded(0.2, min=0, below=1)
+    # videos: a regular expression finding a clip's group (source video or person) in its file
+    # name, its first parenthesised group if any; "" makes every clip its own group.
+    group_pattern: str = ""
+    # videos: the pose pickle stage 0 writes and stages 1-4 read; "" is <workdir>/poses/poses.pkl.
+    poses: str = ""
+
+    def mismatch(self) -> str | None:
+        if self.source == "ntu" and self.val_by != "performer":
+            return f"val_by = {self.val_by!r}: NTU sources carve validation by 'performer'"
+        return None
+
+
+@dataclass
+class PoseConfig:
+    """Stage 0 (data.source = "videos"): BlazePose on CPU, mmfc/poses/."""
+
+    # The folder with BlazePose's two model files, unpacked by `make setup-pose`.
+    models_dir: str = "models/blazepose"
+    # People tracked per video; each keeps one index m of keypoint[m] for the whole video.
+    max_persons: int = bounded(2, min=1)
+    # While fewer than max_persons are tracked, the detector looks for newcomers every this many
+    # frames (and on any frame where someone was lost).
+    detect_every: int = bounded(10, min=1)
+    # A detection below this score is ignored; a pose whose presence flag is below
+    # min_pose_score is no person (MediaPipe's thresholds: 0.5 and 0.5).
+    min_detection_score: float = bounded(0.5, min=0, max=1)
+    min_pose_score: float = bounded(0.5, min=0, max=1)
+    # One worker per core (each runs the models and its video decoder on one thread).
+    n_jobs: int = -1
+    backend: Backend = "loky"
 
 
 @dataclass
 class CropConfig:
     # METHOD.md section 1. "clip": one box for the whole clip; "frame": per-frame boxes smoothed
-    # over time; "person": one clip box per person, side by side.
-    mode: str = "clip"
-    padding: float = 0.25
+    # over time; "person": one clip box per person, side by side; "none": the whole frame.
+    mode: CropMode = "clip"
+    padding: float = bounded(0.25, min=0)
     # Height/width ratio of the box; 0 keeps the box shape.
-    hw_ratio: float = 1.0
+    hw_ratio: float = bounded(1.0, min=0)
     min_box: float = 10.0
     allow_pad: bool = True
     # "frame" mode: exponential smoothing factor of the box centre and size over time.
-    smooth: float = 0.8
+    smooth: float = bounded(0.8, min=0, below=1)
     # Rotate 3D skeletons so the spine is +z and the shoulders +x (PYSKL PreNormalize3D align).
     align: bool = False
     # Side of the stored square frames; larger than the training input so stage 2 can still
     # random-crop.
-    size: int = 256
-    num_frames: int = 32
+    size: int = bounded(256, min=1)
+    num_frames: int = bounded(32, min=1)
     # Skeleton sequence stored per sample: fixed length, up to max_bodies persons.
-    skeleton_frames: int = 100
-    jpeg_quality: int = 90
-    samples_per_shard: int = 256
+    skeleton_frames: int = bounded(100, min=1)
+    jpeg_quality: int = bounded(90, min=1, max=100)
+    samples_per_shard: int = bounded(256, min=1)
     n_jobs: int = -1
-    # joblib backend: "loky" locally, "ray" or "dask" on a cluster (see README).
-    backend: str = "loky"
+    # joblib backend: "loky" locally, "ray" or "dask" on a cluster (mmfc.jobs, README).
+    backend: Backend = "loky"
 
 
 @dataclass
 class RGBModelConfig:
-    depth: int = 50
-    base_width: int = 64
+    depth: RGBDepth = 50
+    base_width: int = bounded(64, min=1)
     # "plain" (TSN), "tsm", "ma", "ta" or "staa" (MA + TA).
-    block: str = "staa"
-    segments: int = 8
-    input_size: int = 224
-    dropout: float = 0.5
-    ma_reduction: int = 16
+    block: RGBBlock = "staa"
+    segments: int = bounded(8, min=1)
+    input_size: int = bounded(224, min=1)
+    dropout: float = bounded(0.5, min=0, below=1)
+    ma_reduction: int = bounded(16, min=1)
     # Bottleneck inner widths (depth 50 only), as Res2Net's baseWidth: each of the 4 fragments
     # is fragment_width * base_width/64 * 2^stage wide, rounded down. 0 keeps torchvision's
     # widths, so its ImageNet weights load; 26 gives Res2Net-50 26w x 4s, TEA's backbone and
     # the paper's cost.
-    fragment_width: int = 0
+    fragment_width: int = bounded(0, min=0)
     # Local ImageNet ResNet state dict in torchvision's key layout; "" starts from scratch.
     pretrained: str = ""
+
+    def mismatch(self) -> str | None:
+        if not self.fragment_width:
+            return None
+        if self.depth != 50:
+            return f"fragment_width applies to depth 50 only (bottleneck blocks), not depth {self.depth}"
+        # Each fragment is fragment_width * base_width / 64 wide at the first stage, rounded down.
+        if self.fragment_width * self.base_width < 64:
+            return (
+                f"fragment_width {self.fragment_width}: with base_width {self.base_width} the fragments would "
+                "be empty; it needs fragment_width * base_width >= 64"
+            )
+        return None
 
 
 @dataclass
 class SkelModelConfig:
-    # "joint", "bone", "joint_motion" or "bone_motion".
-    stream: str = "joint"
-    base_channels: int = 64
+    stream: SkelStream = "joint"
+    base_channels: int = bounded(64, min=1)
     # Coordinates per joint; 0 takes them from the layout (ntu25: 3D, coco17: 2D).
-    in_channels: int = 0
-    num_frames: int = 64
-    num_persons: int = 2
-    dropout: float = 0.0
+    in_channels: int = bounded(0, min=0)
+    num_frames: int = bounded(64, min=1)
+    num_persons: int = bounded(2, min=1)
+    dropout: float = bounded(0.0, min=0, below=1)
 
 
 @dataclass
 class CCLConfig:
     # "frhead": class-aware contrastive learning of FR-Head; "supcon": supervised contrastive.
-    kind: str = "frhead"
+    kind: CCLKind = "frhead"
     # lambda; 0 switches the loss off exactly.
-    weight: float = 0.1
+    weight: float = bounded(0.1, min=0)
     level_weights: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.5, 1.0])
-    dim: int = 256
-    momentum: float = 0.9
+    dim: int = bounded(256, min=1)
+    momentum: float = bounded(0.9, min=0, max=1)
     margin: float = 0.125
-    tau: float = 0.125
-    supcon_tau: float = 0.07
+    tau: float = bounded(0.125, min=0)
+    supcon_tau: float = bounded(0.07, min=0)
+
+    def mismatch(self) -> str | None:
+        # Both branches give features at four depths (METHOD.md section 3), weighted deepest last.
+        if len(self.level_weights) < FEATURE_LEVELS:
+            return f"level_weights has {len(self.level_weights)} weights for the {FEATURE_LEVELS} feature levels of a branch"
+        return None
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 16
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    """What training either branch takes; each branch adds its own augmentation settings."""
+
+    epochs: int = bounded(30, min=1)
+    batch_size: int = bounded(16, min=1)
+    lr: float = bounded(0.01, min=0)
+    momentum: float = bounded(0.9, min=0)
+    weight_decay: float = bounded(5e-4, min=0)
     nesterov: bool = True
-    warmup_epochs: int = 1
+    warmup_epochs: int = bounded(1, min=0)
     # "cosine" or "step" (step multiplies lr by 0.1 at each milestone epoch).
-    schedule: str = "cosine"
+    schedule: Schedule = "cosine"
     milestones: list[int] = field(default_factory=lambda: [20, 25])
     # Update the learning rate every "iteration" (smooth) or once per "epoch".
-    lr_step: str = "iteration"
+    lr_step: LRStep = "iteration"
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int = bounded(0, min=0)
     # bf16 autocast on CUDA (and on CPU when set explicitly with amp_cpu).
     amp: bool = True
     amp_cpu: bool = False
-    # Augmentation.
+    # Largest number of training samples per epoch; 0 uses all.
+    max_samples: int = bounded(0, min=0)
+
+
+@dataclass
+class RGBTrainConfig(TrainConfig):
+    # Horizontal flip, and random resized crops covering this range of the stored frame's area.
     flip: bool = True
     scale_range: list[float] = field(default_factory=lambda: [0.5, 1.0])
-    # RGB: brightness, contrast and saturation each scaled by a factor in [1 - c, 1 + c], one
-    # draw per clip (hue is left alone: colour tells held objects apart). 0 turns it off.
-    color_jitter: float = 0.0
-    rotate_degrees: float = 15.0
-    skel_scale: float = 0.1
-    # Largest number of training samples per epoch; 0 uses all.
-    max_samples: int = 0
+    # Brightness, contrast and saturation each scaled by a factor in [1 - c, 1 + c], one draw
+    # per clip (hue is left alone: colour tells held objects apart). 0 turns it off.
+    color_jitter: float = bounded(0.0, min=0, max=1)
+
+
+@dataclass
+class SkelTrainConfig(TrainConfig):
+    # Flip with the left/right joint swap, rotation about the vertical axis by up to
+    # rotate_degrees, and each coordinate scaled by a factor in [1 - skel_scale, 1 + skel_scale].
+    flip: bool = True
+    rotate_degrees: float = bounded(15.0, min=0)
+    skel_scale: float = bounded(0.1, min=0, below=1)
 
 
 @dataclass
 class RGBConfig:
     model: RGBModelConfig = field(default_factory=RGBModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: RGBTrainConfig = field(default_factory=RGBTrainConfig)
     ccl: CCLConfig = field(default_factory=CCLConfig)
 
 
 @dataclass
 class SkelConfig:
     model: SkelModelConfig = field(default_factory=SkelModelConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32, lr=0.1))
+    train: SkelTrainConfig = field(default_factory=lambda: SkelTrainConfig(batch_size=32, lr=0.1))
     ccl: CCLConfig = field(default_factory=CCLConfig)
 
 
 @dataclass
 class ScoresConfig:
     # Clips averaged per sample at test time (1: the centre clip only).
-    clips: int = 1
+    clips: int = bounded(1, min=1)
 
 
 @dataclass
 class FusionConfig:
     # Accuracy that breaks near-ties in cross-validated NLL: "top1" or "mean_class".
-    metric: str = "top1"
-    # Grid over the global weight alpha in [0, 1].
-    grid: int = 101
+    metric: FusionMetric = "top1"
+    # Grid over the global weight alpha in [0, 1]; at least 2 points, so it holds 0 and 1.
+    grid: int = bounded(101, min=2)
     # Folds of the cross-validation inside the validation split (fewer when there are fewer
     # performers or groups), and the seed that assigns them.
-    cv_folds: int = 5
+    cv_folds: int = bounded(5, min=2)
     cv_seed: int = 0
     # Method whose scores become fusion/fused.parquet (every candidate is fitted and reported):
-    # "auto" (chosen by cross-validation, never worse in it than a single modality or a fixed
-    # ratio), "global", "adaptive", "per_class", "pyskl_1_1", "pyskl_2_1", "pyskl_1_2",
-    # "rgb_alone" or "skel_alone".
-    method: str = "auto"
+    # "auto" chooses by cross-validation, never worse in it than a single modality or a fixed
+    # ratio (mmfc/fusion/selection.py); or one candidate by name.
+    method: FusionMethodName = "auto"
 
 
 @dataclass
@@ -205,6 +310,7 @@ class Pipeline:
     # differ only in the model share one set of crops.
     crops_from: str = ""
     data: DataConfig = field(default_factory=DataConfig)
+    poses: PoseConfig = field(default_factory=PoseConfig)
     crops: CropConfig = field(default_factory=CropConfig)
     rgb: RGBConfig = field(default_factory=RGBConfig)
     skel: SkelConfig = field(default_factory=SkelConfig)
@@ -214,6 +320,14 @@ class Pipeline:
     @property
     def paths(self) -> WorkdirLayout:
         return WorkdirLayout(Path(self.workdir), Path(self.crops_from or self.workdir))
+
+    def mismatch(self) -> str | None:
+        if self.data.source == "videos" and self.data.layout == "ntu25" and not self.skel.model.in_channels:
+            return (
+                "skel.model.in_channels = 0 reads ntu25 skeletons as Kinect's 3D, but stage 0 gives "
+                "videos 2D keypoints: set skel.model.in_channels = 2"
+            )
+        return None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -231,6 +345,10 @@ class WorkdirLayout:
 
     root: Path
     crops_root: Path
+
+    @property
+    def poses(self) -> Path:
+        return self.root / "poses"
 
     @property
     def crops(self) -> Path:
@@ -273,7 +391,10 @@ def load_pipeline(path: str | Path | None = None, overrides: list[str] | tuple[s
     where = str(path) if path is not None else "defaults"
     if overrides:
         where += " with --set overrides"
-    return _build(Pipeline, raw, where, prefix="")
+    cfg = _build(Pipeline, raw, where, prefix="")
+    if cfg.data.source == "videos" and not cfg.data.poses:
+        cfg.data.poses = str(cfg.paths.poses / "poses.pkl")
+    return cfg
 
 
 def _parse_override(item: str) -> tuple[str, object]:
@@ -309,13 +430,25 @@ def _build(cls: type, raw: dict, where: str, prefix: str):
     values = {}
     for name, value in raw.items():
         values[name] = _coerce(hints[name], value, where, prefix + name)
-    return cls(**values)
+    section = cls(**values)
+    for f in fields.values():
+        _check_bounds(f, getattr(section, f.name), where, prefix + f.name)
+    # A section whose values must fit together says how they do not (`mismatch`), or None.
+    reason = section.mismatch() if hasattr(section, "mismatch") else None
+    if reason:
+        raise ConfigError(f"{where}: {prefix}{reason}")
+    return section
 
 
 def _coerce(hint, value, where: str, key: str):
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, where, prefix=key + ".")
     origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if not any(value == c and type(value) is type(c) for c in choices):
+            raise ConfigError(f"{where}: {key} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        return value
     if origin is list:
         (item_hint,) = typing.get_args(hint)
         if not isinstance(value, list):
@@ -334,6 +467,16 @@ def _coerce(hint, value, where: str, key: str):
     if hint in (float, str) and not isinstance(value, hint):
         raise ConfigError(f"{where}: {key} must be a {hint.__name__}, got {value!r}")
     return value
+
+
+def _check_bounds(f: dataclasses.Field, value, where: str, key: str) -> None:
+    low, high, below = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("below")
+    if low is not None and value < low:
+        raise ConfigError(f"{where}: {key} must be at least {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(f"{where}: {key} must be at most {high}, got {value!r}")
+    if below is not None and value >= below:
+        raise ConfigError(f"{where}: {key} must be below {below}, got {value!r}")
 
 
 def valid_keys(cls: type = Pipeline, prefix: str = "") -> list[str]:

@@ -33,6 +33,19 @@ def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float(np.mean(np.any(top == labels[:, None], axis=1)))
 
 
+def log_softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax in float64. [N, K] -> [N, K]"""
+    scores = np.asarray(scores, dtype=np.float64)
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def nll(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the labels under softmax(scores)."""
+    logp = log_softmax(scores)
+    return float(-logp[np.arange(len(labels)), labels].mean())
+
+
 def mean_class_accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
     """Top-1 accuracy averaged over the classes that have samples (FineGym's metric)."""
     logits, labels = _check(logits, labels)

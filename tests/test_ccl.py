@@ -120,8 +120,6 @@ def test_weight_and_level_alignment():
     assert torch.allclose(ccl(features, logits, labels), expected, atol=1e-6)
     with pytest.raises(ConfigError, match="level_weights"):
         build_ccl(CCLConfig(), 3, [8] * 5)
-    with pytest.raises(ConfigError, match="kind"):
-        build_ccl(CCLConfig(kind="triplet"), 3, [8])
 
 
 @pytest.mark.parametrize("kind", ["frhead", "supcon"])

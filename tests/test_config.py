@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import typing
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from mmfc import config
+from mmfc.cli import app
 from mmfc.config import ConfigError, Pipeline, load_pipeline, valid_keys
 
 PIPELINES = sorted((Path(__file__).parents[1] / "pipelines").glob("*.toml"))
@@ -21,7 +26,7 @@ def test_every_pipeline_loads(path: Path):
     cfg = load_pipeline(path)
     assert isinstance(cfg, Pipeline)
     assert cfg.name == path.stem
-    assert cfg.data.source in ("ntu", "pose_pickle")
+    assert cfg.data.source in ("ntu", "pose_pickle", "videos")
     assert cfg.data.layout in ("ntu25", "coco17")
     assert cfg.data.protocol in ("xsub", "xview", "xset")
 
@@ -47,7 +52,7 @@ def test_unknown_key_in_file(tmp_path: Path):
 def test_unknown_section(tmp_path: Path):
     path = tmp_path / "p.toml"
     path.write_text("[dta]\nroot = 1\n")
-    with pytest.raises(ConfigError, match="unknown key 'dta'; valid keys here: name, workdir, .*data, crops"):
+    with pytest.raises(ConfigError, match="unknown key 'dta'; valid keys here: name, workdir, .*data, poses, crops"):
         load_pipeline(path)
 
 
@@ -114,3 +119,104 @@ def test_valid_keys_cover_every_section():
     keys = valid_keys()
     assert "data.root" in keys and "skel.train.lr" in keys and "fusion.cv_folds" in keys
     assert len(keys) == len(set(keys))
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole pipeline is validated when it loads
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("rgb.model.block=tea", "rgb.model.block must be one of 'plain', 'tsm', 'ma', 'ta', 'staa'; got 'tea'"),
+        ("rgb.model.depth=101", "rgb.model.depth must be one of 18, 34, 50; got 101"),
+        ("skel.model.stream=angle", "skel.model.stream must be one of 'joint', 'bone', 'joint_motion', 'bone_motion'"),
+        ("rgb.ccl.kind=triplet", "rgb.ccl.kind must be one of 'frhead', 'supcon'"),
+        ("skel.train.schedule=linear", "skel.train.schedule must be one of 'cosine', 'step'"),
+        ("rgb.train.lr_step=batch", "rgb.train.lr_step must be one of 'iteration', 'epoch'"),
+        ("crops.mode=box", "crops.mode must be one of 'clip', 'frame', 'person', 'none'"),
+        ("crops.backend=spark", "crops.backend must be one of 'loky', 'threading'"),
+        ("fusion.method=best", "fusion.method must be one of 'auto', 'rgb_alone', 'skel_alone'"),
+        ("fusion.metric=top5", "fusion.metric must be one of 'top1', 'mean_class'"),
+        ("data.source=csv", "data.source must be one of 'ntu', 'pose_pickle'"),
+        ("data.layout=mpii16", "data.layout must be one of 'ntu25', 'coco17'"),
+        ("data.protocol=xsetup", "data.protocol must be one of 'xsub', 'xview', 'xset'"),
+        ("crops.jpeg_quality=0", "crops.jpeg_quality must be at least 1, got 0"),
+        ("crops.jpeg_quality=101", "crops.jpeg_quality must be at most 100, got 101"),
+        ("crops.smooth=1", "crops.smooth must be below 1"),
+        ("crops.padding=-0.5", "crops.padding must be at least 0"),
+        ("crops.size=0", "crops.size must be at least 1"),
+        ("rgb.train.epochs=0", "rgb.train.epochs must be at least 1"),
+        ("scores.clips=0", "scores.clips must be at least 1"),
+        ("fusion.grid=1", "fusion.grid must be at least 2"),
+        ("fusion.cv_folds=1", "fusion.cv_folds must be at least 2"),
+        ("rgb.model.fragment_width=26", "rgb.model.fragment_width applies to depth 50 only"),
+        ("skel.ccl.level_weights=[0.5, 1.0]", "skel.ccl.level_weights has 2 weights for the 4 feature levels"),
+        ("data.val_by=group", "data.val_by = 'group': NTU sources carve validation by 'performer'"),
+    ],
+)
+def test_allowed_values_are_checked_when_loaded(override: str, message: str):
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        load_pipeline(Path(__file__).parents[1] / "pipelines" / "synth.toml", [override])
+    assert "synth.toml with --set overrides" in str(info.value)
+
+
+def test_res2net_widths_need_room_for_four_fragments():
+    fits = ["rgb.model.depth=50", "rgb.model.fragment_width=26"]
+    assert load_pipeline(None, fits).rgb.model.fragment_width == 26
+    with pytest.raises(ConfigError, match="fragments would be empty"):
+        load_pipeline(None, [*fits, "rgb.model.base_width=2"])
+
+
+def test_augmentation_settings_belong_to_their_branch():
+    cfg = load_pipeline(None, ["rgb.train.color_jitter=0.4", "skel.train.rotate_degrees=5"])
+    assert cfg.rgb.train.color_jitter == 0.4 and cfg.skel.train.rotate_degrees == 5.0
+    for key in ("rgb.train.rotate_degrees", "rgb.train.skel_scale", "skel.train.color_jitter", "skel.train.scale_range"):
+        with pytest.raises(ConfigError, match=f"unknown key '{re.escape(key)}'"):
+            load_pipeline(None, [f"{key}=0.1"])
+
+
+def test_mmfc_info_refuses_a_bad_choice_with_the_valid_ones():
+    result = CliRunner().invoke(app, ["info", "--pipeline", "pipelines/synth.toml", "--set", "rgb.model.block=stta"])
+    assert result.exit_code == 2
+    assert "rgb.model.block must be one of 'plain', 'tsm', 'ma', 'ta', 'staa'; got 'stta'" in result.output
+
+
+def test_every_table_of_variants_covers_its_choices():
+    """Each choice is declared once in config.py; the table implementing it has exactly its names."""
+    from mmfc.branches import BRANCHES
+    from mmfc.data.layouts import LAYOUTS
+    from mmfc.data.ntu import PROTOCOL_TRAIN_RULES
+    from mmfc.data.sources import SOURCES
+    from mmfc.fusion.selection import METHOD_NAMES
+    from mmfc.models.ccl import LEVEL_KINDS
+    from mmfc.models.resnet import BLOCK_VARIANTS, DEPTHS
+
+    for table, choice in [
+        (SOURCES, config.Source), (PROTOCOL_TRAIN_RULES, config.Protocol), (LAYOUTS, config.JointLayout),
+        (BLOCK_VARIANTS, config.RGBBlock), (DEPTHS, config.RGBDepth), (LEVEL_KINDS, config.CCLKind),
+        (METHOD_NAMES, config.FusionMethodName),
+    ]:
+        assert list(table) == list(typing.get_args(choice))
+    # A branch's name is also its section of the pipeline (training digests hash that section).
+    cfg = Pipeline()
+    assert all(branch.section(cfg) is getattr(cfg, name) for name, branch in BRANCHES.items())
+
+
+def test_the_videos_example_documents_every_key():
+    text = (Path(__file__).resolve().parents[1] / "pipelines" / "videos-example.toml").read_text()
+    cfg = load_pipeline(Path(__file__).resolve().parents[1] / "pipelines" / "videos-example.toml")
+    assert cfg.data.source == "videos" and cfg.data.poses == "runs/videos-example/poses/poses.pkl"
+    section, documented = "", set()
+    for line in text.splitlines():
+        if line.startswith("["):
+            section = line.strip("[]") + "."
+        elif found := re.match(r"(?:# )?([a-z_0-9]+) = ", line):
+            documented.add(section + found.group(1) if section else found.group(1))
+    assert documented == set(valid_keys())
+
+
+def test_videos_with_ntu25_need_2d_skeleton_input():
+    with pytest.raises(ConfigError, match="set skel.model.in_channels = 2"):
+        load_pipeline(None, ["data.source=videos", "data.layout=ntu25"])
+    assert load_pipeline(None, ["data.source=videos", "data.layout=ntu25", "skel.model.in_channels=2"])

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from mmfc.cli import app
 from mmfc.config import load_pipeline
-from mmfc.models.cost import cost_report, print_cost_report, reference_costs
+from mmfc.cost import cost_report, print_cost_report, reference_costs
 
 
 @pytest.fixture(scope="module")

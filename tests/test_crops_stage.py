@@ -21,8 +21,8 @@ from mmfc.crops.stage import run_crops
 from mmfc.crops.store import open_crops
 from mmfc.data.ntu import load_skeleton
 from mmfc.data.video import read_frames
+from conftest import REALDATA as REAL
 
-REAL = Path("/work/shared/realdata")
 CLIP = "S001C001P001R001A001"
 SKELETON = REAL / "ntu_skeleton" / f"{CLIP}.skeleton"
 VIDEO = REAL / "videos" / f"{CLIP}_rgb.avi"

@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from mmfc.branches import SKEL
 from mmfc.crops.store import open_crops
 from mmfc.models import build_ccl
 from mmfc.train.checkpoint import load_checkpoint
-from mmfc.train.datasets import build_dataset
 from mmfc.train.distributed import DistEnv, ShardedSampler
 from mmfc.train.loop import Objective, evaluate
 from mmfc.train.schedule import build_optimizer, make_scheduler
-from mmfc.train.stage import build_model, split_indices
+from mmfc.train.stage import split_indices
 from test_train import build_tiny_store, tiny_pipeline
 
 torch.set_num_threads(1)
@@ -64,9 +64,9 @@ def reference_step(cfg) -> tuple[Objective, Objective, float]:
     tcfg = cfg.skel.train
     store = open_crops(cfg.paths.crops)
     torch.manual_seed(tcfg.seed)  # the same initial weights as run_train builds
-    model = build_model(cfg, "skel", store.num_classes, store.layout)
+    model = SKEL.build_model(cfg, store.num_classes, store.layout)
     objective = Objective(model, build_ccl(cfg.skel.ccl, store.num_classes, model.feature_dims))
-    dataset = build_dataset(cfg, "skel", store, split_indices(store, "train"), train=True)
+    dataset = SKEL.build_dataset(cfg, store, split_indices(store, "train"), train=True)
     grads, losses, copies = [], [], []
     for rank in (0, 1):
         sampler = ShardedSampler(len(dataset), DistEnv(rank, 2, rank, torch.device("cpu")), shuffle=True, seed=tcfg.seed)
@@ -117,9 +117,9 @@ def test_two_gloo_processes_match_the_single_process_reference(tmp_path, store_r
 
     # Validation metrics gathered over both ranks equal one process evaluating the saved weights.
     store = open_crops(cfg.paths.crops)
-    model = build_model(cfg, "skel", store.num_classes, store.layout)
+    model = SKEL.build_model(cfg, store.num_classes, store.layout)
     model.load_state_dict(state["model"])
-    val = build_dataset(cfg, "skel", store, split_indices(store, "val"), train=False)
+    val = SKEL.build_dataset(cfg, store, split_indices(store, "val"), train=False)
     one = DistEnv(0, 1, 0, torch.device("cpu"))
     loader = torch.utils.data.DataLoader(val, batch_size=4, sampler=ShardedSampler(len(val), one, shuffle=False))
     metrics = evaluate(model, loader, one, amp=False, num_classes=store.num_classes)

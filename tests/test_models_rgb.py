@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmfc.config import ConfigError, RGBModelConfig
+from mmfc.config import RGBModelConfig
 from mmfc.errors import DataError
 from mmfc.models import build_rgb_model, load_pretrained
 from mmfc.models.temporal import MotionAttention, TemporalAggregation, apply_temporal_conv, temporal_shift
@@ -179,20 +179,6 @@ def test_bf16_autocast_forward_backward_on_cpu():
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-
-
-def test_unknown_block_or_depth_is_a_config_error():
-    with pytest.raises(ConfigError, match="block"):
-        build_rgb_model(RGBModelConfig(block="tea"), 5)
-    with pytest.raises(ConfigError, match="depth"):
-        build_rgb_model(RGBModelConfig(depth=101), 5)
-
-
-def test_fragment_width_is_for_bottlenecks_with_room_for_it():
-    with pytest.raises(ConfigError, match="depth 50 only"):
-        build_rgb_model(RGBModelConfig(depth=18, fragment_width=26), 5)
-    with pytest.raises(ConfigError, match="fragments would be empty"):
-        build_rgb_model(RGBModelConfig(depth=50, base_width=2, fragment_width=26), 5)
 
 
 def test_wrong_segment_count_is_rejected():

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmfc.config import ConfigError, SkelModelConfig
+from mmfc.config import SkelModelConfig
 from mmfc.data.layouts import COCO17, NTU25
 from mmfc.models import build_skel_model, skeleton_stream
 from mmfc.models.graph import adjacency
@@ -115,8 +115,8 @@ def test_in_channels_from_config_or_layout():
 def test_wrong_input_shape_and_unknown_stream():
     with pytest.raises(ValueError, match="expected joints"):
         tiny()(torch.randn(1, 2, 16, 25, 2))
-    with pytest.raises(ConfigError, match="stream"):
-        build_skel_model(SkelModelConfig(stream="angle"), 4, NTU25)
+    with pytest.raises(ValueError, match="unknown skeleton stream 'angle'"):
+        skeleton_stream(torch.zeros(1, 3, 4, 25, 1), "angle", NTU25)
 
 
 def test_bf16_autocast_forward_backward_on_cpu():

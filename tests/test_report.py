@@ -108,7 +108,7 @@ def test_report_writes_markdown_html_and_figures(tmp_path):
     # Self-contained: both figures inlined, nothing fetched from elsewhere.
     assert html.count('src="data:image/png;base64,') == 2
     assert "http" not in html and "<table>" in html
-    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".tmp-")]
 
 
 def test_report_on_ntu60_xsub_is_marked_comparable(tmp_path):

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from mmfc.branches import get_branch
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.scores.format import read_scores
 from mmfc.scores.stage import run_scores
 from mmfc.train.checkpoint import load_checkpoint
-from mmfc.train.datasets import build_dataset
 from mmfc.train.loop import predict
-from mmfc.train.stage import build_model, run_train
+from mmfc.train.stage import run_train
 from test_train import build_tiny_store, tiny_pipeline
 
 torch.set_num_threads(1)
@@ -35,9 +35,10 @@ def trained(tmp_path_factory):
 def reference_logits(cfg, modality: str, clip: int, clips: int) -> np.ndarray:
     """The best checkpoint's logits of every store sample for one test clip, computed directly."""
     store = open_crops(cfg.paths.crops)
-    model = build_model(cfg, modality, store.num_classes, store.layout)
+    branch = get_branch(modality)
+    model = branch.build_model(cfg, store.num_classes, store.layout)
     model.load_state_dict(load_checkpoint(cfg.paths.train(modality) / "best.pt")["model"])
-    dataset = build_dataset(cfg, modality, store, list(range(len(store))), train=False, clip=clip, num_clips=clips)
+    dataset = branch.build_dataset(cfg, store, list(range(len(store))), train=False, clip=clip, num_clips=clips)
     indices, _, logits = predict(model, torch.utils.data.DataLoader(dataset, batch_size=5), torch.device("cpu"), False)
     assert indices.tolist() == list(range(len(store)))
     return logits

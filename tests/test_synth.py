@@ -85,7 +85,7 @@ def test_layout_names_and_frame_counts(tiny):
     assert {p.name[:-len("_rgb.avi")] for p in (out / RGB_DIR).iterdir()} == expected
     names = (out / "class_names.txt").read_text().splitlines()
     assert names == [spec.name for spec in ACTIONS] and len(names) == 12
-    assert (out / ".complete").is_file() and not (out / ".partial").exists()
+    assert (out / ".complete").is_file() and not list(out.rglob(".tmp-*"))
     assert "drink water" in (out / "README.txt").read_text()
     for name in sorted(expected)[:8]:
         frames = read_skeleton_text(out / SKELETON_DIR / f"{name}.skeleton")
@@ -248,8 +248,7 @@ def test_deterministic_and_rerun_is_a_noop(tiny, tmp_path):
     # An interrupted run (files missing, no .complete, a stale temp) is completed to the same bytes.
     (again / ".complete").unlink()
     (again / RGB_DIR / "S001C001P001R001A001_rgb.avi").unlink()
-    (again / ".partial").mkdir()
-    (again / ".partial" / "123-junk.skeleton").write_text("half")
+    (again / SKELETON_DIR / ".tmp-0123abcd-S001C001P001R001A001.skeleton").write_text("half")
     assert not generate(again, seed=3, **TINY)["skipped"]
     assert file_hashes(again) == file_hashes(out)
     # Another seed changes the data.

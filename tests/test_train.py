@@ -280,6 +280,22 @@ def test_tiny_run_writes_checkpoints_metrics_and_done(tmp_path, store_root, caps
     assert (out / "last.pt").stat().st_mtime_ns != stamp and len(read_metrics(out)) == 2
 
 
+@pytest.mark.parametrize("modality", ["rgb", "skel"])
+def test_the_same_seed_gives_bit_identical_weights(tmp_path, store_root, modality):
+    # On one machine; across machines CPU kernels differ and figures move by about a point (README).
+    runs = {name: tiny_pipeline(tmp_path / name, store_root, f"{modality}.train.seed={seed}")
+            for name, seed in (("first", 0), ("again", 0), ("other_seed", 1))}
+    for cfg in runs.values():
+        train_stage.run_train(cfg, modality)
+    best = {name: cfg.paths.train(modality) / "best.pt" for name, cfg in runs.items()}
+    last = {name: load_checkpoint(cfg.paths.train(modality) / "last.pt") for name, cfg in runs.items()}
+    for part in ("model", "ccl"):
+        for key, value in last["first"][part].items():
+            assert torch.equal(value, last["again"][part][key]), f"{part}.{key} differs"
+    assert file_digest(best["first"]) == file_digest(best["again"])  # the very same bytes
+    assert not all(torch.equal(v, last["other_seed"]["model"][k]) for k, v in last["first"]["model"].items())
+
+
 def test_bf16_autocast_on_cpu_when_asked(tmp_path, store_root):
     cfg = tiny_pipeline(tmp_path, store_root, "rgb.train.epochs=1", "rgb.train.amp_cpu=true")
     train_stage.run_train(cfg, "rgb")

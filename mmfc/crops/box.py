@@ -11,12 +11,15 @@ stored frame, so rendering and keypoint mapping are the same code for every mode
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-MODES = ("clip", "frame", "person", "none")
+from mmfc.config import CropMode
+
+MODES: tuple[str, ...] = typing.get_args(CropMode)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mmfc import atomic
 from mmfc.crops import store
 from mmfc.crops.box import kept_joints
-from mmfc.crops.stage import CropJob, prepare_sample
+from mmfc.crops.crop import CropJob, prepare_sample
 from mmfc.data.layouts import get_layout
 from mmfc.data.sample import Sample
 from mmfc.data.video import read_frames
@@ -94,5 +95,5 @@ def write_preview(crops_dir: Path, source, samples_by_id: dict[str, Sample], job
     ok, data = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError("PNG encoding of the preview failed")
-    store.write_bytes_atomic(path, data.tobytes())
+    atomic.write_bytes(path, data.tobytes())
     return path

@@ -13,11 +13,6 @@ import numpy as np
 from mmfc.data.layouts import get_layout
 from mmfc.data.sample import Skeleton
 
-# Joints defining the alignment axes, PYSKL's PreNormalize3D: spine base -> spine along +z,
-# left shoulder -> right shoulder along +x.
-ALIGN_AXES = {"ntu25": ((0, 1), (8, 4))}
-
-
 def present_joints(skel: Skeleton) -> np.ndarray:
     """Joints with a usable position. -> bool [M, T, V]"""
     finite = np.isfinite(skel.points).all(axis=-1)
@@ -43,8 +38,8 @@ def normalize_skeleton(skel: Skeleton, num_frames: int, max_bodies: int, align: 
         return out
     points, present = points[:, with_body], present[:, with_body]
     points = points - _origin(points, present, layout.center)
-    if align and channels == 3 and skel.layout in ALIGN_AXES:
-        points = points @ _alignment(points, present, ALIGN_AXES[skel.layout]).T
+    if align and channels == 3 and layout.align_axes is not None:
+        points = points @ _alignment(points, present, layout.align_axes).T
     points = np.where(present[..., None], points, 0)
     picked = points[:, uniform_indices(points.shape[1], num_frames)]  # [M, T, V, C]
     out[..., : picked.shape[0]] = picked.transpose(3, 1, 2, 0)

@@ -9,7 +9,7 @@ Layout of the crops folder:
     index.parquet              the stored rows of every part, rebuilt at the end of a run
     failures.parquet           id, file, reason of the samples that could not be read
     meta.json                  class names, layout, number of classes, crop settings
-Every file and shard store appears under its final name only once complete (os.replace).
+Every file and shard store appears under its final name only once complete (mmfc.atomic).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import zarr
 from zarr.codecs import ZstdCodec
 from zarr.core.sync import sync
 
+from mmfc import atomic
 from mmfc.crops.codec import JpegCodec
 from mmfc.errors import DataError
 
@@ -51,21 +51,6 @@ def shard_name(number: int) -> str:
     return f"shard-{number:05d}"
 
 
-# ---------------------------------------------------------------------------------------------
-# Atomic writes
-
-
-def temp_sibling(path: Path) -> Path:
-    """A fresh name in the same folder, so os.replace onto `path` is a rename, not a copy."""
-    return path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = temp_sibling(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_table_atomic(path: Path, rows: list[dict], schema: pa.Schema) -> None:
     """Write rows as Parquet atomically; an identical file is left alone, so its mtime only moves
     when its content does (make decides from mtimes whether stage 2 is out of date)."""
@@ -76,25 +61,8 @@ def write_table_atomic(path: Path, rows: list[dict], schema: pa.Schema) -> None:
                 return
         except (pa.ArrowInvalid, OSError):
             pass  # unreadable: overwrite it
-    tmp = temp_sibling(path)
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished directory to `final`, replacing what is there.
-
-    os.replace cannot overwrite a non-empty directory, so an old one is first renamed aside;
-    the caller has already removed the part file that vouched for it, so a kill between the
-    renames only costs redoing this shard.
-    """
-    if final.exists():
-        old = temp_sibling(final)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, final)
+    with atomic.atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,7 +85,7 @@ class ShardWriter:
 
     def __init__(self, crops_dir: Path, name: str, slots: int, jpeg_quality: int):
         self.final = crops_dir / SHARDS / f"{name}.zarr"
-        self.tmp = temp_sibling(self.final)
+        self.tmp = atomic.temp_sibling(self.final)
         self.group = zarr.open_group(self.tmp, mode="w")
         self.slots = slots
         self.jpeg_quality = jpeg_quality
@@ -163,7 +131,9 @@ class ShardWriter:
         if self.small:
             for key in SMALL_ARRAYS:
                 self._write_small(key)
-        replace_dir(self.tmp, self.final)
+        # The caller has already removed the part file that vouched for an old store under this
+        # name, so a kill while the new one replaces it only costs redoing this shard.
+        atomic.move_into_place(self.tmp, self.final)
         return self.final
 
     def _write_small(self, key: str) -> None:
@@ -177,7 +147,7 @@ class ShardWriter:
         )[:] = data
 
     def discard(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        atomic.discard(self.tmp)
 
 
 def remove_shard(crops_dir: Path, name: str) -> None:
@@ -199,7 +169,7 @@ def read_parts(crops_dir: Path) -> dict[str, list[dict]]:
 
 
 def write_meta(crops_dir: Path, meta: dict) -> None:
-    write_bytes_atomic(crops_dir / META, json.dumps(meta, indent=2).encode())
+    atomic.write_bytes(crops_dir / META, json.dumps(meta, indent=2).encode())
 
 
 def disk_bytes(path: Path) -> int:

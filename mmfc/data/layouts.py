@@ -1,4 +1,5 @@
-"""Joint layouts, described once: bones, centre joint, left/right pairs (METHOD.md section 4)."""
+"""Joint layouts, described once: bones, centre joint, left/right pairs, coordinates per joint
+and the joints that align a 3D body (METHOD.md section 4). Their names are config.JointLayout."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ class Layout:
     center: int
     # Joints that swap under a horizontal flip, as (left, right) pairs.
     flip_pairs: tuple[tuple[int, int], ...]
+    # Coordinates per joint of the skeletons recorded in it (NTU Kinect: 3D; COCO: 2D pixels).
+    channels: int
+    # 3D alignment (PYSKL's PreNormalize3D): ((spine base, spine), (right, left shoulder)); the
+    # spine is turned to +z and the left -> right shoulder line to +x. None: no alignment.
+    align_axes: tuple[tuple[int, int], tuple[int, int]] | None = None
 
     def flip_permutation(self) -> list[int]:
         perm = list(range(self.num_joints))
@@ -38,6 +44,8 @@ NTU25 = Layout(
     flip_pairs=tuple((a - 1, b - 1) for a, b in (
         (5, 9), (6, 10), (7, 11), (8, 12), (13, 17), (14, 18), (15, 19), (16, 20), (22, 24), (23, 25),
     )),
+    channels=3,
+    align_axes=((0, 1), (8, 4)),
 )
 
 # COCO-17: 0 nose, 1/2 eyes, 3/4 ears, 5/6 shoulders, 7/8 elbows, 9/10 wrists, 11/12 hips,
@@ -51,6 +59,7 @@ COCO17 = Layout(
     ),
     center=0,
     flip_pairs=tuple((left, left + 1) for left in range(1, 17, 2)),
+    channels=2,
 )
 
 LAYOUTS = {layout.name: layout for layout in (NTU25, COCO17)}

@@ -62,10 +62,15 @@ def source_group(frame_dir: str) -> str:
     return frame_dir.split("_E_", 1)[0]
 
 
+def seeded_position(group: str, seed: int) -> float:
+    """A group's place in [0, 1), fixed by a seeded hash: the same on every run and machine."""
+    digest = hashlib.sha256(f"{seed}:{group}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def in_val_fraction(group: str, fraction: float, seed: int) -> bool:
     """A seeded hash puts ~fraction of the groups in validation, the same ones on every run."""
-    digest = hashlib.sha256(f"{seed}:{group}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+    return seeded_position(group, seed) < fraction
 
 
 class PosePickleSource:
@@ -74,10 +79,6 @@ class PosePickleSource:
         self.path = Path(cfg.root)
         self.layout: Layout = get_layout(cfg.layout)
         self.num_classes = cfg.num_classes
-        if cfg.val_by not in ("group", "performer"):
-            raise ConfigError(
-                f"data.val_by = {cfg.val_by!r}: pose pickles carve validation by 'group' or 'performer'"
-            )
         self.class_names = (
             read_class_names(cfg.class_names, cfg.num_classes)
             if cfg.class_names

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from mmfc.config import ConfigError, DataConfig
+from mmfc.config import DataConfig
 from mmfc.data.layouts import Layout
 from mmfc.data.ntu import NTUSource
 from mmfc.data.pose_pickle import PosePickleSource
 from mmfc.data.sample import SPLITS, Sample, Skeleton
+from mmfc.data.videos import VideoFolderSource
 
 
 class Source(Protocol):
@@ -25,18 +26,16 @@ class Source(Protocol):
         ...
 
 
+# The choices of data.source (config.Source).
 SOURCES = {
     "ntu": NTUSource,
     "pose_pickle": PosePickleSource,
+    "videos": VideoFolderSource,
 }
 
 
 def open_source(cfg: DataConfig) -> Source:
-    try:
-        make = SOURCES[cfg.source]
-    except KeyError:
-        raise ConfigError(f"data.source {cfg.source!r} is not one of {', '.join(SOURCES)}") from None
-    return make(cfg)
+    return SOURCES[cfg.source](cfg)
 
 
 def describe_selection(cfg: DataConfig) -> dict:

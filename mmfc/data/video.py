@@ -25,10 +25,12 @@ class VideoInfo:
     height: int
 
 
-def _open(path: Path) -> cv2.VideoCapture:
+def _open(path: Path, threads: int = 0) -> cv2.VideoCapture:
+    """threads: decoder threads, 0 for OpenCV's choice (one per core)."""
     if not path.is_file():
         raise DataError(path, "no such video file")
-    capture = cv2.VideoCapture(str(path))
+    params = [cv2.CAP_PROP_N_THREADS, threads] if threads > 0 else []
+    capture = cv2.VideoCapture(str(path), cv2.CAP_ANY, params)
     if not capture.isOpened():
         capture.release()
         raise DataError(path, "cannot open video (unknown container or codec)")
@@ -93,6 +95,26 @@ def read_frames(path: str | Path, indices) -> np.ndarray:
     for row, frame in enumerate(nearest):
         cv2.cvtColor(decoded[int(frame)], cv2.COLOR_BGR2RGB, dst=out[row])
     return out
+
+
+def iter_frames(path: str | Path, threads: int = 0):
+    """Every frame of a video in order, as OpenCV decodes it (uint8 BGR [H, W, 3]).
+
+    Stops at the first frame that does not decode; a video that decodes no frame at all is an
+    error, raised when the iteration starts. `threads` caps the decoder's threads (0: one per
+    core), for workers that already run one per core.
+    """
+    path = Path(path)
+    capture = _open(path, threads)
+    try:
+        ok, image = capture.read()
+        if not ok:
+            raise DataError(path, "no frame could be decoded")
+        while ok:
+            yield image
+            ok, image = capture.read()
+    finally:
+        capture.release()
 
 
 def scale_pixels(pixels: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Choosing by cross-validation inside the validation split: each method's free choices, and the
 method that `fusion.method = "auto"` uses.
 
-The validation rows are split into k folds: by performer or source video when the sample ids
-name one (a held-out fold then holds people or videos the other folds never saw, as the test
+The validation rows are split into k folds: by performer, source video or group when the sample
+ids name one (a held-out fold then holds people or videos the other folds never saw, as the test
 split does), else stratified by class. Each candidate is fitted on k - 1 folds, temperatures
 included, and scores the held-out fold. The criterion is the negative log-likelihood of these
 out-of-fold scores over every validation sample: a proper scoring rule, which sees how sure each
@@ -25,11 +25,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from mmfc.config import DataConfig
 from mmfc.data.ntu import parse_name
 from mmfc.data.pose_pickle import source_group
+from mmfc.data.videos import group_in_name
 from mmfc.errors import DataError
 from mmfc.fusion.methods import (
     AdaptiveFusion,
@@ -56,6 +59,8 @@ PER_CLASS_MIN_SAMPLES = 3
 FIXED_RATIOS = {"pyskl_1_1": FixedRatio(1, 1), "pyskl_2_1": FixedRatio(2, 1), "pyskl_1_2": FixedRatio(1, 2)}
 BASELINES = ("rgb_alone", "skel_alone", *FIXED_RATIOS)
 CANDIDATES = (*BASELINES, "global", "adaptive", "per_class")
+# The values of `fusion.method` (config.FusionMethodName).
+METHOD_NAMES = ("auto", *CANDIDATES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,20 +90,28 @@ class Folds:
         }
 
 
-def sample_groups(ids: list[str], val_by: str) -> tuple[list[str] | None, str | None]:
+def sample_groups(ids: list[str], data: DataConfig) -> tuple[list[str] | None, str | None]:
     """The groups validation was carved by, read from the sample ids, and their kind.
 
-    NTU names (SsssCcccPpppRrrrAaaa) give the performer, FineGym names the source video; (None,
-    None) when the ids do not say, and the folds are then stratified by class instead.
+    NTU names (SsssCcccPpppRrrrAaaa) give the performer, FineGym names the source video, a video
+    dataset's file names what `data.group_pattern` finds in them. (None, None) when the ids do
+    not say (a CSV's group column, for one, is not in them), and the folds are then stratified
+    by class instead.
     """
-    if val_by == "performer":
+    if data.source == "videos":
+        if not data.group_pattern:
+            return None, None
+        names = [Path(i).name for i in ids]
+        groups, kind = [group_in_name(name, data.group_pattern) or name for name in names], "group"
+    elif data.val_by == "performer":
         try:
             return [f"P{parse_name(i).performer:03d}" for i in ids], "performer"
         except DataError:
             return None, None
-    groups = [source_group(i) for i in ids]
+    else:
+        groups, kind = [source_group(i) for i in ids], "source video"
     if len(set(groups)) < len(groups):
-        return groups, "source video"
+        return groups, kind
     return None, None
 
 

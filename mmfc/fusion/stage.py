@@ -19,29 +19,21 @@ from pathlib import Path
 
 import numpy as np
 
-from mmfc.config import ConfigError, Pipeline
+from mmfc import atomic
+from mmfc.config import Pipeline
 from mmfc.errors import DataError
 from mmfc.fusion.methods import FittedFusion
-from mmfc.fusion.selection import (
-    BASELINES,
-    CANDIDATES,
-    Candidate,
-    make_folds,
-    sample_groups,
-    select_fusion,
-)
-from mmfc.metrics import log_softmax, mean_class_accuracy, nll, topk_accuracy
-from mmfc.scores.format import ScoreTable, atomic_path, check_compatible, read_scores, write_scores
+from mmfc.fusion.selection import BASELINES, Candidate, make_folds, sample_groups, select_fusion
+from mmfc.metrics import log_softmax
+from mmfc.scores.format import ScoreTable, check_compatible, read_scores, split_metrics, write_scores
 from mmfc.stats import accuracy_interval, mean_class_interval
 
 FIT_SPLIT = "val"
-METHOD_CHOICES = ("auto", *CANDIDATES)
 # Seed of the bootstrap intervals written beside the cross-validated accuracies.
 INTERVAL_SEED = 0
 
 
 def run_fuse(cfg: Pipeline) -> None:
-    _check_config(cfg)
     rgb_path, skel_path = score_path(cfg, "rgb"), score_path(cfg, "skel")
     rgb, skel = read_scores(rgb_path), read_scores(skel_path)
     check_compatible(rgb, skel, rgb_path, skel_path)
@@ -55,7 +47,7 @@ def run_fuse(cfg: Pipeline) -> None:
             "validation only, never on test, and that needs at least 2 samples; carve a validation split out of "
             "training (data.val_performers or data.val_fraction) and rerun stages 1-3",
         )
-    groups, grouped_by = sample_groups(val_rgb.ids, cfg.data.val_by)
+    groups, grouped_by = sample_groups(val_rgb.ids, cfg.data)
     folds = make_folds(val_rgb.labels, groups, grouped_by, cfg.fusion.cv_folds, cfg.fusion.cv_seed)
     selection = select_fusion(
         val_rgb.logits, val_skel.logits, val_rgb.labels, folds, cfg.fusion.grid, cfg.fusion.metric
@@ -69,7 +61,7 @@ def run_fuse(cfg: Pipeline) -> None:
         fused = _fused_table(rgb, skel, candidate.fitted, name, checkpoint_digest, cfg.digest())
         write_scores(out / f"{name}.parquet", fused)
         methods[name] = _describe_candidate(name, candidate, fused.rows(FIT_SPLIT))
-    with atomic_path(out / "fused.parquet") as tmp:
+    with atomic.atomic_path(out / "fused.parquet") as tmp:
         shutil.copyfile(out / f"{selected}.parquet", tmp)
 
     weights = {
@@ -94,8 +86,7 @@ def run_fuse(cfg: Pipeline) -> None:
         },
         "methods": methods,
     }
-    with atomic_path(out / "weights.json") as tmp:
-        tmp.write_text(json.dumps(_json_safe(weights), indent=2) + "\n")
+    atomic.write_text(out / "weights.json", json.dumps(_json_safe(weights), indent=2) + "\n")
 
 
 def score_path(cfg: Pipeline, modality: str) -> Path:
@@ -104,19 +95,6 @@ def score_path(cfg: Pipeline, modality: str) -> Path:
     if not path.is_file():
         raise DataError(path, f"missing; written by `mmfc stage scores --modality {modality}` (stage 3)")
     return path
-
-
-def split_metrics(table: ScoreTable) -> dict:
-    """Top-1, top-5, mean class accuracy (fractions) and NLL of one split's rows."""
-    if not table.ids:
-        return {"num_samples": 0}
-    return {
-        "num_samples": len(table.ids),
-        "top1": topk_accuracy(table.logits, table.labels, 1),
-        "top5": topk_accuracy(table.logits, table.labels, 5),
-        "mean_class": mean_class_accuracy(table.logits, table.labels, table.num_classes),
-        "nll": nll(table.logits, table.labels),
-    }
 
 
 def _describe_candidate(name: str, candidate: Candidate, val: ScoreTable) -> dict:
@@ -173,14 +151,3 @@ def _json_safe(value):
     if isinstance(value, list):
         return [_json_safe(v) for v in value]
     return value
-
-
-def _check_config(cfg: Pipeline) -> None:
-    if cfg.fusion.metric not in ("top1", "mean_class"):
-        raise ConfigError(f"fusion.metric = {cfg.fusion.metric!r}; expected 'top1' or 'mean_class'")
-    if cfg.fusion.method not in METHOD_CHOICES:
-        raise ConfigError(f"fusion.method = {cfg.fusion.method!r}; expected one of {', '.join(METHOD_CHOICES)}")
-    if cfg.fusion.grid < 2:
-        raise ConfigError(f"fusion.grid = {cfg.fusion.grid}; needs at least 2 points to include 0 and 1")
-    if cfg.fusion.cv_folds < 2:
-        raise ConfigError(f"fusion.cv_folds = {cfg.fusion.cv_folds}; cross-validation needs at least 2 folds")

@@ -106,6 +106,7 @@ class SupConLevel(nn.Module):
         return supcon_loss(F.normalize(self.project(feature), dim=1), labels, self.tau)
 
 
+# The choices of <branch>.ccl.kind (config.CCLKind).
 LEVEL_KINDS = {"frhead": FRHeadLevel, "supcon": SupConLevel}
 
 
@@ -135,8 +136,6 @@ class ContrastiveLoss(nn.Module):
 
 
 def build_ccl(cfg: CCLConfig, num_classes: int, feature_dims: list[int]) -> ContrastiveLoss:
-    if cfg.kind not in LEVEL_KINDS:
-        raise ConfigError(f"ccl.kind {cfg.kind!r}: expected one of {', '.join(LEVEL_KINDS)}")
     if len(feature_dims) > len(cfg.level_weights):
         raise ConfigError(
             f"ccl.level_weights has {len(cfg.level_weights)} weights for {len(feature_dims)} feature levels"

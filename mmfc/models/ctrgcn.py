@@ -8,15 +8,17 @@ configured stream itself (`skeleton_stream`), so a checkpoint always knows what 
 from __future__ import annotations
 
 import math
+import typing
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmfc.config import SkelStream
 from mmfc.data.layouts import Layout
 from mmfc.models.graph import adjacency
 
-STREAMS = ("joint", "bone", "joint_motion", "bone_motion")
+STREAMS: tuple[str, ...] = typing.get_args(SkelStream)
 
 
 def skeleton_stream(x: torch.Tensor, stream: str, layout: Layout) -> torch.Tensor:
@@ -143,8 +145,6 @@ FEATURE_BLOCKS = (3, 6, 8, 9)
 class SkelNet(nn.Module):
     def __init__(self, layout: Layout, stream: str, in_channels: int, base_channels: int, num_persons: int, num_classes: int, dropout: float):
         super().__init__()
-        if stream not in STREAMS:
-            raise ValueError(f"unknown skeleton stream {stream!r}; known: {', '.join(STREAMS)}")
         self.layout = layout
         self.stream = stream
         self.in_channels = in_channels

@@ -1,21 +1,157 @@
 """The RGB branch: a 2D ResNet over the T segments of a clip, temporal average consensus.
 
+Laid out like torchvision's resnet.py: conv helpers, the two residual blocks, the network. The
+block type adds the paper's temporal modelling (the modules are in mmfc.models.temporal):
+
+    plain  TSN: the ordinary ResNet block
+    tsm    TSM: the temporal shift before conv1 (a residual shift: the identity is unshifted)
+    ma     Motion Attention after the first conv unit
+    ta     Temporal Aggregation in place of the 3x3 conv unit
+    staa   both MA and TA
+
 Frames run through the network as one batch [N*T, C, H, W] in channels_last memory (faster
-convolutions on CPU and on tensor cores); the block type adds the temporal modelling
-(mmfc.models.temporal). Parameter names follow torchvision's ResNet so an ImageNet state dict
-loads by name (`load_pretrained`).
+convolutions on CPU and on tensor cores). Parameter names are torchvision's (conv1, bn1, ...,
+layer1.0.conv2, downsample.0, fc), so an ImageNet state dict loads by name
+(mmfc.models.imagenet); the temporal modules add `ma.*` and `ta.*`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from mmfc.errors import DataError
-from mmfc.models.temporal import BasicBlock, BlockSpec, BlockVariant, Bottleneck
+from mmfc.models.temporal import MotionAttention, TemporalAggregation, TemporalShift
 
+
+@dataclass(frozen=True)
+class BlockVariant:
+    shift: bool
+    motion_attention: bool
+    temporal_aggregation: bool
+
+
+# The choices of rgb.model.block (config.RGBBlock).
+BLOCK_VARIANTS = {
+    "plain": BlockVariant(shift=False, motion_attention=False, temporal_aggregation=False),
+    "tsm": BlockVariant(shift=True, motion_attention=False, temporal_aggregation=False),
+    "ma": BlockVariant(shift=False, motion_attention=True, temporal_aggregation=False),
+    "ta": BlockVariant(shift=False, motion_attention=False, temporal_aggregation=True),
+    "staa": BlockVariant(shift=False, motion_attention=True, temporal_aggregation=True),
+}
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """What every block of a network shares."""
+
+    variant: BlockVariant
+    segments: int
+    ma_reduction: int
+    # Res2Net's baseWidth for the bottleneck's inner width (bottleneck_width); 0: torchvision's.
+    # Basic blocks have no inner width to change (config refuses it for them).
+    fragment_width: int
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+
+
+def optional(present: bool, make) -> nn.Module:
+    """The module `make()` builds, or nn.Identity where the variant leaves it out."""
+    return make() if present else nn.Identity()
+
+
+class BasicBlock(nn.Module):
+    """[shift], 3x3 conv (strided), BN, ReLU, [MA], TA | 3x3 conv + BN, + residual, ReLU.
+
+    TA replaces the stride-1, width-keeping conv2/bn2; its fragments are left without ReLU
+    because the residual add and its ReLU follow.
+    """
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int, downsample: nn.Module | None, spec: BlockSpec, first: bool):
+        super().__init__()
+        variant = spec.variant
+        self.shift = optional(variant.shift, lambda: TemporalShift(spec.segments))
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.ma = optional(variant.motion_attention, lambda: MotionAttention(planes, spec.segments, spec.ma_reduction))
+        self.temporal_aggregation = variant.temporal_aggregation
+        if variant.temporal_aggregation:
+            # The first block of a stage changes resolution or width: no hierarchy there.
+            self.ta = TemporalAggregation(planes, spec.segments, 1, chain=not first, activate=False)
+        else:
+            self.conv2 = conv3x3(planes, planes)
+            self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample if downsample is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(self.shift(x))))  # [NT, C, H/s, W/s]
+        out = self.ma(out)
+        out = self.ta(out) if self.temporal_aggregation else self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+def bottleneck_width(planes: int, fragment_width: int) -> int:
+    """Inner width of a bottleneck whose output is planes * 4.
+
+    torchvision: planes. Res2Net (fragment_width 26 for 26w x 4s): 4 fragments of
+    floor(planes * fragment_width / 64) channels, so the 1x1 convs widen and TA's three
+    fragment convs carry the cost of TEA's backbone.
+    """
+    if not fragment_width:
+        return planes
+    return TemporalAggregation.fragments * (planes * fragment_width // 64)
+
+
+class Bottleneck(nn.Module):
+    """[shift], 1x1 conv, BN, ReLU, [MA], TA | 3x3 conv + BN + ReLU, 1x1 conv, BN, + residual, ReLU.
+
+    The stride sits on the 3x3 conv (or TA) as in torchvision; the inner width (conv1 to conv3)
+    is spec.fragment_width's (bottleneck_width).
+    """
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int, downsample: nn.Module | None, spec: BlockSpec, first: bool):
+        super().__init__()
+        variant = spec.variant
+        width = bottleneck_width(planes, spec.fragment_width)
+        self.shift = optional(variant.shift, lambda: TemporalShift(spec.segments))
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.ma = optional(variant.motion_attention, lambda: MotionAttention(width, spec.segments, spec.ma_reduction))
+        self.temporal_aggregation = variant.temporal_aggregation
+        if variant.temporal_aggregation:
+            self.ta = TemporalAggregation(width, spec.segments, stride, chain=not first)
+        else:
+            self.conv2 = conv3x3(width, width, stride)
+            self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.downsample = downsample if downsample is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(self.shift(x))))  # [NT, width, H, W]
+        out = self.ma(out)
+        # [NT, width, H/s, W/s]
+        out = self.ta(out) if self.temporal_aggregation else self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))  # [NT, 4 planes, H/s, W/s]
+        return self.relu(out + identity)
+
+
+# The choices of rgb.model.depth (config.RGBDepth): block type and blocks per stage.
 DEPTHS: dict[int, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
     18: (BasicBlock, (2, 2, 2, 2)),
     34: (BasicBlock, (3, 4, 6, 3)),
@@ -75,9 +211,7 @@ def make_stage(block, inplanes: int, planes: int, count: int, stride: int, spec:
     outplanes = planes * block.expansion
     downsample = None
     if stride != 1 or inplanes != outplanes:
-        downsample = nn.Sequential(
-            nn.Conv2d(inplanes, outplanes, 1, stride=stride, bias=False), nn.BatchNorm2d(outplanes)
-        )
+        downsample = nn.Sequential(conv1x1(inplanes, outplanes, stride), nn.BatchNorm2d(outplanes))
     blocks = [block(inplanes, planes, stride, downsample, spec, first=True)]
     blocks += [block(outplanes, planes, 1, None, spec, first=False) for _ in range(count - 1)]
     return nn.Sequential(*blocks), outplanes
@@ -91,93 +225,3 @@ def init_weights(model: nn.Module) -> None:
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
-
-
-# ---------------------------------------------------------------------------------------------
-# ImageNet weights
-
-
-def load_pretrained(model: RGBNet, path: str | Path) -> tuple[list[str], list[str]]:
-    """Fill the backbone from a local torchvision-layout ResNet state dict; never downloads.
-
-    Returns (missing, unexpected): the model's entries the file did not fill (the temporal
-    modules, and fc when the class count differs) and the file's entries nothing used. Temporal
-    Aggregation takes the diagonal blocks of conv2/bn2 for its fragments 2..4, so a TA block
-    starts as a block-diagonal version of the ImageNet 3x3 conv.
-    """
-    source = read_state_dict(path)
-    target = model.state_dict()
-    # Match and check everything first, so a bad file leaves the model untouched.
-    plan: dict[str, torch.Tensor] = {}
-    used: set[str] = set()
-    for key, current in target.items():
-        value = source_value(source, key)
-        if value is None or (key.startswith("fc.") and value[1].shape != current.shape):
-            continue
-        source_key, tensor = value
-        if tensor.shape != current.shape:
-            raise DataError(
-                path,
-                f"{source_key} has shape {list(tensor.shape)}, the model's {key} needs {list(current.shape)}"
-                + width_hint(model),
-            )
-        plan[key] = tensor
-        used.add(source_key)
-    if not plan:
-        raise DataError(path, "no ResNet weights in it (expected torchvision keys such as conv1.weight)")
-    with torch.no_grad():
-        for key, tensor in plan.items():
-            target[key].copy_(tensor)
-    missing = [key for key in target if key not in plan]
-    unexpected = sorted(set(source) - used)
-    return missing, unexpected
-
-
-def width_hint(model: RGBNet) -> str:
-    # Res2Net widths are the likeliest cause of a mismatch with a torchvision file.
-    if not model.fragment_width:
-        return ""
-    return (
-        f"; the model has Res2Net widths (rgb.model.fragment_width = {model.fragment_width}), "
-        "torchvision-layout ImageNet weights need fragment_width = 0"
-    )
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise DataError(path, "no such pretrained weights file") from None
-    except Exception as exc:  # torch.load raises many types for a corrupt or foreign file
-        raise DataError(path, f"not a torch state dict: {exc}") from None
-    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise DataError(path, "expected a dict of parameter name -> tensor")
-    return {key.removeprefix("module."): value for key, value in data.items()}
-
-
-def source_value(source: dict[str, torch.Tensor], key: str) -> tuple[str, torch.Tensor] | None:
-    """The file's tensor for one model entry, or None when the file has nothing for it."""
-    if ".ta.convs." in key or ".ta.bns." in key:
-        return temporal_aggregation_source(source, key)
-    if key in source:
-        return key, source[key]
-    return None
-
-
-def temporal_aggregation_source(source: dict[str, torch.Tensor], key: str) -> tuple[str, torch.Tensor] | None:
-    # key: layerX.Y.ta.convs.I.weight or layerX.Y.ta.bns.I.<param>; fragment I + 1 of 4.
-    block, rest = key.split(".ta.", 1)
-    kind, index, param = rest.split(".", 2)
-    source_key = f"{block}.{'conv2' if kind == 'convs' else 'bn2'}.{param}"
-    if source_key not in source:
-        return None
-    tensor = source[source_key]
-    if tensor.dim() == 0:  # num_batches_tracked
-        return source_key, tensor
-    width = tensor.shape[0] // 4
-    lo, hi = (int(index) + 1) * width, (int(index) + 2) * width
-    if kind == "convs":
-        return source_key, tensor[lo:hi, lo:hi]
-    return source_key, tensor[lo:hi]

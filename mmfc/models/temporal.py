@@ -1,38 +1,19 @@
-"""The temporal pieces of the RGB branch and the residual blocks that hold them (METHOD.md §2).
+"""The paper's temporal pieces of the RGB branch (METHOD.md section 2), as modules a residual
+block holds (mmfc.models.resnet).
 
-A 2D CNN sees a clip as frames [N*T, C, H, W]; every temporal module here knows T (`segments`)
-and views the frames as [N, T, C, H, W] to look across time. Block types (the ablation switches):
+A 2D CNN sees a clip as frames [N*T, C, H, W]; every module here knows T (`segments`) and views
+the frames as [N, T, C, H, W] to look across time:
 
-    plain  TSN: the ordinary ResNet block
-    tsm    TSM: shift 1/8 of the channels to t-1 and 1/8 to t+1 before conv1 (residual shift)
-    ma     Motion Attention after the first conv unit
-    ta     Temporal Aggregation in place of the 3x3 conv
-    staa   both MA and TA
+    TemporalShift         TSM: 1/8 of the channels to t-1, 1/8 to t+1, zero padded
+    MotionAttention       TEA's motion excitation: a channel gate from frame differences
+    TemporalAggregation   TEA's multiple temporal aggregation, Res2Net-like fragments
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-@dataclass(frozen=True)
-class BlockVariant:
-    shift: bool
-    motion_attention: bool
-    temporal_aggregation: bool
-
-
-BLOCK_VARIANTS = {
-    "plain": BlockVariant(shift=False, motion_attention=False, temporal_aggregation=False),
-    "tsm": BlockVariant(shift=True, motion_attention=False, temporal_aggregation=False),
-    "ma": BlockVariant(shift=False, motion_attention=True, temporal_aggregation=False),
-    "ta": BlockVariant(shift=False, motion_attention=False, temporal_aggregation=True),
-    "staa": BlockVariant(shift=False, motion_attention=True, temporal_aggregation=True),
-}
 
 
 def split_clips(x: torch.Tensor, segments: int) -> torch.Tensor:
@@ -59,6 +40,15 @@ def temporal_shift(x: torch.Tensor, segments: int, fold_div: int = 8) -> torch.T
     ahead = F.pad(clips[:, :-1, ..., fold : 2 * fold], (0, 0, 0, 0, 0, 0, 1, 0))  # at the start
     out = torch.cat([back, ahead, clips[..., 2 * fold :]], dim=-1)  # [N, T, H, W, C]
     return out.view(nt, h, w, c).permute(0, 3, 1, 2)  # [NT, C, H, W], channels_last
+
+
+class TemporalShift(nn.Module):
+    def __init__(self, segments: int):
+        super().__init__()
+        self.segments = segments
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return temporal_shift(x, self.segments)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,120 +145,3 @@ class TemporalAggregation(nn.Module):
             out = bn(conv(apply_temporal_conv(tconv, piece, self.segments)))
             outputs.append(F.relu(out) if self.activate else out)
         return torch.cat(outputs, dim=1)  # [NT, C, H', W']
-
-
-# ---------------------------------------------------------------------------------------------
-# Residual blocks
-
-
-def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
-
-
-def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
-
-
-@dataclass(frozen=True)
-class BlockSpec:
-    """What every block of a network shares."""
-
-    variant: BlockVariant
-    segments: int
-    ma_reduction: int
-    # Res2Net's baseWidth for the bottleneck's inner width (bottleneck_width); 0: torchvision's.
-    # Basic blocks have no inner width to change; the builder refuses it for them.
-    fragment_width: int
-
-
-def bottleneck_width(planes: int, fragment_width: int) -> int:
-    """Inner width of a bottleneck whose output is planes * 4.
-
-    torchvision: planes. Res2Net (fragment_width 26 for 26w x 4s): 4 fragments of
-    floor(planes * fragment_width / 64) channels, so the 1x1 convs widen and TA's three
-    fragment convs carry the cost of TEA's backbone.
-    """
-    if not fragment_width:
-        return planes
-    return TemporalAggregation.fragments * (planes * fragment_width // 64)
-
-
-class Bottleneck(nn.Module):
-    """1x1 conv, BN, ReLU, [MA], [TA | 3x3 conv, BN, ReLU], 1x1 conv, BN, + residual, ReLU.
-
-    Module names follow torchvision (conv1, bn1, conv2, bn2, conv3, bn3, downsample) so an
-    ImageNet state dict loads by name; the stride sits on the 3x3 conv as in torchvision.
-    The inner width (conv1 to conv3) is spec.fragment_width's (bottleneck_width).
-    """
-
-    expansion = 4
-
-    def __init__(self, inplanes: int, planes: int, stride: int, downsample: nn.Module | None, spec: BlockSpec, first: bool):
-        super().__init__()
-        self.spec = spec
-        width = bottleneck_width(planes, spec.fragment_width)
-        self.conv1 = conv1x1(inplanes, width)
-        self.bn1 = nn.BatchNorm2d(width)
-        if spec.variant.motion_attention:
-            self.ma = MotionAttention(width, spec.segments, spec.ma_reduction)
-        if spec.variant.temporal_aggregation:
-            # The first block of a stage changes resolution or width: no hierarchy there.
-            self.ta = TemporalAggregation(width, spec.segments, stride, chain=not first)
-        else:
-            self.conv2 = conv3x3(width, width, stride)
-            self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = conv1x1(width, planes * self.expansion)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        if self.spec.variant.shift:
-            x = temporal_shift(x, self.spec.segments)
-        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        if self.spec.variant.motion_attention:
-            out = self.ma(out)
-        if self.spec.variant.temporal_aggregation:
-            out = self.ta(out)
-        else:
-            out = F.relu(self.bn2(self.conv2(out)), inplace=True)
-        out = self.bn3(self.conv3(out))
-        return F.relu(out + identity, inplace=True)
-
-
-class BasicBlock(nn.Module):
-    """3x3 conv (strided), BN, ReLU, [MA], [TA | 3x3 conv, BN], + residual, ReLU.
-
-    The same places as in the bottleneck: the TSM shift before conv1, MA after the first conv
-    unit, and TA in place of the stride-1, width-keeping 3x3 conv (conv2, with bn2), its
-    fragments left without ReLU because the residual add and its ReLU follow.
-    """
-
-    expansion = 1
-
-    def __init__(self, inplanes: int, planes: int, stride: int, downsample: nn.Module | None, spec: BlockSpec, first: bool):
-        super().__init__()
-        self.spec = spec
-        self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        if spec.variant.motion_attention:
-            self.ma = MotionAttention(planes, spec.segments, spec.ma_reduction)
-        if spec.variant.temporal_aggregation:
-            self.ta = TemporalAggregation(planes, spec.segments, 1, chain=not first, activate=False)
-        else:
-            self.conv2 = conv3x3(planes, planes)
-            self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        if self.spec.variant.shift:
-            x = temporal_shift(x, self.spec.segments)
-        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        if self.spec.variant.motion_attention:
-            out = self.ma(out)
-        if self.spec.variant.temporal_aggregation:
-            out = self.ta(out)
-        else:
-            out = self.bn2(self.conv2(out))
-        return F.relu(out + identity, inplace=True)

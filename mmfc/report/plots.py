@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from mmfc.scores.format import atomic_path  # noqa: E402
+from mmfc.atomic import atomic_path  # noqa: E402
 
 _DPI = 110
 # Longer class names are cut so the axes keep most of the figure.

@@ -16,20 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
+from mmfc import atomic
+from mmfc.branches import BRANCHES
 from mmfc.config import Pipeline
 from mmfc.errors import DataError
 from mmfc.fusion.methods import best_fixed_ratio, mix_probabilities
-from mmfc.fusion.stage import split_metrics
 from mmfc.metrics import confusion_matrix, most_confused_pairs, topk_accuracy
 from mmfc.report.plots import plot_confusion, plot_curves
 from mmfc.report.render import Block, Figure, Heading, Paragraph, Table, render_html, render_markdown
-from mmfc.scores.format import ScoreTable, atomic_path, read_scores
+from mmfc.scores.format import ScoreTable, read_scores, split_metrics
 from mmfc.stats import Interval, accuracy_interval, compare_paired, mean_class_interval
 
-MODALITIES = {"rgb": "RGB", "skel": "Skeleton"}
 METRIC_LABEL = {"top1": "top-1", "mean_class": "mean class accuracy"}
 # Fusion candidates that are one modality alone: in the accuracy table they repeat the rows above.
-SINGLE_CANDIDATES = ("rgb_alone", "skel_alone")
+SINGLE_CANDIDATES = {f"{name}_alone": branch.label for name, branch in BRANCHES.items()}
 CURVE_KEYS = ("epoch", "train_loss", "val_loss", "val_top1")
 CONFUSED_PAIRS = 10
 
@@ -90,8 +90,8 @@ def run_report(cfg: Pipeline) -> None:
     paths = cfg.paths
     weights = _read_json(_require(paths.fusion / "weights.json", "`mmfc stage fuse` (stage 4)"))
     modalities = [
-        Scored(label, read_scores(_require(paths.scores / f"{m}.parquet", f"`mmfc stage scores --modality {m}` (stage 3)")))
-        for m, label in MODALITIES.items()
+        Scored(b.label, read_scores(_require(paths.scores / f"{m}.parquet", f"`mmfc stage scores --modality {m}` (stage 3)")))
+        for m, b in BRANCHES.items()
     ]
     fused = [
         Scored(name, read_scores(_require(paths.fusion / f"{name}.parquet", "`mmfc stage fuse` (stage 4)")))
@@ -99,7 +99,7 @@ def run_report(cfg: Pipeline) -> None:
     ]
     curves = {
         m: read_curves(_require(paths.train(m) / "metrics.jsonl", f"`mmfc stage train --modality {m}` (stage 2)"))
-        for m in MODALITIES
+        for m in BRANCHES
     }
 
     out = paths.report
@@ -116,10 +116,8 @@ def run_report(cfg: Pipeline) -> None:
     blocks += _ablation_section(cfg)
 
     title = f"mmfc report: {cfg.name}"
-    with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(render_markdown(blocks))
-    with atomic_path(out / "report.html") as tmp:
-        tmp.write_text(render_html(blocks, title))
+    atomic.write_text(out / "report.md", render_markdown(blocks))
+    atomic.write_text(out / "report.html", render_html(blocks, title))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +201,7 @@ def _accuracy_section(modalities: list[Scored], fused: list[Scored], weights: di
         (f"fusion: {f.name}", f) for f in fused if f.name not in SINGLE_CANDIDATES
     ]
     # A single modality selected is marked on its own row.
-    selected_row = {"rgb_alone": "RGB", "skel_alone": "Skeleton"}.get(weights["selected"], f"fusion: {weights['selected']}")
+    selected_row = SINGLE_CANDIDATES.get(weights["selected"], f"fusion: {weights['selected']}")
     for name, item in shown:
         if name == selected_row:
             name += f" (selected: `{weights['selected']}`)" if weights["selected"] in SINGLE_CANDIDATES else " (selected)"
@@ -254,8 +252,8 @@ def _selection_section(weights: dict) -> list[Block]:
         folds = f"{cv['folds']} folds of whole {cv['grouped_by']}s ({cv['num_groups']} in validation)"
     else:
         folds = (
-            f"{cv.get('folds', '?')} folds stratified by class (the validation ids name fewer than two performers "
-            "or source videos)"
+            f"{cv.get('folds', '?')} folds stratified by class (the validation ids name fewer than two performers, "
+            "source videos or groups)"
         )
     auto = weights.get("auto", {})
     method = f"`fusion.method = \"{weights.get('requested', weights['selected'])}\"`"
@@ -349,10 +347,10 @@ def _curves_caption(curves: dict[str, list[dict]], num_val: dict[str, int]) -> s
     parts = []
     for modality, rows in curves.items():
         best = max(rows, key=lambda r: r["val_top1"])
-        n = num_val[MODALITIES[modality]]
+        n = num_val[BRANCHES[modality].label]
         interval = accuracy_interval(round(best["val_top1"] * n), n, INTERVAL_SEED)
         parts.append(
-            f"{MODALITIES[modality]}: {len(rows)} epochs, best val top-1 {_pct(best['val_top1'])}% "
+            f"{BRANCHES[modality].label}: {len(rows)} epochs, best val top-1 {_pct(best['val_top1'])}% "
             f"[{_pct(interval.low)}, {_pct(interval.high)}] at epoch {best['epoch']}"
         )
     return "Loss (solid train, dashed val) and top-1 per epoch. " + "; ".join(parts) + "."

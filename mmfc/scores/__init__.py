@@ -1,5 +1,5 @@
 """Per-class scores of every sample, one Parquet file per modality or fusion method."""
 
-from mmfc.scores.format import ScoreTable, check_compatible, read_scores, write_scores
+from mmfc.scores.format import ScoreTable, check_compatible, read_scores, split_metrics, write_scores
 
-__all__ = ["ScoreTable", "check_compatible", "read_scores", "write_scores"]
+__all__ = ["ScoreTable", "check_compatible", "read_scores", "split_metrics", "write_scores"]

@@ -8,11 +8,7 @@ needed to read it without the pipeline file.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,7 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmfc.atomic import atomic_path
 from mmfc.errors import DataError
+from mmfc.metrics import mean_class_accuracy, nll, topk_accuracy
 
 FORMAT_TAG = b"mmfc-scores/1"
 SPLITS = ("train", "val", "test")
@@ -62,22 +60,6 @@ class ScoreTable:
         """The same rows reordered to follow `ids` (which must be the same set)."""
         position = {sample_id: i for i, sample_id in enumerate(self.ids)}
         return self.take(np.array([position[i] for i in ids], dtype=np.int64))
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary name beside `path`; move it onto `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name that the writer creates itself, so the file gets the usual umask permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def write_scores(path: str | Path, table: ScoreTable) -> None:
@@ -146,6 +128,19 @@ def read_scores(path: str | Path) -> ScoreTable:
     )
     _validate(table, path)
     return table
+
+
+def split_metrics(table: ScoreTable) -> dict:
+    """Top-1, top-5, mean class accuracy (fractions) and NLL of a table's rows (one split's)."""
+    if not table.ids:
+        return {"num_samples": 0}
+    return {
+        "num_samples": len(table.ids),
+        "top1": topk_accuracy(table.logits, table.labels, 1),
+        "top5": topk_accuracy(table.logits, table.labels, 5),
+        "mean_class": mean_class_accuracy(table.logits, table.labels, table.num_classes),
+        "nll": nll(table.logits, table.labels),
+    }
 
 
 def check_compatible(a: ScoreTable, b: ScoreTable, a_path: str | Path, b_path: str | Path) -> None:

@@ -10,21 +10,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mmfc.config import ConfigError, Pipeline
+from mmfc.branches import Branch, get_branch
+from mmfc.config import Pipeline
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.scores.format import ScoreTable, write_scores
 from mmfc.train.checkpoint import file_digest, load_checkpoint
-from mmfc.train.datasets import build_dataset
 from mmfc.train.loop import amp_enabled, predict
-from mmfc.train.stage import MODALITIES, build_model
 
 
 def run_scores(cfg: Pipeline, modality: str) -> None:
-    if modality not in MODALITIES:
-        raise ConfigError(f"modality must be one of {MODALITIES}, got {modality!r}")
-    if cfg.scores.clips < 1:
-        raise ConfigError(f"scores.clips must be at least 1, got {cfg.scores.clips}")
+    branch = get_branch(modality)
     checkpoint = cfg.paths.train(modality) / "best.pt"
     state = load_checkpoint(checkpoint, required=("model", "modality", "num_classes"))
     store = open_crops(cfg.paths.crops)
@@ -36,10 +32,10 @@ def run_scores(cfg: Pipeline, modality: str) -> None:
         )
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = build_model(cfg, modality, store.num_classes, store.layout)
+    model = branch.build_model(cfg, store.num_classes, store.layout)
     model.load_state_dict(state["model"])
     model.to(device)
-    logits = score_store(cfg, modality, store, model, device)
+    logits = score_store(cfg, branch, store, model, device)
     table = ScoreTable(
         ids=[row["id"] for row in store.index],
         splits=[row["split"] for row in store.index],
@@ -54,13 +50,13 @@ def run_scores(cfg: Pipeline, modality: str) -> None:
 
 
 @torch.no_grad()
-def score_store(cfg: Pipeline, modality: str, store, model: torch.nn.Module, device: torch.device) -> np.ndarray:
+def score_store(cfg: Pipeline, branch: Branch, store, model: torch.nn.Module, device: torch.device) -> np.ndarray:
     """Logits of every sample in store order, averaged over cfg.scores.clips evenly spaced clips. -> float32 [N, K]"""
-    tcfg = getattr(cfg, modality).train
+    tcfg = branch.section(cfg).train
     everything = list(range(len(store)))
     total = np.zeros((len(store), store.num_classes), dtype=np.float64)
     for clip in range(cfg.scores.clips):
-        dataset = build_dataset(cfg, modality, store, everything, train=False, clip=clip, num_clips=cfg.scores.clips)
+        dataset = branch.build_dataset(cfg, store, everything, train=False, clip=clip, num_clips=cfg.scores.clips)
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=tcfg.batch_size, shuffle=False, num_workers=tcfg.num_workers,
             generator=torch.Generator().manual_seed(0),

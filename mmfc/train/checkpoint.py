@@ -1,31 +1,25 @@
-"""Checkpoints: atomic writes, validated reads, and the random state needed to resume exactly."""
+"""Checkpoints, the file stage 2 hands to stage 3: atomic writes, validated reads, and the
+random state needed to resume exactly."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mmfc.atomic import atomic_path
 from mmfc.errors import DataError
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """torch.save to a temporary name in the same folder, then rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save, never half-written (mmfc.atomic)."""
+    # Through a file object: given a path, torch names the archive inside after the (random)
+    # temporary file, and the same state would give different bytes every time.
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)
 
 
 def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("model",)) -> dict:

@@ -1,4 +1,5 @@
-"""torch Datasets over the stage-1 crop store: clip sampling and augmentation per modality.
+"""torch Datasets over the stage-1 crop store: clip sampling and augmentation per modality
+(mmfc.branches builds each from its branch's settings).
 
 Randomness comes from a generator seeded by (seed, epoch, sample index), so what a sample looks
 like in an epoch does not depend on the worker that loads it, the batch it falls in, or on
@@ -13,7 +14,6 @@ import cv2
 import numpy as np
 import torch
 
-from mmfc.config import Pipeline, TrainConfig
 from mmfc.data.layouts import get_layout
 from mmfc.train.distributed import derive_seed
 
@@ -227,45 +227,3 @@ def rotate_skeleton(x: np.ndarray, angle: float, vertical_axis: int = 1) -> np.n
     out[0] = cos * x[0] + sin * x[other]
     out[other] = -sin * x[0] + cos * x[other]
     return out
-
-
-def build_dataset(
-    cfg: Pipeline,
-    modality: str,
-    store,
-    indices: list[int],
-    train: bool,
-    clip: int = 0,
-    num_clips: int = 1,
-) -> _StoreDataset:
-    """The dataset of one modality with the augmentation its config section asks for."""
-    tcfg: TrainConfig = getattr(cfg, modality).train
-    if modality == "rgb":
-        return RGBClipDataset(
-            store,
-            indices,
-            segments=cfg.rgb.model.segments,
-            input_size=cfg.rgb.model.input_size,
-            train=train,
-            scale_range=tuple(tcfg.scale_range),
-            flip=tcfg.flip,
-            color_jitter=tcfg.color_jitter,
-            seed=tcfg.seed,
-            clip=clip,
-            num_clips=num_clips,
-        )
-    if modality == "skel":
-        return SkeletonDataset(
-            store,
-            indices,
-            num_frames=cfg.skel.model.num_frames,
-            num_persons=cfg.skel.model.num_persons,
-            train=train,
-            flip=tcfg.flip,
-            rotate_degrees=tcfg.rotate_degrees,
-            scale=tcfg.skel_scale,
-            seed=tcfg.seed,
-            clip=clip,
-            num_clips=num_clips,
-        )
-    raise ValueError(f"modality must be 'rgb' or 'skel', got {modality!r}")

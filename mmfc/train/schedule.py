@@ -10,16 +10,11 @@ import math
 
 import torch
 
-from mmfc.config import ConfigError, TrainConfig
-
-SCHEDULES = ("cosine", "step")
-LR_STEPS = ("iteration", "epoch")
+from mmfc.config import TrainConfig
 
 
 def lr_factor(progress: float, cfg: TrainConfig) -> float:
     """Multiplier of the base learning rate after `progress` epochs of training."""
-    if cfg.schedule not in SCHEDULES:
-        raise ConfigError(f"train.schedule must be one of {SCHEDULES}, got {cfg.schedule!r}")
     if progress < cfg.warmup_epochs:
         # Ramp from a small positive rate, not zero, so the first step already moves.
         return (progress + 1e-3) / (cfg.warmup_epochs + 1e-3)
@@ -34,8 +29,6 @@ def make_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A scheduler stepped once per iteration; with lr_step "epoch" it only changes per epoch."""
-    if cfg.lr_step not in LR_STEPS:
-        raise ConfigError(f"train.lr_step must be one of {LR_STEPS}, got {cfg.lr_step!r}")
     per_epoch = cfg.lr_step == "epoch"
 
     def factor(step: int) -> float:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,13 +18,13 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mmfc.config import ConfigError, Pipeline
+from mmfc import atomic
+from mmfc.branches import Branch, get_branch
+from mmfc.config import Pipeline
 from mmfc.crops.store import open_crops
-from mmfc.data.layouts import get_layout
 from mmfc.errors import DataError
-from mmfc.models import build_ccl, build_rgb_model, build_skel_model, load_pretrained
+from mmfc.models import build_ccl
 from mmfc.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from mmfc.train.datasets import build_dataset
 from mmfc.train.distributed import (
     DistEnv,
     ShardedSampler,
@@ -41,43 +39,33 @@ from mmfc.train.distributed import (
 from mmfc.train.loop import Objective, amp_enabled, evaluate, train_epoch
 from mmfc.train.schedule import build_optimizer, make_scheduler
 
-MODALITIES = ("rgb", "skel")
 console = Console(stderr=True)
 
 
 def run_train(cfg: Pipeline, modality: str, resume: bool = False) -> None:
-    """Train `modality` ("rgb" or "skel"); under torchrun every process calls this."""
-    if modality not in MODALITIES:
-        raise ConfigError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    """Train one branch (mmfc.branches: "rgb" or "skel"); under torchrun every process calls this."""
+    branch = get_branch(modality)
     env = setup_distributed()
     try:
-        _train(cfg, modality, resume, env)
+        _train(cfg, branch, resume, env)
     finally:
         teardown_distributed(env)
 
 
-def training_digest(cfg: Pipeline, modality: str) -> str:
+def training_digest(cfg: Pipeline, branch: Branch) -> str:
     """Hash of everything that shapes the trained weights: the data, the crops, the branch."""
-    parts = {key: cfg.digest(key) for key in ("data", "crops", modality)}
+    parts = {key: cfg.digest(key) for key in ("data", "crops", branch.name)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def build_model(cfg: Pipeline, modality: str, num_classes: int, layout: str) -> torch.nn.Module:
-    if modality == "rgb":
-        return build_rgb_model(cfg.rgb.model, num_classes)
-    return build_skel_model(cfg.skel.model, num_classes, get_layout(layout))
 
 
 def split_indices(store, split: str) -> list[int]:
     return [i for i, row in enumerate(store.index) if row["split"] == split]
 
 
-def _train(cfg: Pipeline, modality: str, resume: bool, env: DistEnv) -> None:
-    tcfg = getattr(cfg, modality).train
-    if tcfg.epochs < 1:
-        raise ConfigError(f"{modality}.train.epochs must be at least 1, got {tcfg.epochs}")
-    out = cfg.paths.train(modality)
-    digest = training_digest(cfg, modality)
+def _train(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
+    tcfg = branch.section(cfg).train
+    out = cfg.paths.train(branch.name)
+    digest = training_digest(cfg, branch)
     if resume and _finished(out, digest):
         if env.is_main:
             console.print(f"{out}: training already finished with this configuration; nothing to do")
@@ -85,9 +73,9 @@ def _train(cfg: Pipeline, modality: str, resume: bool, env: DistEnv) -> None:
 
     _make_deterministic(tcfg.seed)
     store = open_crops(cfg.paths.crops)
-    model, ccl = _build_networks(cfg, modality, store, env)
+    model, ccl = _build_networks(cfg, branch, store, env)
     objective = Objective(model, ccl).to(env.device)
-    data = _TrainData(cfg, modality, store, env)
+    data = _TrainData(cfg, branch, store, env)
     optimizer = build_optimizer(objective.parameters(), tcfg)
     scheduler = make_scheduler(optimizer, tcfg, data.steps_per_epoch)
 
@@ -107,13 +95,13 @@ def _train(cfg: Pipeline, modality: str, resume: bool, env: DistEnv) -> None:
 
     trainer = wrap_model(objective, env)
     amp = amp_enabled(tcfg, env.device)
-    header = {"modality": modality, "config_digest": digest, "num_classes": store.num_classes,
+    header = {"modality": branch.name, "config_digest": digest, "num_classes": store.num_classes,
               "class_names": list(store.class_names), "layout": store.layout}
     while epoch < tcfg.epochs:
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         data.set_epoch(epoch)
-        with EpochProgress(env, data.steps_per_epoch, f"{modality} epoch {epoch + 1}/{tcfg.epochs}") as on_step:
+        with EpochProgress(env, data.steps_per_epoch, f"{branch.name} epoch {epoch + 1}/{tcfg.epochs}") as on_step:
             train_metrics = train_epoch(trainer, data.train_loader, optimizer, scheduler, env, amp, on_step)
         broadcast_buffers(objective, env)
         val_metrics = evaluate(model, data.val_loader, env, amp, store.num_classes)
@@ -132,43 +120,41 @@ def _train(cfg: Pipeline, modality: str, resume: bool, env: DistEnv) -> None:
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": rng_states, "epoch": epoch, "best": best, "history": history,
             })
-            _write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-            _print_epoch(modality, row)
+            atomic.write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+            _print_epoch(branch.name, row)
         barrier(env)
     if env.is_main:
-        _write_text(out / "done.json", json.dumps({
+        atomic.write_text(out / "done.json", json.dumps({
             "epochs": tcfg.epochs, "best_epoch": best["epoch"], "best_val_top1": best["val_top1"],
             "config_digest": digest,
         }, indent=2))
 
 
-def _build_networks(cfg: Pipeline, modality: str, store, env: DistEnv):
+def _build_networks(cfg: Pipeline, branch: Branch, store, env: DistEnv):
     """The branch network (pretrained weights where configured) and its contrastive head."""
-    model = build_model(cfg, modality, store.num_classes, store.layout)
-    if modality == "rgb" and cfg.rgb.model.pretrained:
-        missing, unexpected = load_pretrained(model, cfg.rgb.model.pretrained)
-        if env.is_main:
-            console.print(f"pretrained {cfg.rgb.model.pretrained}: {len(missing)} tensors left at their "
-                          f"initialisation, {len(unexpected)} unused")
-    ccl = build_ccl(getattr(cfg, modality).ccl, store.num_classes, model.feature_dims)
+    model = branch.build_model(cfg, store.num_classes, store.layout)
+    loaded = branch.load_pretrained(cfg, model)
+    if loaded and env.is_main:
+        console.print(loaded)
+    ccl = build_ccl(branch.section(cfg).ccl, store.num_classes, model.feature_dims)
     return model, ccl
 
 
 class _TrainData:
     """Training ("train" split, augmented, shuffled per epoch) and validation ("val") loaders."""
 
-    def __init__(self, cfg: Pipeline, modality: str, store, env: DistEnv):
-        tcfg = getattr(cfg, modality).train
+    def __init__(self, cfg: Pipeline, branch: Branch, store, env: DistEnv):
+        tcfg = branch.section(cfg).train
         self.seed, self.rank = tcfg.seed, env.rank
         train_idx, val_idx = split_indices(store, "train"), split_indices(store, "val")
         for split, idx in (("train", train_idx), ("val", val_idx)):
             if not idx:
                 raise DataError(cfg.paths.crops, f"the crop store has no {split!r} samples")
-        self.train_set = build_dataset(cfg, modality, store, train_idx, train=True)
+        self.train_set = branch.build_dataset(cfg, store, train_idx, train=True)
         self.train_sampler = ShardedSampler(len(train_idx), env, shuffle=True, seed=tcfg.seed, limit=tcfg.max_samples)
         self.loader_rng = torch.Generator()
         self.train_loader = _loader(self.train_set, self.train_sampler, tcfg, env, self.loader_rng, drop_last=True)
-        val_set = build_dataset(cfg, modality, store, val_idx, train=False)
+        val_set = branch.build_dataset(cfg, store, val_idx, train=False)
         self.val_loader = _loader(val_set, ShardedSampler(len(val_idx), env, shuffle=False), tcfg, env)
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
@@ -273,14 +259,3 @@ class EpochProgress:
         if self.bar is not None:
             self.bar.stop()
 
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

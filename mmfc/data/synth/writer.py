@@ -5,16 +5,14 @@ out/nturgb+d_rgb/<name>_rgb.avi          MPEG-4 (XVID) video, downscaled from 19
 out/class_names.txt, out/README.txt      the classes
 out/.complete                            written last: the arguments and counts
 
-Every file is written under out/.partial/ and moved into place with os.replace, so a reader
-never sees half a file and an interrupted run leaves only whole files behind.
+Every file is written under a temporary name and renamed into place (mmfc.atomic), so a reader
+never sees half a file; a rerun clears what an interrupted run left unfinished.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import cv2
 import numpy as np
 from joblib import Parallel, delayed
 
+from mmfc import atomic
 from mmfc.data.synth import body as B
 from mmfc.data.synth.actions import ACTIONS, FPS
 from mmfc.data.synth.camera import project_color, project_depth
@@ -31,7 +30,6 @@ from mmfc.errors import DataError
 
 SKELETON_DIR = "nturgb+d_skeletons"
 RGB_DIR = "nturgb+d_rgb"
-PARTIAL_DIR = ".partial"
 COMPLETE = ".complete"
 FORMAT_VERSION = 1
 
@@ -100,32 +98,21 @@ def skeleton_text(clip: Clip) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _partial(out: Path, name: str) -> Path:
-    # The partial folder keeps the final extension: OpenCV picks the container by it.
-    return out / PARTIAL_DIR / f"{os.getpid()}-{name}"
-
-
-def _write_text(out: Path, final: Path, text: str) -> None:
-    tmp = _partial(out, final.name)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, final)
-
-
-def write_video(out: Path, final: Path, frames: np.ndarray) -> None:
+def write_video(final: Path, frames: np.ndarray) -> None:
     """MPEG-4 Part 2 (XVID) in AVI, which opencv-python-headless writes and reads everywhere.
 
     Its output is byte-identical for the same frames (also with one CPU or several), and it is a
     third the size of MJPG on these cluttered frames. frames [T, H, W, 3] BGR uint8
     """
-    tmp = _partial(out, final.name)
     height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"XVID"), FPS, (width, height))
-    if not writer.isOpened():
-        raise DataError(final, "OpenCV cannot open an MPEG-4 (XVID) video writer here")
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    os.replace(tmp, final)
+    # The temporary name keeps the .avi extension: OpenCV picks the container by it.
+    with atomic.atomic_path(final) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"XVID"), FPS, (width, height))
+        if not writer.isOpened():
+            raise DataError(final, "OpenCV cannot open an MPEG-4 (XVID) video writer here")
+        for frame in frames:
+            writer.write(frame)
+        writer.release()
 
 
 def write_sample(out: Path, key: SampleKey, seed: int, frame_size: tuple[int, int]) -> tuple[int, int]:
@@ -133,8 +120,8 @@ def write_sample(out: Path, key: SampleKey, seed: int, frame_size: tuple[int, in
     clip = compose_clip(key, seed)
     skeleton = out / SKELETON_DIR / f"{key.name}.skeleton"
     video = out / RGB_DIR / f"{key.name}_rgb.avi"
-    _write_text(out, skeleton, skeleton_text(clip))
-    write_video(out, video, render_clip(clip, frame_size, seed))
+    atomic.write_text(skeleton, skeleton_text(clip))
+    write_video(video, render_clip(clip, frame_size, seed))
     return clip.num_frames, skeleton.stat().st_size + video.stat().st_size
 
 
@@ -233,19 +220,18 @@ def generate(
         return {**summary, "frames": done["frames"], "skipped": True,
                 "seconds": round(time.perf_counter() - start, 2), "bytes": _dataset_bytes(out)}
     complete.unlink(missing_ok=True)
-    for folder in (SKELETON_DIR, RGB_DIR, PARTIAL_DIR):
-        (out / folder).mkdir(parents=True, exist_ok=True)
+    for folder in (out, out / SKELETON_DIR, out / RGB_DIR):
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic.remove_leftovers(folder)  # what an interrupted earlier run left half-written
 
     names = [spec.name for spec in ACTIONS]
-    _write_text(out, out / "class_names.txt", "\n".join(names) + "\n")
-    _write_text(out, out / "README.txt", _readme(names))
+    atomic.write_text(out / "class_names.txt", "\n".join(names) + "\n")
+    atomic.write_text(out / "README.txt", _readme(names))
     written = Parallel(n_jobs=n_jobs)(delayed(write_sample)(out, key, seed, (width, height)) for key in keys)
     _remove_stale(out / SKELETON_DIR, {f"{k.name}.skeleton" for k in keys})
     _remove_stale(out / RGB_DIR, {f"{k.name}_rgb.avi" for k in keys})
     frames = sum(f for f, _ in written)
     record = {"params": params, "samples": len(keys), "frames": frames}
-    _write_text(out, complete, json.dumps(record, indent=2) + "\n")
-    # Also clears what an interrupted earlier run left half-written.
-    shutil.rmtree(out / PARTIAL_DIR)
+    atomic.write_text(complete, json.dumps(record, indent=2) + "\n")
     return {**summary, "frames": frames, "skipped": False,
             "seconds": round(time.perf_counter() - start, 2), "bytes": _dataset_bytes(out)}

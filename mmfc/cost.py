@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import replace
 
 import torch
 from rich.console import Console
@@ -18,9 +17,8 @@ from rich.table import Table
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mmfc.config import ConfigError, Pipeline, RGBModelConfig, SkelModelConfig
-from mmfc.data.layouts import NTU25, get_layout
-from mmfc.models import build_rgb_model, build_skel_model
+from mmfc.branches import BRANCHES, RGB, SKEL, Branch
+from mmfc.config import Pipeline, RGBConfig, RGBModelConfig, SkelConfig, SkelModelConfig
 
 # Published figures (METHOD.md sections 2, 4 and 7): GMACs and millions of parameters per clip.
 PAPER_TABLE = [
@@ -49,39 +47,22 @@ def count(model: nn.Module, example: torch.Tensor) -> dict:
     }
 
 
-def rgb_cost(cfg: RGBModelConfig, num_classes: int) -> dict:
+def branch_cost(branch: Branch, cfg: Pipeline, num_classes: int) -> dict:
+    """The cost of one clip through the branch's network as `cfg` configures it."""
+    layout = cfg.data.layout
     with torch.device("meta"):
-        model = build_rgb_model(cfg, num_classes)
-        clip = torch.empty(1, cfg.segments, 3, cfg.input_size, cfg.input_size)
-    return {
-        "model": f"{cfg.block}-R{cfg.depth}" + (f" ({cfg.fragment_width}w x 4s)" if cfg.fragment_width else ""),
-        "input": f"{cfg.segments}x{cfg.input_size}x{cfg.input_size}",
-        "base_width": cfg.base_width,
-        "classes": num_classes,
-        **count(model, clip),
-    }
-
-
-def skel_cost(cfg: SkelModelConfig, num_classes: int, layout_name: str) -> dict:
-    try:
-        layout = get_layout(layout_name)
-    except ValueError as exc:
-        raise ConfigError(f"data.layout: {exc}") from None
-    with torch.device("meta"):
-        model = build_skel_model(cfg, num_classes, layout)
-        joints = torch.empty(1, model.in_channels, cfg.num_frames, layout.num_joints, cfg.num_persons)
-    return {
-        "model": f"CTR-GCN {cfg.stream}",
-        "input": f"{cfg.num_frames} frames x {layout.num_joints} joints x {cfg.num_persons} persons",
-        "base_channels": cfg.base_channels,
-        "classes": num_classes,
-        **count(model, joints),
-    }
+        model = branch.build_model(cfg, num_classes, layout)
+        clip = torch.empty(1, *branch.input_shape(cfg, layout))
+    return {**branch.describe(cfg, layout), "classes": num_classes, **count(model, clip)}
 
 
 def reference_costs() -> list[dict]:
     """The reference configurations measured here, each beside its published figure."""
     return copy.deepcopy(_reference_rows())
+
+
+def _r50(**model) -> Pipeline:
+    return Pipeline(rgb=RGBConfig(model=RGBModelConfig(depth=50, base_width=64, segments=8, input_size=224, **model)))
 
 
 # STAA-R50 on torchvision's R50 widths (so ImageNet weights load) runs TA as three C/4-wide
@@ -90,23 +71,19 @@ def reference_costs() -> list[dict]:
 # that row only.
 @functools.cache  # fixed configurations: count them once per process
 def _reference_rows() -> list[dict]:
-    r50 = RGBModelConfig(depth=50, base_width=64, segments=8, input_size=224)
+    ctrgcn = Pipeline(skel=SkelConfig(model=SkelModelConfig(stream="joint", base_channels=64, num_frames=64, num_persons=2)))
     rows = [
-        ("TSN-R50 (plain)", rgb_cost(replace(r50, block="plain"), RGB_REFERENCE_CLASSES), None),
-        ("TSM-R50", rgb_cost(replace(r50, block="tsm"), RGB_REFERENCE_CLASSES), PAPER_TABLE[0]),
-        ("MA-R50", rgb_cost(replace(r50, block="ma"), RGB_REFERENCE_CLASSES), None),
-        ("TA-R50", rgb_cost(replace(r50, block="ta"), RGB_REFERENCE_CLASSES), None),
-        ("STAA-R50", rgb_cost(replace(r50, block="staa"), RGB_REFERENCE_CLASSES), None),
+        ("TSN-R50 (plain)", branch_cost(RGB, _r50(block="plain"), RGB_REFERENCE_CLASSES), None),
+        ("TSM-R50", branch_cost(RGB, _r50(block="tsm"), RGB_REFERENCE_CLASSES), PAPER_TABLE[0]),
+        ("MA-R50", branch_cost(RGB, _r50(block="ma"), RGB_REFERENCE_CLASSES), None),
+        ("TA-R50", branch_cost(RGB, _r50(block="ta"), RGB_REFERENCE_CLASSES), None),
+        ("STAA-R50", branch_cost(RGB, _r50(block="staa"), RGB_REFERENCE_CLASSES), None),
         (
             "STAA-R50 (Res2Net 26w x 4s widths)",
-            rgb_cost(replace(r50, block="staa", fragment_width=26), RGB_REFERENCE_CLASSES),
+            branch_cost(RGB, _r50(block="staa", fragment_width=26), RGB_REFERENCE_CLASSES),
             PAPER_TABLE[2],
         ),
-        (
-            "CTR-GCN joint",
-            skel_cost(SkelModelConfig(stream="joint", base_channels=64, num_frames=64, num_persons=2), SKEL_REFERENCE_CLASSES, NTU25.name),
-            PAPER_TABLE[3],
-        ),
+        ("CTR-GCN joint", branch_cost(SKEL, ctrgcn, SKEL_REFERENCE_CLASSES), PAPER_TABLE[3]),
     ]
     return [
         {
@@ -122,10 +99,7 @@ def _reference_rows() -> list[dict]:
 def cost_report(cfg: Pipeline) -> dict:
     return {
         "pipeline": cfg.name,
-        "configured": {
-            "rgb": rgb_cost(cfg.rgb.model, cfg.data.num_classes),
-            "skel": skel_cost(cfg.skel.model, cfg.data.num_classes, cfg.data.layout),
-        },
+        "configured": {name: branch_cost(branch, cfg, cfg.data.num_classes) for name, branch in BRANCHES.items()},
         "reference": reference_costs(),
         "paper": PAPER_TABLE,
     }

@@ -1,0 +1,180 @@
+"""The method's branches, one entry each: the one table the stages consult about a modality.
+
+A branch's name is its `--modality` value, its section of the pipeline file, its folder under
+train/ and its score file scores/<name>.parquet. For each branch the table says where its
+settings are, how its network and its dataset over the crop store are built, and how reports
+name it. Building a branch's network for a trained model is one call, from a pipeline and the
+metadata the crop store (or a checkpoint) carries:
+
+    model = get_branch("rgb").build_model(cfg, store.num_classes, store.layout)
+
+The builders import torch and the models when called, so the CLI and the report can read the
+table without loading them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mmfc.config import ConfigError, Pipeline, RGBConfig, SkelConfig
+from mmfc.data.layouts import get_layout
+
+if TYPE_CHECKING:
+    import torch
+
+    from mmfc.crops.store import CropStore
+
+
+@dataclass(frozen=True)
+class Branch:
+    name: str
+    # How reports and tables name it.
+    label: str
+    # Its section of the pipeline: model, train and ccl settings.
+    section: Callable[[Pipeline], RGBConfig | SkelConfig]
+    # (pipeline, number of classes, joint layout name) -> the network, freshly initialised.
+    build_model: Callable[[Pipeline, int, str], torch.nn.Module]
+    # (pipeline, network) -> loads the starting weights the pipeline names into it and returns a
+    # line for the log, or None when it names none.
+    load_pretrained: Callable[[Pipeline, torch.nn.Module], str | None]
+    # (pipeline, store, store indices, train?, clip, clips) -> torch Dataset of
+    # (input, label, store index); `train` switches on random sampling and augmentation, `clip`
+    # of `clips` picks one of several evenly spaced evaluation clips.
+    build_dataset: Callable[[Pipeline, CropStore, list[int], bool, int, int], torch.utils.data.Dataset]
+    # (pipeline, joint layout name) -> the shape of one input clip, without the batch axis.
+    input_shape: Callable[[Pipeline, str], tuple[int, ...]]
+    # (pipeline, joint layout name) -> the configured network and its input, in words.
+    describe: Callable[[Pipeline, str], dict]
+
+
+# ---------------------------------------------------------------------------------------------
+# RGB: the STAA ResNet over TSN-sampled clips of the stored crops
+
+
+def _rgb_model(cfg: Pipeline, num_classes: int, layout: str):
+    from mmfc.models import build_rgb_model
+
+    return build_rgb_model(cfg.rgb.model, num_classes)
+
+
+def _rgb_pretrained(cfg: Pipeline, model) -> str | None:
+    from mmfc.models import load_pretrained
+
+    path = cfg.rgb.model.pretrained
+    if not path:
+        return None
+    missing, unexpected = load_pretrained(model, path)
+    return f"pretrained {path}: {len(missing)} tensors left at their initialisation, {len(unexpected)} unused"
+
+
+def _rgb_dataset(cfg: Pipeline, store, indices: list[int], train: bool, clip: int = 0, num_clips: int = 1):
+    from mmfc.train.datasets import RGBClipDataset
+
+    t = cfg.rgb.train
+    return RGBClipDataset(
+        store,
+        indices,
+        segments=cfg.rgb.model.segments,
+        input_size=cfg.rgb.model.input_size,
+        train=train,
+        scale_range=tuple(t.scale_range),
+        flip=t.flip,
+        color_jitter=t.color_jitter,
+        seed=t.seed,
+        clip=clip,
+        num_clips=num_clips,
+    )
+
+
+def _rgb_input(cfg: Pipeline, layout: str) -> tuple[int, ...]:
+    m = cfg.rgb.model
+    return (m.segments, 3, m.input_size, m.input_size)
+
+
+def _rgb_describe(cfg: Pipeline, layout: str) -> dict:
+    m = cfg.rgb.model
+    widths = f" ({m.fragment_width}w x 4s)" if m.fragment_width else ""
+    return {
+        "model": f"{m.block}-R{m.depth}{widths}",
+        "input": f"{m.segments}x{m.input_size}x{m.input_size}",
+        "base_width": m.base_width,
+    }
+
+
+RGB = Branch(
+    name="rgb",
+    label="RGB",
+    section=lambda cfg: cfg.rgb,
+    build_model=_rgb_model,
+    load_pretrained=_rgb_pretrained,
+    build_dataset=_rgb_dataset,
+    input_shape=_rgb_input,
+    describe=_rgb_describe,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Skeleton: CTR-GCN over the stored normalised skeleton sequences
+
+
+def _skel_model(cfg: Pipeline, num_classes: int, layout: str):
+    from mmfc.models import build_skel_model
+
+    return build_skel_model(cfg.skel.model, num_classes, get_layout(layout))
+
+
+def _skel_dataset(cfg: Pipeline, store, indices: list[int], train: bool, clip: int = 0, num_clips: int = 1):
+    from mmfc.train.datasets import SkeletonDataset
+
+    t = cfg.skel.train
+    return SkeletonDataset(
+        store,
+        indices,
+        num_frames=cfg.skel.model.num_frames,
+        num_persons=cfg.skel.model.num_persons,
+        train=train,
+        flip=t.flip,
+        rotate_degrees=t.rotate_degrees,
+        scale=t.skel_scale,
+        seed=t.seed,
+        clip=clip,
+        num_clips=num_clips,
+    )
+
+
+def _skel_input(cfg: Pipeline, layout: str) -> tuple[int, ...]:
+    m, joints = cfg.skel.model, get_layout(layout)
+    return (m.in_channels or joints.channels, m.num_frames, joints.num_joints, m.num_persons)
+
+
+def _skel_describe(cfg: Pipeline, layout: str) -> dict:
+    m = cfg.skel.model
+    return {
+        "model": f"CTR-GCN {m.stream}",
+        "input": f"{m.num_frames} frames x {get_layout(layout).num_joints} joints x {m.num_persons} persons",
+        "base_channels": m.base_channels,
+    }
+
+
+SKEL = Branch(
+    name="skel",
+    label="Skeleton",
+    section=lambda cfg: cfg.skel,
+    build_model=_skel_model,
+    load_pretrained=lambda cfg, model: None,  # the skeleton branch always starts from scratch
+    build_dataset=_skel_dataset,
+    input_shape=_skel_input,
+    describe=_skel_describe,
+)
+
+
+BRANCHES: dict[str, Branch] = {branch.name: branch for branch in (RGB, SKEL)}
+
+
+def get_branch(name: str) -> Branch:
+    try:
+        return BRANCHES[name]
+    except KeyError:
+        raise ConfigError(f"modality must be one of {', '.join(BRANCHES)}, got {name!r}") from None

@@ -1,0 +1,104 @@
+"""Cropping one sample: which video frames to store, the skeleton in video pixels, the crop plan
+(mmfc.crops.box), and everything stage 1 stores about the sample.
+
+Used by stage 1 for every sample and by the preview, which redraws a stored sample's source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmfc.config import CropConfig
+from mmfc.crops.box import BoxParams, CropPlan, crop_keypoints, plan_crop, render
+from mmfc.crops.skeleton import normalize_skeleton
+from mmfc.crops.store import StoredSample
+from mmfc.data.sample import Sample, Skeleton
+from mmfc.data.video import VideoInfo, probe_video, read_frames, scale_pixels
+from mmfc.errors import DataError
+
+
+@dataclass(frozen=True)
+class CropJob:
+    """How every sample of a run is cropped: picklable, no live handles."""
+
+    crops: CropConfig
+    max_bodies: int
+
+
+def stored_frame_indices(video_frames: int, count: int) -> np.ndarray:
+    """`count` video frames spread evenly over the clip: the centre of each of `count` segments."""
+    return np.floor((np.arange(count) + 0.5) * video_frames / count).astype(np.int64)
+
+
+def nearest_skeleton_frames(
+    skeleton_frames: np.ndarray, total_frames: int, stored: np.ndarray, video_frames: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each stored video frame, the nearest skeleton frame and whether it is that very frame.
+
+    The skeleton counts `total_frames` and the decoded video `video_frames`; they can differ by a
+    few frames (NTU), so video positions are scaled onto the skeleton's clock first.
+    -> (stored_t [F] indices into the skeleton sequence, present [F] bool)
+    """
+    at = np.round(stored * total_frames / max(video_frames, 1)).astype(np.int64)
+    stored_t = np.abs(skeleton_frames[None, :] - at[:, None]).argmin(axis=1)
+    return stored_t, skeleton_frames[stored_t] == at
+
+
+@dataclass
+class Prepared:
+    """A sample's skeleton in video pixels and its crop plan, before any frame is decoded."""
+
+    video: VideoInfo
+    pixels: np.ndarray  # [M, T, V, 2] decoded-video pixels, at most max_bodies persons
+    score: np.ndarray  # [M, T, V]
+    stored: np.ndarray  # [F] video frame of each stored frame
+    stored_t: np.ndarray  # [F] nearest skeleton frame
+    present: np.ndarray  # [F] whether that skeleton frame is the stored frame itself
+    plan: CropPlan
+
+
+def prepare_sample(skel: Skeleton, sample: Sample, job: CropJob) -> Prepared:
+    c = job.crops
+    if skel.num_frames == 0:
+        raise DataError(sample.skeleton_path or sample.id, "no body in any frame")
+    if sample.video_path is None:
+        raise DataError(sample.skeleton_path or sample.id, "no video file found for this sample")
+    info = probe_video(sample.video_path)
+    if info.frames <= 0:
+        raise DataError(sample.video_path, "video has no frames")
+    video_size = (info.width, info.height)
+    # Keypoints were recorded in the skeleton's frame size; the decoded video may be smaller.
+    pixels = scale_pixels(skel.pixels[: job.max_bodies], skel.frame_size, video_size)
+    score = skel.score[: job.max_bodies]
+    stored = stored_frame_indices(info.frames, c.num_frames)
+    stored_t, present = nearest_skeleton_frames(skel.frame_indices, skel.total_frames, stored, info.frames)
+    params = BoxParams(c.padding, c.hw_ratio, c.min_box, c.allow_pad)
+    plan = plan_crop(pixels, score, stored_t, video_size, c.size, c.mode, params, c.smooth)
+    return Prepared(info, pixels, score, stored, stored_t, present, plan)
+
+
+def crop_sample(source, sample: Sample, job: CropJob) -> tuple[StoredSample, dict]:
+    """Everything stage 1 stores about one sample, and its index fields. Raises DataError."""
+    skel = source.load_skeleton(sample)
+    p = prepare_sample(skel, sample, job)
+    frames = read_frames(sample.video_path, p.stored)  # [F, H, W, 3]
+    keypoints = np.zeros((job.max_bodies, len(p.stored), p.pixels.shape[2], 2), dtype=np.float32)
+    keypoints[: p.pixels.shape[0]] = crop_keypoints(p.pixels, p.score, p.stored_t, p.present, p.plan)
+    stored_sample = StoredSample(
+        rgb=render(frames, p.plan),
+        frame_indices=p.stored,
+        skeleton=normalize_skeleton(skel, job.crops.skeleton_frames, job.max_bodies, job.crops.align),
+        keypoints=keypoints,
+    )
+    row = {
+        "num_frames": len(p.stored),
+        "frame_indices": p.stored.tolist(),
+        "box": list(p.plan.envelope()),
+        "video_width": p.video.width,
+        "video_height": p.video.height,
+        "video_frames": p.video.frames,
+        "skeleton_frames": skel.num_frames,
+    }
+    return stored_sample, row

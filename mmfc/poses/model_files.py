@@ -1,0 +1,102 @@
+"""BlazePose's two model files: where they come from, how they are checked, how they are opened.
+
+The files are inside the official `mediapipe==0.10.21` wheel (Apache-2.0); `make setup-pose`
+downloads that wheel with `pip download --no-deps` and runs `python -m mmfc.poses.model_files
+WHEEL OUT_DIR`, which checks both sha256 values and unpacks only these two files. Nothing is
+ever downloaded at run time: `open_models` reads a local folder and names the make target when
+a file is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import zipfile
+from pathlib import Path
+
+from mmfc.errors import DataError
+
+WHEEL_VERSION = "0.10.21"
+# file name -> (path inside the wheel, sha256)
+MODEL_FILES = {
+    "pose_detection.tflite": (
+        "mediapipe/modules/pose_detection/pose_detection.tflite",
+        "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c",
+    ),
+    "pose_landmark_full.tflite": (
+        "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
+        "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
+    ),
+}
+SETUP_HINT = "run `make setup-pose` (it unpacks the BlazePose models from the mediapipe wheel)"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def unpack_models(wheel: str | Path, out_dir: str | Path) -> list[Path]:
+    """Check and unpack the two model files from the mediapipe wheel. -> the written paths."""
+    wheel, out_dir = Path(wheel), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    try:
+        archive = zipfile.ZipFile(wheel)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise DataError(wheel, f"not a readable wheel: {exc}") from None
+    with archive:
+        for name, (member, expected) in MODEL_FILES.items():
+            try:
+                data = archive.read(member)
+            except KeyError:
+                raise DataError(wheel, f"has no {member}; expected mediapipe=={WHEEL_VERSION}") from None
+            if sha256(data) != expected:
+                raise DataError(wheel, f"{member} has sha256 {sha256(data)}, expected {expected}")
+            path = out_dir / name
+            tmp = path.with_name(f".tmp-{name}")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+            written.append(path)
+    return written
+
+
+def model_paths(models_dir: str | Path) -> dict[str, Path]:
+    """The two model files in `models_dir`; a missing or altered one raises DataError."""
+    models_dir = Path(models_dir)
+    paths = {}
+    for name, (_, expected) in MODEL_FILES.items():
+        path = models_dir / name
+        if not path.is_file():
+            raise DataError(path, f"BlazePose model file is missing: {SETUP_HINT}")
+        if sha256(path.read_bytes()) != expected:
+            raise DataError(path, f"not the expected BlazePose model (sha256 differs): {SETUP_HINT}")
+        paths[name] = path
+    return paths
+
+
+def open_interpreter(path: Path, threads: int):
+    """A LiteRT interpreter over one model file, tensors allocated."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise DataError(path, f"the LiteRT runtime (ai-edge-litert) is not installed: {SETUP_HINT}") from None
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m mmfc.poses.model_files MEDIAPIPE_WHEEL OUT_DIR", file=sys.stderr)
+        return 2
+    try:
+        for path in unpack_models(*argv):
+            print(f"{path} (sha256 checked)")
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,253 @@
+"""Stage 0: poses for a dataset of plain videos (data.source = "videos"), as a PYSKL pickle.
+
+Each video is one job (mmfc.jobs, on the configured joblib backend): estimate and track
+everyone's pose (mmfc/poses/estimate.py) and write the result to poses/videos/<video>.pkl,
+atomically. That file records the video's size and mtime and a digest of the pose settings; a
+rerun skips every video whose file is current, so a killed run keeps each finished video and
+redoes none. A video that cannot be read, or where nobody is found, is a failure: recorded the
+same way, listed in poses/failures.parquet and shown at the end; the others go on.
+
+Then poses/poses.pkl is assembled from the per-video files: a PYSKL pose pickle
+({'split': {'train', 'val', 'test'}, 'annotations': [...]}) that mmfc.data.pose_pickle reads and
+stages 1 to 4 take through the videos source. 'train' lists the whole training side (as PYSKL
+splits do), 'val' the part of it carved out for validation. The pickle is only rewritten when
+its content changes, so make sees stage 1 as out of date only then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console
+
+from mmfc import atomic
+from mmfc.config import ConfigError, Pipeline
+from mmfc.data.sample import Sample
+from mmfc.data.sources import open_source
+from mmfc.data.video import probe_video
+from mmfc.errors import DataError
+from mmfc.jobs import PerWorker, print_failures, run_jobs
+from mmfc.poses.estimate import PoseTracks, estimate_poses
+from mmfc.poses.estimator import BlazePose, EstimatorSettings
+from mmfc.poses.model_files import MODEL_FILES, model_paths
+from mmfc.poses.preview import write_preview
+
+PICKLE = "poses.pkl"
+VIDEOS = "videos"
+FAILURES = "failures.parquet"
+PREVIEW = "preview.png"
+FAILURE_SCHEMA = pa.schema([("id", pa.string()), ("file", pa.string()), ("reason", pa.string())])
+
+
+@dataclass(frozen=True)
+class PoseJob:
+    """What every video job of a run shares: picklable, no live handles."""
+
+    videos_dir: Path
+    settings: EstimatorSettings
+    layout: str
+    digest: str
+    # The two models are loaded once per worker process, not sent with every video.
+    models: PerWorker[BlazePose]
+
+
+def pose_digest(cfg: Pipeline) -> str:
+    """Hash of every setting that changes the poses (not how fast they are computed)."""
+    poses = asdict(cfg.poses)
+    for key in ("models_dir", "n_jobs", "backend"):
+        poses.pop(key)
+    models = {name: sha for name, (_, sha) in MODEL_FILES.items()}
+    text = json.dumps({"poses": poses, "layout": cfg.data.layout, "models": models}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def result_name(sample_id: str) -> str:
+    """A file name for a sample id (which may hold '/'): readable, and unique by its hash."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", sample_id)[-80:]
+    return f"{readable}-{hashlib.sha1(sample_id.encode()).hexdigest()[:8]}.pkl"
+
+
+def video_signature(sample: Sample, digest: str) -> dict:
+    try:
+        st = os.stat(sample.video_path)
+        size, mtime = st.st_size, st.st_mtime_ns
+    except (OSError, TypeError):
+        size, mtime = -1, -1
+    return {"id": sample.id, "video": str(sample.video_path), "size": size, "mtime": mtime, "digest": digest}
+
+
+def read_result(path: Path) -> dict | None:
+    """A per-video result file, or None when there is none or it is unreadable."""
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except Exception:  # a file from another version, or damaged: redo the video
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# One video
+
+
+def annotation(sample: Sample, tracks: PoseTracks, fps: float) -> dict:
+    """A PYSKL annotation of one video's tracks."""
+    width, height = tracks.frame_size
+    return {
+        "frame_dir": sample.id,
+        "label": int(sample.label),
+        "img_shape": (height, width),
+        "original_shape": (height, width),
+        "total_frames": tracks.total_frames,
+        "keypoint": tracks.keypoint,  # [M, T, V, 2] float32, video pixels
+        "keypoint_score": tracks.keypoint_score,  # [M, T, V] float32
+        "keypoint_3d": tracks.keypoint_3d,  # [M, T, V, 3] float32, metres, origin between the hips
+        "layout": tracks.layout,
+        "fps": fps,
+    }
+
+
+def pose_video(sample: Sample, job: PoseJob) -> dict:
+    """Estimate one video and write its result file. -> the result (without the arrays)."""
+    result = {"signature": video_signature(sample, job.digest), "id": sample.id}
+    started = time.perf_counter()
+    try:
+        fps = probe_video(sample.video_path).fps or 30.0
+        tracks = estimate_poses(
+            sample.video_path, None, job.settings.max_persons, job.layout, settings=job.settings,
+            models=job.models.get(),
+        )
+        if tracks.num_persons == 0:
+            raise DataError(sample.video_path, f"nobody found in any of its {tracks.total_frames} frames")
+        result.update(status="ok", annotation=annotation(sample, tracks, fps), frames=tracks.total_frames,
+                      persons=tracks.num_persons, file="", reason="")
+    except DataError as exc:
+        result.update(status="failed", annotation=None, frames=0, persons=0, file=exc.path, reason=exc.reason)
+    except cv2.error as exc:  # a frame OpenCV decoded but cannot process (an odd pixel format)
+        result.update(status="failed", annotation=None, frames=0, persons=0, file=str(sample.video_path),
+                      reason=f"OpenCV could not process a frame: {exc.msg or exc}")
+    result["seconds"] = time.perf_counter() - started
+    atomic.write_bytes(job.videos_dir / result_name(sample.id), pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    return {k: v for k, v in result.items() if k != "annotation"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+
+
+def run_poses(cfg: Pipeline, strict: bool = False, preview: int = 0) -> int:
+    """Stage 0 over every video of the pipeline's data. -> exit code."""
+    if cfg.data.source != "videos":
+        raise ConfigError(f"stage poses is for data.source = 'videos' (plain videos); this pipeline's is {cfg.data.source!r}")
+    model_paths(cfg.poses.models_dir)  # missing models: one message naming `make setup-pose`, before any job
+    console = Console(stderr=True)
+    poses_dir = cfg.paths.poses
+    videos_dir = poses_dir / VIDEOS
+    videos_dir.mkdir(parents=True, exist_ok=True)
+    atomic.remove_leftovers(videos_dir)
+    atomic.remove_leftovers(poses_dir)
+    source = open_source(cfg.data)
+    samples = sorted(source.samples(), key=lambda s: s.id)
+    if not samples:
+        raise DataError(cfg.data.root, "the data source lists no videos")
+    p = cfg.poses
+    settings = EstimatorSettings(p.max_persons, p.detect_every, p.min_detection_score, p.min_pose_score, threads=1)
+    job = PoseJob(videos_dir, settings, cfg.data.layout, pose_digest(cfg), PerWorker(BlazePose, (p.models_dir, 1)))
+    names = {s.id: result_name(s.id) for s in samples}
+    for stale in set(f.name for f in videos_dir.glob("*.pkl")) - set(names.values()):
+        (videos_dir / stale).unlink()
+
+    results: dict[str, dict] = {}
+    todo = []
+    for s in samples:
+        found = read_result(videos_dir / names[s.id])
+        if found is not None and found["signature"] == video_signature(s, job.digest):
+            results[s.id] = found
+        else:
+            todo.append(s)
+    # Frame counts weigh the jobs on the progress bar (frames/s); opening every container is
+    # I/O, so threads do it.
+    sizes = [0] * len(todo)
+    for position, frames in run_jobs(_frames, [(s,) for s in todo], backend="threading", n_jobs=p.n_jobs,
+                                     title="probing", unit="videos", console=console):
+        sizes[position] = frames
+    started = time.perf_counter()
+    fresh = {}
+    for position, result in run_jobs(
+        pose_video, [(s, job) for s in todo], backend=p.backend, n_jobs=p.n_jobs,
+        title="poses", unit="frames", sizes=sizes, console=console,
+    ):
+        fresh[todo[position].id] = result
+    elapsed = time.perf_counter() - started
+    for sample_id in fresh:  # the workers wrote them; read back with their arrays
+        results[sample_id] = read_result(videos_dir / names[sample_id])
+
+    ok = [results[s.id] for s in samples if results[s.id]["status"] == "ok"]
+    failed = [{k: results[s.id][k] for k in ("id", "file", "reason")} for s in samples if results[s.id]["status"] == "failed"]
+    write_pickle(poses_dir / PICKLE, samples, {r["id"]: r["annotation"] for r in ok})
+    write_failures(poses_dir / FAILURES, failed)
+    summarize(console, poses_dir, list(fresh.values()), len(samples) - len(fresh), ok, failed, elapsed)
+    if preview > 0 and ok:
+        by_id = {s.id: s for s in samples}
+        picks = [ok[k] for k in np.linspace(0, len(ok) - 1, min(preview, len(ok))).round().astype(int)]
+        rows = [(r["annotation"], by_id[r["id"]].video_path, source.class_names[by_id[r["id"]].label]) for r in picks]
+        console.print(f"preview: {write_preview(poses_dir / PREVIEW, rows, cfg.data.layout)}")
+    if not ok or (strict and failed):
+        return 1
+    return 0
+
+
+def _frames(sample: Sample) -> int:
+    """The video's frame count, to weigh its job on the progress bar (1 if it cannot be read)."""
+    try:
+        return max(probe_video(sample.video_path).frames, 1)
+    except DataError:
+        return 1
+
+
+def write_pickle(path: Path, samples: list[Sample], annotations: dict[str, dict]) -> None:
+    """The PYSKL pickle of every video with poses; left alone when its content is unchanged."""
+    split = {
+        "train": [s.id for s in samples if s.split in ("train", "val") and s.id in annotations],
+        "val": [s.id for s in samples if s.split == "val" and s.id in annotations],
+        "test": [s.id for s in samples if s.split == "test" and s.id in annotations],
+    }
+    data = pickle.dumps(
+        {"split": split, "annotations": [annotations[s.id] for s in samples if s.id in annotations]},
+        protocol=pickle.HIGHEST_PROTOCOL,
+    )
+    if path.is_file() and path.read_bytes() == data:
+        return
+    atomic.write_bytes(path, data)
+
+
+def write_failures(path: Path, failed: list[dict]) -> None:
+    table = pa.Table.from_pylist(failed, schema=FAILURE_SCHEMA)
+    with atomic.atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def summarize(console: Console, poses_dir: Path, fresh: list[dict], skipped: int, ok: list[dict],
+              failed: list[dict], elapsed: float) -> None:
+    print_failures(console, failed, f"{len(failed)} videos failed (no poses; {FAILURES})", str(poses_dir / FAILURES))
+    done = [r for r in fresh if r["status"] == "ok"]
+    frames = sum(r["frames"] for r in done)
+    rate = frames / elapsed if elapsed > 0 and frames else 0.0
+    persons = {}
+    for r in ok:
+        persons[r["persons"]] = persons.get(r["persons"], 0) + 1
+    tracked = ", ".join(f"{count} with {m} {'person' if m == 1 else 'persons'}" for m, count in sorted(persons.items()))
+    console.print(
+        f"poses: {len(done)} videos done ({frames} frames, {rate:.1f} frames/s), {skipped} skipped (unchanged), "
+        f"{len(failed)} failed; {len(ok)} videos in {poses_dir / PICKLE} ({tracked or 'none'})"
+    )
