@@ -10,18 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def log_softmax(scores: np.ndarray) -> np.ndarray:
-    scores = np.asarray(scores, dtype=np.float64)
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-
-def nll(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Mean negative log-likelihood of the labels under softmax(scores)."""
-    logp = log_softmax(scores)
-    return float(-logp[np.arange(len(labels)), labels].mean())
-
-
 def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
     """Fraction of samples whose label is among the k highest scores. logits [N, K], labels [N]."""
     logits, labels = _check(logits, labels)
