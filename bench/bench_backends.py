@@ -4,7 +4,7 @@ workers over the same 48 synthetic clips.
 Prints each run's wall time, each engine's overhead against loky at the same number of workers
 (goal: at most 10% at 2 workers) and its speed-up from 1 to 2 workers. Workers is jobs.n_jobs:
 loky's worker processes (at 1 it runs in this process, as joblib does), and on Dask (a
-LocalCluster of 2 one-thread worker processes) and Ray (a local Ray with 2 CPUs) the cap on jobs
+LocalCluster of 2 one-thread worker processes, started with mmfc.jobs.DASK_WORKER_ENV) and Ray (a local Ray with 2 CPUs) the cap on jobs
 running at once. Both clusters are started, and every configuration warmed by one untimed run,
 before any timing, as a cluster is up when a pipeline joins it; then the configurations take
 turns, `--repeats` rounds, and each one's fastest run counts, so that a load that comes and
@@ -29,6 +29,7 @@ from pathlib import Path
 from mmfc.config import load_pipeline
 from mmfc.crops.stage import run_crops
 from mmfc.data.synth import generate
+from mmfc.jobs import DASK_WORKER_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +62,8 @@ def main() -> None:
         print(f"{summary['samples']} clips, {summary['frames']} frames at 480x270 (mmfc synth, 12 classes x 4 performers)")
         configs = [(backend, workers) for workers in (1, 2) for backend in ("loky", "dask", "ray")]
         times: dict[tuple[str, int], list[float]] = {config: [] for config in configs}
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, env=DASK_WORKER_ENV,
+                          dashboard_address=None) as cluster, \
                 Client(cluster):
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
             try:

@@ -57,8 +57,9 @@ def run_jobs(
 ) -> Iterator[tuple[int, R]]:
     """Yield (position in `jobs`, function(*jobs[position])) as each job finishes.
 
-    The jobs run while the caller iterates. n_jobs follows joblib (-1: every core; 1 runs the jobs
-    in this process, one after another). `sizes` weighs each job on the progress bar (default 1
+    The jobs run while the caller iterates. n_jobs follows joblib on its backends (-1: every core;
+    1 runs the jobs in this process, one after another) and caps the jobs running at once on ray
+    and dask (-1: as many as the cluster takes). `sizes` weighs each job on the progress bar (default 1
     each). An exception in a job ends the run and is raised here.
     """
     sizes = [1] * len(jobs) if sizes is None else list(sizes)
@@ -111,13 +112,25 @@ def _ray_next(ray, pending: list):
         raise (exc.cause if isinstance(exc.cause, BaseException) else exc) from None
 
 
-def _dask(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int) -> Iterator[tuple[int, Any]]:
-    from distributed import Client, as_completed, get_client
+# Dask starts its workers with MALLOC_TRIM_THRESHOLD_ set, which also fixes glibc's mmap
+# threshold at 128 kB: every decoded frame then comes as fresh pages from the kernel, and stage 1
+# spent three times the system time of a loky worker (bench/bench_backends.py). Above a batch's
+# frames, the threshold keeps them in the heap. For the local cluster mmfc starts; README says
+# how to start a cluster's workers with it.
+DASK_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20)}
 
+
+def _dask(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int) -> Iterator[tuple[int, Any]]:
+    from distributed import Client, LocalCluster, as_completed, get_client
+
+    cluster = None
     try:
         client, own = get_client(), False
-    except ValueError:  # no client in this process yet
-        client, own = Client(os.environ.get("DASK_SCHEDULER_ADDRESS")), True
+    except ValueError:  # no client in this process yet: the scheduler named, or a local cluster
+        address = os.environ.get("DASK_SCHEDULER_ADDRESS")
+        if not address:
+            cluster = LocalCluster(threads_per_worker=1, env=DASK_WORKER_ENV, dashboard_address=None)
+        client, own = Client(address or cluster), True
     finished = as_completed()
     pending: list = []
 
@@ -137,6 +150,8 @@ def _dask(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int) 
         client.cancel(pending)
         if own:
             client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _bounded(jobs: Sequence[tuple], n_jobs: int, submit: Callable, next_result: Callable, pending: list):

@@ -12,7 +12,7 @@ import pytest
 
 from mmfc.crops.stage import run_crops
 from mmfc.errors import DataError
-from mmfc.jobs import PerWorker, run_jobs
+from mmfc.jobs import DASK_WORKER_ENV, PerWorker, run_jobs
 from mmfc.crops.store import open_crops
 from test_crops_reliability import assert_same, comparable, dataset, pipeline, read_by_id, sample_ids, synth  # noqa: F401
 
@@ -20,7 +20,8 @@ from test_crops_reliability import assert_same, comparable, dataset, pipeline, r
 @pytest.fixture(scope="module")
 def dask_cluster():
     distributed = pytest.importorskip("distributed", reason="distributed has no wheel for this platform")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, env=DASK_WORKER_ENV,
+                                       dashboard_address=None)
     client = distributed.Client(cluster)
     yield client
     client.close()
