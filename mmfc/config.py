@@ -400,6 +400,12 @@ class WorkdirLayout:
     def report(self) -> Path:
         return self.root / "report"
 
+    def lock(self, output: str) -> Path:
+        """The lock file a stage holds while it writes `output` (mmfc.lock): "crops", "poses",
+        "train-<branch>", "scores-<branch>", "fusion", "report"; in .locks/, so that no output
+        folder holds anything but its outputs, and the crops' lock beside the crops it guards."""
+        return (self.crops_root if output.startswith("crops") else self.root) / ".locks" / output
+
 
 # ---------------------------------------------------------------------------------------------
 # Loading

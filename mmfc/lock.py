@@ -1,6 +1,6 @@
 """One run at a time per output folder: the lock every stage that writes a workdir takes.
 
-    with hold(cfg.paths.crops / LOCK, "mmfc stage crops"):
+    with hold(cfg.paths.lock("crops"), "mmfc stage crops"):
         ...  # this run alone writes crops/
 
 A lock is a small file beside what it guards, locked with flock(2) while its run lives and
@@ -35,9 +35,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from mmfc.errors import DataError
-
-LOCK = ".lock"
-
 
 @contextlib.contextmanager
 def hold(path: str | Path, what: str, *, shared: bool = False, console: Console | None = None) -> Iterator[None]:

@@ -331,7 +331,7 @@ def test_a_second_crops_run_on_the_same_workdir_is_refused_and_the_first_complet
             "app(sys.argv[1:])\n")
     first = subprocess.Popen([sys.executable, "-c", slow, "stage", "crops", *cli_settings(root, work)], cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    lock_file = work / "crops" / lock.LOCK
+    lock_file = work / ".locks" / "crops"
     deadline = time.monotonic() + 60
     while lock.holder(lock_file) is None and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -373,13 +373,13 @@ def test_two_drivers_with_half_the_shards_each_then_a_merge_equal_one_run(tmp_pa
 
 def test_part_runs_and_a_whole_run_keep_out_of_each_other(tmp_path, synth):
     root = dataset(tmp_path / "data", synth, sample_ids(synth)[:4])
-    crops_dir = tmp_path / "work" / "crops"
-    with lock.hold(crops_dir / lock.LOCK, "part", shared=True), lock.hold(crops_dir / ".lock-part-1-of-2", "mmfc stage crops, part 1/2"):
+    locks = tmp_path / "work" / ".locks"
+    with lock.hold(locks / "crops", "part", shared=True), lock.hold(locks / "crops-part-1-of-2", "mmfc stage crops, part 1/2"):
         with pytest.raises(DataError, match=r"part runs are writing here: pid \d+ .*part 1/2"):
             run_crops(pipeline(root, tmp_path / "work"))
         with pytest.raises(DataError, match="crops a part of another split"):
             run_crops(pipeline(root, tmp_path / "work", "crops.part=1/3"))
         assert run_crops(pipeline(root, tmp_path / "work", "crops.part=2/2")) == 0  # the other half: welcome
-    with lock.hold(crops_dir / lock.LOCK, "mmfc stage crops"):
+    with lock.hold(locks / "crops", "mmfc stage crops"):
         with pytest.raises(DataError, match="is writing here"):
             run_crops(pipeline(root, tmp_path / "work", "crops.part=1/2"))

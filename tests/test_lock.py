@@ -22,7 +22,7 @@ def quiet() -> tuple[Console, io.StringIO]:
 
 
 def test_a_second_holder_is_refused_with_who_holds_it(tmp_path):
-    path = tmp_path / lock.LOCK
+    path = tmp_path / "x.lock"
     with lock.hold(path, "mmfc stage crops"):
         with pytest.raises(DataError, match=rf"pid \d+ on {socket.gethostname()} \(mmfc stage crops, since .*\) is writing here"):
             with lock.hold(path, "mmfc stage crops"):
@@ -34,7 +34,7 @@ def test_a_second_holder_is_refused_with_who_holds_it(tmp_path):
 
 
 def test_a_killed_holder_is_taken_over_with_a_message(tmp_path):
-    path = tmp_path / lock.LOCK
+    path = tmp_path / "x.lock"
     child = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; from mmfc import lock\n"
         f"with lock.hold({str(path)!r}, 'mmfc stage train'):\n"
@@ -54,7 +54,7 @@ def test_a_killed_holder_is_taken_over_with_a_message(tmp_path):
 
 
 def test_a_holder_on_another_host_is_never_taken_over(tmp_path):
-    path = tmp_path / lock.LOCK
+    path = tmp_path / "x.lock"
     path.write_text(json.dumps({"pid": 4242, "host": "node-7", "command": "mmfc stage crops", "started": "then"}))
     with pytest.raises(DataError, match="pid 4242 on node-7 .* cannot be checked from this host; delete the file"):
         with lock.hold(path, "mmfc stage crops"):
@@ -62,7 +62,7 @@ def test_a_holder_on_another_host_is_never_taken_over(tmp_path):
 
 
 def test_shared_holders_coexist_and_keep_out_an_exclusive_one(tmp_path):
-    path = tmp_path / lock.LOCK
+    path = tmp_path / "x.lock"
     with lock.hold(path, "part 1/2", shared=True), lock.hold(path, "part 2/2", shared=True):
         with pytest.raises(DataError, match="another run is writing here"):
             with lock.hold(path, "whole"):
@@ -74,7 +74,7 @@ def test_shared_holders_coexist_and_keep_out_an_exclusive_one(tmp_path):
 
 
 def test_the_lock_is_released_when_the_block_raises(tmp_path):
-    path = tmp_path / lock.LOCK
+    path = tmp_path / "x.lock"
     with pytest.raises(RuntimeError):
         with lock.hold(path, "x"):
             raise RuntimeError("boom")
@@ -96,12 +96,12 @@ def runners(cfg):
 
     paths = cfg.paths
     return {
-        "train rgb": (lambda: run_train(cfg, "rgb"), paths.train("rgb") / lock.LOCK),
-        "train skel": (lambda: run_train(cfg, "skel"), paths.train("skel") / lock.LOCK),
-        "scores rgb": (lambda: run_scores(cfg, "rgb"), paths.scores / f"{lock.LOCK}-rgb"),
-        "scores skel": (lambda: run_scores(cfg, "skel"), paths.scores / f"{lock.LOCK}-skel"),
-        "fuse": (lambda: run_fuse(cfg), paths.fusion / lock.LOCK),
-        "report": (lambda: run_report(cfg), paths.report / lock.LOCK),
+        "train rgb": (lambda: run_train(cfg, "rgb"), paths.lock("train-rgb")),
+        "train skel": (lambda: run_train(cfg, "skel"), paths.lock("train-skel")),
+        "scores rgb": (lambda: run_scores(cfg, "rgb"), paths.lock("scores-rgb")),
+        "scores skel": (lambda: run_scores(cfg, "skel"), paths.lock("scores-skel")),
+        "fuse": (lambda: run_fuse(cfg), paths.lock("fusion")),
+        "report": (lambda: run_report(cfg), paths.lock("report")),
     }
 
 
@@ -130,6 +130,6 @@ def test_the_pose_stage_takes_its_lock(tmp_path, pose_models):
 
     cfg = load_pipeline(None, [f"workdir={tmp_path}", "data.source=videos", "data.layout=coco17", f"data.root={tmp_path}",
                                f"poses.models_dir={json.dumps(str(pose_models))}"])
-    with lock.hold(cfg.paths.poses / lock.LOCK, "the other run"):
+    with lock.hold(cfg.paths.lock("poses"), "the other run"):
         with pytest.raises(DataError, match="is writing here"):
             run_poses(cfg)

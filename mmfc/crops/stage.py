@@ -54,7 +54,7 @@ ROW_SCHEMA = pa.schema([
     ("video_file", pa.string()), ("video_size", pa.int64()), ("video_mtime", pa.int64()),
     ("digest", pa.string()), ("file", pa.string()), ("reason", pa.string()), ("warning", pa.string()),
 ])
-PART_LOCK = ".lock-part-{k}-of-{n}"
+
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def run_crops(cfg: Pipeline, strict: bool = False, preview: int = 0, verify: boo
     console = Console(stderr=True)
     crops_dir = cfg.paths.crops
     part = cfg.crops.part_of()
-    with crops_lock(crops_dir, part, console):
+    with crops_lock(cfg.paths.lock("crops"), part, console):
         return _run_crops(cfg, crops_dir, part, strict, preview, verify, console)
 
 
@@ -226,16 +226,15 @@ def _run_crops(cfg: Pipeline, crops_dir: Path, part: tuple[int, int] | None, str
 
 
 @contextlib.contextmanager
-def crops_lock(crops_dir: Path, part: tuple[int, int] | None, console: Console) -> Iterator[None]:
-    """The whole stage holds crops/.lock alone; a part run holds it shared, with its own part's
-    lock, and is refused beside parts of another split (whose shards would overlap)."""
-    main = crops_dir / lock.LOCK
+def crops_lock(main: Path, part: tuple[int, int] | None, console: Console) -> Iterator[None]:
+    """The whole stage holds the crops' lock alone; a part run holds it shared, with its own
+    part's lock, and is refused beside parts of another split (whose shards would overlap)."""
     with contextlib.ExitStack() as held:
         if part is None:
             try:
                 held.enter_context(lock.hold(main, "mmfc stage crops", console=console))
             except DataError:
-                holders = [h for h in map(lock.holder, sorted(crops_dir.glob(".lock-part-*"))) if h]
+                holders = [h for h in map(lock.holder, sorted(main.parent.glob(f"{main.name}-part-*"))) if h]
                 if not holders:
                     raise
                 raise DataError(main, f"part runs are writing here: {'; '.join(holders)}; "
@@ -244,8 +243,8 @@ def crops_lock(crops_dir: Path, part: tuple[int, int] | None, console: Console) 
             k, n = part
             what = f"mmfc stage crops, part {k}/{n}"
             held.enter_context(lock.hold(main, what, shared=True, console=console))
-            held.enter_context(lock.hold(crops_dir / PART_LOCK.format(k=k, n=n), what, console=console))
-            for other in sorted(crops_dir.glob(".lock-part-*")):
+            held.enter_context(lock.hold(main.with_name(f"{main.name}-part-{k}-of-{n}"), what, console=console))
+            for other in sorted(main.parent.glob(f"{main.name}-part-*")):
                 if not other.name.endswith(f"-of-{n}") and (holder := lock.holder(other)):
                     raise DataError(other, f"{holder} crops a part of another split; the parts of one run share n")
         yield

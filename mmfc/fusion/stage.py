@@ -34,7 +34,7 @@ INTERVAL_SEED = 0
 
 
 def run_fuse(cfg: Pipeline) -> None:
-    with lock.hold(cfg.paths.fusion / lock.LOCK, "mmfc stage fuse"):
+    with lock.hold(cfg.paths.lock("fusion"), "mmfc stage fuse"):
         _fuse(cfg)
 
 

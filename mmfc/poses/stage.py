@@ -150,7 +150,7 @@ def run_poses(cfg: Pipeline, strict: bool = False, preview: int = 0) -> int:
         raise ConfigError(f"stage poses is for data.source = 'videos' (plain videos); this pipeline's is {cfg.data.source!r}")
     model_paths(cfg.poses.models_dir)  # missing models: one message naming `make setup-pose`, before any job
     console = Console(stderr=True)
-    with lock.hold(cfg.paths.poses / lock.LOCK, "mmfc stage poses", console=console):
+    with lock.hold(cfg.paths.lock("poses"), "mmfc stage poses", console=console):
         return _run_poses(cfg, strict, preview, console)
 
 

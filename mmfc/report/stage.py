@@ -87,7 +87,7 @@ class Scored:
 
 
 def run_report(cfg: Pipeline) -> None:
-    with lock.hold(cfg.paths.report / lock.LOCK, "mmfc stage report"):
+    with lock.hold(cfg.paths.lock("report"), "mmfc stage report"):
         _report(cfg)
 
 

@@ -40,7 +40,7 @@ def run_scores(cfg: Pipeline, modality: str) -> None:
     branch = get_branch(modality)
     console = Console(stderr=True)
     # One lock per score file: both branches can be scored at once (make -j2 scores).
-    with lock.hold(cfg.paths.scores / f"{lock.LOCK}-{branch.name}", f"mmfc stage scores --modality {branch.name}",
+    with lock.hold(cfg.paths.lock(f"scores-{branch.name}"), f"mmfc stage scores --modality {branch.name}",
                    console=console):
         _scores(cfg, branch.name, console)
 

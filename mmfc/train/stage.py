@@ -49,7 +49,7 @@ def run_train(cfg: Pipeline, modality: str, resume: bool = False) -> None:
     env = setup_distributed()
     try:
         # Rank 0 writes the folder, so it alone holds its lock (each branch has its own folder).
-        held = lock.hold(cfg.paths.train(branch.name) / lock.LOCK, f"mmfc stage train --modality {branch.name}",
+        held = lock.hold(cfg.paths.lock(f"train-{branch.name}"), f"mmfc stage train --modality {branch.name}",
                          console=console) if env.is_main else contextlib.nullcontext()
         with held:
             _train(cfg, branch, resume, env)
