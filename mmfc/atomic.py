@@ -98,10 +98,18 @@ def free_bytes(path: str | Path) -> int:
 
 
 def bytes_in(path: Path) -> int:
-    """Size of a file, or of every file in a folder; 0 when there is none."""
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return path.stat().st_size if path.is_file() else 0
+    """Size of a file, or of every file in a folder; 0 when there is none. Files that vanish
+    while it counts (another run's temporary files, renamed or removed) count 0."""
+    if not os.path.isdir(path):
+        return _size(path)
+    return sum(_size(os.path.join(folder, name)) for folder, _, files in os.walk(path) for name in files)
+
+
+def _size(path: str | Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
