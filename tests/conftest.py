@@ -70,3 +70,14 @@ def video_folders(realdata: Path, tmp_path_factory) -> Path:
     (root / "makeup" / "broken_g03_c01.avi").write_bytes(np.random.default_rng(0).bytes(5000))
     write_clip(root / "drink" / "empty_g04_c01.avi", np.full((12, 90, 160, 3), 128, dtype=np.uint8), (160, 90))
     return root
+
+
+@pytest.fixture(scope="session")
+def synth_clips(tmp_path_factory) -> Path:
+    """12 small generated clips in the NTU layout (61 to 76 frames each, 160x90), for the stage-1
+    reliability, disk-full and cluster-engine tests."""
+    from mmfc.data.synth import generate
+
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, per_class=1, actions=[1, 2, 3, 4, 5, 6], performers=[1, 3], cameras=[1], frame_size=(160, 90), n_jobs=1)
+    return root

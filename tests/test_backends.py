@@ -14,7 +14,7 @@ from mmfc.crops.stage import run_crops
 from mmfc.errors import DataError
 from mmfc.jobs import DASK_WORKER_ENV, PerWorker, run_jobs
 from mmfc.crops.store import open_crops
-from test_crops_reliability import assert_same, comparable, dataset, pipeline, read_by_id, sample_ids, synth  # noqa: F401
+from test_crops_reliability import assert_same, comparable, dataset, pipeline, read_by_id, sample_ids
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,9 @@ def ray_cluster():
 
 
 @pytest.fixture(scope="module")
-def loky_run(synth, tmp_path_factory):  # noqa: F811
+def loky_run(synth_clips, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("loky")
-    root = dataset(tmp / "data", synth, sample_ids(synth)[:7])
+    root = dataset(tmp / "data", synth_clips, sample_ids(synth_clips)[:7])
     cfg = pipeline(root, tmp / "work", "jobs.backend=loky", "jobs.n_jobs=2")
     assert run_crops(cfg) == 0
     return root, cfg.paths.crops

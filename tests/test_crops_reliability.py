@@ -29,30 +29,20 @@ from mmfc.errors import DataError, DiskFull
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    """12 small generated clips in the NTU layout (61 to 76 frames each)."""
-    from mmfc.data.synth import generate
-
-    root = tmp_path_factory.mktemp("synth")
-    generate(root, per_class=1, actions=[1, 2, 3, 4, 5, 6], performers=[1, 3], cameras=[1], frame_size=(160, 90), n_jobs=1)
-    return root
+def sample_ids(synth_clips: Path) -> list[str]:
+    return sorted(p.stem for p in (synth_clips / "nturgb+d_skeletons").glob("*.skeleton"))
 
 
-def sample_ids(synth: Path) -> list[str]:
-    return sorted(p.stem for p in (synth / "nturgb+d_skeletons").glob("*.skeleton"))
-
-
-def dataset(root: Path, synth: Path, ids: list[str], videos: dict[str, Path] | None = None) -> Path:
-    """An NTU layout linking the given samples of `synth` (and replacement videos)."""
+def dataset(root: Path, synth_clips: Path, ids: list[str], videos: dict[str, Path] | None = None) -> Path:
+    """An NTU layout linking the given samples of `synth_clips` (and replacement videos)."""
     videos = videos or {}
     for sub in ("nturgb+d_skeletons", "nturgb+d_rgb"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     for name in ids:
         skeleton = root / "nturgb+d_skeletons" / f"{name}.skeleton"
         if not skeleton.exists():
-            os.symlink(synth / "nturgb+d_skeletons" / f"{name}.skeleton", skeleton)
-            os.symlink(videos.get(name, synth / "nturgb+d_rgb" / f"{name}_rgb.avi"), root / "nturgb+d_rgb" / f"{name}_rgb.avi")
+            os.symlink(synth_clips / "nturgb+d_skeletons" / f"{name}.skeleton", skeleton)
+            os.symlink(videos.get(name, synth_clips / "nturgb+d_rgb" / f"{name}_rgb.avi"), root / "nturgb+d_rgb" / f"{name}_rgb.avi")
     return root
 
 
@@ -91,10 +81,10 @@ def stores_named(crops_dir: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def reference(synth, tmp_path_factory) -> dict:
+def reference(synth_clips, tmp_path_factory) -> dict:
     """Every sample, cropped by one uninterrupted run."""
     tmp = tmp_path_factory.mktemp("reference")
-    root = dataset(tmp / "data", synth, sample_ids(synth)[:7])
+    root = dataset(tmp / "data", synth_clips, sample_ids(synth_clips)[:7])
     assert run_crops(pipeline(root, tmp / "work")) == 0
     return read_by_id(tmp / "work" / "crops")
 
@@ -124,12 +114,12 @@ def kill_at(monkeypatch, event: int) -> itertools.count:
     return count
 
 
-def test_a_rerun_killed_at_any_step_leaves_an_index_naming_only_what_is_there(tmp_path, synth, reference, monkeypatch):
-    ids = sample_ids(synth)[:7]
+def test_a_rerun_killed_at_any_step_leaves_an_index_naming_only_what_is_there(tmp_path, synth_clips, reference, monkeypatch):
+    ids = sample_ids(synth_clips)[:7]
     base = tmp_path / "base"
-    root = dataset(tmp_path / "data", synth, ids[1:])
+    root = dataset(tmp_path / "data", synth_clips, ids[1:])
     assert run_crops(pipeline(root, base)) == 0
-    dataset(root, synth, [ids[0]])  # a new sample sorts first: every batch shifts by one
+    dataset(root, synth_clips, [ids[0]])  # a new sample sorts first: every batch shifts by one
 
     probe = tmp_path / "probe"
     shutil.copytree(base, probe)
@@ -156,9 +146,9 @@ def test_a_rerun_killed_at_any_step_leaves_an_index_naming_only_what_is_there(tm
         assert stores_on_disk(crops_dir) == stores_named(crops_dir)  # nothing unnamed is kept
 
 
-def test_the_reader_refuses_a_store_that_is_not_the_one_the_index_names(tmp_path, synth):
-    ids = sample_ids(synth)[:4]
-    root = dataset(tmp_path / "data", synth, ids)
+def test_the_reader_refuses_a_store_that_is_not_the_one_the_index_names(tmp_path, synth_clips):
+    ids = sample_ids(synth_clips)[:4]
+    root = dataset(tmp_path / "data", synth_clips, ids)
     cfg = pipeline(root, tmp_path / "work")
     assert run_crops(cfg) == 0
     crops_dir = cfg.paths.crops
@@ -177,9 +167,9 @@ def test_the_reader_refuses_a_store_that_is_not_the_one_the_index_names(tmp_path
 # Issue 10.3: damaged shards are found, named and redone
 
 
-def test_damaged_shards_are_named_by_the_reader_and_redone_by_a_rerun(tmp_path, synth, reference, capfd):
-    ids = sample_ids(synth)[:7]
-    root = dataset(tmp_path / "data", synth, ids)
+def test_damaged_shards_are_named_by_the_reader_and_redone_by_a_rerun(tmp_path, synth_clips, reference, capfd):
+    ids = sample_ids(synth_clips)[:7]
+    root = dataset(tmp_path / "data", synth_clips, ids)
     cfg = pipeline(root, tmp_path / "work")
     crops_dir = cfg.paths.crops
     assert run_crops(cfg) == 0
@@ -230,10 +220,10 @@ def test_damaged_shards_are_named_by_the_reader_and_redone_by_a_rerun(tmp_path, 
 # Issue 10.4: short and truncated videos are recorded
 
 
-def test_short_and_truncated_videos_fail_or_warn_with_their_counts(tmp_path, synth):
-    normal, short, slightly, cut = sample_ids(synth)[:4]
-    rgb = synth / "nturgb+d_rgb"
-    lengths = {name: int(Path(synth / "nturgb+d_skeletons" / f"{name}.skeleton").read_text().split()[0])
+def test_short_and_truncated_videos_fail_or_warn_with_their_counts(tmp_path, synth_clips):
+    normal, short, slightly, cut = sample_ids(synth_clips)[:4]
+    rgb = synth_clips / "nturgb+d_rgb"
+    lengths = {name: int(Path(synth_clips / "nturgb+d_skeletons" / f"{name}.skeleton").read_text().split()[0])
                for name in (short, slightly, cut)}
     frames = {name: read_frames(rgb / f"{name}_rgb.avi", np.arange(lengths[name])) for name in lengths}
     keep = int(np.ceil(lengths[slightly] * 0.95))
@@ -243,7 +233,7 @@ def test_short_and_truncated_videos_fail_or_warn_with_their_counts(tmp_path, syn
         cut: write_clip(tmp_path / "v" / f"{cut}.avi", frames[cut], (160, 90)),
     }
     videos[cut].write_bytes(videos[cut].read_bytes()[: videos[cut].stat().st_size // 2])
-    root = dataset(tmp_path / "data", synth, [normal, short, slightly, cut], videos)
+    root = dataset(tmp_path / "data", synth_clips, [normal, short, slightly, cut], videos)
     cfg = pipeline(root, tmp_path / "work")
     assert run_crops(cfg) == 0
     assert run_crops(cfg, strict=True) == 1
@@ -273,9 +263,9 @@ def test_short_and_truncated_videos_fail_or_warn_with_their_counts(tmp_path, syn
 # Issue 10.5: a full disk is one message, and a rerun finishes the stage
 
 
-def test_a_full_disk_in_stage_1_is_one_message_and_the_rerun_finishes(tmp_path, synth, reference, monkeypatch):
-    ids = sample_ids(synth)[:7]
-    root = dataset(tmp_path / "data", synth, ids)
+def test_a_full_disk_in_stage_1_is_one_message_and_the_rerun_finishes(tmp_path, synth_clips, reference, monkeypatch):
+    ids = sample_ids(synth_clips)[:7]
+    root = dataset(tmp_path / "data", synth_clips, ids)
     cfg = pipeline(root, tmp_path / "work")
     crops_dir = cfg.paths.crops
     flushes = itertools.count()
@@ -321,8 +311,8 @@ def cli_settings(root: Path, workdir: Path, *extra: str) -> list[str]:
             *(f"--set={s}" for s in (*SETTINGS, *extra))]
 
 
-def test_a_second_crops_run_on_the_same_workdir_is_refused_and_the_first_completes(tmp_path, synth, reference):
-    root = dataset(tmp_path / "data", synth, sample_ids(synth)[:7])
+def test_a_second_crops_run_on_the_same_workdir_is_refused_and_the_first_completes(tmp_path, synth_clips, reference):
+    root = dataset(tmp_path / "data", synth_clips, sample_ids(synth_clips)[:7])
     work = tmp_path / "work"
     # The first run takes a second per sample, so it is surely still running when the second starts.
     slow = ("import sys, time; import mmfc.crops.stage as stage; from mmfc.cli import app\n"
@@ -349,8 +339,8 @@ def comparable(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in ("shard", "shard_digest")} for r in rows]
 
 
-def test_two_drivers_with_half_the_shards_each_then_a_merge_equal_one_run(tmp_path, synth, reference, capfd):
-    root = dataset(tmp_path / "data", synth, sample_ids(synth)[:7])
+def test_two_drivers_with_half_the_shards_each_then_a_merge_equal_one_run(tmp_path, synth_clips, reference, capfd):
+    root = dataset(tmp_path / "data", synth_clips, sample_ids(synth_clips)[:7])
     whole = pipeline(root, tmp_path / "whole")
     assert run_crops(whole) == 0
 
@@ -371,8 +361,8 @@ def test_two_drivers_with_half_the_shards_each_then_a_merge_equal_one_run(tmp_pa
     assert_same(read_by_id(crops_dir), reference)
 
 
-def test_part_runs_and_a_whole_run_keep_out_of_each_other(tmp_path, synth):
-    root = dataset(tmp_path / "data", synth, sample_ids(synth)[:4])
+def test_part_runs_and_a_whole_run_keep_out_of_each_other(tmp_path, synth_clips):
+    root = dataset(tmp_path / "data", synth_clips, sample_ids(synth_clips)[:4])
     locks = tmp_path / "work" / ".locks"
     with lock.hold(locks / "crops", "part", shared=True), lock.hold(locks / "crops-part-1-of-2", "mmfc stage crops, part 1/2"):
         with pytest.raises(DataError, match=r"part runs are writing here: pid \d+ .*part 1/2"):

@@ -19,7 +19,7 @@ import torch
 
 from mmfc import atomic
 from mmfc.errors import DiskFull
-from test_crops_reliability import SETTINGS, dataset, sample_ids, synth  # noqa: F401 (synth is a fixture)
+from test_crops_reliability import SETTINGS, dataset, sample_ids
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,9 +78,9 @@ def test_every_writer_on_a_full_disk_raises_one_disk_full(tiny_disk):
     assert_one_clean_message(raised.value, target, "it needs more than the ")
 
 
-def test_stage_1_on_a_full_disk_says_what_it_needs_and_resumes_once_space_is_freed(tiny_disk, tmp_path, synth):  # noqa: F811
-    ids = sample_ids(synth)[:7]
-    root = dataset(tmp_path / "data", synth, ids)
+def test_stage_1_on_a_full_disk_says_what_it_needs_and_resumes_once_space_is_freed(tiny_disk, tmp_path, synth_clips):
+    ids = sample_ids(synth_clips)[:7]
+    root = dataset(tmp_path / "data", synth_clips, ids)
     defaults = tmp_path / "defaults.toml"
     defaults.write_text('name = "defaults"\n')
     command = [sys.executable, "-m", "mmfc", "stage", "crops", "--pipeline", str(defaults),
