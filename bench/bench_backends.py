@@ -5,14 +5,15 @@ Prints each run's wall time, each engine's overhead against loky at the same num
 (goal: at most 10% at 2 workers) and its speed-up from 1 to 2 workers. Workers is jobs.n_jobs:
 loky's worker processes (at 1 it runs in this process, as joblib does), and on Dask (a
 LocalCluster of 2 one-thread worker processes, started with mmfc.jobs.DASK_WORKER_ENV) and Ray (a local Ray with 2 CPUs) the cap on jobs
-running at once. Both clusters are started, and every configuration warmed by one untimed run,
-before any timing, as a cluster is up when a pipeline joins it; then the configurations take
-turns, `--repeats` rounds, and each one's fastest run counts, so that a load that comes and
-goes on a shared machine weighs on all of them alike. The crop settings are the defaults (32
+running at once. Both clusters are started before any timing, as a cluster is up when a
+pipeline joins it. Each configuration then runs once untimed (its workers' imports), and
+`--repeats` timed runs back to back, as a long stage keeps its workers busy; the configurations
+go forward, then backward, so that a load drifting on a shared machine weighs on all alike, and
+each one's fastest run counts. The crop settings are the defaults (32
 frames of 256 px, as the NTU pipelines); 48 clips in batches of 4 give 12 jobs.
 
-    .venv/bin/python bench/bench_backends.py               # about three minutes on 2 cores
-    .venv/bin/python bench/bench_backends.py --repeats 5   # best of 5 per configuration
+    .venv/bin/python bench/bench_backends.py               # about four minutes on 2 cores
+    .venv/bin/python bench/bench_backends.py --repeats 3   # best of 6 per configuration
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def crop_once(root: Path, workdir: Path, backend: str, workers: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3, help="rounds over the configurations; each one's fastest run counts")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per configuration and pass; the fastest counts")
     args = parser.parse_args()
 
     import ray
@@ -67,11 +68,10 @@ def main() -> None:
                 Client(cluster):
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
             try:
-                for backend, workers in configs:  # the workers' imports, the page cache
-                    crop_once(root, tmp / "work", backend, workers)
-                for _ in range(args.repeats):
-                    for config in configs:
-                        times[config].append(crop_once(root, tmp / "work", *config))
+                # Forward, then backward: a load that drifts weighs on every configuration alike.
+                for config in configs + configs[::-1]:
+                    crop_once(root, tmp / "work", *config)  # the workers' imports, the page cache
+                    times[config] += [crop_once(root, tmp / "work", *config) for _ in range(args.repeats)]
             finally:
                 ray.shutdown()
         seconds = {config: min(t) for config, t in times.items()}
@@ -79,7 +79,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     clips = summary["samples"]
-    print(f"\nstage 1, {clips} clips (best of {args.repeats})")
+    print(f"\nstage 1, {clips} clips (best of {2 * args.repeats})")
     print(f"{'backend':8} {'workers':>7} {'seconds':>8} {'clips/s':>8} {'vs loky':>8} {'1->2 workers':>13}")
     for backend in ("loky", "dask", "ray"):
         for workers in (1, 2):
