@@ -33,9 +33,11 @@ import cv2
 import numpy as np
 
 from mmfc.poses import detection
+from mmfc.poses.face import FaceLandmarker, FaceTracks
+from mmfc.poses.hands import HandLandmarker, HandTracks
 from mmfc.poses.landmarks import ALIGNMENT, INPUT_SIZE, NUM_BODY, Pose, decode_pose
 from mmfc.poses.model_files import model_paths, open_interpreter
-from mmfc.poses.region import Region, region_from_points
+from mmfc.poses.region import Region, model_tensor, region_from_points
 from mmfc.poses.smoothing import OneEuroFilter
 from mmfc.poses.tracking import Tracker
 
@@ -52,6 +54,14 @@ ALIGNMENT_FILTER = {"min_cutoff": 0.01, "beta": 10.0, "derivative_cutoff": 1.0}
 # region where they were found this many frames before: when two people come close, one's
 # region can slide onto the other (who the detector then cannot tell apart from them).
 RECALL_FRAMES = 10
+# The face and hand models refine a person's face and hand points where the landmark model sees
+# their region at a quarter of the frame's resolution or less (the region at least 4 x 256
+# pixels): close-ups, and large people in high-resolution video. NTU's 1080p clips (people
+# about 400 px tall, regions about 820 px: 3.2x) stay below it; the UCF101 face close-up
+# (1450 px, 5.7x) is above. Per such person and frame it costs a face model run (a tenth of a
+# landmark model run) and a hand model run per visible hand (half of one), plus the face
+# detector or the hand re-crop model where a part is found anew.
+PART_ZOOM = 4.0
 LANDMARK_OUTPUTS = ("Identity", "Identity_1", "Identity_3", "Identity_4")
 
 
@@ -76,6 +86,8 @@ class BlazePose:
         self._det_out = _outputs_by_name(self.detector)
         self._lm_in = self.landmarker.get_input_details()[0]["index"]
         self._lm_out = _outputs_by_name(self.landmarker)
+        self.face = FaceLandmarker(paths["face_detection_short_range.tflite"], paths["face_landmark.tflite"], threads)
+        self.hand = HandLandmarker(paths["hand_recrop.tflite"], paths["hand_landmark_full.tflite"], threads)
 
     def detect(self, frame: np.ndarray, bgr: bool, min_score: float) -> detection.Detections:
         """People on a frame, best first, in frame pixels."""
@@ -86,7 +98,7 @@ class BlazePose:
         canvas = np.zeros((size, size, 3), dtype=np.uint8)  # the letterbox border is black
         top, left = round(pad_y), round(pad_x)
         canvas[top : top + resized.shape[0], left : left + resized.shape[1]] = resized
-        tensor = _model_input(canvas, bgr) * 2.0 - 1.0  # the detector takes [-1, 1]
+        tensor = model_tensor(canvas, bgr) * 2.0 - 1.0  # the detector takes [-1, 1]
         self.detector.set_tensor(self._det_in, tensor[None])
         self.detector.invoke()
         raw_boxes = self.detector.get_tensor(self._det_out["Identity"])[0]  # [2254, 12]
@@ -106,21 +118,11 @@ class BlazePose:
     @staticmethod
     def landmark_input(frame: np.ndarray, bgr: bool, region: Region) -> np.ndarray:
         """The region cut out of the frame, turned upright: the model's input [1, 256, 256, 3]."""
-        crop = cv2.warpAffine(
-            frame, region.crop_matrix(INPUT_SIZE), (INPUT_SIZE, INPUT_SIZE),
-            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
-        )
-        return _model_input(crop, bgr)[None]
+        return region.model_input(frame, bgr, INPUT_SIZE)
 
 
 def _outputs_by_name(interpreter) -> dict[str, int]:
     return {d["name"]: d["index"] for d in interpreter.get_output_details()}
-
-
-def _model_input(image: np.ndarray, bgr: bool) -> np.ndarray:
-    """uint8 [S, S, 3] -> float32 RGB in [0, 1]"""
-    rgb = image[..., ::-1] if bgr else image
-    return np.ascontiguousarray(rgb, dtype=np.float32) * np.float32(1 / 255)
 
 
 def alignment_region(pose: Pose) -> Region:
@@ -155,6 +157,8 @@ class PoseEstimator:
         self.history: dict[int, deque[Region]] = {}  # slot -> regions its last poses came from
         self.recall: dict[int, tuple[Region, int]] = {}  # lost slot -> (where to look, frames left)
         self.since_detection = settings.detect_every  # detect on the first frame
+        self.faces = FaceTracks(models.face)
+        self.hands = HandTracks(models.hand)
 
     def step(self, frame: np.ndarray, bgr: bool = True) -> list[tuple[int, Pose]]:
         """One frame -> [(slot, pose)] of the people found on it."""
@@ -182,8 +186,23 @@ class PoseEstimator:
                 people.append(pose)
         slots = self.tracker.update(self.frame, [(p.pixels[:NUM_BODY], p.visibility[:NUM_BODY]) for p in people])
         found = sorted(((slot, pose) for slot, pose in zip(slots, people) if slot is not None), key=lambda sp: sp[0])
+        self._refine_parts(frame, bgr, found)
         self._remember(found)
         return found
+
+    def _refine_parts(self, frame: np.ndarray, bgr: bool, found: list[tuple[int, Pose]]) -> None:
+        """The face and hand models' points for the people seen at too coarse a scale (PART_ZOOM)."""
+        refined = []
+        for slot, pose in found:
+            if pose.region.size < PART_ZOOM * INPUT_SIZE:
+                continue
+            refined.append(slot)
+            face = self.faces.refine(frame, bgr, slot, pose.pixels[FACE])
+            if face is not None:
+                pose.pixels[FACE] = face
+            self.hands.refine(frame, bgr, slot, pose.pixels, pose.visibility)
+        self.faces.keep_only(refined)
+        self.hands.keep_only(refined)
 
     def _remember(self, found: list[tuple[int, Pose]]) -> None:
         """Each found person's next region; where to look again for those just lost."""
