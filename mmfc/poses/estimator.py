@@ -16,8 +16,13 @@ lost. This estimator does the same for up to `max_persons` people:
 4. a pose whose face is where an earlier pose's face is found the same person again and is
    dropped (two people's faces stay apart even when they hug), and the tracker
    (mmfc/poses/tracking.py) gives every pose its slot;
-5. each pose's two auxiliary landmarks, smoothed over time per person as MediaPipe does
-   (mmfc/poses/smoothing.py), give that person's region on the next frame.
+5. for a person the landmark model sees at a quarter of the frame's resolution or less (a
+   close-up: PART_ZOOM), MediaPipe Holistic's face and hand models refine the face and hand
+   points (mmfc/poses/face.py, hands.py);
+6. each pose's two auxiliary landmarks, smoothed over time per person as MediaPipe does
+   (mmfc/poses/smoothing.py), give that person's region on the next frame, except while two
+   people's heads are close (CLOSE_FACES): then both keep their regions, which would
+   otherwise follow whichever upper body the model took and drift onto the other person.
 
 Frames are taken as decoded (BGR from OpenCV, or RGB arrays); only the small model inputs are
 converted, never a whole frame.
@@ -45,6 +50,13 @@ from mmfc.poses.tracking import Tracker
 # one person found twice: two people's faces stay apart even when they hug.
 SAME_FACE = 0.25
 FACE = slice(0, 11)  # BlazePose's face landmarks: nose, eyes, ears, mouth
+# Two people whose faces are this close (in face sizes) have both heads in each other's region:
+# the landmark model may then take the other's upright upper body for this one's, and a region
+# that followed it would turn and grow onto the other person (seen in the embrace of the NTU
+# hugging clip, where the leaning person's head ends up on the other's). So while two faces are
+# this close, both keep the region they had. 1.5 was chosen on that clip (1.0 freezes too
+# late); two faces 1.5 face sizes apart are two heads side by side.
+CLOSE_FACES = 1.5
 # A detection whose hip centre is this close (in region sizes) to a tracked person's, at a
 # similar size, is that person: no need to run the landmark model on it.
 SAME_REGION = 0.1
@@ -130,11 +142,16 @@ def alignment_region(pose: Pose) -> Region:
     return region_from_points(pose.pixels[ALIGNMENT[0]], pose.pixels[ALIGNMENT[1]])
 
 
-def same_person(a: Pose, b: Pose) -> bool:
-    """Whether two poses found one body: their faces nearly coincide."""
+def face_distance(a: Pose, b: Pose) -> float:
+    """The distance between two poses' face centres, in face sizes (the larger face's)."""
     fa, fb = a.pixels[FACE], b.pixels[FACE]
     size = max(np.linalg.norm(np.ptp(fa, axis=0)), np.linalg.norm(np.ptp(fb, axis=0)), 1.0)
-    return float(np.linalg.norm(fa.mean(axis=0) - fb.mean(axis=0))) <= SAME_FACE * size
+    return float(np.linalg.norm(fa.mean(axis=0) - fb.mean(axis=0))) / size
+
+
+def same_person(a: Pose, b: Pose) -> bool:
+    """Whether two poses found one body: their faces nearly coincide."""
+    return face_distance(a, b) <= SAME_FACE
 
 
 def same_region(a: Region, b: Region) -> bool:
@@ -206,15 +223,19 @@ class PoseEstimator:
 
     def _remember(self, found: list[tuple[int, Pose]]) -> None:
         """Each found person's next region; where to look again for those just lost."""
-        previous = set(self.regions)
-        self.regions = {slot: self._next_region(slot, pose) for slot, pose in found}
+        previous = self.regions
+        self.regions = {}
+        for slot, pose in found:
+            region = self._next_region(slot, pose)
+            heads_close = any(face_distance(pose, other) <= CLOSE_FACES for s, other in found if s != slot)
+            self.regions[slot] = previous[slot] if heads_close and slot in previous else region
         # A person not found on this frame starts a fresh filter when found again.
         self.filters = {slot: self.filters[slot] for slot in self.regions}
         for slot, pose in found:
             self.history.setdefault(slot, deque(maxlen=RECALL_FRAMES)).append(pose.region)
             self.recall.pop(slot, None)
         self.recall = {slot: (region, left - 1) for slot, (region, left) in self.recall.items() if left > 1}
-        for slot in previous - set(self.regions):
+        for slot in set(previous) - set(self.regions):
             self.recall[slot] = (self.history[slot][0], RECALL_FRAMES)
 
     def _next_region(self, slot: int, pose: Pose) -> Region:
