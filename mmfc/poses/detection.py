@@ -71,7 +71,7 @@ def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray,
     xy = raw[:, 0:2] + centre
     half = raw[:, 2:4] / 2
     boxes = np.concatenate([xy - half, xy + half], axis=1)
-    keypoints = raw[:, 4:].reshape(len(raw), -1, 2) + centre[:, None]
+    keypoints = raw[:, 4:].reshape(len(raw), (raw.shape[1] - 4) // 2, 2) + centre[:, None]
     # A box of negative size is a model glitch; MediaPipe drops those too.
     valid = (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])
     return Detections(boxes[valid], keypoints[valid], scores[keep][valid])
