@@ -96,28 +96,40 @@ $(WORKDIR)/report/report.html: $(WORKDIR)/fusion/weights.json
 	$(STAGE) report --pipeline $(PIPELINE)
 report: $(WORKDIR)/report/report.html
 
-# The paper's ablation on this pipeline's data: RGB variants without CCL, each in
-# $(WORKDIR)/ablation/<variant>; "pose" and "full" are the main run's skeleton and fused scores.
+# The paper's ablation on this pipeline's data, each variant in $(ABLATION)/<variant>: the RGB
+# steps without CCL, then STAA with CCL; and the skeleton branch without and with CCL. "pose"
+# and "full" are the main run's skeleton and fused scores.
 ABLATION := $(WORKDIR)/ablation
-ABLATION_VARIANTS := baseline crop crop_ma crop_staa
+ABLATION_RGB := baseline crop crop_ma crop_staa crop_staa_ccl
+ABLATION_SKEL := skel_noccl skel_ccl
+# "With CCL" is the method's default weight (METHOD.md), whatever the pipeline trains with.
+CCL_WEIGHT ?= 0.1
 NO_CCL := --set rgb.ccl.weight=0
 ABL_baseline := --set workdir=$(ABLATION)/baseline --set crops.mode=none --set rgb.model.block=plain $(NO_CCL)
 ABL_crop := --set workdir=$(ABLATION)/crop --set crops_from=$(WORKDIR) --set rgb.model.block=plain $(NO_CCL)
 ABL_crop_ma := --set workdir=$(ABLATION)/crop_ma --set crops_from=$(WORKDIR) --set rgb.model.block=ma $(NO_CCL)
 ABL_crop_staa := --set workdir=$(ABLATION)/crop_staa --set crops_from=$(WORKDIR) --set rgb.model.block=staa $(NO_CCL)
-ABLATION_SCORES := $(ABLATION_VARIANTS:%=$(ABLATION)/%/scores/rgb.parquet)
+ABL_crop_staa_ccl := --set workdir=$(ABLATION)/crop_staa_ccl --set crops_from=$(WORKDIR) --set rgb.model.block=staa --set rgb.ccl.weight=$(CCL_WEIGHT)
+ABL_skel_noccl := --set workdir=$(ABLATION)/skel_noccl --set crops_from=$(WORKDIR) --set skel.ccl.weight=0
+ABL_skel_ccl := --set workdir=$(ABLATION)/skel_ccl --set crops_from=$(WORKDIR) --set skel.ccl.weight=$(CCL_WEIGHT)
+ABLATION_SCORES := $(ABLATION_RGB:%=$(ABLATION)/%/scores/rgb.parquet)
+ABLATION_SKEL_SCORES := $(ABLATION_SKEL:%=$(ABLATION)/%/scores/skel.parquet)
 
 # The baseline has crops of its own (whole frames); the others share the main run's crops.
 $(ABLATION)/baseline/crops/index.parquet: $(PIPELINE) $(CROP_INPUTS) | setup
 	$(STAGE) crops --pipeline $(PIPELINE) $(ABL_baseline)
 $(ABLATION)/baseline/scores/rgb.parquet: $(ABLATION)/baseline/crops/index.parquet
-$(filter-out %/baseline/scores/rgb.parquet,$(ABLATION_SCORES)): $(WORKDIR)/crops/index.parquet
+$(filter-out %/baseline/scores/rgb.parquet,$(ABLATION_SCORES)) $(ABLATION_SKEL_SCORES): $(WORKDIR)/crops/index.parquet
 
 $(ABLATION_SCORES): $(ABLATION)/%/scores/rgb.parquet:
 	$(STAGE) train --modality rgb --pipeline $(PIPELINE) $(ABL_$*) --resume
 	$(STAGE) scores --modality rgb --pipeline $(PIPELINE) $(ABL_$*)
 
-ablation: $(ABLATION_SCORES) $(WORKDIR)/fusion/weights.json
+$(ABLATION_SKEL_SCORES): $(ABLATION)/%/scores/skel.parquet:
+	$(STAGE) train --modality skel --pipeline $(PIPELINE) $(ABL_$*) --resume
+	$(STAGE) scores --modality skel --pipeline $(PIPELINE) $(ABL_$*)
+
+ablation: $(ABLATION_SCORES) $(ABLATION_SKEL_SCORES) $(WORKDIR)/fusion/weights.json
 	$(STAGE) report --pipeline $(PIPELINE)
 
 demo: setup $(WORKDIR)/report/report.html

@@ -1,13 +1,24 @@
-"""Fusion stage benchmark: fitting time and test accuracy of each method, side by side.
+"""Fusion benchmark: every candidate and `auto` on small validation splits of real scores, and
+the cost of fitting them at NTU60 scale.
 
-Scores are simulated at NTU60 X-Sub scale (60 classes; about 6,000 validation and 16,487 test
-samples) with structure each method can exploit: each modality is better on some classes
-(per-class weights help), and a random third of the samples has a degraded skeleton (the
-per-sample, confidence-adaptive weight helps). Also times writing and reading a score file of
-every sample (56,578 rows).
+Part 1, real scores (a run's scores/{rgb,skel}.parquet, by default the demo's runs/synth): for
+each size in --sizes (24, 48, 96 and all validation clips), --seeds random subsets of the
+validation rows, stratified by class, are fitted exactly as stage 4 fits them (cross-validation
+grouped by performer whenever the subset holds two or more, since the ids are NTU names); every
+candidate and `auto` are then scored on the whole test split. Printed: mean and spread (standard
+deviation over the seeds) of test top-1, how often `auto` picked each candidate, and the issue's
+goals: `auto` at least the best fixed ratio and the best single modality on average at every
+size, `per_class` never below the best single modality. The fixed ratio chosen on test (what
+peers report) is printed beside as an oracle.
 
-    .venv/bin/python bench/bench_fusion.py            # NTU60 scale, about a minute on 2 cores
-    .venv/bin/python bench/bench_fusion.py --classes 120 --val 12000 --test 50000
+Part 2, simulated scores at NTU60 X-Sub scale (60 classes, 6,000 validation and 16,487 test
+samples; each modality better on some classes, a third of the skeletons degraded): the time to
+fit and cross-validate every candidate, their test top-1, and writing and reading a score file
+of every sample (56,578 rows).
+
+    .venv/bin/python bench/bench_fusion.py                      # runs/synth, a few minutes on 2 cores
+    .venv/bin/python bench/bench_fusion.py /work/main/runs/synth --seeds 5
+    .venv/bin/python bench/bench_fusion.py --skip-simulated
 """
 
 from __future__ import annotations
@@ -17,14 +28,111 @@ import tempfile
 import time
 from pathlib import Path
 
-
 import numpy as np
 import torch
 
-# Runnable from a checkout without `pip install -e .`: the package sits one folder up.
-from mmfc.fusion.methods import AdaptiveFusion, GlobalFusion, PerClassFusion, Temperatures, fit_methods
-from mmfc.metrics import mean_class_accuracy, topk_accuracy
+from mmfc.config import DataConfig, FusionConfig
+from mmfc.fusion.methods import best_fixed_ratio
+from mmfc.fusion.selection import CANDIDATES, FIXED_RATIOS, make_folds, sample_groups, select_fusion
+from mmfc.metrics import topk_accuracy
 from mmfc.scores.format import ScoreTable, read_scores, write_scores
+from mmfc.stats import compare_paired
+
+SINGLES = ("rgb_alone", "skel_alone")
+
+
+def stratified_subset(rng: np.random.Generator, labels: np.ndarray, size: int) -> np.ndarray:
+    """`size` rows, as many of each class as possible (classes short of the share give theirs
+    to the rest), in random order."""
+    order = rng.permutation(labels.size)
+    # Rank of each row within its class, in the random order: take the lowest ranks first.
+    rank = np.empty(labels.size, dtype=np.int64)
+    for c in np.unique(labels):
+        members = order[labels[order] == c]
+        rank[members] = np.arange(members.size)
+    by_rank = order[np.argsort(rank[order], kind="stable")]
+    return np.sort(by_rank[:size])
+
+
+def fit_and_score(val_rgb: ScoreTable, val_skel: ScoreTable, test_rgb: ScoreTable, test_skel: ScoreTable,
+                  fusion: FusionConfig, seed: int) -> tuple[dict[str, np.ndarray], str]:
+    """Stage 4's fitting on the validation rows; which test clips each candidate and auto get right."""
+    groups, grouped_by = sample_groups(val_rgb.ids, DataConfig())
+    folds = make_folds(val_rgb.labels, groups, grouped_by, fusion.cv_folds, seed)
+    selection = select_fusion(val_rgb.logits, val_skel.logits, val_rgb.labels, folds, fusion.grid, fusion.metric)
+    correct = {
+        name: c.fitted.apply(test_rgb.logits, test_skel.logits).argmax(axis=1) == test_rgb.labels
+        for name, c in selection.candidates.items()
+    }
+    correct["auto"] = correct[selection.auto_pick]
+    return correct, selection.auto_pick
+
+
+def real_scores(args) -> None:
+    scores = Path(args.run) / "scores"
+    paths = [scores / "rgb.parquet", scores / "skel.parquet"]
+    if not all(p.is_file() for p in paths):
+        print(f"part 1 skipped: no score files in {scores} (run `make demo`, or pass a run folder)")
+        return
+    rgb, skel = (read_scores(p) for p in paths)
+    skel = skel.aligned_to(rgb.ids)
+    val_rgb, val_skel, test_rgb, test_skel = rgb.rows("val"), skel.rows("val"), rgb.rows("test"), skel.rows("test")
+    n_val, k = len(val_rgb.ids), rgb.num_classes
+    fusion = FusionConfig()
+    groups, grouped_by = sample_groups(val_rgb.ids, DataConfig())
+    performers = f"{len(set(groups))} performers" if groups else "ids name no performers"
+    print(f"part 1: {args.run}, {n_val} validation clips ({performers}), "
+          f"{len(test_rgb.ids)} test clips, {k} classes; {args.seeds} seeds per size; test top-1 %, mean ± sd")
+    sizes = [s for s in args.sizes if s < n_val] + [n_val]
+    results: dict[int, dict[str, list[float]]] = {}
+    picks: dict[int, dict[str, int]] = {}
+    # auto against the best fixed ratio on the same test clips, per seed: (difference, McNemar p).
+    paired: dict[int, list[tuple[float, float]]] = {}
+    start = time.perf_counter()
+    for size in sizes:
+        results[size], picks[size], paired[size] = {m: [] for m in (*CANDIDATES, "auto")}, {}, []
+        for seed in range(args.seeds):
+            rows = stratified_subset(np.random.default_rng(seed), val_rgb.labels, size)
+            correct, pick = fit_and_score(val_rgb.take(rows), val_skel.take(rows), test_rgb, test_skel, fusion, seed)
+            for name, right in correct.items():
+                results[size][name].append(100 * right.mean())
+            picks[size][pick] = picks[size].get(pick, 0) + 1
+            best_fixed = max(FIXED_RATIOS, key=lambda name: correct[name].mean())
+            comparison = compare_paired(correct["auto"], correct[best_fixed], seed, replicates=100)
+            paired[size].append((100 * comparison.difference, comparison.p_value))
+    seconds = time.perf_counter() - start
+
+    header = "".join(f"{f'{s} val' if s < n_val else f'all {s}':>15}" for s in sizes)
+    print(f"{'method':<14}{header}")
+    for name in (*CANDIDATES, "auto"):
+        cells = "".join(f"{np.mean(results[s][name]):>9.1f} ±{np.std(results[s][name]):>4.1f}" for s in sizes)
+        print(f"{name:<14}{cells}")
+    w, top1 = best_fixed_ratio(test_rgb.logits, test_skel.logits, test_rgb.labels, "top1")
+    print(f"{'oracle':<14}{100 * top1:>9.1f}  fixed ratio RGB:skel {w:.2f}:{1 - w:.2f} chosen on test "
+          "(what peers report; not a method)")
+    for size in sizes:
+        chosen = ", ".join(f"{name} {count}" for name, count in sorted(picks[size].items(), key=lambda kv: -kv[1]))
+        print(f"auto's picks at {size}: {chosen}")
+
+    print("goals (means over seeds), and auto against the best fixed ratio paired on the test clips:")
+    for size in sizes:
+        mean = {name: np.mean(values) for name, values in results[size].items()}
+        best_fixed = max(FIXED_RATIOS, key=mean.get)
+        best_single = max(SINGLES, key=mean.get)
+        verdict = [
+            f"auto {mean['auto']:.2f} vs best fixed {best_fixed} {mean[best_fixed]:.2f}: "
+            f"{'met' if mean['auto'] >= mean[best_fixed] else 'NOT met'}",
+            f"vs best single {best_single} {mean[best_single]:.1f}: "
+            f"{'met' if mean['auto'] >= mean[best_single] else 'NOT met'}",
+            f"per_class {mean['per_class']:.1f} >= best single: {'met' if mean['per_class'] >= mean[best_single] else 'NOT met'}",
+        ]
+        print(f"  {size:>4} val: " + "; ".join(verdict))
+        differences = np.array([d for d, _ in paired[size]])
+        significant = [d for d, p in paired[size] if p < 0.05]
+        print(f"        auto - best fixed ratio: {differences.mean():+.2f} ± {differences.std():.2f} points; "
+              f"McNemar p < 0.05 in {sum(d > 0 for d in significant)} seeds for auto, "
+              f"{sum(d < 0 for d in significant)} against")
+    print(f"fitting time: {seconds / (len(sizes) * args.seeds):.2f} s per fit on average (all candidates, CV included)")
 
 
 def simulate(rng, n: int, k: int, class_snr_rgb: np.ndarray, class_snr_skel: np.ndarray):
@@ -38,64 +146,30 @@ def simulate(rng, n: int, k: int, class_snr_rgb: np.ndarray, class_snr_skel: np.
     return rgb.astype(np.float32), skel.astype(np.float32), labels
 
 
-def fit_steps(val, grid: int, l2: float):
-    """Each fitting step alone, on fixed temperatures, for the timing table."""
-    rgb, skel, labels = val
-    temperatures = Temperatures.fit(rgb, skel, labels)
-    alpha = GlobalFusion.fit(rgb, skel, labels, temperatures, grid, "top1").alpha
-    return [
-        ("temperatures (both)", lambda: Temperatures.fit(rgb, skel, labels)),
-        (f"global alpha, grid {grid}", lambda: GlobalFusion.fit(rgb, skel, labels, temperatures, grid, "top1")),
-        ("adaptive g, d (LBFGS)", lambda: AdaptiveFusion.fit(rgb, skel, labels, temperatures)),
-        ("per-class a, b, beta (LBFGS)", lambda: PerClassFusion.fit(rgb, skel, labels, temperatures, alpha, l2)),
-    ]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--classes", type=int, default=60)
-    parser.add_argument("--val", type=int, default=6000)
-    parser.add_argument("--test", type=int, default=16487)
-    parser.add_argument("--grid", type=int, default=101)
-    parser.add_argument("--l2", type=float, default=1.0)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
+def simulated_scores(args) -> None:
     rng = np.random.default_rng(0)
-    k = args.classes
-    class_snr_rgb = rng.uniform(2.0, 4.0, k)
-    class_snr_skel = rng.uniform(2.0, 4.0, k)
-    val = simulate(rng, args.val, k, class_snr_rgb, class_snr_skel)
-    test = simulate(rng, args.test, k, class_snr_rgb, class_snr_skel)
-
+    k, n_val, n_test = 60, 6000, 16487
+    class_snr_rgb, class_snr_skel = rng.uniform(2.0, 4.0, k), rng.uniform(2.0, 4.0, k)
+    val = simulate(rng, n_val, k, class_snr_rgb, class_snr_skel)
+    rgb, skel, labels = simulate(rng, n_test, k, class_snr_rgb, class_snr_skel)
+    fusion = FusionConfig()
     start = time.perf_counter()
-    methods = fit_methods(*val, grid=args.grid, metric="top1", per_class_l2=args.l2)
-    fit_seconds = time.perf_counter() - start
-    print(f"{k} classes, {args.val} val / {args.test} test samples, torch threads {args.threads}")
-    print(f"fit every method on val: {fit_seconds:.2f} s; one by one:")
-    for name, fit in fit_steps(val, args.grid, args.l2):
-        start = time.perf_counter()
-        fit()
-        print(f"  {name:<28} {time.perf_counter() - start:.2f} s")
-
-    print(f"{'scores':<12} {'test top-1':>10} {'test mean class':>16} {'apply s':>8}")
-    rgb, skel, labels = test
-    for name, logits in (("rgb", rgb), ("skel", skel)):
-        print(f"{name:<12} {100 * topk_accuracy(logits, labels, 1):>10.2f} {100 * mean_class_accuracy(logits, labels, k):>16.2f}")
-    for name, method in methods.items():
-        start = time.perf_counter()
-        fused = method.apply(rgb, skel)
-        seconds = time.perf_counter() - start
-        top1 = 100 * topk_accuracy(fused, labels, 1)
-        mean_class = 100 * mean_class_accuracy(fused, labels, k)
-        print(f"{name:<12} {top1:>10.2f} {mean_class:>16.2f} {seconds:>8.3f}")
-    print(f"global alpha {methods['global'].alpha:.2f}; adaptive g {methods['adaptive'].g:.2f} d {methods['adaptive'].d:.2f}")
+    folds = make_folds(val[2], None, None, fusion.cv_folds, fusion.cv_seed)
+    selection = select_fusion(*val, folds, fusion.grid, fusion.metric)
+    seconds = time.perf_counter() - start
+    print(f"part 2: simulated, {k} classes, {n_val} val / {n_test} test samples, torch threads {args.threads}")
+    print(f"fit and cross-validate every candidate ({fusion.cv_folds} folds): {seconds:.1f} s; auto picked "
+          f"{selection.auto_pick}")
+    print(f"{'candidate':<12} {'CV NLL':>8} {'test top-1':>10} {'chosen':>8}")
+    for name, c in selection.candidates.items():
+        top1 = 100 * topk_accuracy(c.fitted.apply(rgb, skel), labels, 1)
+        chosen = "" if c.chosen is None else f"{c.chosen:g}"
+        print(f"{name:<12} {c.cv.nll:>8.4f} {top1:>10.2f} {chosen:>8}")
 
     n_all = 56578
     table = ScoreTable(
         ids=[f"S{i:06d}" for i in range(n_all)],
-        splits=["train"] * (n_all - args.test) + ["test"] * args.test,
+        splits=["train"] * (n_all - n_test) + ["test"] * n_test,
         labels=rng.integers(0, k, n_all),
         logits=rng.normal(size=(n_all, k)).astype(np.float32),
         modality="rgb",
@@ -113,6 +187,20 @@ def main() -> None:
         read = time.perf_counter() - start
         size = path.stat().st_size / 2**20
     print(f"score file, {n_all} rows x {k} classes: write {written:.2f} s, read {read:.2f} s, {size:.1f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", nargs="?", default="runs/synth", help="a run folder with scores/{rgb,skel}.parquet")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[24, 48, 96])
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--skip-simulated", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    real_scores(args)
+    if not args.skip_simulated:
+        simulated_scores(args)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ CCLKind = Literal["frhead", "supcon"]
 Schedule = Literal["cosine", "step"]
 LRStep = Literal["iteration", "epoch"]
 FusionMetric = Literal["top1", "mean_class"]
-FusionMethodName = Literal["global", "adaptive", "per_class", "pyskl_1_1", "pyskl_2_1", "pyskl_1_2"]
+FusionMethodName = Literal[
+    "auto", "rgb_alone", "skel_alone", "pyskl_1_1", "pyskl_2_1", "pyskl_1_2", "global", "adaptive", "per_class"
+]
 
 
 # Depths at which either branch hands features to the contrastive loss (METHOD.md section 3).
@@ -286,14 +288,18 @@ class ScoresConfig:
 
 @dataclass
 class FusionConfig:
-    # Metric that picks the global weight: "top1" or "mean_class".
+    # Accuracy that breaks near-ties in cross-validated NLL: "top1" or "mean_class".
     metric: FusionMetric = "top1"
-    # Grid over alpha in [0, 1] for the global method; at least 2 points, so it holds 0 and 1.
+    # Grid over the global weight alpha in [0, 1]; at least 2 points, so it holds 0 and 1.
     grid: int = bounded(101, min=2)
-    # Per-class method: L2 penalty pulling the class weights toward the global weight.
-    per_class_l2: float = bounded(1.0, min=0)
-    # Method whose scores become fusion/fused.parquet (every method is fitted and reported).
-    method: FusionMethodName = "global"
+    # Folds of the cross-validation inside the validation split (fewer when there are fewer
+    # performers or groups), and the seed that assigns them.
+    cv_folds: int = bounded(5, min=2)
+    cv_seed: int = 0
+    # Method whose scores become fusion/fused.parquet (every candidate is fitted and reported):
+    # "auto" chooses by cross-validation, never worse in it than a single modality or a fixed
+    # ratio (mmfc/fusion/selection.py); or one candidate by name.
+    method: FusionMethodName = "auto"
 
 
 @dataclass

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mmfc"
 
 # Bottom to top, as drawn in ARCHITECTURE.md.
 FLOORS = [
-    ("mmfc", "mmfc.errors", "mmfc.config", "mmfc.atomic", "mmfc.jobs", "mmfc.metrics"),
+    ("mmfc", "mmfc.errors", "mmfc.config", "mmfc.atomic", "mmfc.jobs", "mmfc.metrics", "mmfc.stats"),
     ("mmfc.data",),
     ("mmfc.poses",),  # stage 0
     ("mmfc.crops",),  # stage 1

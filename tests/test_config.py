@@ -117,7 +117,7 @@ def test_digest_tracks_sections():
 
 def test_valid_keys_cover_every_section():
     keys = valid_keys()
-    assert "data.root" in keys and "skel.train.lr" in keys and "fusion.per_class_l2" in keys
+    assert "data.root" in keys and "skel.train.lr" in keys and "fusion.cv_folds" in keys
     assert len(keys) == len(set(keys))
 
 
@@ -136,7 +136,7 @@ def test_valid_keys_cover_every_section():
         ("rgb.train.lr_step=batch", "rgb.train.lr_step must be one of 'iteration', 'epoch'"),
         ("crops.mode=box", "crops.mode must be one of 'clip', 'frame', 'person', 'none'"),
         ("crops.backend=spark", "crops.backend must be one of 'loky', 'threading'"),
-        ("fusion.method=best", "fusion.method must be one of 'global', 'adaptive', 'per_class'"),
+        ("fusion.method=best", "fusion.method must be one of 'auto', 'rgb_alone', 'skel_alone'"),
         ("fusion.metric=top5", "fusion.metric must be one of 'top1', 'mean_class'"),
         ("data.source=csv", "data.source must be one of 'ntu', 'pose_pickle'"),
         ("data.layout=mpii16", "data.layout must be one of 'ntu25', 'coco17'"),
@@ -149,7 +149,7 @@ def test_valid_keys_cover_every_section():
         ("rgb.train.epochs=0", "rgb.train.epochs must be at least 1"),
         ("scores.clips=0", "scores.clips must be at least 1"),
         ("fusion.grid=1", "fusion.grid must be at least 2"),
-        ("fusion.per_class_l2=-1", "fusion.per_class_l2 must be at least 0"),
+        ("fusion.cv_folds=1", "fusion.cv_folds must be at least 2"),
         ("rgb.model.fragment_width=26", "rgb.model.fragment_width applies to depth 50 only"),
         ("skel.ccl.level_weights=[0.5, 1.0]", "skel.ccl.level_weights has 2 weights for the 4 feature levels"),
         ("data.val_by=group", "data.val_by = 'group': NTU sources carve validation by 'performer'"),
@@ -188,7 +188,7 @@ def test_every_table_of_variants_covers_its_choices():
     from mmfc.data.layouts import LAYOUTS
     from mmfc.data.ntu import PROTOCOL_TRAIN_RULES
     from mmfc.data.sources import SOURCES
-    from mmfc.fusion.methods import METHOD_NAMES
+    from mmfc.fusion.selection import METHOD_NAMES
     from mmfc.models.ccl import LEVEL_KINDS
     from mmfc.models.resnet import BLOCK_VARIANTS, DEPTHS
 

@@ -1,22 +1,24 @@
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 
-from mmfc.config import Pipeline
+from mmfc.config import DataConfig, Pipeline
 from mmfc.errors import DataError
 from mmfc.fusion.methods import (
     GlobalFusion,
     Temperatures,
-    choose_alpha,
     fit_adaptive,
     fit_per_class,
-    fit_temperature,
+    fit_scale,
     fuse_adaptive,
-    log_softmax,
+    mix_probabilities,
 )
+from mmfc.fusion.selection import BASELINES, CANDIDATES, make_folds, near_tie, sample_groups, select_fusion
 from mmfc.fusion.stage import run_fuse
+from mmfc.metrics import log_softmax
 from mmfc.scores.format import ScoreTable, check_compatible, read_scores, write_scores
 
 torch.set_num_threads(1)
@@ -36,32 +38,19 @@ def _gaussian_streams(rng, n, k, snr_rgb=2.0, snr_skel=1.0):
     return rgb, skel, labels
 
 
-def test_temperature_scaling_recovers_known_temperature():
+def _select(rgb, skel, labels, grid=51, metric="top1", groups=None):
+    folds = make_folds(labels, groups, "performer" if groups else None, 5, 0)
+    return select_fusion(rgb, skel, labels, folds, grid, metric)
+
+
+def test_output_scale_recovers_known_temperature():
     rng = np.random.default_rng(1)
     logits = 4 * rng.normal(size=(20000, 10))
     labels = _sample_labels(rng, logits / 2.5)
-    assert fit_temperature(logits, labels) == pytest.approx(2.5, rel=0.04)
-
-
-def test_choose_alpha_recovers_the_weight_that_separates_the_samples():
-    # Two classes. A "low" sample is classified right iff alpha > t (t just below 0.3), a "high"
-    # one iff alpha < t (t just above 0.3): only alpha = 0.3 gets every sample right.
-    rng = np.random.default_rng(2)
-    low_t = rng.uniform(0.2, 0.295, 300)
-    high_t = rng.uniform(0.305, 0.4, 300)
-    margin_rgb = np.concatenate([1 - low_t, -(1 - high_t)])
-    margin_skel = np.concatenate([-low_t, high_t])
-    labels = rng.integers(0, 2, 600)
-    rows = np.arange(600)
-
-    def scores(margin):
-        s = np.zeros((600, 2))
-        s[rows, labels] = margin
-        return log_softmax(s)
-
-    logp_rgb, logp_skel = scores(margin_rgb), scores(margin_skel)
-    assert choose_alpha(logp_rgb, logp_skel, labels, grid=101, metric="top1") == pytest.approx(0.3)
-    assert choose_alpha(logp_rgb, logp_skel, labels, grid=101, metric="mean_class") == pytest.approx(0.3)
+    assert 1 / fit_scale(logits, labels) == pytest.approx(2.5, rel=0.04)
+    # The search range's edges: labels that follow the logits perfectly or not at all.
+    assert fit_scale(logits, logits.argmax(axis=1)) == pytest.approx(100.0, rel=1e-6)
+    assert fit_scale(logits, logits.argmin(axis=1)) == pytest.approx(0.01, rel=1e-6)
 
 
 def test_global_fusion_recovers_the_bayes_weight_of_gaussian_streams():
@@ -72,8 +61,119 @@ def test_global_fusion_recovers_the_bayes_weight_of_gaussian_streams():
     temperatures = Temperatures.fit(rgb, skel, labels)
     assert temperatures.rgb == pytest.approx(0.5, rel=0.05)
     assert temperatures.skel == pytest.approx(1.0, rel=0.05)
-    fitted = GlobalFusion.fit(rgb, skel, labels, temperatures, grid=101, metric="top1")
-    assert fitted.alpha == pytest.approx(0.5, abs=0.06)
+    fitted = GlobalFusion.fit(temperatures.calibrate(rgb, skel), labels, 0.5)
+    # The sum of two calibrated log-probabilities: weight 1/2 each at scale 2.
+    assert fitted.scale == pytest.approx(2.0, rel=0.05)
+
+
+def test_cross_validation_picks_a_known_weight():
+    # Labels drawn from softmax(0.3 log_softmax(rgb) + 0.7 log_softmax(skel)). Temperature
+    # scaling only adds a constant per row to a log-softmax, so after the fitted temperatures
+    # T the true weight is 0.3 T_rgb / (0.3 T_rgb + 0.7 T_skel).
+    rng = np.random.default_rng(2)
+    rgb, skel = 3 * rng.normal(size=(1200, 6)), 2 * rng.normal(size=(1200, 6))
+    labels = _sample_labels(rng, 0.3 * log_softmax(rgb) + 0.7 * log_softmax(skel))
+    selection = _select(rgb, skel, labels, grid=51)
+    t = selection.candidates["global"].fitted.temperatures
+    assert selection.candidates["global"].chosen == pytest.approx(0.3 * t.rgb / (0.3 * t.rgb + 0.7 * t.skel), abs=0.04)
+    # Every value of the grid was cross-validated, and the chosen one has the lowest NLL or
+    # is within noise of it.
+    choices = selection.candidates["global"].choices
+    assert len(choices) == 51
+    assert near_tie(selection.candidates["global"].cv, min((c.cv for c in choices), key=lambda cv: cv.nll))
+
+
+def test_per_class_is_the_global_weight_with_two_samples_per_class():
+    rng = np.random.default_rng(14)
+    k = 10
+    labels = np.repeat(np.arange(k), 2)
+    onehot = np.eye(k)[labels]
+    rgb, skel = 2 * onehot + rng.normal(size=(2 * k, k)), onehot + rng.normal(size=(2 * k, k))
+    selection = _select(rgb, skel, labels)
+    per_class, global_ = selection.candidates["per_class"], selection.candidates["global"]
+    assert per_class.chosen == math.inf and "per_class is the global weight" in per_class.note
+    new_rgb, new_skel = rng.normal(size=(50, k)), rng.normal(size=(50, k))
+    np.testing.assert_allclose(per_class.fitted.apply(new_rgb, new_skel), global_.fitted.apply(new_rgb, new_skel))
+    assert per_class.cv.nll == pytest.approx(global_.cv.nll)
+
+
+def test_per_class_shrinkage_is_chosen_weaker_where_classes_differ():
+    # RGB tells classes 0-3 apart and is noise on 4-7, the skeleton the other way round: only
+    # per-class weights can use both, and with 100 samples per class cross-validation lets them.
+    rng = np.random.default_rng(15)
+    n, k = 800, 8
+    labels = rng.integers(0, k, n)
+    onehot = np.eye(k)[labels]
+    rgb_snr = np.where(labels < 4, 3.0, 0.0)[:, None]
+    skel_snr = np.where(labels < 4, 0.0, 3.0)[:, None]
+    rgb, skel = rgb_snr * onehot + rng.normal(size=(n, k)), skel_snr * onehot + rng.normal(size=(n, k))
+    selection = _select(rgb, skel, labels)
+    per_class = selection.candidates["per_class"]
+    assert per_class.chosen < math.inf
+    assert not near_tie(selection.candidates["global"].cv, per_class.cv)
+    assert selection.auto_pick == "per_class"
+
+
+def test_auto_falls_back_to_the_fixed_ratio_that_made_the_labels():
+    # Each label comes from the RGB distribution with probability 1/3 and from the skeleton's
+    # with 2/3: exactly PYSKL's 1:2 mixture of probabilities, which no log-linear weight mimics.
+    rng = np.random.default_rng(16)
+    n, k = 600, 8
+    rgb, skel = 4 * rng.normal(size=(n, k)), 4 * rng.normal(size=(n, k))
+    labels = _sample_labels(rng, mix_probabilities(rgb, skel, 1, 2))
+    selection = _select(rgb, skel, labels)
+    assert selection.auto_pick == "pyskl_1_2"
+    assert "best of the single modalities and fixed ratios" in selection.auto_reason
+
+
+def test_auto_is_never_worse_in_cv_nll_than_any_baseline():
+    for seed in range(4):
+        rng = np.random.default_rng(100 + seed)
+        n, k = int(rng.integers(12, 100)), int(rng.integers(3, 8))
+        rgb, skel, labels = _gaussian_streams(rng, n, k, rng.uniform(0, 3), rng.uniform(0, 3))
+        selection = _select(rgb, skel, labels, grid=21)
+        assert list(selection.candidates) == list(CANDIDATES)
+        picked = selection.candidates[selection.auto_pick].cv.nll
+        assert picked <= min(selection.candidates[b].cv.nll for b in BASELINES)
+
+
+def test_auto_keeps_the_single_modality_when_the_other_is_noise():
+    rng = np.random.default_rng(17)
+    rgb, _, labels = _gaussian_streams(rng, 300, 6, 2.5, 0.0)
+    skel = rng.normal(size=rgb.shape)
+    selection = _select(rgb, skel, labels)
+    picked = selection.candidates[selection.auto_pick]
+    assert picked.cv.nll <= selection.candidates["rgb_alone"].cv.nll
+    # Calibrated, the noise is almost uniform: whatever its weight, the predictions are RGB's.
+    assert np.mean(picked.fitted.apply(rgb, skel).argmax(axis=1) == rgb.argmax(axis=1)) > 0.95
+
+
+def test_folds_keep_performers_apart_and_stratify_otherwise():
+    labels = np.tile(np.arange(4), 30)  # 120 samples
+    groups = [f"P{i % 7:03d}" for i in range(120)]
+    folds = make_folds(labels, groups, "performer", 5, 0)
+    assert folds.count == 5 and folds.grouped_by == "performer" and folds.num_groups == 7
+    for train, held in folds.splits():
+        assert not {groups[i] for i in train} & {groups[i] for i in held}
+    two = make_folds(labels, [f"P{i % 2}" for i in range(120)], "performer", 5, 0)
+    assert two.count == 2  # as many folds as performers
+    stratified = make_folds(labels, None, None, 5, 0)
+    assert stratified.grouped_by is None and stratified.count == 5
+    counts = np.array([np.bincount(labels[stratified.index == f], minlength=4) for f in range(5)])
+    assert counts.max() - counts.min() <= 1  # every class spread evenly over the folds
+    np.testing.assert_array_equal(stratified.index, make_folds(labels, None, None, 5, 0).index)  # seeded
+
+
+def test_fold_groups_come_from_the_sample_ids():
+    ntu = ["S001C001P008R001A001", "S001C002P016R001A002", "S001C003P008R001A003"]
+    assert sample_groups(ntu, DataConfig()) == (["P008", "P016", "P008"], "performer")
+    assert sample_groups(["clip 1", "clip 2"], DataConfig()) == (None, None)  # not NTU names
+    gym = ["abc_E_000001_000010_A_0001_0002", "abc_E_000020_000030_A_0003_0004", "xyz_E_000001_000010_A_0001_0002"]
+    assert sample_groups(gym, DataConfig(source="pose_pickle", val_by="group")) == (["abc", "abc", "xyz"], "source video")
+    ucf = ["ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c02", "Archery/v_Archery_g09_c01"]
+    assert sample_groups(ucf, DataConfig(source="videos", group_pattern=r"_g(\d+)_")) == (["08", "08", "09"], "group")
+    # Without a pattern every clip is its own group: nothing to keep apart, so stratified folds.
+    assert sample_groups(ucf, DataConfig(source="videos")) == (None, None)
 
 
 def test_adaptive_with_zero_parameters_is_plain_averaging():
@@ -89,23 +189,27 @@ def test_adaptive_fit_recovers_known_gain_and_offset():
     logp_rgb = log_softmax(rng.normal(size=(n, k)) * rng.uniform(0.2, 3, (n, 1)))
     logp_skel = log_softmax(rng.normal(size=(n, k)) * rng.uniform(0.2, 3, (n, 1)))
     labels = _sample_labels(rng, fuse_adaptive(logp_rgb, logp_skel, 3.0, 0.4))
-    g, d, scale = fit_adaptive(logp_rgb, logp_skel, labels)
+    g, d, scale = fit_adaptive(logp_rgb, logp_skel, labels, GlobalFusion(0.5, 1.0), l2=0.0)
     assert g == pytest.approx(3.0, abs=0.4)
     assert d == pytest.approx(0.4, abs=0.1)
     assert scale == pytest.approx(1.0, abs=0.05)
+    # Infinite shrinkage is the constant global weight.
+    g, d, scale = fit_adaptive(logp_rgb, logp_skel, labels, GlobalFusion(0.25, 1.7), l2=math.inf)
+    assert g == 0 and d == pytest.approx(math.log(0.25 / 0.75)) and scale == 1.7
 
 
 def test_per_class_shrinks_to_global_weight_under_a_huge_penalty():
     rng = np.random.default_rng(6)
     logp_rgb, logp_skel = log_softmax(rng.normal(size=(500, 6)) * 2), log_softmax(rng.normal(size=(500, 6)) * 2)
     labels = rng.integers(0, 6, 500)
-    a, b, beta = fit_per_class(logp_rgb, logp_skel, labels, alpha=0.7, l2=1e9)
-    np.testing.assert_allclose(a, 0.7, atol=1e-4)
-    np.testing.assert_allclose(b, 0.3, atol=1e-4)
+    target = GlobalFusion(0.7, 2.0)
+    a, b, beta = fit_per_class(logp_rgb, logp_skel, labels, target, l2=1e9)
+    np.testing.assert_allclose(a, 1.4, atol=1e-4)
+    np.testing.assert_allclose(b, 0.6, atol=1e-4)
     np.testing.assert_allclose(beta, 0.0, atol=1e-4)
     # With a weak penalty the class weights move to fit the (uninformative-for-rgb) data.
-    a_free, _, _ = fit_per_class(logp_rgb, logp_skel, labels, alpha=0.7, l2=1e-3)
-    assert np.abs(a_free - 0.7).max() > 0.05
+    a_free, _, _ = fit_per_class(logp_rgb, logp_skel, labels, target, l2=1e-3)
+    assert np.abs(a_free - 1.4).max() > 0.05
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,14 +250,40 @@ def test_run_fuse_writes_weights_and_fused_scores(tmp_path):
     run_fuse(cfg)
     weights = json.loads((cfg.paths.fusion / "weights.json").read_text())
     assert weights["fit_split"] == "val" and weights["num_fit_samples"] == 400
-    assert set(weights["methods"]) == {"global", "adaptive", "per_class", "pyskl_1_1", "pyskl_2_1", "pyskl_1_2"}
+    assert list(weights["methods"]) == list(CANDIDATES)
     assert 0.0 <= weights["methods"]["global"]["params"]["alpha"] <= 1.0
     assert len(weights["methods"]["per_class"]["params"]["a"]) == 8
     fused = read_scores(cfg.paths.fusion / "fused.parquet")
-    assert fused.modality == "fusion:global" and fused.ids == rgb.ids
-    # Fusing two informative streams beats the better one alone on validation.
-    val_top1 = weights["methods"]["global"]["val"]["top1"]
-    assert val_top1 > weights["single_modality_val"]["rgb"]["top1"]
+    assert weights["requested"] == "auto" and weights["selected"] == weights["auto"]["pick"]
+    assert fused.modality == f"fusion:{weights['selected']}" and fused.ids == rgb.ids
+    assert f"`{weights['selected']}` has NLL" in weights["auto"]["reason"]
+    # Every candidate carries its cross-validated figures with intervals, and the global
+    # weight its whole curve over the grid.
+    for entry in weights["methods"].values():
+        low, high = entry["cv"]["top1_interval"]
+        assert low <= entry["cv"]["top1"] <= high and entry["cv"]["nll"] > 0
+    choice = weights["methods"]["global"]["choice"]
+    assert choice["name"] == "alpha" and len(choice["cv_nll"]) == 21 and choice["chosen"] in choice["values"]
+    assert weights["methods"]["per_class"]["choice"]["values"][0] == "inf"
+    assert weights["cv"]["folds"] == 5 and weights["cv"]["grouped_by"] is None  # ids are not NTU names
+    # Fusing two informative streams beats the better one alone, cross-validated.
+    picked = weights["methods"][weights["selected"]]["cv"]["top1"]
+    assert picked > weights["methods"]["rgb_alone"]["cv"]["top1"] + 0.05
+
+
+def test_a_named_method_is_used_and_performers_make_the_folds(tmp_path):
+    cfg = _pipeline(tmp_path)
+    cfg.fusion.method = "pyskl_1_2"
+    rgb, skel = _tables(np.random.default_rng(18), (20, 60, 20), k=4)
+    # NTU names: validation comes from three performers.
+    names = [f"S001C001P{1 + i % 3:03d}R001A{1 + i % 50:03d}" for i in range(len(rgb.ids))]
+    rgb.ids, skel.ids = list(names), list(names)
+    _write(cfg, rgb, skel)
+    run_fuse(cfg)
+    weights = json.loads((cfg.paths.fusion / "weights.json").read_text())
+    assert weights["selected"] == "pyskl_1_2" and weights["auto"]["pick"] in CANDIDATES
+    assert read_scores(cfg.paths.fusion / "fused.parquet").modality == "fusion:pyskl_1_2"
+    assert weights["cv"]["grouped_by"] == "performer" and weights["cv"]["folds"] == 3
 
 
 def test_weights_depend_on_validation_rows_only(tmp_path):
@@ -202,7 +332,11 @@ def test_empty_validation_split_is_a_clear_error(tmp_path):
     cfg = _pipeline(tmp_path)
     rgb, skel = _tables(np.random.default_rng(11), (20, 0, 20), k=4)
     _write(cfg, rgb, skel)
-    with pytest.raises(DataError, match="no rows in split 'val'"):
+    with pytest.raises(DataError, match="0 rows in split 'val'.*needs at least 2 samples"):
+        run_fuse(cfg)
+    rgb, skel = _tables(np.random.default_rng(11), (20, 1, 20), k=4)
+    _write(cfg, rgb, skel)
+    with pytest.raises(DataError, match="1 rows in split 'val'"):
         run_fuse(cfg)
 
 

@@ -64,22 +64,46 @@ def test_report_writes_markdown_html_and_figures(tmp_path):
     crop_rgb.logits = crop_rgb.logits.copy()
     crop_rgb.logits[:] = np.eye(12)[crop_rgb.labels] * 5  # a perfect classifier: 100.0 on test
     write_scores(cfg.paths.root / "ablation" / "crop" / "scores" / "rgb.parquet", crop_rgb)
+    # The skeleton branch without and with CCL: the second gets every test clip right.
+    _, skel = _scores(np.random.default_rng(12), 12)
+    write_scores(cfg.paths.root / "ablation" / "skel_noccl" / "scores" / "skel.parquet", skel)
+    write_scores(cfg.paths.root / "ablation" / "skel_ccl" / "scores" / "skel.parquet", crop_rgb)
     run_report(cfg)
     out = cfg.paths.report
     for name in ("report.md", "report.html", "confusion.png", "curves.png"):
         assert (out / name).stat().st_size > 0
     md = (out / "report.md").read_text()
-    for needle in ("Accuracy (%)", "fusion: global (selected)", "fusion: adaptive", "fusion: per_class",
+    selected = json.loads((cfg.paths.fusion / "weights.json").read_text())["selected"]
+    for needle in ("Accuracy (%)", f"fusion: {selected} (selected)", "fusion: adaptive", "fusion: per_class",
                    "fusion: pyskl_1_1", "Most confused class pairs", "not comparable", "synthetic data",
-                   "Fusion method `global` (the pipeline's `fusion.method`)"):
+                   f"Fusion method `{selected}` (the selected one", "Fusion selection, cross-validated",
+                   f"Selected by `fusion.method = \"auto\"`: **`{selected}`**", "**Guarantee:**",
+                   "**oracle**: fixed ratio chosen on test (what peers report)", "McNemar p"):
         assert needle in md
-    ablation = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in md.splitlines()
-                if line.startswith("| ") and ("crop" in line or "Baseline" in line or "Full" in line or "Pose" in line)}
-    assert ablation["+crop: plain RGB on skeleton-guided crops"][:2] == ["95.3", "100.0"]
+    # Every accuracy of the accuracy table carries an interval that holds it.
+    accuracy_rows = [line for line in md.split("## Accuracy (%)")[1].split("###")[0].splitlines()
+                     if line.startswith("| ") and not line.startswith(("| scores", "| ---"))]
+    assert len(accuracy_rows) == 9  # RGB, skeleton, six fusion methods, the oracle
+    for line in accuracy_rows:
+        for cell in [c.strip() for c in line.split("|")[2:-1]]:
+            if cell != "—":
+                value, low, high = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", cell).groups())
+                assert low <= value <= high
+    table = md.split("## Ablation")[1].split("## Published")[0]
+    ablation = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in table.splitlines()
+                if line.startswith("| ") and not line.startswith(("| variant", "| ---"))}
+    assert ablation["+crop: plain RGB on skeleton-guided crops"][:3] == ["95.3", "100.0 [100.0, 100.0]", "—"]
     assert ablation["Baseline: plain RGB on whole frames"][1] == "—"
-    assert ablation["+crop+STAA"][1] == "—"
-    assert re.fullmatch(r"\d+\.\d", ablation["Full: +CCL and fusion with the skeleton branch"][1])
-    assert re.fullmatch(r"\d+\.\d", ablation["Pose: skeleton branch alone"][1])
+    assert ablation["+crop+STAA (RGB, no CCL)"][1] == "—"
+    assert ablation["+crop+STAA+CCL (RGB with CCL)"][:2] == ["—", "—"]
+    interval = r"\d+\.\d \[\d+\.\d, \d+\.\d\]"
+    assert re.fullmatch(interval, ablation["Full: +CCL and fusion with the skeleton branch (this run's selected fusion)"][1])
+    assert re.fullmatch(interval, ablation["Pose: skeleton branch alone (this run's)"][1])
+    # The CCL step on the skeleton branch, paired on the same test clips.
+    no_ccl, with_ccl = ablation["Skeleton branch without CCL"], ablation["Skeleton branch with CCL"]
+    assert with_ccl[1].startswith("100.0") and no_ccl[2] == ""
+    gain, p_value = re.fullmatch(r"(\+\d+\.\d) \[.*\], p (\S+)", with_ccl[2]).groups()
+    assert float(gain) == pytest.approx(100 - float(no_ccl[1].split()[0]), abs=0.11) and float(p_value) < 1e-3
     html = (out / "report.html").read_text()
     # Self-contained: both figures inlined, nothing fetched from elsewhere.
     assert html.count('src="data:image/png;base64,') == 2

@@ -35,6 +35,15 @@ from mmfc.errors import DataError
 CSV_COLUMNS = ("path", "label", "split", "group")
 
 
+
+def group_in_name(name: str, pattern: str) -> str | None:
+    """What `pattern` finds in a file name, its first parenthesised group if it has one; None
+    when it finds nothing."""
+    found = re.search(pattern, name)
+    if found is None:
+        return None
+    return found.group(1) if found.groups() else found.group(0)
+
 class VideoFolderSource:
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg
@@ -107,11 +116,11 @@ class VideoFolderSource:
         the dataset is."""
         if not self.cfg.group_pattern:
             return path.name
-        found = re.search(self.cfg.group_pattern, path.name)
-        if found is None:
+        group = group_in_name(path.name, self.cfg.group_pattern)
+        if group is None:
             self._exclude("no group in the file name (data.group_pattern found nothing); its own group")
             return path.name
-        return found.group(1) if found.groups() else found.group(0)
+        return group
 
     def _classes(self, labels: set[str]) -> list[str]:
         if not self.cfg.class_names:

@@ -1,63 +1,82 @@
-"""The fusion methods of METHOD.md section 5: fitting on validation scores and applying.
+"""The fusion methods of METHOD.md section 5, each fitted for given values of its free choices.
 
-Every method takes the raw logits of both modalities ([N, K] each) and returns fused scores
-[N, K] whose softmax is the fused class distribution. The fitted methods first temperature-scale
-each modality, so their weights mix calibrated log-probabilities; the anchors' fixed ratios mix
-the raw softmax probabilities (PYSKL tests with average_clips='prob' and sums those).
+Every method maps the raw logits of both modalities ([N, K] each) to fused scores [N, K] whose
+softmax is the fused class distribution. The fitted methods first temperature-scale each
+modality, so their weights mix calibrated log-probabilities; the anchors' fixed ratios mix the
+raw softmax probabilities (PYSKL tests with average_clips='prob' and sums those). Every method
+ends in a fitted output scale: it changes no prediction, and it lets the NLL compare methods by
+how well they rank the classes rather than by how sharp their scores happen to be.
+
+The adaptive gate and the per-class weights are shrunk toward the global weight; with infinite
+shrinkage both are the global method exactly. Which value each free choice takes (the global
+weight, the two shrinkage strengths) and which method is used are decided by cross-validation
+inside the validation split, in mmfc/fusion/selection.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from mmfc.metrics import log_softmax, mean_class_accuracy, nll, topk_accuracy
+from mmfc.metrics import log_softmax, mean_class_accuracy, topk_accuracy
 
-# log T is searched in this range; a modality outside it is either almost deterministic or
-# almost uniform, and the edge value is as good as any.
-_LOG_T_RANGE = (np.log(1e-2), np.log(1e2))
-_GOLDEN_STEPS = 80
+# The output scale (1 / temperature) is searched in this range; a modality outside it is either
+# almost deterministic or almost uniform, and the edge value is as good as any.
+_SCALE_RANGE = (1e-2, 1e2)
+_NEWTON_STEPS = 80
+# The adaptive gate's bias starts from logit(alpha); alpha is kept this far from 0 and 1 so the
+# logit stays finite (a weight of 1e-6 on a modality is no weight at all).
+_ALPHA_EPS = 1e-6
 
 
 # ---------------------------------------------------------------------------------------------
 # Shared pieces
 
 
-def selection_metric(scores: np.ndarray, labels: np.ndarray, metric: str) -> float:
-    """The metric that picks weights: "top1" or "mean_class"."""
-    if metric == "top1":
-        return topk_accuracy(scores, labels, 1)
-    if metric == "mean_class":
-        return mean_class_accuracy(scores, labels, scores.shape[1])
-    raise ValueError(f"unknown fusion metric {metric!r}; expected 'top1' or 'mean_class'")
+def fit_scale(scores: np.ndarray, labels: np.ndarray, start: float = 1.0) -> float:
+    """s > 0 minimising the NLL of softmax(s * scores), by safeguarded Newton steps from `start`.
 
-
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """T > 0 minimising the NLL of softmax(logits / T), by golden-section search over log T.
-
-    The NLL is convex in 1/T, hence unimodal in log T, so the search finds the minimum.
+    The NLL is convex in s: its slope, the mean over samples of E_p[score] - score[label],
+    grows with s, so the root of the slope is the minimum. Each step narrows a bracket around
+    the root (the search range to begin with); a Newton step that would leave it bisects the
+    bracket instead, so a root beyond the range ends at the range's edge.
     """
-    logits = np.asarray(logits, dtype=np.float64)
-    lo, hi = _LOG_T_RANGE
-    ratio = (np.sqrt(5) - 1) / 2
-
-    def loss(log_t: float) -> float:
-        return nll(logits / np.exp(log_t), labels)
-
-    x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    f1, f2 = loss(x1), loss(x2)
-    for _ in range(_GOLDEN_STEPS):
-        if f1 <= f2:
-            hi, x2, f2 = x2, x1, f1
-            x1 = hi - ratio * (hi - lo)
-            f1 = loss(x1)
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    truth = scores[np.arange(len(labels)), labels]
+    lo, hi = _SCALE_RANGE
+    s = min(max(start, lo), hi)
+    for _ in range(_NEWTON_STEPS):
+        p = np.exp(log_softmax(s * scores))
+        mean = (p * scores).sum(axis=1)
+        slope = float((mean - truth).mean())
+        curvature = float((p * (scores - mean[:, None]) ** 2).sum(axis=1).mean())
+        if slope > 0:
+            hi = s
         else:
-            lo, x1, f1 = x1, x2, f2
-            x2 = lo + ratio * (hi - lo)
-            f2 = loss(x2)
-    return float(np.exp((lo + hi) / 2))
+            lo = s
+        newton = s - slope / curvature if curvature > 0 else math.nan
+        following = newton if lo < newton < hi else math.sqrt(lo * hi)
+        if abs(following - s) <= 1e-8 * s:
+            return following
+        s = following
+    return s
+
+
+@dataclass
+class Calibrated:
+    """Both modalities on one set of rows: raw logits and calibrated log-probabilities, [N, K] each."""
+
+    rgb: np.ndarray
+    skel: np.ndarray
+    logp_rgb: np.ndarray
+    logp_skel: np.ndarray
+
+    def take(self, index: np.ndarray) -> Calibrated:
+        return Calibrated(self.rgb[index], self.skel[index], self.logp_rgb[index], self.logp_skel[index])
 
 
 @dataclass
@@ -67,17 +86,17 @@ class Temperatures:
 
     @classmethod
     def fit(cls, rgb: np.ndarray, skel: np.ndarray, labels: np.ndarray) -> Temperatures:
-        return cls(fit_temperature(rgb, labels), fit_temperature(skel, labels))
+        return cls(1 / fit_scale(rgb, labels), 1 / fit_scale(skel, labels))
 
-    def calibrate(self, rgb: np.ndarray, skel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Temperature-scaled log-probabilities of both modalities, [N, K] each."""
-        return log_softmax(np.asarray(rgb, np.float64) / self.rgb), log_softmax(np.asarray(skel, np.float64) / self.skel)
+    def calibrate(self, rgb: np.ndarray, skel: np.ndarray) -> Calibrated:
+        rgb, skel = np.asarray(rgb, np.float64), np.asarray(skel, np.float64)
+        return Calibrated(rgb, skel, log_softmax(rgb / self.rgb), log_softmax(skel / self.skel))
 
 
 def _minimise(params: list[torch.Tensor], objective) -> None:
     """Run LBFGS to convergence on a smooth convex objective of `params` (in place)."""
     optimiser = torch.optim.LBFGS(
-        params, lr=1, max_iter=500, tolerance_grad=1e-10, tolerance_change=1e-14, line_search_fn="strong_wolfe"
+        params, lr=1, max_iter=500, tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe"
     )
 
     def closure():
@@ -90,36 +109,82 @@ def _minimise(params: list[torch.Tensor], objective) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# One modality alone, calibrated: the candidate that says fusion does not help
+
+
+@dataclass
+class SingleModality:
+    modality: str  # "rgb" or "skel"
+
+    def scores(self, x: Calibrated) -> np.ndarray:
+        return x.logp_rgb if self.modality == "rgb" else x.logp_skel
+
+    def params(self) -> dict:
+        return {"modality": self.modality}
+
+
+# ---------------------------------------------------------------------------------------------
+# The anchors' fixed practice: a fixed ratio of raw probabilities
+
+
+def mix_probabilities(rgb: np.ndarray, skel: np.ndarray, w_rgb: float, w_skel: float) -> np.ndarray:
+    """log((w_rgb p_rgb + w_skel p_skel) / (w_rgb + w_skel)) of the raw softmax probabilities, [N, K]."""
+    p = (w_rgb * np.exp(log_softmax(rgb)) + w_skel * np.exp(log_softmax(skel))) / (w_rgb + w_skel)
+    # A class with zero probability in both would give log 0; the floor keeps scores finite.
+    return np.log(np.maximum(p, np.finfo(np.float64).tiny))
+
+
+def best_fixed_ratio(
+    rgb: np.ndarray, skel: np.ndarray, labels: np.ndarray, metric: str, grid: int = 21
+) -> tuple[float, float]:
+    """The peers' practice: the RGB weight w of the fixed ratio w : 1 - w with the best accuracy
+    on these rows, and that accuracy. On test rows it is an oracle, not a method."""
+    best = (-1.0, 0.0)
+    for w in np.linspace(0.0, 1.0, grid):
+        fused = mix_probabilities(rgb, skel, w, 1 - w)
+        accuracy = topk_accuracy(fused, labels, 1) if metric == "top1" else mean_class_accuracy(fused, labels, rgb.shape[1])
+        best = max(best, (accuracy, float(w)))
+    return best[1], best[0]
+
+
+@dataclass
+class FixedRatio:
+    rgb: float
+    skel: float
+    scale: float = 1.0  # fitted; the ratio, and so every prediction, is not
+
+    def fitted(self, x: Calibrated, labels: np.ndarray) -> FixedRatio:
+        return replace(self, scale=fit_scale(mix_probabilities(x.rgb, x.skel, self.rgb, self.skel), labels))
+
+    def scores(self, x: Calibrated) -> np.ndarray:
+        return self.scale * mix_probabilities(x.rgb, x.skel, self.rgb, self.skel)
+
+    def params(self) -> dict:
+        return {"rgb": self.rgb, "skel": self.skel, "scale": self.scale}
+
+
+# ---------------------------------------------------------------------------------------------
 # global: one weight alpha on calibrated log-probabilities
 
 
-def choose_alpha(logp_rgb: np.ndarray, logp_skel: np.ndarray, labels: np.ndarray, grid: int, metric: str) -> float:
-    """The alpha on an even grid over [0, 1] with the best validation metric, NLL breaking ties."""
-    best_key, best_alpha = None, 0.0
-    for alpha in np.linspace(0.0, 1.0, grid):
-        fused = alpha * logp_rgb + (1 - alpha) * logp_skel
-        key = (selection_metric(fused, labels, metric), -nll(fused, labels))
-        if best_key is None or key > best_key:
-            best_key, best_alpha = key, float(alpha)
-    return best_alpha
+def mix(logp_rgb: np.ndarray, logp_skel: np.ndarray, alpha: float) -> np.ndarray:
+    return alpha * logp_rgb + (1 - alpha) * logp_skel
 
 
 @dataclass
 class GlobalFusion:
-    temperatures: Temperatures
     alpha: float
+    scale: float
 
     @classmethod
-    def fit(cls, rgb, skel, labels, temperatures: Temperatures, grid: int, metric: str) -> GlobalFusion:
-        logp_rgb, logp_skel = temperatures.calibrate(rgb, skel)
-        return cls(temperatures, choose_alpha(logp_rgb, logp_skel, labels, grid, metric))
+    def fit(cls, x: Calibrated, labels: np.ndarray, alpha: float) -> GlobalFusion:
+        return cls(alpha, fit_scale(mix(x.logp_rgb, x.logp_skel, alpha), labels))
 
-    def apply(self, rgb: np.ndarray, skel: np.ndarray) -> np.ndarray:
-        logp_rgb, logp_skel = self.temperatures.calibrate(rgb, skel)
-        return self.alpha * logp_rgb + (1 - self.alpha) * logp_skel
+    def scores(self, x: Calibrated) -> np.ndarray:
+        return self.scale * mix(x.logp_rgb, x.logp_skel, self.alpha)
 
     def params(self) -> dict:
-        return {"alpha": self.alpha, "temperature_rgb": self.temperatures.rgb, "temperature_skel": self.temperatures.skel}
+        return {"alpha": self.alpha, "scale": self.scale}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,49 +208,58 @@ def fuse_adaptive(logp_rgb: np.ndarray, logp_skel: np.ndarray, g: float, d: floa
     return w * logp_rgb + (1 - w) * logp_skel
 
 
-def fit_adaptive(logp_rgb: np.ndarray, logp_skel: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
-    """g, d (and an output scale) minimising the validation NLL, from plain averaging (g = d = 0).
+def gate_bias(alpha: float) -> float:
+    """The bias d that makes the gate a constant weight alpha (g = 0)."""
+    alpha = min(max(alpha, _ALPHA_EPS), 1 - _ALPHA_EPS)
+    return math.log(alpha / (1 - alpha))
 
-    The weights sum to 1, so the fused scores are flatter than either calibrated modality; left
-    alone, the NLL would push weight onto the sharper modality for its sharpness rather than
-    its accuracy. A jointly fitted scale s > 0 on the fused scores absorbs the sharpness; it
-    leaves every argmax as it is.
+
+def fit_adaptive(
+    logp_rgb: np.ndarray, logp_skel: np.ndarray, labels: np.ndarray, target: GlobalFusion, l2: float
+) -> tuple[float, float, float]:
+    """g, d and an output scale minimising NLL + l2 * (g^2 + (d - logit alpha)^2) / N.
+
+    The penalty pulls the gate toward the constant global weight (g = 0, d = logit alpha);
+    l2 = inf gives the global method itself. The penalty is divided by N with the NLL, so l2
+    acts like the sum form sum_i NLL_i + l2 * ||.||^2: the fewer the samples, the stronger the
+    pull. The scale absorbs the flattening of mixing two distributions, which the NLL would
+    otherwise answer by putting weight on the sharper modality for its sharpness alone.
     """
+    d0 = gate_bias(target.alpha)
+    if math.isinf(l2):
+        return 0.0, d0, target.scale
+    n = len(labels)
     lr, ls = torch.from_numpy(logp_rgb), torch.from_numpy(logp_skel)
     gap = torch.from_numpy(confidence(logp_rgb) - confidence(logp_skel))
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    g, d, log_scale = (torch.zeros((), dtype=torch.float64, requires_grad=True) for _ in range(3))
+    g, offset = (torch.zeros((), dtype=torch.float64, requires_grad=True) for _ in range(2))
+    log_scale = torch.tensor(math.log(target.scale), dtype=torch.float64, requires_grad=True)
 
     def objective():
-        w = torch.sigmoid(g * gap + d)[:, None]
-        return torch.nn.functional.cross_entropy(log_scale.exp() * (w * lr + (1 - w) * ls), y)
+        w = torch.sigmoid(g * gap + d0 + offset)[:, None]
+        fused = log_scale.exp() * (w * lr + (1 - w) * ls)
+        return torch.nn.functional.cross_entropy(fused, y) + l2 * (g.square() + offset.square()) / n
 
-    _minimise([g, d, log_scale], objective)
-    return float(g.detach()), float(d.detach()), float(log_scale.detach().exp())
+    _minimise([g, offset, log_scale], objective)
+    return float(g.detach()), d0 + float(offset.detach()), float(log_scale.detach().exp())
 
 
 @dataclass
 class AdaptiveFusion:
-    temperatures: Temperatures
     g: float
     d: float
     scale: float
+    l2: float  # shrinkage toward the global weight
 
     @classmethod
-    def fit(cls, rgb, skel, labels, temperatures: Temperatures) -> AdaptiveFusion:
-        return cls(temperatures, *fit_adaptive(*temperatures.calibrate(rgb, skel), labels))
+    def fit(cls, x: Calibrated, labels: np.ndarray, target: GlobalFusion, l2: float) -> AdaptiveFusion:
+        return cls(*fit_adaptive(x.logp_rgb, x.logp_skel, labels, target, l2), l2)
 
-    def apply(self, rgb: np.ndarray, skel: np.ndarray) -> np.ndarray:
-        return self.scale * fuse_adaptive(*self.temperatures.calibrate(rgb, skel), self.g, self.d)
+    def scores(self, x: Calibrated) -> np.ndarray:
+        return self.scale * fuse_adaptive(x.logp_rgb, x.logp_skel, self.g, self.d)
 
     def params(self) -> dict:
-        return {
-            "g": self.g,
-            "d": self.d,
-            "scale": self.scale,
-            "temperature_rgb": self.temperatures.rgb,
-            "temperature_skel": self.temperatures.skel,
-        }
+        return {"g": self.g, "d": self.d, "scale": self.scale, "l2": self.l2}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,92 +272,66 @@ def fuse_per_class(logp_rgb, logp_skel, a: np.ndarray, b: np.ndarray, beta: np.n
 
 
 def fit_per_class(
-    logp_rgb: np.ndarray, logp_skel: np.ndarray, labels: np.ndarray, alpha: float, l2: float
+    logp_rgb: np.ndarray, logp_skel: np.ndarray, labels: np.ndarray, target: GlobalFusion, l2: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Class weights minimising NLL + l2 * ||(a - alpha, b - (1 - alpha), beta)||^2 / N.
+    """Class weights minimising NLL + l2 * ||(a - s alpha, b - s (1 - alpha), beta)||^2 / N.
 
-    The penalty is divided by N with the NLL so l2 acts like the sum form sum_i NLL_i + l2 * ||.||^2
-    while keeping the objective well scaled for LBFGS; l2 -> inf gives back the global method.
+    The target is the global method (weight alpha, scale s), so l2 = inf gives it back exactly.
+    As in `fit_adaptive`, the penalty acts in sum form: a class with few samples stays close to
+    the global weight, one with many may move away from it.
     """
-    n, k = logp_rgb.shape
+    k = logp_rgb.shape[1]
+    target_a, target_b = target.scale * target.alpha, target.scale * (1 - target.alpha)
+    if math.isinf(l2):
+        return np.full(k, target_a), np.full(k, target_b), np.zeros(k)
+    n = len(labels)
     lr, ls = torch.from_numpy(logp_rgb), torch.from_numpy(logp_skel)
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    # Offsets from the global weights, so zero is the shrinkage target and the starting point.
+    # Offsets from the target, so zero is the shrinkage target and the starting point.
     delta = torch.zeros(3, k, dtype=torch.float64, requires_grad=True)
 
     def objective():
-        a, b, beta = alpha + delta[0], (1 - alpha) + delta[1], delta[2]
-        fused = a * lr + b * ls + beta
+        fused = (target_a + delta[0]) * lr + (target_b + delta[1]) * ls + delta[2]
         return torch.nn.functional.cross_entropy(fused, y) + l2 * delta.pow(2).sum() / n
 
     _minimise([delta], objective)
     offsets = delta.detach().numpy()
-    return alpha + offsets[0], (1 - alpha) + offsets[1], offsets[2].copy()
+    return target_a + offsets[0], target_b + offsets[1], offsets[2].copy()
 
 
 @dataclass
 class PerClassFusion:
-    temperatures: Temperatures
-    alpha: float  # the global weight the class weights are shrunk toward
-    l2: float
     a: np.ndarray  # [K]
     b: np.ndarray  # [K]
     beta: np.ndarray  # [K]
+    l2: float  # shrinkage toward the global weight
 
     @classmethod
-    def fit(cls, rgb, skel, labels, temperatures: Temperatures, alpha: float, l2: float) -> PerClassFusion:
-        a, b, beta = fit_per_class(*temperatures.calibrate(rgb, skel), labels, alpha, l2)
-        return cls(temperatures, alpha, l2, a, b, beta)
+    def fit(cls, x: Calibrated, labels: np.ndarray, target: GlobalFusion, l2: float) -> PerClassFusion:
+        return cls(*fit_per_class(x.logp_rgb, x.logp_skel, labels, target, l2), l2)
 
-    def apply(self, rgb: np.ndarray, skel: np.ndarray) -> np.ndarray:
-        return fuse_per_class(*self.temperatures.calibrate(rgb, skel), self.a, self.b, self.beta)
+    def scores(self, x: Calibrated) -> np.ndarray:
+        return fuse_per_class(x.logp_rgb, x.logp_skel, self.a, self.b, self.beta)
 
     def params(self) -> dict:
-        return {
-            "a": self.a.tolist(),
-            "b": self.b.tolist(),
-            "beta": self.beta.tolist(),
-            "shrink_toward_alpha": self.alpha,
-            "l2": self.l2,
-            "temperature_rgb": self.temperatures.rgb,
-            "temperature_skel": self.temperatures.skel,
-        }
+        return {"a": self.a.tolist(), "b": self.b.tolist(), "beta": self.beta.tolist(), "l2": self.l2}
 
 
 # ---------------------------------------------------------------------------------------------
-# The anchors' fixed practice: a fixed ratio of raw probabilities, nothing fitted
+# A fitted method: the temperatures of its inputs and its rule
+
+
+FusionRule = SingleModality | FixedRatio | GlobalFusion | AdaptiveFusion | PerClassFusion
 
 
 @dataclass
-class FixedRatio:
-    rgb: float
-    skel: float
+class FittedFusion:
+    temperatures: Temperatures
+    rule: FusionRule
 
     def apply(self, rgb: np.ndarray, skel: np.ndarray) -> np.ndarray:
-        p = (self.rgb * np.exp(log_softmax(rgb)) + self.skel * np.exp(log_softmax(skel))) / (self.rgb + self.skel)
-        # A class with zero probability in both would give log 0; the floor keeps scores finite.
-        return np.log(np.maximum(p, np.finfo(np.float64).tiny))
+        """Fused scores [N, K] of raw logits [N, K] each."""
+        return self.rule.scores(self.temperatures.calibrate(rgb, skel))
 
     def params(self) -> dict:
-        return {"rgb": self.rgb, "skel": self.skel, "fitted": False}
-
-
-FIXED_RATIOS = {"pyskl_1_1": FixedRatio(1, 1), "pyskl_2_1": FixedRatio(2, 1), "pyskl_1_2": FixedRatio(1, 2)}
-
-METHOD_NAMES = ("global", "adaptive", "per_class", *FIXED_RATIOS)
-
-FusionMethod = GlobalFusion | AdaptiveFusion | PerClassFusion | FixedRatio
-
-
-def fit_methods(
-    rgb: np.ndarray, skel: np.ndarray, labels: np.ndarray, grid: int, metric: str, per_class_l2: float
-) -> dict[str, FusionMethod]:
-    """Fit every method on validation logits ([N, K] each) and labels [N]."""
-    temperatures = Temperatures.fit(rgb, skel, labels)
-    global_ = GlobalFusion.fit(rgb, skel, labels, temperatures, grid, metric)
-    return {
-        "global": global_,
-        "adaptive": AdaptiveFusion.fit(rgb, skel, labels, temperatures),
-        "per_class": PerClassFusion.fit(rgb, skel, labels, temperatures, global_.alpha, per_class_l2),
-        **FIXED_RATIOS,
-    }
+        return {**self.rule.params(), "temperature_rgb": self.temperatures.rgb, "temperature_skel": self.temperatures.skel}

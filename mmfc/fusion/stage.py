@@ -1,15 +1,19 @@
-"""Stage 4: fit every fusion method on the validation rows of the two score files, apply to all.
+"""Stage 4: fit every fusion candidate on the validation rows of the two score files, choose by
+cross-validation inside them, apply to all rows.
 
-Reads <workdir>/scores/{rgb,skel}.parquet; writes <workdir>/fusion/<method>.parquet for each
-method, fused.parquet (a copy of the method named by fusion.method) and weights.json (fitted
-parameters and validation metrics of each method), the last so it marks the stage as done.
-The test rows are scored but never looked at while fitting or choosing.
+Reads <workdir>/scores/{rgb,skel}.parquet; writes <workdir>/fusion/<candidate>.parquet for each
+candidate, fused.parquet (a copy of the selected one: the method named by fusion.method, or the
+one "auto" chose) and weights.json (fitted parameters, cross-validated figures of every
+candidate and of every value of its free choice, and why the selected one was selected), the
+last so it marks the stage as done. The test rows are scored but never looked at while fitting
+or choosing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -18,11 +22,15 @@ import numpy as np
 from mmfc import atomic
 from mmfc.config import Pipeline
 from mmfc.errors import DataError
-from mmfc.fusion.methods import FusionMethod, Temperatures, fit_methods
-from mmfc.metrics import log_softmax, nll
+from mmfc.fusion.methods import FittedFusion
+from mmfc.fusion.selection import BASELINES, Candidate, make_folds, sample_groups, select_fusion
+from mmfc.metrics import log_softmax
 from mmfc.scores.format import ScoreTable, check_compatible, read_scores, split_metrics, write_scores
+from mmfc.stats import accuracy_interval, mean_class_interval
 
 FIT_SPLIT = "val"
+# Seed of the bootstrap intervals written beside the cross-validated accuracies.
+INTERVAL_SEED = 0
 
 
 def run_fuse(cfg: Pipeline) -> None:
@@ -32,43 +40,53 @@ def run_fuse(cfg: Pipeline) -> None:
     skel = skel.aligned_to(rgb.ids)
 
     val_rgb, val_skel = rgb.rows(FIT_SPLIT), skel.rows(FIT_SPLIT)
-    if not val_rgb.ids:
+    if len(val_rgb.ids) < 2:
         raise DataError(
             rgb_path,
-            f"no rows in split {FIT_SPLIT!r}: fusion weights are fit on validation only, never on test; "
-            "carve a validation split out of training (data.val_performers or data.val_fraction) and rerun stages 1-3",
+            f"{len(val_rgb.ids)} rows in split {FIT_SPLIT!r}: fusion weights are fit and cross-validated on "
+            "validation only, never on test, and that needs at least 2 samples; carve a validation split out of "
+            "training (data.val_performers or data.val_fraction) and rerun stages 1-3",
         )
-    methods = fit_methods(
-        val_rgb.logits, val_skel.logits, val_rgb.labels, cfg.fusion.grid, cfg.fusion.metric, cfg.fusion.per_class_l2
+    groups, grouped_by = sample_groups(val_rgb.ids, cfg.data)
+    folds = make_folds(val_rgb.labels, groups, grouped_by, cfg.fusion.cv_folds, cfg.fusion.cv_seed)
+    selection = select_fusion(
+        val_rgb.logits, val_skel.logits, val_rgb.labels, folds, cfg.fusion.grid, cfg.fusion.metric
     )
+    selected = selection.auto_pick if cfg.fusion.method == "auto" else cfg.fusion.method
 
     out = cfg.paths.fusion
     checkpoint_digest = hashlib.sha256(f"{rgb.checkpoint_digest}+{skel.checkpoint_digest}".encode()).hexdigest()[:16]
-    report = {}
-    for name, method in methods.items():
-        fused = _fused_table(rgb, skel, method, name, checkpoint_digest, cfg.digest())
+    methods = {}
+    for name, candidate in selection.candidates.items():
+        fused = _fused_table(rgb, skel, candidate.fitted, name, checkpoint_digest, cfg.digest())
         write_scores(out / f"{name}.parquet", fused)
-        report[name] = {"params": method.params(), "val": split_metrics(fused.rows(FIT_SPLIT))}
+        methods[name] = _describe_candidate(name, candidate, fused.rows(FIT_SPLIT))
     with atomic.atomic_path(out / "fused.parquet") as tmp:
-        shutil.copyfile(out / f"{cfg.fusion.method}.parquet", tmp)
+        shutil.copyfile(out / f"{selected}.parquet", tmp)
 
-    temperatures = methods["global"].temperatures
     weights = {
         "fit_split": FIT_SPLIT,
         "num_fit_samples": len(val_rgb.ids),
         "num_classes": rgb.num_classes,
         "metric": cfg.fusion.metric,
         "grid": cfg.fusion.grid,
-        "selected": cfg.fusion.method,
+        "requested": cfg.fusion.method,
+        "selected": selected,
         "fused_file": "fused.parquet",
+        "auto": {
+            "pick": selection.auto_pick,
+            "reason": selection.auto_reason,
+            "baselines": list(BASELINES),
+            "near_tie": "within one standard error of the paired per-sample NLL difference, or 1 nat in total",
+        },
+        "cv": {**folds.describe(), "seed": cfg.fusion.cv_seed},
         "inputs": {
             "rgb": {"path": str(rgb_path), "checkpoint_digest": rgb.checkpoint_digest},
             "skel": {"path": str(skel_path), "checkpoint_digest": skel.checkpoint_digest},
         },
-        "single_modality_val": _single_modality_metrics(val_rgb, val_skel, temperatures),
-        "methods": report,
+        "methods": methods,
     }
-    atomic.write_text(out / "weights.json", json.dumps(weights, indent=2) + "\n")
+    atomic.write_text(out / "weights.json", json.dumps(_json_safe(weights), indent=2) + "\n")
 
 
 def score_path(cfg: Pipeline, modality: str) -> Path:
@@ -79,8 +97,36 @@ def score_path(cfg: Pipeline, modality: str) -> Path:
     return path
 
 
+def _describe_candidate(name: str, candidate: Candidate, val: ScoreTable) -> dict:
+    cv = candidate.cv
+    top1 = accuracy_interval(int(cv.correct.sum()), cv.correct.size, INTERVAL_SEED)
+    mean_class = mean_class_interval(cv.correct, val.labels, val.num_classes, INTERVAL_SEED)
+    entry = {
+        "params": candidate.fitted.params(),
+        "val": split_metrics(val),
+        "cv": {
+            **cv.as_dict(),
+            "top1_interval": [top1.low, top1.high],
+            "mean_class_interval": [mean_class.low, mean_class.high],
+        },
+        "baseline": name in BASELINES,
+    }
+    if candidate.choice_name:
+        entry["choice"] = {
+            "name": candidate.choice_name,
+            "chosen": candidate.chosen,
+            "values": [c.value for c in candidate.choices],
+            "cv_nll": [c.cv.nll for c in candidate.choices],
+            "cv_top1": [c.cv.top1 for c in candidate.choices],
+            "cv_mean_class": [c.cv.mean_class for c in candidate.choices],
+        }
+    if candidate.note:
+        entry["note"] = candidate.note
+    return entry
+
+
 def _fused_table(
-    rgb: ScoreTable, skel: ScoreTable, method: FusionMethod, name: str, checkpoint_digest: str, pipeline_digest: str
+    rgb: ScoreTable, skel: ScoreTable, method: FittedFusion, name: str, checkpoint_digest: str, pipeline_digest: str
 ) -> ScoreTable:
     # Stored as log-probabilities: the same argmax and softmax, and no large offsets per row.
     scores = log_softmax(method.apply(rgb.logits, skel.logits)).astype(np.float32)
@@ -96,12 +142,12 @@ def _fused_table(
     )
 
 
-def _single_modality_metrics(val_rgb: ScoreTable, val_skel: ScoreTable, temperatures: Temperatures) -> dict:
-    result = {}
-    for name, table, temperature in (("rgb", val_rgb, temperatures.rgb), ("skel", val_skel, temperatures.skel)):
-        metrics = split_metrics(table)
-        metrics["temperature"] = temperature
-        metrics["nll_calibrated"] = nll(table.logits / temperature, table.labels)
-        result[name] = metrics
-    return result
-
+def _json_safe(value):
+    """Infinite shrinkage (the global weight itself) as the string "inf": JSON has no infinity."""
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
