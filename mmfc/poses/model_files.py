@@ -4,9 +4,8 @@ BlazePose's detector and full landmark model, and the face and hand models of Me
 Holistic (for close-ups, mmfc/poses/face.py and hands.py), all inside the official
 `mediapipe==0.10.21` wheel (Apache-2.0); `make setup-pose` downloads that wheel with `pip
 download --no-deps` and runs `python -m mmfc.poses.model_files WHEEL OUT_DIR`, which checks
-every sha256 value and unpacks only these files. Nothing is
-ever downloaded at run time: `open_models` reads a local folder and names the make target when
-a file is missing.
+every sha256 value and unpacks only these files. Nothing is ever downloaded at run time:
+`model_paths` reads a local folder and names the make target when a file is missing.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ the full-body size/rotation point) and, on the next frame, from the landmark mod
 auxiliary landmarks (the same two points, predicted more precisely): the region is centred on
 the first point, its side is twice their distance, it is turned so the second point is straight
 above the first, then enlarged by 1.25 (the margin the model was trained with)
-(AlignmentPointsRectsCalculator, RectTransformationCalculator with square_long).
+(AlignmentPointsRectsCalculator, RectTransformationCalculator with square_long). The face and
+hand models of the close-up path (face.py, hands.py) look at regions of the same kind, built
+from a box of points (`region_around`).
 """
 
 from __future__ import annotations
