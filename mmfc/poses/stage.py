@@ -58,7 +58,7 @@ class PoseJob:
     settings: EstimatorSettings
     layout: str
     digest: str
-    # The two models are loaded once per worker process, not sent with every video.
+    # The models are loaded once per worker process, not sent with every video.
     models: PerWorker[BlazePose]
 
 
@@ -67,6 +67,8 @@ def pose_digest(cfg: Pipeline) -> str:
     poses = asdict(cfg.poses)
     for key in ("models_dir", "n_jobs", "backend"):
         poses.pop(key)
+    # The model files' hashes: a new estimator version that brings models (as the close-up
+    # path did) redoes every video.
     models = {name: sha for name, (_, sha) in MODEL_FILES.items()}
     text = json.dumps({"poses": poses, "layout": cfg.data.layout, "models": models}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
