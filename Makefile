@@ -18,7 +18,7 @@ STAGE = $(MMFC) stage
 help:
 	@echo "make demo    - set up, generate the synthetic dataset, run every stage, write the report"
 	@echo "make test    - set up and run the test suite"
-	@echo "make setup-pose - the pose stage's runtime (ai-edge-litert) and BlazePose model files"
+	@echo "make setup-pose - the pose stage's runtime (ai-edge-litert) and its model files (BlazePose, face, hands)"
 	@echo "make crops | train-rgb | train-skel | scores | fuse | report  [PIPELINE=pipelines/x.toml]"
 	@echo "make poses   - stage 0 for pipelines of plain videos (data.source = \"videos\"); make crops runs it"
 	@echo "make ablation - train the ablation variants on the synthetic data and fill the table"
@@ -37,11 +37,12 @@ setup: $(VENV)/.installed
 # The pose stage's optional runtime and its two BlazePose model files. The models are inside
 # the official mediapipe wheel (never installed, only unpacked): pip picks the wheel for this
 # Python and platform; where there is none, the manylinux cp311 one (the files are the same in
-# every wheel). Both sha256 values are checked before anything is written.
+# every wheel). Every sha256 value is checked before anything is written; the table of files
+# lives in model_files.py, so a new entry there unpacks again.
 POSE_MODELS := models/blazepose
 MEDIAPIPE := mediapipe==0.10.21
 WHEELS := $(VENV)/wheels
-$(POSE_MODELS)/.installed: $(VENV)/.installed
+$(POSE_MODELS)/.installed: $(VENV)/.installed mmfc/poses/model_files.py
 	$(VENV)/bin/pip install --quiet -e '.[test,pose]'
 	$(VENV)/bin/pip download --quiet --no-deps --only-binary=:all: -d $(WHEELS) $(MEDIAPIPE) || \
 	  $(VENV)/bin/pip download --quiet --no-deps --only-binary=:all: -d $(WHEELS) $(MEDIAPIPE) \

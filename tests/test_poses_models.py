@@ -1,4 +1,4 @@
-"""Where the BlazePose model files come from and what happens when they are not there."""
+"""Where the pose model files come from and what happens when they are not there."""
 
 from __future__ import annotations
 
@@ -21,19 +21,19 @@ def fake_wheel(path: Path, contents: dict[str, bytes]) -> Path:
 
 @pytest.fixture
 def fake_models(monkeypatch) -> dict[str, bytes]:
-    """Two small stand-ins for the model files, with their hashes in the table."""
-    data = {"pose_detection.tflite": b"detector bytes", "pose_landmark_full.tflite": b"landmark bytes"}
+    """Small stand-ins for the model files, with their hashes in the table."""
+    data = {name: f"{name} bytes".encode() for name in model_files.MODEL_FILES}
     table = {name: (member, sha256(data[name])) for name, (member, _) in model_files.MODEL_FILES.items()}
     monkeypatch.setattr(model_files, "MODEL_FILES", table)
     return data
 
 
-def test_unpack_checks_hashes_and_writes_only_the_two_files(tmp_path: Path, fake_models):
+def test_unpack_checks_hashes_and_writes_only_the_model_files(tmp_path: Path, fake_models):
     members = {model_files.MODEL_FILES[n][0]: d for n, d in fake_models.items()}
     wheel = fake_wheel(tmp_path / "mediapipe.whl", {**members, "mediapipe/other.tflite": b"x"})
     written = unpack_models(wheel, tmp_path / "models")
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == sorted(fake_models) == sorted(p.name for p in written)
-    assert model_paths(tmp_path / "models")["pose_detection.tflite"].read_bytes() == b"detector bytes"
+    assert model_paths(tmp_path / "models")["pose_detection.tflite"].read_bytes() == b"pose_detection.tflite bytes"
 
     tampered = dict(members)
     tampered[model_files.MODEL_FILES["pose_landmark_full.tflite"][0]] = b"something else"
@@ -50,8 +50,9 @@ def test_missing_or_altered_models_name_the_make_target(tmp_path: Path, fake_mod
     with pytest.raises(DataError, match="make setup-pose") as missing:
         model_paths(tmp_path)
     assert "pose_detection.tflite" in missing.value.path
-    (tmp_path / "pose_detection.tflite").write_bytes(fake_models["pose_detection.tflite"])
-    (tmp_path / "pose_landmark_full.tflite").write_bytes(b"truncated")
+    for name, data in fake_models.items():
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "face_landmark.tflite").write_bytes(b"truncated")
     with pytest.raises(DataError, match="sha256 differs.*make setup-pose"):
         model_paths(tmp_path)
 
@@ -59,4 +60,7 @@ def test_missing_or_altered_models_name_the_make_target(tmp_path: Path, fake_mod
 def test_the_real_hashes_are_the_issues(pose_models: Path):
     assert model_files.MODEL_FILES["pose_detection.tflite"][1].startswith("9ba9dd3d42efaaba")
     assert model_files.MODEL_FILES["pose_landmark_full.tflite"][1].startswith("e9a5c5cb17f736fa")
+    # Holistic's face and hand models, unpacked from the same wheel.
+    assert {"face_detection_short_range.tflite", "face_landmark.tflite", "hand_recrop.tflite",
+            "hand_landmark_full.tflite"} <= set(model_files.MODEL_FILES)
     assert set(model_paths(pose_models)) == set(model_files.MODEL_FILES)

@@ -20,7 +20,6 @@ INPUT_SIZE = 224
 # 0.1484375 to 0.75, one aspect ratio (1.0) plus the interpolated scale, fixed anchor size.
 STRIDES = (8, 16, 32, 32, 32)
 ANCHORS_PER_LAYER = 2  # aspect ratio 1.0 and the interpolated scale between layers
-NUM_KEYPOINTS = 4
 MIN_SCORE = 0.5
 SCORE_CLIP = 100.0
 NMS_IOU = 0.3
@@ -63,14 +62,16 @@ class Detections:
 
 def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray,
            min_score: float = MIN_SCORE, input_size: int = INPUT_SIZE) -> Detections:
-    """raw_boxes [N, 12], raw_scores [N] (logits), anchors [N, 2] -> the detections above min_score."""
+    """raw_boxes [N, 4 + 2K] (a box, then K keypoints), raw_scores [N] (logits), anchors [N, 2]
+    -> the detections above min_score. The face detector (mmfc/poses/face.py) has the same
+    layout with K = 6."""
     scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores.astype(np.float64), -SCORE_CLIP, SCORE_CLIP)))
     keep = scores >= min_score
     raw, centre = raw_boxes[keep] / input_size, anchors[keep]
     xy = raw[:, 0:2] + centre
     half = raw[:, 2:4] / 2
     boxes = np.concatenate([xy - half, xy + half], axis=1)
-    keypoints = raw[:, 4:4 + 2 * NUM_KEYPOINTS].reshape(-1, NUM_KEYPOINTS, 2) + centre[:, None]
+    keypoints = raw[:, 4:].reshape(len(raw), (raw.shape[1] - 4) // 2, 2) + centre[:, None]
     # A box of negative size is a model glitch; MediaPipe drops those too.
     valid = (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])
     return Detections(boxes[valid], keypoints[valid], scores[keep][valid])

@@ -16,8 +16,13 @@ lost. This estimator does the same for up to `max_persons` people:
 4. a pose whose face is where an earlier pose's face is found the same person again and is
    dropped (two people's faces stay apart even when they hug), and the tracker
    (mmfc/poses/tracking.py) gives every pose its slot;
-5. each pose's two auxiliary landmarks, smoothed over time per person as MediaPipe does
-   (mmfc/poses/smoothing.py), give that person's region on the next frame.
+5. for a person the landmark model sees at a quarter of the frame's resolution or less (a
+   close-up: PART_ZOOM), MediaPipe Holistic's face and hand models refine the face and hand
+   points (mmfc/poses/face.py, hands.py);
+6. each pose's two auxiliary landmarks, smoothed over time per person as MediaPipe does
+   (mmfc/poses/smoothing.py), give that person's region on the next frame, except while two
+   people's heads are close (CLOSE_FACES): then both keep their regions, which would
+   otherwise follow whichever upper body the model took and drift onto the other person.
 
 Frames are taken as decoded (BGR from OpenCV, or RGB arrays); only the small model inputs are
 converted, never a whole frame.
@@ -33,9 +38,11 @@ import cv2
 import numpy as np
 
 from mmfc.poses import detection
+from mmfc.poses.face import FaceLandmarker, FaceTracks
+from mmfc.poses.hands import HandLandmarker, HandTracks
 from mmfc.poses.landmarks import ALIGNMENT, INPUT_SIZE, NUM_BODY, Pose, decode_pose
 from mmfc.poses.model_files import model_paths, open_interpreter
-from mmfc.poses.region import Region, region_from_points
+from mmfc.poses.region import Region, model_tensor, region_from_points
 from mmfc.poses.smoothing import OneEuroFilter
 from mmfc.poses.tracking import Tracker
 
@@ -43,6 +50,13 @@ from mmfc.poses.tracking import Tracker
 # one person found twice: two people's faces stay apart even when they hug.
 SAME_FACE = 0.25
 FACE = slice(0, 11)  # BlazePose's face landmarks: nose, eyes, ears, mouth
+# Two people whose faces are this close (in face sizes) have both heads in each other's region:
+# the landmark model may then take the other's upright upper body for this one's, and a region
+# that followed it would turn and grow onto the other person (seen in the embrace of the NTU
+# hugging clip, where the leaning person's head ends up on the other's). So while two faces are
+# this close, both keep the region they had. 1.5 was chosen on that clip (1.0 freezes too
+# late); two faces 1.5 face sizes apart are two heads side by side.
+CLOSE_FACES = 1.5
 # A detection whose hip centre is this close (in region sizes) to a tracked person's, at a
 # similar size, is that person: no need to run the landmark model on it.
 SAME_REGION = 0.1
@@ -52,6 +66,14 @@ ALIGNMENT_FILTER = {"min_cutoff": 0.01, "beta": 10.0, "derivative_cutoff": 1.0}
 # region where they were found this many frames before: when two people come close, one's
 # region can slide onto the other (who the detector then cannot tell apart from them).
 RECALL_FRAMES = 10
+# The face and hand models refine a person's face and hand points where the landmark model sees
+# their region at a quarter of the frame's resolution or less (the region at least 4 x 256
+# pixels): close-ups, and large people in high-resolution video. NTU's 1080p clips (people
+# about 400 px tall, regions about 820 px: 3.2x) stay below it; the UCF101 face close-up
+# (1450 px, 5.7x) is above. Per such person and frame it costs a face model run (a tenth of a
+# landmark model run) and a hand model run per visible hand (half of one), plus the face
+# detector or the hand re-crop model where a part is found anew.
+PART_ZOOM = 4.0
 LANDMARK_OUTPUTS = ("Identity", "Identity_1", "Identity_3", "Identity_4")
 
 
@@ -76,6 +98,8 @@ class BlazePose:
         self._det_out = _outputs_by_name(self.detector)
         self._lm_in = self.landmarker.get_input_details()[0]["index"]
         self._lm_out = _outputs_by_name(self.landmarker)
+        self.face = FaceLandmarker(paths["face_detection_short_range.tflite"], paths["face_landmark.tflite"], threads)
+        self.hand = HandLandmarker(paths["hand_recrop.tflite"], paths["hand_landmark_full.tflite"], threads)
 
     def detect(self, frame: np.ndarray, bgr: bool, min_score: float) -> detection.Detections:
         """People on a frame, best first, in frame pixels."""
@@ -86,7 +110,7 @@ class BlazePose:
         canvas = np.zeros((size, size, 3), dtype=np.uint8)  # the letterbox border is black
         top, left = round(pad_y), round(pad_x)
         canvas[top : top + resized.shape[0], left : left + resized.shape[1]] = resized
-        tensor = _model_input(canvas, bgr) * 2.0 - 1.0  # the detector takes [-1, 1]
+        tensor = model_tensor(canvas, bgr) * 2.0 - 1.0  # the detector takes [-1, 1]
         self.detector.set_tensor(self._det_in, tensor[None])
         self.detector.invoke()
         raw_boxes = self.detector.get_tensor(self._det_out["Identity"])[0]  # [2254, 12]
@@ -106,21 +130,11 @@ class BlazePose:
     @staticmethod
     def landmark_input(frame: np.ndarray, bgr: bool, region: Region) -> np.ndarray:
         """The region cut out of the frame, turned upright: the model's input [1, 256, 256, 3]."""
-        crop = cv2.warpAffine(
-            frame, region.crop_matrix(INPUT_SIZE), (INPUT_SIZE, INPUT_SIZE),
-            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
-        )
-        return _model_input(crop, bgr)[None]
+        return region.model_input(frame, bgr, INPUT_SIZE)
 
 
 def _outputs_by_name(interpreter) -> dict[str, int]:
     return {d["name"]: d["index"] for d in interpreter.get_output_details()}
-
-
-def _model_input(image: np.ndarray, bgr: bool) -> np.ndarray:
-    """uint8 [S, S, 3] -> float32 RGB in [0, 1]"""
-    rgb = image[..., ::-1] if bgr else image
-    return np.ascontiguousarray(rgb, dtype=np.float32) * np.float32(1 / 255)
 
 
 def alignment_region(pose: Pose) -> Region:
@@ -128,11 +142,16 @@ def alignment_region(pose: Pose) -> Region:
     return region_from_points(pose.pixels[ALIGNMENT[0]], pose.pixels[ALIGNMENT[1]])
 
 
-def same_person(a: Pose, b: Pose) -> bool:
-    """Whether two poses found one body: their faces nearly coincide."""
+def face_distance(a: Pose, b: Pose) -> float:
+    """The distance between two poses' face centres, in face sizes (the larger face's)."""
     fa, fb = a.pixels[FACE], b.pixels[FACE]
     size = max(np.linalg.norm(np.ptp(fa, axis=0)), np.linalg.norm(np.ptp(fb, axis=0)), 1.0)
-    return float(np.linalg.norm(fa.mean(axis=0) - fb.mean(axis=0))) <= SAME_FACE * size
+    return float(np.linalg.norm(fa.mean(axis=0) - fb.mean(axis=0))) / size
+
+
+def same_person(a: Pose, b: Pose) -> bool:
+    """Whether two poses found one body: their faces nearly coincide."""
+    return face_distance(a, b) <= SAME_FACE
 
 
 def same_region(a: Region, b: Region) -> bool:
@@ -155,6 +174,8 @@ class PoseEstimator:
         self.history: dict[int, deque[Region]] = {}  # slot -> regions its last poses came from
         self.recall: dict[int, tuple[Region, int]] = {}  # lost slot -> (where to look, frames left)
         self.since_detection = settings.detect_every  # detect on the first frame
+        self.faces = FaceTracks(models.face)
+        self.hands = HandTracks(models.hand)
 
     def step(self, frame: np.ndarray, bgr: bool = True) -> list[tuple[int, Pose]]:
         """One frame -> [(slot, pose)] of the people found on it."""
@@ -182,20 +203,39 @@ class PoseEstimator:
                 people.append(pose)
         slots = self.tracker.update(self.frame, [(p.pixels[:NUM_BODY], p.visibility[:NUM_BODY]) for p in people])
         found = sorted(((slot, pose) for slot, pose in zip(slots, people) if slot is not None), key=lambda sp: sp[0])
+        self._refine_parts(frame, bgr, found)
         self._remember(found)
         return found
 
+    def _refine_parts(self, frame: np.ndarray, bgr: bool, found: list[tuple[int, Pose]]) -> None:
+        """The face and hand models' points for the people seen at too coarse a scale (PART_ZOOM)."""
+        refined = []
+        for slot, pose in found:
+            if pose.region.size < PART_ZOOM * INPUT_SIZE:
+                continue
+            refined.append(slot)
+            face = self.faces.refine(frame, bgr, slot, pose.pixels[FACE])
+            if face is not None:
+                pose.pixels[FACE] = face
+            self.hands.refine(frame, bgr, slot, pose.pixels, pose.visibility)
+        self.faces.keep_only(refined)
+        self.hands.keep_only(refined)
+
     def _remember(self, found: list[tuple[int, Pose]]) -> None:
         """Each found person's next region; where to look again for those just lost."""
-        previous = set(self.regions)
-        self.regions = {slot: self._next_region(slot, pose) for slot, pose in found}
+        previous = self.regions
+        self.regions = {}
+        for slot, pose in found:
+            region = self._next_region(slot, pose)
+            heads_close = any(face_distance(pose, other) <= CLOSE_FACES for s, other in found if s != slot)
+            self.regions[slot] = previous[slot] if heads_close and slot in previous else region
         # A person not found on this frame starts a fresh filter when found again.
         self.filters = {slot: self.filters[slot] for slot in self.regions}
         for slot, pose in found:
             self.history.setdefault(slot, deque(maxlen=RECALL_FRAMES)).append(pose.region)
             self.recall.pop(slot, None)
         self.recall = {slot: (region, left - 1) for slot, (region, left) in self.recall.items() if left > 1}
-        for slot in previous - set(self.regions):
+        for slot in set(previous) - set(self.regions):
             self.recall[slot] = (self.history[slot][0], RECALL_FRAMES)
 
     def _next_region(self, slot: int, pose: Pose) -> Region:

@@ -78,8 +78,7 @@ def decode_pose(landmarks: np.ndarray, flag: float, heatmap: np.ndarray, world: 
     presence probability), heatmap [64, 64, 39], world [117] (39 x 3 metres) -> Pose."""
     values = landmarks.reshape(NUM_LANDMARKS, 5).astype(np.float64)
     xy = refine_with_heatmap(values[:, :2] / INPUT_SIZE, heatmap)
-    matrix = region.frame_matrix(1)
-    pixels = xy @ matrix[:, :2].T + matrix[:, 2]
+    pixels = region.to_frame(xy)
     depth = values[:, 2] / INPUT_SIZE * region.size
     # World landmarks are in the crop's frame: turn them by the region's rotation about the
     # view axis, as WorldLandmarkProjectionCalculator does.

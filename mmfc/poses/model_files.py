@@ -1,10 +1,11 @@
-"""BlazePose's two model files: where they come from, how they are checked, how they are opened.
+"""The model files of stage 0: where they come from, how they are checked, how they are opened.
 
-The files are inside the official `mediapipe==0.10.21` wheel (Apache-2.0); `make setup-pose`
-downloads that wheel with `pip download --no-deps` and runs `python -m mmfc.poses.model_files
-WHEEL OUT_DIR`, which checks both sha256 values and unpacks only these two files. Nothing is
-ever downloaded at run time: `open_models` reads a local folder and names the make target when
-a file is missing.
+BlazePose's detector and full landmark model, and the face and hand models of MediaPipe's
+Holistic (for close-ups, mmfc/poses/face.py and hands.py), all inside the official
+`mediapipe==0.10.21` wheel (Apache-2.0); `make setup-pose` downloads that wheel with `pip
+download --no-deps` and runs `python -m mmfc.poses.model_files WHEEL OUT_DIR`, which checks
+every sha256 value and unpacks only these files. Nothing is ever downloaded at run time:
+`model_paths` reads a local folder and names the make target when a file is missing.
 """
 
 from __future__ import annotations
@@ -27,8 +28,26 @@ MODEL_FILES = {
         "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
         "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
     ),
+    # MediaPipe Holistic's face path for close-ups (mmfc/poses/face.py) ...
+    "face_detection_short_range.tflite": (
+        "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+        "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
+    ),
+    "face_landmark.tflite": (
+        "mediapipe/modules/face_landmark/face_landmark.tflite",
+        "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
+    ),
+    # and its hand path (mmfc/poses/hands.py).
+    "hand_recrop.tflite": (
+        "mediapipe/modules/holistic_landmark/hand_recrop.tflite",
+        "67d996ce96f9d36fe17d2693022c6da93168026ab2f028f9e2365398d8ac7d5d",
+    ),
+    "hand_landmark_full.tflite": (
+        "mediapipe/modules/hand_landmark/hand_landmark_full.tflite",
+        "11c272b891e1a99ab034208e23937a8008388cf11ed2a9d776ed3d01d0ba00e3",
+    ),
 }
-SETUP_HINT = "run `make setup-pose` (it unpacks the BlazePose models from the mediapipe wheel)"
+SETUP_HINT = "run `make setup-pose` (it unpacks the pose and face models from the mediapipe wheel)"
 
 
 def sha256(data: bytes) -> str:
@@ -36,7 +55,7 @@ def sha256(data: bytes) -> str:
 
 
 def unpack_models(wheel: str | Path, out_dir: str | Path) -> list[Path]:
-    """Check and unpack the two model files from the mediapipe wheel. -> the written paths."""
+    """Check and unpack the model files from the mediapipe wheel. -> the written paths."""
     wheel, out_dir = Path(wheel), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -61,15 +80,15 @@ def unpack_models(wheel: str | Path, out_dir: str | Path) -> list[Path]:
 
 
 def model_paths(models_dir: str | Path) -> dict[str, Path]:
-    """The two model files in `models_dir`; a missing or altered one raises DataError."""
+    """The model files in `models_dir`; a missing or altered one raises DataError."""
     models_dir = Path(models_dir)
     paths = {}
     for name, (_, expected) in MODEL_FILES.items():
         path = models_dir / name
         if not path.is_file():
-            raise DataError(path, f"BlazePose model file is missing: {SETUP_HINT}")
+            raise DataError(path, f"pose model file is missing: {SETUP_HINT}")
         if sha256(path.read_bytes()) != expected:
-            raise DataError(path, f"not the expected BlazePose model (sha256 differs): {SETUP_HINT}")
+            raise DataError(path, f"not the expected pose model (sha256 differs): {SETUP_HINT}")
         paths[name] = path
     return paths
 

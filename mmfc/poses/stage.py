@@ -58,7 +58,7 @@ class PoseJob:
     settings: EstimatorSettings
     layout: str
     digest: str
-    # The two models are loaded once per worker process, not sent with every video.
+    # The models are loaded once per worker process, not sent with every video.
     models: PerWorker[BlazePose]
 
 
@@ -66,6 +66,8 @@ def pose_digest(cfg: Pipeline) -> str:
     """Hash of every setting that changes the poses (not how fast they are computed)."""
     poses = asdict(cfg.poses)
     poses.pop("models_dir")
+    # The model files' hashes: a new estimator version that brings models (as the close-up
+    # path did) redoes every video.
     models = {name: sha for name, (_, sha) in MODEL_FILES.items()}
     text = json.dumps({"poses": poses, "layout": cfg.data.layout, "models": models}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
