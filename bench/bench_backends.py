@@ -4,13 +4,14 @@ workers over the same 48 synthetic clips.
 Prints each run's wall time, each engine's overhead against loky at the same number of workers
 (goal: at most 10% at 2 workers) and its speed-up from 1 to 2 workers. Workers is jobs.n_jobs:
 loky's worker processes (at 1 it runs in this process, as joblib does), and on Dask (a
-LocalCluster of 2 one-thread worker processes, started with mmfc.jobs.DASK_WORKER_ENV) and Ray (a local Ray with 2 CPUs) the cap on jobs
-running at once. Both clusters are started before any timing, as a cluster is up when a
+LocalCluster of 2 one-thread worker processes) and Ray (a local Ray with 2 CPUs) the cap on jobs
+running at once; both engines are started as mmfc starts them for a run
+(mmfc.jobs.local_dask_cluster, init_local_ray), and before any timing, as a cluster is up when a
 pipeline joins it. Each configuration then runs once untimed (its workers' imports), and
 `--repeats` timed runs back to back, as a long stage keeps its workers busy; the configurations
 go forward, then backward, so that a load drifting on a shared machine weighs on all alike, and
-each one's fastest run counts. The crop settings are the defaults (32
-frames of 256 px, as the NTU pipelines); 48 clips in batches of 4 give 12 jobs.
+each one's fastest run counts. The crop settings are the defaults (32 frames of 256 px, as the
+NTU pipelines); 48 clips in batches of 4 give 12 jobs.
 
     .venv/bin/python bench/bench_backends.py               # about four minutes on 2 cores
     .venv/bin/python bench/bench_backends.py --repeats 3   # best of 6 per configuration
@@ -30,7 +31,7 @@ from pathlib import Path
 from mmfc.config import load_pipeline
 from mmfc.crops.stage import run_crops
 from mmfc.data.synth import generate
-from mmfc.jobs import DASK_WORKER_ENV
+from mmfc.jobs import init_local_ray, local_dask_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import ray
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_backends_"))
     try:
@@ -63,10 +64,8 @@ def main() -> None:
         print(f"{summary['samples']} clips, {summary['frames']} frames at 480x270 (mmfc synth, 12 classes x 4 performers)")
         configs = [(backend, workers) for workers in (1, 2) for backend in ("loky", "dask", "ray")]
         times: dict[tuple[str, int], list[float]] = {config: [] for config in configs}
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, env=DASK_WORKER_ENV,
-                          dashboard_address=None) as cluster, \
-                Client(cluster):
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        with local_dask_cluster(n_workers=2) as cluster, Client(cluster):
+            init_local_ray(num_cpus=2, log_to_driver=False)
             try:
                 # Forward, then backward: a load that drifts weighs on every configuration alike.
                 for config in configs + configs[::-1]:

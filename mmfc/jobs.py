@@ -25,6 +25,7 @@ it for every job it runs, rather than receiving it pickled with each job.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import uuid
@@ -90,7 +91,11 @@ def _ray(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int) -
 
     joined = not ray.is_initialized()
     if joined:
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False)
+        address = os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, include_dashboard=False)
+        else:
+            init_local_ray()
     remote = ray.remote(num_cpus=1)(_numbered)
     pending: list = []
     try:
@@ -112,16 +117,54 @@ def _ray_next(ray, pending: list):
         raise (exc.cause if isinstance(exc.cause, BaseException) else exc) from None
 
 
-# Dask starts its workers with MALLOC_TRIM_THRESHOLD_ set, which also fixes glibc's mmap
-# threshold at 128 kB: every decoded frame then comes as fresh pages from the kernel, and stage 1
-# spent three times the system time of a loky worker (bench/bench_backends.py). Above a batch's
-# frames, the threshold keeps them in the heap. For the local cluster mmfc starts; README says
-# how to start a cluster's workers with it.
-DASK_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20)}
+# Dask starts its workers with MALLOC_TRIM_THRESHOLD_ at 64 kB, which also fixes glibc's mmap
+# threshold at 128 kB: every decoded frame then came as fresh pages from the kernel, and a batch's
+# memory went back to the kernel after each frame, so stage 1 spent two to three times the system
+# time of a loky worker (bench/bench_backends.py). Both thresholds above a batch's frames keep
+# them in the heap. glibc reads them when a process starts, so they go into Dask's pre-spawn
+# environment (a LocalCluster's `env=` is set only once the worker process runs, too late: its
+# page faults stayed ten times loky's). README says how to start a cluster's workers with them.
+DASK_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
+# Ray runs its workers at nice 15, below the driver and its own daemons; on a small machine the
+# driver (the progress bar, the index) and anything else running then take the workers' cores.
+RAY_LOCAL_ENV = {"RAY_worker_niceness": "0"}
+
+
+def local_dask_cluster(n_workers: int | None = None):
+    """The Dask LocalCluster mmfc starts for a run: one-thread worker processes started with
+    DASK_WORKER_ENV (n_workers None: Dask's choice, one per core here)."""
+    import dask
+    from distributed import LocalCluster
+
+    pre_spawn = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **DASK_WORKER_ENV}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": pre_spawn}), _environ_restored():
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+
+
+def init_local_ray(num_cpus: int | None = None, **kwargs) -> None:
+    """Start the local Ray mmfc runs on when no RAY_ADDRESS is given, its workers at the driver's
+    priority (RAY_LOCAL_ENV)."""
+    import ray
+
+    with _environ_restored():
+        os.environ.update(RAY_LOCAL_ENV)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+
+
+@contextlib.contextmanager
+def _environ_restored():
+    # Dask's pre-spawn variables are set in this process's environment to reach the workers it
+    # spawns; they, and Ray's, stay out of everything this process starts afterwards.
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _dask(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int) -> Iterator[tuple[int, Any]]:
-    from distributed import Client, LocalCluster, as_completed, get_client
+    from distributed import Client, as_completed, get_client
 
     cluster = None
     try:
@@ -129,7 +172,7 @@ def _dask(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int) 
     except ValueError:  # no client in this process yet: the scheduler named, or a local cluster
         address = os.environ.get("DASK_SCHEDULER_ADDRESS")
         if not address:
-            cluster = LocalCluster(threads_per_worker=1, env=DASK_WORKER_ENV, dashboard_address=None)
+            cluster = local_dask_cluster()
         client, own = Client(address or cluster), True
     finished = as_completed()
     pending: list = []

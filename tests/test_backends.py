@@ -12,7 +12,7 @@ import pytest
 
 from mmfc.crops.stage import run_crops
 from mmfc.errors import DataError
-from mmfc.jobs import DASK_WORKER_ENV, PerWorker, run_jobs
+from mmfc.jobs import DASK_WORKER_ENV, PerWorker, init_local_ray, local_dask_cluster, run_jobs
 from mmfc.crops.store import open_crops
 from test_crops_reliability import assert_same, comparable, dataset, pipeline, read_by_id, sample_ids
 
@@ -20,8 +20,7 @@ from test_crops_reliability import assert_same, comparable, dataset, pipeline, r
 @pytest.fixture(scope="module")
 def dask_cluster():
     distributed = pytest.importorskip("distributed", reason="distributed has no wheel for this platform")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, env=DASK_WORKER_ENV,
-                                       dashboard_address=None)
+    cluster = local_dask_cluster(n_workers=2)
     client = distributed.Client(cluster)
     yield client
     client.close()
@@ -33,8 +32,8 @@ def ray_cluster():
     ray = pytest.importorskip("ray", reason="ray has no wheel for this platform")
     # The workers import the jobs of this test module from tests/ (mmfc itself is installed).
     tests = os.path.dirname(__file__)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}})
+    init_local_ray(num_cpus=2, log_to_driver=False,
+                   runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}})
     yield ray
     ray.shutdown()
 
@@ -61,6 +60,13 @@ def process_and_value(value: PerWorker) -> tuple[int, int]:
     return os.getpid(), id(value.get())
 
 
+def worker_settings() -> tuple[dict, int]:
+    # What glibc saw when the process started, not what Python's os.environ says now.
+    with open("/proc/self/environ", "rb") as f:
+        started_with = dict(v.decode().split("=", 1) for v in f.read().split(b"\0") if b"=" in v)
+    return started_with, os.nice(0)
+
+
 def fail_on(x: int, bad: int) -> int:
     if x == bad:
         raise DataError(f"file-{x}", "cannot be read")
@@ -82,6 +88,17 @@ def engine_runs_jobs(backend: str) -> None:
 
 def test_dask_runs_the_jobs_in_its_worker_processes(dask_cluster):
     engine_runs_jobs("dask")
+
+
+def test_dask_workers_start_with_the_malloc_threshold(dask_cluster):
+    (started_with, _), = (r for _, r in run_jobs(worker_settings, [()], backend="dask", title="dask"))
+    assert started_with.items() >= DASK_WORKER_ENV.items()
+    assert "MALLOC_MMAP_THRESHOLD_" not in os.environ  # the driver's own environment is left as it was
+
+
+def test_ray_workers_run_at_the_drivers_priority(ray_cluster):
+    (_, niceness), = (r for _, r in run_jobs(worker_settings, [()], backend="ray", title="ray"))
+    assert niceness == os.nice(0)
 
 
 def test_stage_1_on_dask_equals_loky(dask_cluster, loky_run, tmp_path):
