@@ -25,7 +25,7 @@ from mmfc.config import Pipeline
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.models import build_ccl
-from mmfc.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from mmfc.train.checkpoint import capture_rng, digest_path, load_checkpoint, restore_rng, save_checkpoint
 from mmfc.train.distributed import (
     DistEnv,
     ShardedSampler,
@@ -204,8 +204,9 @@ def _start_state(out: Path, digest: str, resume: bool, env: DistEnv) -> dict | N
         console.print(f"[yellow]warning:[/] {last} exists; starting over (pass --resume to continue it)")
     barrier(env)  # every rank has read last.pt before rank 0 clears the folder
     if env.is_main:
-        for name in ("done.json", "best.pt", "last.pt", "metrics.jsonl"):
-            (out / name).unlink(missing_ok=True)
+        checkpoints = [out / "best.pt", out / "last.pt"]
+        for path in [out / "done.json", out / "metrics.jsonl", *checkpoints, *map(digest_path, checkpoints)]:
+            path.unlink(missing_ok=True)
     return None
 
 
