@@ -33,6 +33,7 @@ from rich.console import Console
 
 from mmfc import atomic, lock
 from mmfc.config import ConfigError, Pipeline
+from mmfc.data.pickles import load_pickle
 from mmfc.data.sample import Sample
 from mmfc.data.sources import open_source
 from mmfc.data.video import probe_video
@@ -91,9 +92,8 @@ def video_signature(sample: Sample, digest: str) -> dict:
 def read_result(path: Path) -> dict | None:
     """A per-video result file, or None when there is none or it is unreadable."""
     try:
-        with open(path, "rb") as f:
-            return pickle.load(f)
-    except Exception:  # a file from another version, or damaged: redo the video
+        return load_pickle(path)  # refuses any global but numpy's arrays: a pickle can run code
+    except DataError:  # a file from another version, damaged, or not ours: redo the video
         return None
 
 
