@@ -136,11 +136,8 @@ def _non_finite_tensors(value, where: str = "") -> list[str]:
 
 
 def sha256_of(path: str | Path) -> str:
-    sha = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def file_digest(path: str | Path) -> str:
