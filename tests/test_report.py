@@ -70,8 +70,12 @@ def test_report_writes_markdown_html_and_figures(tmp_path):
     _, skel = _scores(np.random.default_rng(12), 12)
     write_scores(cfg.paths.root / "ablation" / "skel_noccl" / "scores" / "skel.parquet", skel)
     write_scores(cfg.paths.root / "ablation" / "skel_ccl" / "scores" / "skel.parquet", crop_rgb)
+    killed = cfg.paths.report / ".tmp-0123abcd-report.html"  # what a killed run left
+    killed.parent.mkdir(parents=True)
+    killed.write_text("<html>half")
     run_report(cfg)
     out = cfg.paths.report
+    assert not killed.exists()
     for name in ("report.md", "report.html", "confusion.png", "curves.png"):
         assert (out / name).stat().st_size > 0
     md = (out / "report.md").read_text()

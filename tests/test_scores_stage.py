@@ -69,7 +69,14 @@ def test_scores_cover_every_sample_with_digests(trained, modality, n_jobs):
 def test_multi_clip_scores_average_evenly_spaced_clips(trained):
     store_root, workdir = trained
     cfg = tiny_pipeline(workdir, store_root, "rgb.train.epochs=1", "skel.train.epochs=1", "scores.clips=3")
+    # What killed runs left: this branch's is cleared, the other's (maybe being written now) kept.
+    leftovers = {m: cfg.paths.scores / f".tmp-0123abcd-{m}.parquet" for m in ("skel", "rgb")}
+    cfg.paths.scores.mkdir(exist_ok=True)
+    for path in leftovers.values():
+        path.write_bytes(b"half")
     run_scores(cfg, "skel")
+    assert not leftovers["skel"].exists() and leftovers["rgb"].exists()
+    leftovers["rgb"].unlink()
     table = read_scores(cfg.paths.scores / "skel.parquet")
     clips = [reference_logits(cfg, "skel", c, 3) for c in range(3)]
     assert not np.allclose(clips[0], clips[2])  # the clips do see different frames

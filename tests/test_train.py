@@ -334,8 +334,10 @@ def test_tiny_run_writes_checkpoints_metrics_and_done(tmp_path, store_root, caps
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
     stamp = (out / "last.pt").stat().st_mtime_ns
+    killed = out / ".tmp-0123abcd-last.pt"  # what a killed save left
+    killed.write_bytes(b"half a checkpoint")
     train_stage.run_train(cfg, "skel", resume=True)  # finished with this config: nothing to do
-    assert (out / "last.pt").stat().st_mtime_ns == stamp
+    assert (out / "last.pt").stat().st_mtime_ns == stamp and not killed.exists()
     train_stage.run_train(cfg, "skel")  # without --resume an existing run starts over, with a warning
     assert "starting over" in capsys.readouterr().err
     assert (out / "last.pt").stat().st_mtime_ns != stamp and len(read_metrics(out)) == 2

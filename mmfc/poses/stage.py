@@ -207,7 +207,7 @@ def _run_poses(cfg: Pipeline, strict: bool, preview: int, console: Console) -> i
         by_id = {s.id: s for s in samples}
         picks = [ok[k] for k in np.linspace(0, len(ok) - 1, min(preview, len(ok))).round().astype(int)]
         rows = [(r["annotation"], by_id[r["id"]].video_path, source.class_names[by_id[r["id"]].label]) for r in picks]
-        console.print(f"preview: {write_preview(poses_dir / PREVIEW, rows, cfg.data.layout)}")
+        console.print(f"preview: {write_preview(poses_dir / PREVIEW, rows, cfg.data.layout)}", markup=False)
     if not ok or (strict and failed):
         return 1
     return 0
@@ -255,5 +255,5 @@ def summarize(console: Console, poses_dir: Path, fresh: list[dict], skipped: int
     tracked = ", ".join(f"{count} with {m} {'person' if m == 1 else 'persons'}" for m, count in sorted(persons.items()))
     console.print(
         f"poses: {len(done)} videos done ({frames} frames, {rate:.1f} frames/s), {skipped} skipped (unchanged), "
-        f"{len(failed)} failed; {len(ok)} videos in {poses_dir / PICKLE} ({tracked or 'none'})"
+        f"{len(failed)} failed; {len(ok)} videos in {poses_dir / PICKLE} ({tracked or 'none'})", markup=False
     )

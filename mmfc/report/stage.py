@@ -94,6 +94,7 @@ def run_report(cfg: Pipeline) -> None:
 
 def _report(cfg: Pipeline) -> None:
     paths = cfg.paths
+    atomic.remove_leftovers(paths.report)  # what a killed run left half-written
     fusion = open_fusion(paths.fusion)
     weights = fusion.weights
     modalities = []

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from mmfc import lock
+from mmfc import atomic, lock
 from mmfc.branches import get_branch
 from mmfc.config import Pipeline
 from mmfc.crops.store import open_crops
@@ -46,6 +46,8 @@ def run_scores(cfg: Pipeline, modality: str) -> None:
 
 
 def _scores(cfg: Pipeline, modality: str, console: Console) -> None:
+    # What a killed run left half-written of this score file (the other branch's is not ours).
+    atomic.remove_leftovers(cfg.paths.scores, of=lambda target: target == f"{modality}.parquet")
     checkpoint = cfg.paths.train(modality) / "best.pt"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     one_process = device == "cuda" or cfg.jobs.n_jobs == 1

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mmfc import atomic, lock
@@ -70,10 +71,12 @@ def split_indices(store, split: str) -> list[int]:
 def _train(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
     tcfg = branch.section(cfg).train
     out = cfg.paths.train(branch.name)
+    if env.is_main:
+        atomic.remove_leftovers(out)  # what a killed run left half-written: checkpoints, metrics
     digest = training_digest(cfg, branch)
     if resume and _finished(out, digest):
         if env.is_main:
-            console.print(f"{out}: training already finished with this configuration; nothing to do")
+            console.print(f"{out}: training already finished with this configuration; nothing to do", markup=False)
         return
 
     _make_deterministic(tcfg.seed)
@@ -140,7 +143,7 @@ def _build_networks(cfg: Pipeline, branch: Branch, store, env: DistEnv):
     model = branch.build_model(cfg, store.num_classes, store.layout)
     loaded = branch.load_pretrained(cfg, model)
     if loaded and env.is_main:
-        console.print(loaded)
+        console.print(loaded, markup=False)
     ccl = build_ccl(branch.section(cfg).ccl, store.num_classes, model.feature_dims)
     return model, ccl
 
@@ -199,9 +202,9 @@ def _start_state(out: Path, digest: str, resume: bool, env: DistEnv) -> dict | N
         if state.get("config_digest") == digest:
             return state
         if env.is_main:
-            console.print(f"[yellow]warning:[/] {last} was trained with another configuration; starting over")
+            console.print(f"[yellow]warning:[/] {escape(str(last))} was trained with another configuration; starting over")
     elif last.is_file() and env.is_main:
-        console.print(f"[yellow]warning:[/] {last} exists; starting over (pass --resume to continue it)")
+        console.print(f"[yellow]warning:[/] {escape(str(last))} exists; starting over (pass --resume to continue it)")
     barrier(env)  # every rank has read last.pt before rank 0 clears the folder
     if env.is_main:
         checkpoints = [out / "best.pt", out / "last.pt"]
