@@ -50,3 +50,12 @@ def test_square_brackets_in_paths_survive_the_cli_and_the_failures_table(runner:
                    "1 failed [x]", "failures.parquet")
     text = console.export_text()
     assert "clip [1]" in text and str(folder / "a.avi") in text and "cannot open [red]" in text and "1 failed [x]" in text
+
+
+def test_our_warnings_print_as_one_line_with_the_path_whole(capsys):
+    from mmfc import cli
+    from mmfc.train.checkpoint import UnverifiedCheckpoint
+
+    message = "runs/take [2]/train/rgb/best.pt: no best.pt.sha256 beside it (written by an older mmfc); loaded unverified"
+    cli._show_warning(UnverifiedCheckpoint(message), UnverifiedCheckpoint, "checkpoint.py", 1)
+    assert capsys.readouterr().err == f"warning: {message}\n"

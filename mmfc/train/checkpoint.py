@@ -4,6 +4,7 @@ random state needed to resume exactly."""
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import random
 import warnings
@@ -14,7 +15,6 @@ import numpy as np
 import torch
 
 from mmfc import atomic
-from mmfc.atomic import atomic_path
 from mmfc.errors import DataError, DataWarning
 
 
@@ -37,7 +37,7 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     path = Path(path)
     # Through a file object: given a path, torch names the archive inside after the (random)
     # temporary file, and the same state would give different bytes every time.
-    with atomic_path(path) as tmp:
+    with atomic.atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             torch.save(state, fh)
         digest = sha256_of(tmp)
@@ -86,14 +86,15 @@ def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("model",)) ->
     if not path.is_file():
         raise DataError(path, "no such checkpoint")
     listed = _listed_digests(path)
-    if listed and sha256_of(path) not in listed:
+    data = path.read_bytes()  # read once: the bytes checked are the bytes loaded
+    if listed and hashlib.sha256(data).hexdigest() not in listed:
         raise DataError(
             path, f"damaged: its sha256 differs from the one saved with it in {digest_path(path).name}; "
                   "retrain (or restore the file) rather than use it"
         )
     try:
         # Only tensors and plain Python containers are stored, so the safe loader suffices.
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a corrupt or foreign file
         raise DataError(path, f"not a readable checkpoint ({_load_failure(exc)})") from None
     if not isinstance(state, dict):
