@@ -123,3 +123,11 @@ def test_resume_refuses_a_damaged_last_checkpoint(trained, tmp_path):
     cfg = tiny_pipeline(tmp_path, store_root, "rgb.train.epochs=1", "skel.train.epochs=1")
     with pytest.raises(DataError, match=f"{out / 'last.pt'}: damaged"):
         run_train(cfg, "skel", resume=True)
+
+
+def test_a_checkpoint_of_other_model_settings_is_refused_by_name(trained, tmp_path):
+    store_root, workdir = trained
+    cfg = tiny_pipeline(workdir, store_root, "skel.model.base_channels=16")
+    with pytest.raises(DataError, match=rf"{workdir / 'train' / 'skel' / 'best.pt'}: its model does not fit the "
+                                        r"configured one.*size mismatch"):
+        run_scores(cfg, "skel")

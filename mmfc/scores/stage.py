@@ -27,7 +27,7 @@ from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.jobs import PerWorker, run_jobs
 from mmfc.scores.format import ScoreTable, write_scores
-from mmfc.train.checkpoint import file_digest, load_checkpoint
+from mmfc.train.checkpoint import file_digest, load_checkpoint, load_weights
 from mmfc.train.loop import amp_enabled, predict
 
 # Samples per job: in a pool, a few batches (jobs spread evenly over the workers and the progress
@@ -105,7 +105,7 @@ class Scorer:
                 self.checkpoint, f"trained for {state['num_classes']} classes but the crop store has {self.store.num_classes}"
             )
         self.model = get_branch(self.modality).build_model(self.cfg, self.store.num_classes, self.store.layout)
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, state["model"], self.checkpoint)
         self.model.to(self.device)
 
     @torch.no_grad()

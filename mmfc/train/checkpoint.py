@@ -63,15 +63,16 @@ def _write_digests(path: Path, digests: list[str]) -> None:
 
 def _listed_digests(path: Path) -> list[str]:
     """The digests the file beside `path` lists; [] when there is none."""
+    advice = "retrain, or delete it to load the checkpoint unverified"
     try:
         text = digest_path(path).read_text(encoding="ascii")
     except FileNotFoundError:
         return []
     except (OSError, UnicodeDecodeError):
-        raise DataError(digest_path(path), "unreadable digest file; retrain, or delete it to load the checkpoint unverified") from None
+        raise DataError(digest_path(path), f"unreadable digest file; {advice}") from None
     digests = [line.split()[0] for line in text.splitlines() if line.strip()]
     if not digests or not all(len(d) == 64 and all(c in "0123456789abcdef" for c in d) for d in digests):
-        raise DataError(digest_path(path), "not a sha256 digest file; retrain, or delete it to load the checkpoint unverified")
+        raise DataError(digest_path(path), f"not a sha256 digest file; {advice}")
     return digests
 
 
@@ -110,6 +111,17 @@ def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("model",)) ->
             raise DataError(path, f"damaged: non-finite values in {', '.join(bad[:3])}"
                                   f"{f' and {len(bad) - 3} more tensors' if len(bad) > 3 else ''}; retrain")
     return state
+
+
+def load_weights(module: torch.nn.Module, weights: dict, path: str | Path, what: str = "model") -> None:
+    """module.load_state_dict, with a mismatch as a DataError naming the checkpoint."""
+    try:
+        module.load_state_dict(weights)
+    except (RuntimeError, TypeError, KeyError) as exc:
+        # torch lists every key; the first few say enough.
+        problems = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()] or [str(exc)]
+        raise DataError(path, f"its {what} does not fit the configured one, which was built with other settings than "
+                              f"it was trained with ({'; '.join(problems[:2])[:400]}); retrain, or set them back") from None
 
 
 class UnverifiedCheckpoint(DataWarning):

@@ -26,7 +26,7 @@ from mmfc.config import Pipeline
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.models import build_ccl
-from mmfc.train.checkpoint import capture_rng, digest_path, load_checkpoint, restore_rng, save_checkpoint
+from mmfc.train.checkpoint import capture_rng, digest_path, load_checkpoint, load_weights, restore_rng, save_checkpoint
 from mmfc.train.distributed import (
     DistEnv,
     ShardedSampler,
@@ -89,8 +89,8 @@ def _train(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
 
     state = _start_state(out, digest, resume, env)
     if state is not None:
-        model.load_state_dict(state["model"])
-        ccl.load_state_dict(state["ccl"])
+        load_weights(model, state["model"], out / "last.pt")
+        load_weights(ccl, state["ccl"], out / "last.pt", "contrastive head")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         rng = state["rng"]
