@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mmfc.branches import BRANCHES
 from mmfc.config import ConfigError, Pipeline, load_pipeline
-from mmfc.errors import DataError
+from mmfc.errors import DataError, DataWarning
 
 app = typer.Typer(
     help=(
@@ -63,13 +65,25 @@ def _pipeline(path: Path, overrides: list[str] | None) -> Pipeline:
 
 
 def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Escaped: a path or a value in the message may hold square brackets, which rich would eat.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
+
+
+_show_python_warning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our warnings as one `warning:` line naming the file; Python's format for the rest."""
+    if issubclass(category, DataWarning):
+        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)
+    else:
+        _show_python_warning(message, category, filename, lineno, file, line)
 
 
 @app.callback()
 def _root() -> None:
-    pass
+    warnings.showwarning = _show_warning
 
 
 # ---------------------------------------------------------------------------------------------

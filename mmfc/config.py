@@ -417,9 +417,15 @@ def load_pipeline(path: str | Path | None = None, overrides: list[str] | tuple[s
     if path is not None:
         path = Path(path)
         try:
-            raw = tomllib.loads(path.read_text())
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such pipeline file") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: a folder, not a pipeline file (e.g. pipelines/synth.toml)") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a text pipeline file (byte {exc.start} is not UTF-8, as TOML must be)") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the pipeline file ({exc.strerror})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     for item in overrides:
@@ -457,7 +463,7 @@ def _set_nested(raw: dict, parts: list[str], value: object) -> None:
 
 def _build(cls: type, raw: dict, where: str, prefix: str):
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: [{prefix.rstrip('.')}] must be a table")
+        raise ConfigError(f"{where}: {prefix.rstrip('.')!r} must be a table (a [{prefix.rstrip('.')}] section), not {raw!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))

@@ -33,6 +33,11 @@ class DiskFull(DataError):
         return type(self), (self.path, self.free, self.needs)
 
 
+class DataWarning(UserWarning):
+    """Input used in spite of a doubt, which the message names (the file and the reason);
+    the CLI prints it as one `warning:` line."""
+
+
 def format_bytes(count: int | float) -> str:
     for unit in ("bytes", "kB", "MB", "GB"):
         if abs(count) < 1000 or unit == "GB":

@@ -223,14 +223,15 @@ def print_failures(console: Console, failed: list[dict], title: str, table_file:
     (the first SHOWN_FAILURES; all of them are in `table_file`)."""
     if not failed:
         return
-    table = Table(title=title)
+    # Cells as plain Text: ids, paths and reasons are not rich markup ("[x]" in a path would vanish).
+    table = Table(title=Text(title))
     for col in ("id", "file", "reason"):
         table.add_column(col, overflow="fold")
     for f in failed[:SHOWN_FAILURES]:
-        table.add_row(f["id"], f["file"], f["reason"])
+        table.add_row(Text(f["id"]), Text(f["file"]), Text(f["reason"]))
     console.print(table)
     if len(failed) > SHOWN_FAILURES:
-        console.print(f"... and {len(failed) - SHOWN_FAILURES} more in {table_file}")
+        console.print(f"... and {len(failed) - SHOWN_FAILURES} more in {table_file}", markup=False)
 
 
 class _RateColumn(ProgressColumn):

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mmfc.cli import app
+from test_pose_pickle import hostile_pickle
 
 PIPELINE = str(Path(__file__).parents[1] / "pipelines" / "ntu60-xsub.toml")
 NAMES = ["S001C001P001R001A001", "S001C003P008R002A058", "S002C001P003R001A003", "S003C001P015R001A034"]
@@ -98,3 +99,10 @@ def test_data_errors_exit_2(runner: CliRunner, tmp_path: Path):
     (tmp_path / "notes.txt").write_text("hello")
     result = runner.invoke(app, ["inspect", str(tmp_path / "notes.txt")])
     assert result.exit_code == 2 and "unknown file type '.txt'" in result.output
+
+
+def test_inspect_refuses_a_pickle_that_would_run_code(runner: CliRunner, tmp_path: Path):
+    marker = tmp_path / "ran"
+    result = runner.invoke(app, ["inspect", str(hostile_pickle(tmp_path / "evil.pkl", marker))])
+    assert result.exit_code == 2 and "evil.pkl: refused: the pickle asks for io.open" in result.output
+    assert not marker.exists()

@@ -101,7 +101,8 @@ def test_two_gloo_processes_match_the_single_process_reference(tmp_path, store_r
     out = cfg.paths.train("skel")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1  # only rank 0 writes
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "done.json", "last.pt", "metrics.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "best.pt.sha256", "done.json", "last.pt", "last.pt.sha256",
+                                                     "metrics.jsonl"]
     state = load_checkpoint(out / "last.pt")
     assert len(state["rng"]) == 2  # each rank's random state, for an exact resume
 

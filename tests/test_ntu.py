@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -172,6 +173,19 @@ def test_non_numeric_value_names_the_line(tmp_path: Path):
     bad = tmp_path / "bad.skeleton"
     bad.write_text("\n".join(text))
     with pytest.raises(DataError, match=r"bad\.skeleton: line 35: non-numeric value 'abc'"):
+        parse_skeleton(bad)
+
+
+@pytest.mark.parametrize("spelling", ["nan", "NaN", "inf", "-inf", "1e400", "1e39", "1.#QNAN", "-1.#IND"])
+def test_a_joint_value_that_is_no_finite_number_fails_the_sample_however_spelled(tmp_path: Path, spelling: str):
+    # One rule: what float() accepts (nan, inf, 1e400) is refused like what it does not (1.#QNAN,
+    # the spelling of Windows C runtimes), never read as a missing joint.
+    text = skeleton_text([[(7, standing_body())]] * 3, newline="\n").splitlines()
+    values = text[5 + 29].split()
+    text[5 + 29] = " ".join([*values[:2], spelling, *values[3:]])
+    bad = tmp_path / "bad.skeleton"
+    bad.write_text("\n".join(text))
+    with pytest.raises(DataError, match=rf"bad\.skeleton: line 35: (non-numeric )?value '{re.escape(spelling)}'"):
         parse_skeleton(bad)
 
 

@@ -16,6 +16,7 @@ from mmfc.data.pose_pickle import (
     read_pose_pickle,
     source_group,
 )
+from mmfc.data.pickles import load_pickle
 from mmfc.errors import DataError
 
 
@@ -142,3 +143,60 @@ def test_bad_keypoint_shape(tmp_path: Path):
     source = PosePickleSource(DataConfig(source="pose_pickle", root=str(path), layout="coco17"))
     with pytest.raises(DataError, match=r"bad.pkl: a: keypoint shape \(1, 4, 25, 2\), expected \[M, T, 17"):
         source.load_skeleton(source.samples()[0])
+
+
+class RunsCode:
+    """Unpickling it creates `marker`: what a hostile pickle's __reduce__ can do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def hostile_pickle(path: Path, marker: Path) -> Path:
+    """A pose pickle whose one annotation carries a RunsCode."""
+    ann = {"frame_dir": "a", "label": 0, "keypoint": np.zeros((1, 4, 17, 2), np.float32), "extra": RunsCode(marker)}
+    path.write_bytes(pickle.dumps({"split": {"test": ["a"]}, "annotations": [ann]}))
+    return path
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path: Path):
+    marker = tmp_path / "ran"
+    path = hostile_pickle(tmp_path / "evil.pkl", marker)
+    with pytest.raises(DataError, match=r"evil.pkl: refused: the pickle asks for io.open, and loading it could run"):
+        read_pose_pickle(path)
+    with pytest.raises(DataError, match="refused"):
+        PosePickleSource(DataConfig(source="pose_pickle", root=str(path), layout="coco17"))
+    assert not marker.exists()
+    # The classic: os.system by its pickled name, in protocol 0.
+    (tmp_path / "system.pkl").write_bytes(b"cos\nsystem\n(S'touch ran'\ntR.")
+    with pytest.raises(DataError, match="refused: the pickle asks for os.system"):
+        load_pickle(tmp_path / "system.pkl")
+
+
+def test_every_real_pose_pickle_loads_as_pickle_itself_loads_it(realdata: Path):
+    files = sorted((realdata / "pose_pkl").glob("*.pkl"))
+    assert len(files) == 5
+    for path in files:
+        with open(path, "rb") as f:
+            trusted = pickle.load(f)
+        assert_same(load_pickle(path), trusted, path.name)
+
+
+def assert_same(got, expected, where: str) -> None:
+    assert type(got) is type(expected), where
+    if isinstance(expected, dict):
+        assert got.keys() == expected.keys(), where
+        for key in expected:
+            assert_same(got[key], expected[key], f"{where}[{key!r}]")
+    elif isinstance(expected, (list, tuple)):
+        assert len(got) == len(expected), where
+        for i, (a, b) in enumerate(zip(got, expected)):
+            assert_same(a, b, f"{where}[{i}]")
+    elif isinstance(expected, np.ndarray):
+        assert got.dtype == expected.dtype, where
+        np.testing.assert_array_equal(got, expected, err_msg=where)
+    else:
+        assert got == expected, where

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 import subprocess
 import sys
 import time
@@ -16,9 +17,11 @@ from typer.testing import CliRunner
 
 from mmfc.cli import app
 from mmfc.config import load_pipeline
+from mmfc.data.pickles import load_pickle
 from mmfc.data.pose_pickle import PosePickleSource, read_pose_pickle
 from mmfc.data.sources import open_source
 from mmfc.poses.stage import run_poses
+from test_pose_pickle import RunsCode
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,3 +128,19 @@ def test_cli_names_the_make_target_when_models_are_missing(video_folders: Path, 
     assert result.exit_code == 2 and "make setup-pose" in result.output and "pose_detection.tflite" in result.output
     other = CliRunner().invoke(app, ["stage", "poses", "--pipeline", "pipelines/synth.toml"])
     assert other.exit_code == 2 and "data.source = 'videos'" in other.output
+
+
+def test_a_per_video_file_that_would_run_code_is_redone_not_run(first_run: Path, video_folders: Path,
+                                                                pose_models: Path, tmp_path: Path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(first_run, workdir)
+    videos = workdir / "poses" / "videos"
+    planted = sorted(videos.glob("*.pkl"))[0]
+    marker = tmp_path / "ran"
+    planted.write_bytes(pickle.dumps(RunsCode(marker)))
+    untouched = {p.name: p.stat().st_mtime_ns for p in videos.glob("*.pkl") if p != planted}
+    cfg = load_pipeline(REPO / "pipelines" / "videos-example.toml", overrides(video_folders, workdir, pose_models))
+    assert run_poses(cfg) == 0
+    assert not marker.exists()
+    assert {p.name: p.stat().st_mtime_ns for p in videos.glob("*.pkl") if p != planted} == untouched
+    assert load_pickle(planted)["id"]  # the video was estimated again

@@ -1,5 +1,6 @@
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import torch
 
 from mmfc.config import Pipeline
 from mmfc.errors import DataError
+from mmfc.fusion.files import open_fusion
 from mmfc.fusion.stage import run_fuse
 from mmfc.report.plots import plot_confusion
 from mmfc.report.stage import read_curves, run_report
@@ -68,8 +70,12 @@ def test_report_writes_markdown_html_and_figures(tmp_path):
     _, skel = _scores(np.random.default_rng(12), 12)
     write_scores(cfg.paths.root / "ablation" / "skel_noccl" / "scores" / "skel.parquet", skel)
     write_scores(cfg.paths.root / "ablation" / "skel_ccl" / "scores" / "skel.parquet", crop_rgb)
+    killed = cfg.paths.report / ".tmp-0123abcd-report.html"  # what a killed run left
+    killed.parent.mkdir(parents=True)
+    killed.write_text("<html>half")
     run_report(cfg)
     out = cfg.paths.report
+    assert not killed.exists()
     for name in ("report.md", "report.html", "confusion.png", "curves.png"):
         assert (out / name).stat().st_size > 0
     md = (out / "report.md").read_text()
@@ -153,3 +159,82 @@ def test_confusion_png_renders_for_many_classes(tmp_path):
     names = [f"class {c}: {'a long action name ' * 2}" for c in range(k)]
     plot_confusion(cm, names, "120 classes", tmp_path / "cm.png")
     assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The fusion files as one set
+
+
+def test_a_killed_fuse_rerun_leaves_the_previous_set_whole(tmp_path, monkeypatch):
+    from mmfc.fusion import stage as fusion_stage
+
+    cfg, _ = _make_run(tmp_path)
+    before = {p.name: p.read_bytes() for p in cfg.paths.fusion.iterdir()}
+    cfg.fusion.method = "pyskl_1_2"
+    real_write, written = fusion_stage.write_scores, []
+
+    def killed_after_two(path, table):
+        written.append(path)
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        real_write(path, table)
+
+    monkeypatch.setattr(fusion_stage, "write_scores", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_fuse(cfg)
+    monkeypatch.setattr(fusion_stage, "write_scores", real_write)
+    assert {p.name: p.read_bytes() for p in cfg.paths.fusion.iterdir()} == before
+    run_report(cfg)  # the old set, whole
+    # A kill past the cleanup of atomic_path (SIGKILL) leaves the unfinished folder; the next run clears it.
+    leftover = cfg.paths.root / ".tmp-0123abcd-fusion"
+    shutil.copytree(cfg.paths.fusion, leftover)
+    run_fuse(cfg)
+    assert not leftover.exists()
+    assert open_fusion(cfg.paths.fusion).selected == "pyskl_1_2"
+
+
+def test_a_mixed_fusion_set_is_refused_by_the_report(tmp_path):
+    cfg, _ = _make_run(tmp_path)
+    other, _ = _make_run(tmp_path / "other", name="other")
+    # What an interrupted writer of the old, file-by-file stage left: one method's file from another run.
+    shutil.copyfile(other.paths.fusion / "global.parquet", cfg.paths.fusion / "global.parquet")
+    with pytest.raises(DataError, match=r"fusion/global.parquet: not the file written with .*weights.json"):
+        run_report(cfg)
+
+
+def test_a_reader_between_two_files_of_a_swapped_set_is_refused(tmp_path):
+    cfg, _ = _make_run(tmp_path)
+    fusion = open_fusion(cfg.paths.fusion)
+    fusion.scores("fused")
+    cfg.fusion.method = "pyskl_1_2"
+    run_fuse(cfg)  # the folder is swapped while the reader holds the old weights
+    with pytest.raises(DataError, match="holds files of two fusion runs"):
+        fusion.scores("global")
+
+
+def test_the_ablation_full_row_reads_its_run_as_a_set(tmp_path):
+    cfg, _ = _make_run(tmp_path)
+    full, _ = _make_run(tmp_path / "ablation-full")
+    shutil.copytree(full.paths.fusion, cfg.paths.root / "ablation" / "full" / "fusion")
+    run_report(cfg)
+    fused = cfg.paths.root / "ablation" / "full" / "fusion" / "fused.parquet"
+    shutil.copyfile(cfg.paths.fusion / "rgb_alone.parquet", fused)  # another method's scores as "Full"
+    with pytest.raises(DataError, match=rf"{fused}: not the file written with"):
+        run_report(cfg)
+
+
+def test_fusion_older_than_its_inputs_or_without_digests_is_refused(tmp_path):
+    cfg, rgb = _make_run(tmp_path)
+    rgb.checkpoint_digest = "retrained"
+    write_scores(cfg.paths.scores / "rgb.parquet", rgb)
+    with pytest.raises(DataError, match=r"weights.json: fitted on rgb scores of checkpoint ck-r, but .*rgb.parquet now "
+                                        r"holds those of checkpoint retrained; rerun `mmfc stage fuse`"):
+        run_report(cfg)
+    run_fuse(cfg)
+    run_report(cfg)
+    weights_path = cfg.paths.fusion / "weights.json"
+    weights = json.loads(weights_path.read_text())
+    del weights["files"]
+    weights_path.write_text(json.dumps(weights))
+    with pytest.raises(DataError, match="lists no digests of its files"):
+        run_report(cfg)

@@ -13,10 +13,10 @@ from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.scores.format import read_scores
 from mmfc.scores.stage import run_scores
-from mmfc.train.checkpoint import load_checkpoint
+from mmfc.train.checkpoint import digest_path, load_checkpoint
 from mmfc.train.loop import predict
 from mmfc.train.stage import run_train
-from test_train import build_tiny_store, tiny_pipeline
+from test_train import build_tiny_store, damage_tensor, tiny_pipeline
 
 torch.set_num_threads(1)
 
@@ -69,7 +69,14 @@ def test_scores_cover_every_sample_with_digests(trained, modality, n_jobs):
 def test_multi_clip_scores_average_evenly_spaced_clips(trained):
     store_root, workdir = trained
     cfg = tiny_pipeline(workdir, store_root, "rgb.train.epochs=1", "skel.train.epochs=1", "scores.clips=3")
+    # What killed runs left: this branch's is cleared, the other's (maybe being written now) kept.
+    leftovers = {m: cfg.paths.scores / f".tmp-0123abcd-{m}.parquet" for m in ("skel", "rgb")}
+    cfg.paths.scores.mkdir(exist_ok=True)
+    for path in leftovers.values():
+        path.write_bytes(b"half")
     run_scores(cfg, "skel")
+    assert not leftovers["skel"].exists() and leftovers["rgb"].exists()
+    leftovers["rgb"].unlink()
     table = read_scores(cfg.paths.scores / "skel.parquet")
     clips = [reference_logits(cfg, "skel", c, 3) for c in range(3)]
     assert not np.allclose(clips[0], clips[2])  # the clips do see different frames
@@ -84,6 +91,43 @@ def test_missing_or_foreign_checkpoint_is_a_data_error(trained, tmp_path):
     foreign = tmp_path / "train" / "rgb" / "best.pt"
     foreign.parent.mkdir(parents=True)
     foreign.write_bytes((workdir / "train" / "skel" / "best.pt").read_bytes())
+    digest_path(foreign).write_text(digest_path(workdir / "train" / "skel" / "best.pt").read_text())
     with pytest.raises(DataError, match="holds a 'skel' model"):
         run_scores(tiny_pipeline(tmp_path, store_root), "rgb")
     assert not (tmp_path / "scores" / "rgb.parquet").exists()
+
+
+def damaged_copy(workdir, tmp_path, modality: str, name: str):
+    """The branch's training folder copied to tmp_path, with one weight of `name` overwritten."""
+    import shutil
+
+    out = tmp_path / "train" / modality
+    shutil.copytree(workdir / "train" / modality, out)
+    weights = max(load_checkpoint(out / name)["model"].values(), key=lambda t: t.numel())
+    damage_tensor(out / name, weights.flatten()[:64].contiguous(), 1e3)
+    return out
+
+
+def test_damaged_best_checkpoint_is_refused_by_name(trained, tmp_path):
+    store_root, workdir = trained
+    out = damaged_copy(workdir, tmp_path, "skel", "best.pt")
+    with pytest.raises(DataError, match=f"{out / 'best.pt'}: damaged"):
+        run_scores(tiny_pipeline(tmp_path, store_root), "skel")
+    assert not (tmp_path / "scores" / "skel.parquet").exists()
+
+
+def test_resume_refuses_a_damaged_last_checkpoint(trained, tmp_path):
+    store_root, workdir = trained
+    out = damaged_copy(workdir, tmp_path, "skel", "last.pt")
+    (out / "done.json").unlink()  # as if killed before the last epoch ended
+    cfg = tiny_pipeline(tmp_path, store_root, "rgb.train.epochs=1", "skel.train.epochs=1")
+    with pytest.raises(DataError, match=f"{out / 'last.pt'}: damaged"):
+        run_train(cfg, "skel", resume=True)
+
+
+def test_a_checkpoint_of_other_model_settings_is_refused_by_name(trained, tmp_path):
+    store_root, workdir = trained
+    cfg = tiny_pipeline(workdir, store_root, "skel.model.base_channels=16")
+    with pytest.raises(DataError, match=rf"{workdir / 'train' / 'skel' / 'best.pt'}: its model does not fit the "
+                                        r"configured one.*size mismatch"):
+        run_scores(cfg, "skel")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -15,7 +16,16 @@ from mmfc.crops.store import open_crops
 from mmfc.data.layouts import NTU25
 from mmfc.errors import DataError
 from mmfc.train import stage as train_stage
-from mmfc.train.checkpoint import capture_rng, file_digest, load_checkpoint, restore_rng, save_checkpoint
+from mmfc import atomic
+from mmfc.train.checkpoint import (
+    UnverifiedCheckpoint,
+    capture_rng,
+    digest_path,
+    file_digest,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 from mmfc.train.datasets import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -226,15 +236,66 @@ def test_sharded_sampler_orders_by_seed_and_epoch():
 def test_checkpoint_roundtrip_and_bad_files(tmp_path):
     path = tmp_path / "x" / "last.pt"
     save_checkpoint(path, {"model": {"w": torch.arange(3.0)}, "epoch": 2, "rng": capture_rng()})
-    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temp file left behind
+    # No temp file left behind; the digest beside it is in sha256sum's format.
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt", "last.pt.sha256"]
+    assert digest_path(path).read_text() == f"{hashlib.sha256(path.read_bytes()).hexdigest()}  last.pt\n"
     state = load_checkpoint(path)
     assert state["epoch"] == 2 and torch.equal(state["model"]["w"], torch.arange(3.0))
     assert len(file_digest(path)) == 16
     path.write_bytes(path.read_bytes()[:50])
-    with pytest.raises(DataError, match="not a readable checkpoint"):
+    with pytest.raises(DataError, match=f"{path}: damaged: its sha256 differs"):
         load_checkpoint(path)
+    digest_path(path).unlink()  # a truncated checkpoint of an older run: torch's complaint, in our words
+    with pytest.raises(DataError, match="not a readable checkpoint") as caught:
+        load_checkpoint(path)
+    assert str(path) in str(caught.value) and "weights_only" not in str(caught.value)
     with pytest.raises(DataError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "none.pt")
+
+
+def damage_tensor(path: Path, tensor: torch.Tensor, value: float) -> None:
+    """Overwrite the first element of `tensor`'s bytes inside the saved archive with `value`."""
+    data = path.read_bytes()
+    at = data.index(tensor.numpy().tobytes())
+    path.write_bytes(data[:at] + np.float32(value).tobytes() + data[at + 4:])
+
+
+def test_damage_inside_a_tensor_is_caught_by_the_digest(tmp_path):
+    weights = torch.linspace(1, 2, 64)
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, {"model": {"w": weights}})
+    damage_tensor(path, weights, 1e30)
+    with pytest.raises(DataError, match=f"{path}: damaged: its sha256 differs from the one saved with it in best.pt.sha256"):
+        load_checkpoint(path)
+    # Without a digest (an older run) finite damage cannot be seen: loaded, with a warning...
+    digest_path(path).unlink()
+    with pytest.warns(UnverifiedCheckpoint, match=f"{path}: no best.pt.sha256 beside it"):
+        assert load_checkpoint(path)["model"]["w"][0] == 1e30
+    # ...but non-finite values, which would make every score NaN, are refused.
+    damage_tensor(path, torch.tensor([1e30]), float("nan"))
+    with pytest.raises(DataError, match=f"{path}: damaged: non-finite values in model.w"), pytest.warns(UnverifiedCheckpoint):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("killed_at", ["checkpoint", "digest"])
+def test_a_save_killed_between_its_two_renames_leaves_a_loadable_checkpoint(tmp_path, monkeypatch, killed_at):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"model": {"w": torch.zeros(4)}, "epoch": 1})
+    real_move, moves = atomic.move_into_place, []
+
+    def killed(tmp, target):
+        moves.append(Path(target).name)
+        # The digest file is moved twice (both digests, then the new one), the checkpoint between.
+        if (killed_at == "checkpoint" and moves == ["last.pt.sha256", "last.pt"]) or moves.count("last.pt.sha256") == 2:
+            raise KeyboardInterrupt
+        real_move(tmp, target)
+
+    monkeypatch.setattr(atomic, "move_into_place", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"model": {"w": torch.ones(4)}, "epoch": 2})
+    monkeypatch.setattr(atomic, "move_into_place", real_move)
+    assert load_checkpoint(path)["epoch"] == (1 if killed_at == "checkpoint" else 2)
+    assert len(digest_path(path).read_text().splitlines()) == 2  # the old and the new digest
 
 
 def test_rng_state_restores_every_generator():
@@ -273,8 +334,10 @@ def test_tiny_run_writes_checkpoints_metrics_and_done(tmp_path, store_root, caps
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
     stamp = (out / "last.pt").stat().st_mtime_ns
+    killed = out / ".tmp-0123abcd-last.pt"  # what a killed save left
+    killed.write_bytes(b"half a checkpoint")
     train_stage.run_train(cfg, "skel", resume=True)  # finished with this config: nothing to do
-    assert (out / "last.pt").stat().st_mtime_ns == stamp
+    assert (out / "last.pt").stat().st_mtime_ns == stamp and not killed.exists()
     train_stage.run_train(cfg, "skel")  # without --resume an existing run starts over, with a warning
     assert "starting over" in capsys.readouterr().err
     assert (out / "last.pt").stat().st_mtime_ns != stamp and len(read_metrics(out)) == 2

@@ -212,14 +212,14 @@ def _run_crops(cfg: Pipeline, crops_dir: Path, part: tuple[int, int] | None, str
     if part is not None:
         summarize(console, crops_dir, fresh_rows, len(rows) - len(fresh_rows), ok, failed, warned, elapsed)
         console.print(f"part {part[0]}/{part[1]}: {len(mine)} of {len(batches)} shards; run `mmfc stage crops` "
-                      "without crops.part once every part is done, to assemble the index")
+                      "without crops.part once every part is done, to assemble the index", markup=False)
         return 0 if ok or not rows else 1
     write_outputs(crops_dir, cfg, source, ok, failed + warned)
     remove_unnamed_stores(crops_dir)
     summarize(console, crops_dir, fresh_rows, len(rows) - len(fresh_rows), ok, failed, warned, elapsed)
     if preview > 0 and ok:
         path = write_preview(crops_dir, source, {s.id: s for s in samples}, job, preview)
-        console.print(f"preview: {path}")
+        console.print(f"preview: {path}", markup=False)
     if not ok or (strict and failed):
         return 1
     return 0
@@ -322,5 +322,5 @@ def summarize(console: Console, crops_dir: Path, fresh: list[dict], skipped: int
     console.print(
         f"crops: {done} done, {skipped} skipped (unchanged), {len(failed)} failed, {len(warned)} with a warning; "
         f"{written / 1e6:.1f} MB written, {per_sample:.3f} MB/sample on disk, "
-        f"{len(ok)} samples stored in {crops_dir} ({rate:.1f} samples/s)"
+        f"{len(ok)} samples stored in {crops_dir} ({rate:.1f} samples/s)", markup=False
     )

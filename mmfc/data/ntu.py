@@ -20,7 +20,7 @@ import numpy as np
 from mmfc.config import ConfigError, DataConfig
 from mmfc.data.layouts import Layout, get_layout
 from mmfc.data.ntu_names import ntu_class_names, read_class_names
-from mmfc.data.numbers import FloatParser, NotANumber, parse_integers
+from mmfc.data.numbers import FloatParser, NotANumber, parse_integers, token_at
 from mmfc.data.sample import Sample, Skeleton
 from mmfc.errors import DataError
 
@@ -35,6 +35,7 @@ COLOR_XY = slice(5, 7)
 TRACKING_STATE = 11
 # trackingState 0 (not tracked), 1 (inferred), 2 (tracked) -> joint confidence.
 TRACKING_SCORE = np.array([0.0, 0.5, 1.0], dtype=np.float32)
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # joints are stored as float32
 
 # Denoising thresholds of CTR-GCN's get_raw_denoised_data.py (the NTU preprocessing that
 # CTR-GCN and PYSKL's 3D annotations follow).
@@ -86,9 +87,20 @@ def parse_skeleton_bytes(data: bytes, path: str | Path = "<bytes>") -> RawSkelet
     try:
         values, starts = _float_parser().parse(data)
     except NotANumber as bad:
-        line = data.count(b"\n", 0, bad.offset) + 1
-        raise DataError(path, f"line {line}: {bad}") from None
-    return _assemble(path, *_walk(values, path), values, starts, data)
+        raise DataError(path, f"line {_line(data, bad.offset)}: {bad}") from None
+    # One rule for every value that is no finite float32, however it is spelled: "nan", "inf",
+    # 1e400 (float() accepts them) fail the sample as "1.#QNAN" (float() refuses it) does.
+    structure = _walk(values, path)  # a non-finite count gets the count's message
+    beyond = np.flatnonzero(~(np.abs(values) <= FLOAT32_MAX))
+    if beyond.size:
+        offset = int(starts[beyond[0]])
+        raise DataError(path, f"line {_line(data, offset)}: value {token_at(data, offset).decode('latin-1')!r} "
+                              "is not a finite number (NaN, infinite, or beyond float32)")
+    return _assemble(path, *structure, values, starts, data)
+
+
+def _line(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
 
 
 _THREAD = threading.local()

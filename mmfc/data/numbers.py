@@ -10,6 +10,7 @@ digits is one correctly rounded int64-to-float64 conversion; a decimal whose dig
 integer below 2**53, scaled by a power of ten within 1e+-22, is one correctly rounded IEEE
 multiplication or division (Clinger's fast path). Anything else (more digits, a far exponent,
 "nan", or a token that is no number at all) is left to float() in Python; NTU files have none.
+(The NTU reader then refuses every value that is not a finite float32: mmfc/data/ntu.py.)
 Body IDs (17 digits, beyond float64's exact integers) are read exactly by `parse_integers`.
 """
 
@@ -75,7 +76,7 @@ def parse_integers(data: bytes, starts: np.ndarray) -> np.ndarray:
     bad = _parse_integers(buf, np.ascontiguousarray(starts, dtype=np.int64), integers)
     if bad >= 0:
         offset = int(starts[bad])
-        raise NotANumber(_token_at(data, offset), offset)
+        raise NotANumber(token_at(data, offset), offset)
     return integers
 
 
@@ -83,7 +84,7 @@ def _convert_slow_tokens(data: bytes, values: np.ndarray, starts: np.ndarray) ->
     """float() for the tokens the compiled pass left out (their start is stored as -1 - start)."""
     for index in np.flatnonzero(starts < 0):
         offset = -1 - int(starts[index])
-        token = _token_at(data, offset)
+        token = token_at(data, offset)
         try:
             values[index] = float(token)
         except ValueError:
@@ -91,7 +92,7 @@ def _convert_slow_tokens(data: bytes, values: np.ndarray, starts: np.ndarray) ->
         starts[index] = offset
 
 
-def _token_at(data: bytes, offset: int) -> bytes:
+def token_at(data: bytes, offset: int) -> bytes:
     return _TOKEN.match(data, offset).group()
 
 

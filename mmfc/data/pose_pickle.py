@@ -9,7 +9,6 @@ test samples, the case of scoring a handful of clips.
 from __future__ import annotations
 
 import hashlib
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from mmfc.config import ConfigError, DataConfig
 from mmfc.data.layouts import Layout, get_layout
 from mmfc.data.ntu import folder_names, parse_name
 from mmfc.data.ntu_names import read_class_names
+from mmfc.data.pickles import load_pickle
 from mmfc.data.sample import Sample, Skeleton
 from mmfc.errors import DataError
 
@@ -33,13 +33,9 @@ class PosePickle:
 def read_pose_pickle(path: str | Path) -> PosePickle:
     """Load and normalise a pose pickle; anything that is not one raises DataError."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = pickle.load(f)
-    except FileNotFoundError:
-        raise DataError(path, "no such pose pickle") from None
-    except Exception as exc:  # a broken pickle raises anything from EOFError to ImportError
-        raise DataError(path, f"not a readable pickle: {type(exc).__name__}: {exc}") from None
+    if not path.is_file():
+        raise DataError(path, "no such pose pickle")
+    data = load_pickle(path)  # refuses any global but numpy's arrays: a pickle can run code
     if isinstance(data, dict) and "annotations" in data:
         split, annotations = data.get("split") or {}, data["annotations"]
     elif isinstance(data, dict) and "frame_dir" in data:

@@ -4,9 +4,10 @@ cross-validation inside them, apply to all rows.
 Reads <workdir>/scores/{rgb,skel}.parquet; writes <workdir>/fusion/<candidate>.parquet for each
 candidate, fused.parquet (a copy of the selected one: the method named by fusion.method, or the
 one "auto" chose) and weights.json (fitted parameters, cross-validated figures of every
-candidate and of every value of its free choice, and why the selected one was selected), the
-last so it marks the stage as done. The test rows are scored but never looked at while fitting
-or choosing.
+candidate and of every value of its free choice, why the selected one was selected, and the
+sha256 of each Parquet file). The set is built in a fresh folder that replaces fusion/ whole, and
+is read through mmfc/fusion/files.py, which refuses a mixed one. The test rows are scored but
+never looked at while fitting or choosing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from mmfc import atomic, lock
 from mmfc.config import Pipeline
 from mmfc.errors import DataError
+from mmfc.fusion.files import FUSED, WEIGHTS, file_digests
 from mmfc.fusion.methods import FittedFusion
 from mmfc.fusion.selection import BASELINES, Candidate, make_folds, sample_groups, select_fusion
 from mmfc.metrics import log_softmax
@@ -39,6 +41,8 @@ def run_fuse(cfg: Pipeline) -> None:
 
 
 def _fuse(cfg: Pipeline) -> None:
+    # A killed run's unfinished folder, or the old set it had renamed aside.
+    atomic.remove_leftovers(cfg.paths.fusion.parent, of=lambda target: target == cfg.paths.fusion.name)
     rgb_path, skel_path = score_path(cfg, "rgb"), score_path(cfg, "skel")
     rgb, skel = read_scores(rgb_path), read_scores(skel_path)
     check_compatible(rgb, skel, rgb_path, skel_path)
@@ -59,39 +63,40 @@ def _fuse(cfg: Pipeline) -> None:
     )
     selected = selection.auto_pick if cfg.fusion.method == "auto" else cfg.fusion.method
 
-    out = cfg.paths.fusion
     checkpoint_digest = hashlib.sha256(f"{rgb.checkpoint_digest}+{skel.checkpoint_digest}".encode()).hexdigest()[:16]
-    methods = {}
-    for name, candidate in selection.candidates.items():
-        fused = _fused_table(rgb, skel, candidate.fitted, name, checkpoint_digest, cfg.digest())
-        write_scores(out / f"{name}.parquet", fused)
-        methods[name] = _describe_candidate(name, candidate, fused.rows(FIT_SPLIT))
-    with atomic.atomic_path(out / "fused.parquet") as tmp:
-        shutil.copyfile(out / f"{selected}.parquet", tmp)
-
-    weights = {
-        "fit_split": FIT_SPLIT,
-        "num_fit_samples": len(val_rgb.ids),
-        "num_classes": rgb.num_classes,
-        "metric": cfg.fusion.metric,
-        "grid": cfg.fusion.grid,
-        "requested": cfg.fusion.method,
-        "selected": selected,
-        "fused_file": "fused.parquet",
-        "auto": {
-            "pick": selection.auto_pick,
-            "reason": selection.auto_reason,
-            "baselines": list(BASELINES),
-            "near_tie": "within one standard error of the paired per-sample NLL difference, or 1 nat in total",
-        },
-        "cv": {**folds.describe(), "seed": cfg.fusion.cv_seed},
-        "inputs": {
-            "rgb": {"path": str(rgb_path), "checkpoint_digest": rgb.checkpoint_digest},
-            "skel": {"path": str(skel_path), "checkpoint_digest": skel.checkpoint_digest},
-        },
-        "methods": methods,
-    }
-    atomic.write_text(out / "weights.json", json.dumps(_json_safe(weights), indent=2) + "\n")
+    # The whole set is built in a fresh folder and swapped in at once (mmfc.fusion.files).
+    with atomic.atomic_path(cfg.paths.fusion) as out:
+        out.mkdir()
+        methods = {}
+        for name, candidate in selection.candidates.items():
+            fused = _fused_table(rgb, skel, candidate.fitted, name, checkpoint_digest, cfg.digest())
+            write_scores(out / f"{name}.parquet", fused)
+            methods[name] = _describe_candidate(name, candidate, fused.rows(FIT_SPLIT))
+        shutil.copyfile(out / f"{selected}.parquet", out / f"{FUSED}.parquet")
+        weights = {
+            "fit_split": FIT_SPLIT,
+            "num_fit_samples": len(val_rgb.ids),
+            "num_classes": rgb.num_classes,
+            "metric": cfg.fusion.metric,
+            "grid": cfg.fusion.grid,
+            "requested": cfg.fusion.method,
+            "selected": selected,
+            "fused_file": f"{FUSED}.parquet",
+            "auto": {
+                "pick": selection.auto_pick,
+                "reason": selection.auto_reason,
+                "baselines": list(BASELINES),
+                "near_tie": "within one standard error of the paired per-sample NLL difference, or 1 nat in total",
+            },
+            "cv": {**folds.describe(), "seed": cfg.fusion.cv_seed},
+            "inputs": {
+                "rgb": {"path": str(rgb_path), "checkpoint_digest": rgb.checkpoint_digest},
+                "skel": {"path": str(skel_path), "checkpoint_digest": skel.checkpoint_digest},
+            },
+            "methods": methods,
+            "files": file_digests(out),  # sha256 of every Parquet file of the set: readers refuse a mixed one
+        }
+        atomic.write_text(out / WEIGHTS, json.dumps(_json_safe(weights), indent=2) + "\n")
 
 
 def score_path(cfg: Pipeline, modality: str) -> Path:

@@ -33,6 +33,7 @@ from rich.console import Console
 
 from mmfc import atomic, lock
 from mmfc.config import ConfigError, Pipeline
+from mmfc.data.pickles import load_pickle
 from mmfc.data.sample import Sample
 from mmfc.data.sources import open_source
 from mmfc.data.video import probe_video
@@ -91,9 +92,8 @@ def video_signature(sample: Sample, digest: str) -> dict:
 def read_result(path: Path) -> dict | None:
     """A per-video result file, or None when there is none or it is unreadable."""
     try:
-        with open(path, "rb") as f:
-            return pickle.load(f)
-    except Exception:  # a file from another version, or damaged: redo the video
+        return load_pickle(path)  # refuses any global but numpy's arrays: a pickle can run code
+    except DataError:  # a file from another version, damaged, or not ours: redo the video
         return None
 
 
@@ -207,7 +207,7 @@ def _run_poses(cfg: Pipeline, strict: bool, preview: int, console: Console) -> i
         by_id = {s.id: s for s in samples}
         picks = [ok[k] for k in np.linspace(0, len(ok) - 1, min(preview, len(ok))).round().astype(int)]
         rows = [(r["annotation"], by_id[r["id"]].video_path, source.class_names[by_id[r["id"]].label]) for r in picks]
-        console.print(f"preview: {write_preview(poses_dir / PREVIEW, rows, cfg.data.layout)}")
+        console.print(f"preview: {write_preview(poses_dir / PREVIEW, rows, cfg.data.layout)}", markup=False)
     if not ok or (strict and failed):
         return 1
     return 0
@@ -255,5 +255,5 @@ def summarize(console: Console, poses_dir: Path, fresh: list[dict], skipped: int
     tracked = ", ".join(f"{count} with {m} {'person' if m == 1 else 'persons'}" for m, count in sorted(persons.items()))
     console.print(
         f"poses: {len(done)} videos done ({frames} frames, {rate:.1f} frames/s), {skipped} skipped (unchanged), "
-        f"{len(failed)} failed; {len(ok)} videos in {poses_dir / PICKLE} ({tracked or 'none'})"
+        f"{len(failed)} failed; {len(ok)} videos in {poses_dir / PICKLE} ({tracked or 'none'})", markup=False
     )

@@ -20,6 +20,7 @@ from mmfc import atomic, lock
 from mmfc.branches import BRANCHES
 from mmfc.config import Pipeline
 from mmfc.errors import DataError
+from mmfc.fusion.files import FUSED, open_fusion
 from mmfc.fusion.methods import best_fixed_ratio, mix_probabilities
 from mmfc.metrics import confusion_matrix, most_confused_pairs, topk_accuracy
 from mmfc.report.plots import plot_confusion, plot_curves
@@ -56,7 +57,7 @@ VARIANT_FILE = {
     "crop_staa_ccl": "scores/rgb.parquet",
     "skel_noccl": "scores/skel.parquet",
     "skel_ccl": "scores/skel.parquet",
-    "full": "fusion/fused.parquet",
+    "full": f"fusion/{FUSED}.parquet",
 }
 # Each step of the ablation against the row it adds to, by a paired test on the same test clips.
 ABLATION_STEP = {
@@ -93,15 +94,15 @@ def run_report(cfg: Pipeline) -> None:
 
 def _report(cfg: Pipeline) -> None:
     paths = cfg.paths
-    weights = _read_json(_require(paths.fusion / "weights.json", "`mmfc stage fuse` (stage 4)"))
-    modalities = [
-        Scored(b.label, read_scores(_require(paths.scores / f"{m}.parquet", f"`mmfc stage scores --modality {m}` (stage 3)")))
-        for m, b in BRANCHES.items()
-    ]
-    fused = [
-        Scored(name, read_scores(_require(paths.fusion / f"{name}.parquet", "`mmfc stage fuse` (stage 4)")))
-        for name in weights["methods"]
-    ]
+    atomic.remove_leftovers(paths.report)  # what a killed run left half-written
+    fusion = open_fusion(paths.fusion)
+    weights = fusion.weights
+    modalities = []
+    for m, b in BRANCHES.items():
+        path = _require(paths.scores / f"{m}.parquet", f"`mmfc stage scores --modality {m}` (stage 3)")
+        modalities.append(Scored(b.label, read_scores(path)))
+        fusion.check_fitted_on(m, modalities[-1].table, path)
+    fused = [Scored(name, fusion.scores(name)) for name in fusion.candidates]
     curves = {
         m: read_curves(_require(paths.train(m) / "metrics.jsonl", f"`mmfc stage train --modality {m}` (stage 2)"))
         for m in BRANCHES
@@ -155,16 +156,6 @@ def _require(path: Path, made_by: str) -> Path:
     if not path.is_file():
         raise DataError(path, f"missing; made by {made_by}")
     return path
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not JSON ({exc.msg})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("methods"), dict) or not data["methods"]:
-        raise DataError(path, "no 'methods' in the fusion weights; rerun `mmfc stage fuse`")
-    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,7 +399,9 @@ def _variant_scores(cfg: Pipeline, variant: str) -> tuple[Path | None, ScoreTabl
         candidates.append(cfg.paths.root / VARIANT_FILE[variant])
     for path in candidates:
         if path.is_file():
-            return path, read_scores(path).rows("test")
+            # The full model's scores are the selected fusion of that run's whole fusion set.
+            table = open_fusion(path.parent).scores(FUSED) if variant == "full" else read_scores(path)
+            return path, table.rows("test")
     return None, None
 
 

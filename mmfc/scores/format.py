@@ -82,13 +82,14 @@ def write_scores(path: str | Path, table: ScoreTable) -> None:
         pq.write_table(arrow, tmp)
 
 
-def read_scores(path: str | Path) -> ScoreTable:
-    """Read a score file; DataError naming the file for a missing, broken or foreign one."""
+def read_scores(path: str | Path, data: bytes | None = None) -> ScoreTable:
+    """Read a score file; DataError naming the file for a missing, broken or foreign one.
+    `data`: the file's bytes, when the caller has read them to check them against a digest."""
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise DataError(path, "score file not found")
     try:
-        arrow = pq.read_table(path)
+        arrow = pq.read_table(path if data is None else pa.BufferReader(data))
     except (pa.ArrowException, OSError) as exc:
         raise DataError(path, f"not a readable Parquet file ({exc})") from None
     metadata = arrow.schema.metadata or {}

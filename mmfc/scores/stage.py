@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from mmfc import lock
+from mmfc import atomic, lock
 from mmfc.branches import get_branch
 from mmfc.config import Pipeline
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.jobs import PerWorker, run_jobs
 from mmfc.scores.format import ScoreTable, write_scores
-from mmfc.train.checkpoint import file_digest, load_checkpoint
+from mmfc.train.checkpoint import file_digest, load_checkpoint, load_weights
 from mmfc.train.loop import amp_enabled, predict
 
 # Samples per job: in a pool, a few batches (jobs spread evenly over the workers and the progress
@@ -46,6 +46,8 @@ def run_scores(cfg: Pipeline, modality: str) -> None:
 
 
 def _scores(cfg: Pipeline, modality: str, console: Console) -> None:
+    # What a killed run left half-written of this score file (the other branch's is not ours).
+    atomic.remove_leftovers(cfg.paths.scores, of=lambda target: target == f"{modality}.parquet")
     checkpoint = cfg.paths.train(modality) / "best.pt"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     one_process = device == "cuda" or cfg.jobs.n_jobs == 1
@@ -103,7 +105,7 @@ class Scorer:
                 self.checkpoint, f"trained for {state['num_classes']} classes but the crop store has {self.store.num_classes}"
             )
         self.model = get_branch(self.modality).build_model(self.cfg, self.store.num_classes, self.store.layout)
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, state["model"], self.checkpoint)
         self.model.to(self.device)
 
     @torch.no_grad()

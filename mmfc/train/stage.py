@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mmfc import atomic, lock
@@ -25,7 +26,7 @@ from mmfc.config import Pipeline
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.models import build_ccl
-from mmfc.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from mmfc.train.checkpoint import capture_rng, digest_path, load_checkpoint, load_weights, restore_rng, save_checkpoint
 from mmfc.train.distributed import (
     DistEnv,
     ShardedSampler,
@@ -70,10 +71,12 @@ def split_indices(store, split: str) -> list[int]:
 def _train(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
     tcfg = branch.section(cfg).train
     out = cfg.paths.train(branch.name)
+    if env.is_main:
+        atomic.remove_leftovers(out)  # what a killed run left half-written: checkpoints, metrics
     digest = training_digest(cfg, branch)
     if resume and _finished(out, digest):
         if env.is_main:
-            console.print(f"{out}: training already finished with this configuration; nothing to do")
+            console.print(f"{out}: training already finished with this configuration; nothing to do", markup=False)
         return
 
     _make_deterministic(tcfg.seed)
@@ -86,8 +89,8 @@ def _train(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
 
     state = _start_state(out, digest, resume, env)
     if state is not None:
-        model.load_state_dict(state["model"])
-        ccl.load_state_dict(state["ccl"])
+        load_weights(model, state["model"], out / "last.pt")
+        load_weights(ccl, state["ccl"], out / "last.pt", "contrastive head")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         rng = state["rng"]
@@ -140,7 +143,7 @@ def _build_networks(cfg: Pipeline, branch: Branch, store, env: DistEnv):
     model = branch.build_model(cfg, store.num_classes, store.layout)
     loaded = branch.load_pretrained(cfg, model)
     if loaded and env.is_main:
-        console.print(loaded)
+        console.print(loaded, markup=False)
     ccl = build_ccl(branch.section(cfg).ccl, store.num_classes, model.feature_dims)
     return model, ccl
 
@@ -199,13 +202,14 @@ def _start_state(out: Path, digest: str, resume: bool, env: DistEnv) -> dict | N
         if state.get("config_digest") == digest:
             return state
         if env.is_main:
-            console.print(f"[yellow]warning:[/] {last} was trained with another configuration; starting over")
+            console.print(f"[yellow]warning:[/] {escape(str(last))} was trained with another configuration; starting over")
     elif last.is_file() and env.is_main:
-        console.print(f"[yellow]warning:[/] {last} exists; starting over (pass --resume to continue it)")
+        console.print(f"[yellow]warning:[/] {escape(str(last))} exists; starting over (pass --resume to continue it)")
     barrier(env)  # every rank has read last.pt before rank 0 clears the folder
     if env.is_main:
-        for name in ("done.json", "best.pt", "last.pt", "metrics.jsonl"):
-            (out / name).unlink(missing_ok=True)
+        checkpoints = [out / "best.pt", out / "last.pt"]
+        for path in [out / "done.json", out / "metrics.jsonl", *checkpoints, *map(digest_path, checkpoints)]:
+            path.unlink(missing_ok=True)
     return None
 
 
