@@ -85,7 +85,8 @@ class DataConfig:
     # Width and height of the space the 2D (colour) keypoints were recorded in. NTU colour
     # coordinates are in the 1920x1080 original; decoded videos may be smaller.
     skeleton_frame_size: list[int] = field(default_factory=lambda: [1920, 1080])
-    # Official list of samples without skeletons (NTU); "" when there is none.
+    # Samples without usable skeletons (NTU), left out: "ntu60" or "ntu120" (the official lists,
+    # shipped with mmfc), the path of another list file, or "" for none.
     missing_list: str = ""
     # Body selection (NTU): at most this many bodies, ranked by motion.
     max_bodies: int = bounded(2, min=1)
