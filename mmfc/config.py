@@ -270,12 +270,23 @@ class TrainConfig:
     # Update the learning rate every "iteration" (smooth) or once per "epoch".
     lr_step: LRStep = "iteration"
     seed: int = 0
-    num_workers: int = bounded(0, min=0)
+    # torch's intra-op threads in the training process and its DataLoader's worker processes:
+    # "auto" fits both to the cores this process may use, less those other processes keep busy
+    # (mmfc/cores.py), or a number (threads at least 1; 0 workers loads in the training process).
+    threads: str = "auto"
+    loader_workers: str = "auto"
     # bf16 autocast on CUDA (and on CPU when set explicitly with amp_cpu).
     amp: bool = True
     amp_cpu: bool = False
     # Largest number of training samples per epoch; 0 uses all.
     max_samples: int = bounded(0, min=0)
+
+    def mismatch(self) -> str | None:
+        for key, least in (("threads", 1), ("loader_workers", 0)):
+            value = getattr(self, key)
+            if value != "auto" and not (value.isdigit() and int(value) >= least):
+                return f"{key} = {value!r}: give \"auto\" or a whole number of at least {least}"
+        return None
 
 
 @dataclass

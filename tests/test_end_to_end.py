@@ -19,6 +19,7 @@ TINY_MODELS = [
     "rgb.train.batch_size=4", "rgb.train.epochs=1", "rgb.ccl.dim=16",
     "skel.model.base_channels=8", "skel.model.num_frames=8", "skel.train.batch_size=4",
     "skel.train.epochs=1", "skel.ccl.dim=16",
+    *(f"{m}.train.{key}={n}" for m in ("rgb", "skel") for key, n in (("threads", 1), ("loader_workers", 0))),
 ]
 
 

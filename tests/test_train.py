@@ -61,6 +61,9 @@ TINY = [
     "rgb.train.lr=0.05", "rgb.ccl.dim=16",
     "skel.model.base_channels=8", "skel.model.num_frames=8", "skel.train.batch_size=4",
     "skel.train.epochs=2", "skel.ccl.dim=16",
+    # As this module's torch.set_num_threads(1): the same thread count in every run whatever
+    # else the machine runs ("auto" follows the load), and no worker start-up on tiny batches.
+    *(f"{m}.train.{key}={n}" for m in ("rgb", "skel") for key, n in (("threads", 1), ("loader_workers", 0))),
 ]
 
 

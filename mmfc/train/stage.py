@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from mmfc import atomic, lock
 from mmfc.branches import Branch, get_branch
 from mmfc.config import Pipeline
+from mmfc.cores import CorePlan, apply_threads, loader_worker_init, plan_cores
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.models import build_ccl
@@ -77,10 +78,14 @@ def _train(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
         return
 
     _make_deterministic(tcfg.seed)
+    cores = plan_cores(tcfg, env.device.type)
+    apply_threads(cores.threads)
+    if env.is_main:
+        console.print(f"{branch.name}: {cores.describe()} ({branch.name}.train.threads, loader_workers)", highlight=False)
     store = open_crops(cfg.paths.crops)
     model, ccl = _build_networks(cfg, branch, store, env)
     objective = Objective(model, ccl).to(env.device)
-    data = _TrainData(cfg, branch, store, env)
+    data = _TrainData(cfg, branch, store, env, cores)
     optimizer = build_optimizer(objective.parameters(), tcfg)
     scheduler = make_scheduler(optimizer, tcfg, data.steps_per_epoch)
 
@@ -148,7 +153,7 @@ def _build_networks(cfg: Pipeline, branch: Branch, store, env: DistEnv):
 class _TrainData:
     """Training ("train" split, augmented, shuffled per epoch) and validation ("val") loaders."""
 
-    def __init__(self, cfg: Pipeline, branch: Branch, store, env: DistEnv):
+    def __init__(self, cfg: Pipeline, branch: Branch, store, env: DistEnv, cores: CorePlan):
         tcfg = branch.section(cfg).train
         self.seed, self.rank = tcfg.seed, env.rank
         train_idx, val_idx = split_indices(store, "train"), split_indices(store, "val")
@@ -158,9 +163,11 @@ class _TrainData:
         self.train_set = branch.build_dataset(cfg, store, train_idx, train=True)
         self.train_sampler = ShardedSampler(len(train_idx), env, shuffle=True, seed=tcfg.seed, limit=tcfg.max_samples)
         self.loader_rng = torch.Generator()
-        self.train_loader = _loader(self.train_set, self.train_sampler, tcfg, env, self.loader_rng, drop_last=True)
+        self.train_loader = _loader(self.train_set, self.train_sampler, tcfg, env, cores.loader_workers,
+                                    self.loader_rng, drop_last=True)
         val_set = branch.build_dataset(cfg, store, val_idx, train=False)
-        self.val_loader = _loader(val_set, ShardedSampler(len(val_idx), env, shuffle=False), tcfg, env)
+        self.val_loader = _loader(val_set, ShardedSampler(len(val_idx), env, shuffle=False), tcfg, env,
+                                  cores.loader_workers)
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
             raise DataError(
@@ -225,12 +232,13 @@ def _make_deterministic(seed: int) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def _loader(dataset, sampler, tcfg, env: DistEnv, generator=None, drop_last=False):
+def _loader(dataset, sampler, tcfg, env: DistEnv, workers: int, generator=None, drop_last=False):
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=tcfg.batch_size,
         sampler=sampler,
-        num_workers=tcfg.num_workers,
+        num_workers=workers,
+        worker_init_fn=loader_worker_init,
         pin_memory=env.device.type == "cuda",
         drop_last=drop_last,
         # An explicit generator: worker seeds never draw from (and shift) the global RNG.
