@@ -56,7 +56,7 @@ test: setup setup-pose
 	$(VENV)/bin/python -m pytest -q
 
 $(SYNTH_DATA)/.complete: | setup
-	$(MMFC) synth --out $(SYNTH_DATA) --per-class $(SYNTH_PER_CLASS)
+	$(MMFC) synth --out $(SYNTH_DATA) --per-class $(SYNTH_PER_CLASS) --timings $(WORKDIR)/timings
 
 # Only the synthetic pipeline needs generated data; the others point at a dataset on disk.
 # Plain videos (data.source = "videos") need their poses first: stage 0.
@@ -140,6 +140,7 @@ ablation: $(ABLATION_SCORES) $(ABLATION_SKEL_SCORES) $(WORKDIR)/fusion/weights.j
   $(ABLATION)/baseline/crops/index.parquet $(ABLATION_SCORES) $(ABLATION_SKEL_SCORES)
 
 demo: setup $(WORKDIR)/report/report.html
+	@$(MMFC) timings --pipeline $(PIPELINE)
 	@echo "Report: $(WORKDIR)/report/report.md and report.html"
 
 bench: setup

@@ -412,6 +412,11 @@ class WorkdirLayout:
     def report(self) -> Path:
         return self.root / "report"
 
+    @property
+    def timings(self) -> Path:
+        """Each stage run's wall time (mmfc/timings.py), for `mmfc timings`."""
+        return self.root / "timings"
+
     def lock(self, output: str) -> Path:
         """The lock file a stage holds while it writes `output` (mmfc.lock): "crops", "poses",
         "train-<branch>", "scores-<branch>", "fusion", "report"; in .locks/, so that no output

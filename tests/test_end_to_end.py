@@ -37,9 +37,10 @@ def test_crops_train_scores_fuse_report_through_the_cli(tmp_path):
     pipeline = ["--pipeline", "pipelines/synth.toml"]
     runner = CliRunner()
 
-    def mmfc(*args: str) -> None:
+    def mmfc(*args: str) -> str:
         result = runner.invoke(app, [*args, *pipeline, *sets])
         assert result.exit_code == 0, result.output
+        return result.output
 
     mmfc("stage", "crops")
     for modality in ("rgb", "skel"):
@@ -47,6 +48,10 @@ def test_crops_train_scores_fuse_report_through_the_cli(tmp_path):
         mmfc("stage", "scores", "--modality", modality)
     mmfc("stage", "fuse")
     mmfc("stage", "report")
+    # Each stage's wall time, in the order they ran, as `make demo` prints them at its end.
+    table = mmfc("timings").splitlines()
+    assert [line.split()[0] for line in table[1:]] == [
+        "crops", "train-rgb", "scores-rgb", "train-skel", "scores-skel", "fuse", "report", "total"]
 
     run = tmp_path / "run"
     rgb = read_scores(run / "scores" / "rgb.parquet")
