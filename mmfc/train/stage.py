@@ -59,8 +59,15 @@ def run_train(cfg: Pipeline, modality: str, resume: bool = False) -> None:
 
 
 def training_digest(cfg: Pipeline, branch: Branch) -> str:
-    """Hash of everything that shapes the trained weights: the data, the crops, the branch."""
-    parts = {key: cfg.digest(key) for key in ("data", "crops", branch.name)}
+    """Hash of everything that shapes the trained weights: the data, the crops, the branch.
+
+    The branch's threads and loader workers are left out: a run resumed on a busier or larger
+    machine continues (math kernels may then round differently in the last bits; README)."""
+    section = cfg.to_dict()[branch.name]
+    for key in ("threads", "loader_workers"):
+        del section["train"][key]
+    parts = {key: cfg.digest(key) for key in ("data", "crops")}
+    parts[branch.name] = hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()[:16]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -87,21 +94,25 @@ def _train(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
     objective = Objective(model, ccl).to(env.device)
     data = _TrainData(cfg, branch, store, env, cores)
     optimizer = build_optimizer(objective.parameters(), tcfg)
-    scheduler = make_scheduler(optimizer, tcfg, data.steps_per_epoch)
 
     state = _start_state(out, digest, resume, env)
     if state is not None:
         model.load_state_dict(state["model"])
         ccl.load_state_dict(state["ccl"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        rng = state["rng"]
-        restore_rng(rng[env.rank] if len(rng) == env.world_size else rng[0])
         epoch, best, history = state["epoch"], state["best"], state["history"]
+        rng = state["rng"]
+        if len(rng) == env.world_size:
+            restore_rng(rng[env.rank])
+        else:
+            # Saved by another number of processes (README, "Several GPUs or nodes"): each rank
+            # draws its own dropout masks from (seed, epoch, rank), as a fresh run would.
+            torch.manual_seed(derive_seed(tcfg.seed, epoch, env.rank))
     else:
         # Model init used the shared seed; from here each rank draws its own dropout masks.
         torch.manual_seed(derive_seed(tcfg.seed, env.rank))
         epoch, best, history = 0, None, []
+    scheduler = make_scheduler(optimizer, tcfg, data.steps_per_epoch, done_epochs=epoch)
 
     trainer = wrap_model(objective, env)
     amp = amp_enabled(tcfg, env.device)
@@ -127,7 +138,7 @@ def _train(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
                 save_checkpoint(out / "best.pt", {**header, "model": model.state_dict(), "epoch": epoch, "best": best})
             save_checkpoint(out / "last.pt", {
                 **header, "model": model.state_dict(), "ccl": ccl.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "optimizer": optimizer.state_dict(),
                 "rng": rng_states, "epoch": epoch, "best": best, "history": history,
             })
             atomic.write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
@@ -202,7 +213,7 @@ def _start_state(out: Path, digest: str, resume: bool, env: DistEnv) -> dict | N
     """The checkpoint to continue from, or None to start over (clearing a previous run)."""
     last = out / "last.pt"
     if resume and last.is_file():
-        state = load_checkpoint(last, required=("model", "ccl", "optimizer", "scheduler", "rng", "epoch"))
+        state = load_checkpoint(last, required=("model", "ccl", "optimizer", "rng", "epoch"))
         if state.get("config_digest") == digest:
             return state
         if env.is_main:
