@@ -41,3 +41,16 @@ def test_a_foreign_file_is_named(tmp_path: Path):
     (tmp_path / "notes.json").write_text("[]")
     with pytest.raises(DataError, match="notes.json.*not a stage timing"):
         read_timings(tmp_path)
+
+
+def test_synth_records_its_time_where_asked(tmp_path: Path, monkeypatch):
+    """`make demo` passes --timings <workdir>/timings, so the generation shows in its table."""
+    from typer.testing import CliRunner
+
+    import mmfc.data.synth as synth
+    from mmfc.cli import app
+
+    monkeypatch.setattr(synth, "generate", lambda out, per_class=None, seed=0: {"out": str(out)})
+    result = CliRunner().invoke(app, ["synth", "--out", str(tmp_path / "data"), "--timings", str(tmp_path / "t")])
+    assert result.exit_code == 0, result.output
+    assert [row["stage"] for row in read_timings(tmp_path / "t")] == ["synth"]
