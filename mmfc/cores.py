@@ -3,9 +3,9 @@
 torch starts one intra-op thread per core and OpenCV as many again. That is right on an idle
 machine and ruinous on a shared one: every parallel op ends in a barrier that waits for its
 slowest thread, and a thread that shares its core with another busy process is descheduled for
-whole time slices, so each small op can cost milliseconds instead of microseconds. Beside one
-CPU-burning process on 2 cores, skeleton training steps ran 10 to 30 times slower with torch's
-default 2 threads than with 1 (bench/bench_threads.py; README, "Threads and loader workers").
+whole time slices, so each small op can cost milliseconds instead of microseconds. On 2 busy
+cores the demo's training steps ran 4 (RGB) and 9 (skeleton) times slower with torch's default
+2 threads than with 1 (bench/bench_threads.py; README, "Training beside other processes").
 
 "auto" therefore counts the cores this process may run on (its CPU affinity, shared among the
 training processes torchrun starts on this node), takes off the cores other processes keep busy
