@@ -36,7 +36,7 @@ def record(folder: Path, stage: str, seconds: float, ok: bool) -> None:
     """Write <folder>/<stage>.json; under torchrun only rank 0 does (every rank runs the stage)."""
     if os.environ.get("RANK", "0") != "0":
         return
-    finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    finished = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     atomic.write_text(Path(folder) / f"{stage}.json",
                       json.dumps({"stage": stage, "seconds": round(seconds, 2), "ok": ok, "finished": finished}))
 
