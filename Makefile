@@ -56,7 +56,7 @@ test: setup setup-pose
 	$(VENV)/bin/python -m pytest -q
 
 $(SYNTH_DATA)/.complete: | setup
-	$(MMFC) synth --out $(SYNTH_DATA) --per-class $(SYNTH_PER_CLASS)
+	$(MMFC) synth --out $(SYNTH_DATA) --per-class $(SYNTH_PER_CLASS) --timings $(WORKDIR)/timings
 
 # Only the synthetic pipeline needs generated data; the others point at a dataset on disk.
 # Plain videos (data.source = "videos") need their poses first: stage 0.
@@ -132,7 +132,15 @@ $(ABLATION_SKEL_SCORES): $(ABLATION)/%/scores/skel.parquet:
 ablation: $(ABLATION_SCORES) $(ABLATION_SKEL_SCORES) $(WORKDIR)/fusion/weights.json
 	$(STAGE) report --pipeline $(PIPELINE)
 
+# Make deletes a target whose recipe is interrupted (Ctrl-C, a killed job) once the recipe has
+# touched it. Every stage writes its files whole (mmfc/atomic.py) and a rerun resumes from them
+# (train --resume), so a stage's outputs are kept: deleting best.pt would throw away the training.
+.PRECIOUS: $(WORKDIR)/poses/poses.pkl $(WORKDIR)/crops/index.parquet $(WORKDIR)/train/%/best.pt \
+  $(WORKDIR)/scores/%.parquet $(WORKDIR)/fusion/weights.json $(WORKDIR)/report/report.html \
+  $(ABLATION)/baseline/crops/index.parquet $(ABLATION_SCORES) $(ABLATION_SKEL_SCORES)
+
 demo: setup $(WORKDIR)/report/report.html
+	@$(MMFC) timings --pipeline $(PIPELINE)
 	@echo "Report: $(WORKDIR)/report/report.md and report.html"
 
 bench: setup

@@ -5,6 +5,7 @@ Each command is a thin shell over a plain function in the package; the work live
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import warnings
@@ -19,6 +20,7 @@ from rich.markup import escape
 from mmfc.branches import BRANCHES
 from mmfc.config import ConfigError, Pipeline, load_pipeline
 from mmfc.errors import DataError, DataWarning
+from mmfc.timings import format_table, read_timings, timed
 
 app = typer.Typer(
     help=(
@@ -98,6 +100,10 @@ def synth(
         typer.Option(help="Recordings per class, performer and camera (0: 1, the demo's size)."),
     ] = 0,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same files.")] = 0,
+    timings: Annotated[
+        Optional[Path], typer.Option(help="Record the generation's wall time in this timings folder, "
+                                          "e.g. <workdir>/timings (`mmfc timings`).")
+    ] = None,
 ) -> None:
     """Write the built-in synthetic fine-grained dataset in the NTU RGB+D raw layout.
 
@@ -109,7 +115,8 @@ def synth(
     from mmfc.data.synth import generate
 
     try:
-        summary = generate(out, per_class=per_class or None, seed=seed)
+        with timed(timings, "synth") if timings else contextlib.nullcontext():
+            summary = generate(out, per_class=per_class or None, seed=seed)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
     print(json.dumps(summary, indent=2))
@@ -162,6 +169,17 @@ def cost(
         print_cost_report(report)
 
 
+@app.command("timings")
+def timings_table(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
+    """Wall time of the latest run of each stage in the pipeline's workdir (`make demo` prints it)."""
+    try:
+        cfg = _pipeline(pipeline, set_)
+        rows = read_timings(cfg.paths.timings)
+    except (ConfigError, DataError) as exc:
+        _fail(str(exc))
+    print(format_table(rows) if rows else f"{cfg.paths.timings}: no stage has run yet")
+
+
 # ---------------------------------------------------------------------------------------------
 # Stages
 
@@ -180,7 +198,8 @@ def stage_poses(
 
     try:
         cfg = _pipeline(pipeline, set_)
-        code = run_poses(cfg, strict=strict, preview=preview)
+        with timed(cfg.paths.timings, "poses"):
+            code = run_poses(cfg, strict=strict, preview=preview)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
     raise typer.Exit(code)
@@ -203,7 +222,8 @@ def stage_crops(
 
     try:
         cfg = _pipeline(pipeline, set_)
-        code = run_crops(cfg, strict=strict, preview=preview, verify=verify)
+        with timed(cfg.paths.timings, "crops"):
+            code = run_crops(cfg, strict=strict, preview=preview, verify=verify)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
     raise typer.Exit(code)
@@ -221,7 +241,8 @@ def stage_train(
 
     try:
         cfg = _pipeline(pipeline, set_)
-        run_train(cfg, modality.value, resume=resume)
+        with timed(cfg.paths.timings, f"train-{modality.value}"):
+            run_train(cfg, modality.value, resume=resume)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
 
@@ -237,7 +258,8 @@ def stage_scores(
 
     try:
         cfg = _pipeline(pipeline, set_)
-        run_scores(cfg, modality.value)
+        with timed(cfg.paths.timings, f"scores-{modality.value}"):
+            run_scores(cfg, modality.value)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
 
@@ -249,7 +271,8 @@ def stage_fuse(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
 
     try:
         cfg = _pipeline(pipeline, set_)
-        run_fuse(cfg)
+        with timed(cfg.paths.timings, "fuse"):
+            run_fuse(cfg)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
 
@@ -261,7 +284,8 @@ def stage_report(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
 
     try:
         cfg = _pipeline(pipeline, set_)
-        run_report(cfg)
+        with timed(cfg.paths.timings, "report"):
+            run_report(cfg)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
 

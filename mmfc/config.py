@@ -85,7 +85,8 @@ class DataConfig:
     # Width and height of the space the 2D (colour) keypoints were recorded in. NTU colour
     # coordinates are in the 1920x1080 original; decoded videos may be smaller.
     skeleton_frame_size: list[int] = field(default_factory=lambda: [1920, 1080])
-    # Official list of samples without skeletons (NTU); "" when there is none.
+    # Samples without usable skeletons (NTU), left out: "ntu60" or "ntu120" (the official lists,
+    # shipped with mmfc), the path of another list file, or "" for none.
     missing_list: str = ""
     # Body selection (NTU): at most this many bodies, ranked by motion.
     max_bodies: int = bounded(2, min=1)
@@ -269,12 +270,23 @@ class TrainConfig:
     # Update the learning rate every "iteration" (smooth) or once per "epoch".
     lr_step: LRStep = "iteration"
     seed: int = 0
-    num_workers: int = bounded(0, min=0)
+    # torch's intra-op threads in the training process and its DataLoader's worker processes:
+    # "auto" fits both to the cores this process may use, less those other processes keep busy
+    # (mmfc/cores.py), or a number (threads at least 1; 0 workers loads in the training process).
+    threads: str = "auto"
+    loader_workers: str = "auto"
     # bf16 autocast on CUDA (and on CPU when set explicitly with amp_cpu).
     amp: bool = True
     amp_cpu: bool = False
     # Largest number of training samples per epoch; 0 uses all.
     max_samples: int = bounded(0, min=0)
+
+    def mismatch(self) -> str | None:
+        for key, least in (("threads", 1), ("loader_workers", 0)):
+            value = getattr(self, key)
+            if value != "auto" and not (value.isdigit() and int(value) >= least):
+                return f"{key} = {value!r}: give \"auto\" or a whole number of at least {least}"
+        return None
 
 
 @dataclass
@@ -399,6 +411,11 @@ class WorkdirLayout:
     @property
     def report(self) -> Path:
         return self.root / "report"
+
+    @property
+    def timings(self) -> Path:
+        """Each stage run's wall time (mmfc/timings.py), for `mmfc timings`."""
+        return self.root / "timings"
 
     def lock(self, output: str) -> Path:
         """The lock file a stage holds while it writes `output` (mmfc.lock): "crops", "poses",

@@ -19,6 +19,7 @@ TINY_MODELS = [
     "rgb.train.batch_size=4", "rgb.train.epochs=1", "rgb.ccl.dim=16",
     "skel.model.base_channels=8", "skel.model.num_frames=8", "skel.train.batch_size=4",
     "skel.train.epochs=1", "skel.ccl.dim=16",
+    *(f"{m}.train.{key}={n}" for m in ("rgb", "skel") for key, n in (("threads", 1), ("loader_workers", 0))),
 ]
 
 
@@ -36,9 +37,10 @@ def test_crops_train_scores_fuse_report_through_the_cli(tmp_path):
     pipeline = ["--pipeline", "pipelines/synth.toml"]
     runner = CliRunner()
 
-    def mmfc(*args: str) -> None:
+    def mmfc(*args: str) -> str:
         result = runner.invoke(app, [*args, *pipeline, *sets])
         assert result.exit_code == 0, result.output
+        return result.output
 
     mmfc("stage", "crops")
     for modality in ("rgb", "skel"):
@@ -46,6 +48,10 @@ def test_crops_train_scores_fuse_report_through_the_cli(tmp_path):
         mmfc("stage", "scores", "--modality", modality)
     mmfc("stage", "fuse")
     mmfc("stage", "report")
+    # Each stage's wall time, in the order they ran, as `make demo` prints them at its end.
+    table = mmfc("timings").splitlines()
+    assert [line.split()[0] for line in table[1:]] == [
+        "crops", "train-rgb", "scores-rgb", "train-skel", "scores-skel", "fuse", "report", "total"]
 
     run = tmp_path / "run"
     rgb = read_scores(run / "scores" / "rgb.parquet")

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmfc.config import ConfigError, DataConfig
+from mmfc.config import ConfigError, DataConfig, load_pipeline
 from mmfc.data.ntu import (
+    MISSING_LISTS,
     XSUB_TRAIN_PERFORMERS,
     NTUSource,
     load_missing_list,
@@ -348,6 +349,28 @@ def test_missing_lists_official_and_headerless(realdata: Path):
     assert not official & available
     ntu120 = load_missing_list(realdata / "ntu_meta/NTU_RGBD120_samples_with_missing_skeletons.txt")
     assert len(ntu120) == 535 and official <= ntu120
+
+
+def test_shipped_missing_lists():
+    """The official lists ship with the package: the NTU download does not contain them."""
+    ntu60, ntu120 = load_missing_list("ntu60"), load_missing_list("ntu120")
+    assert len(ntu60) == 302 and len(ntu120) == 535 and ntu60 <= ntu120
+    assert "S001C002P005R002A008" in ntu60 and all(name[:4] > "S017" for name in ntu120 - ntu60)
+
+
+def test_shipped_missing_lists_are_the_official_files(realdata: Path):
+    for name, official in (("ntu60", "NTU_RGBD"), ("ntu120", "NTU_RGBD120")):
+        source = realdata / f"ntu_meta/{official}_samples_with_missing_skeletons.txt"
+        assert MISSING_LISTS[name].read_bytes() == source.read_bytes()
+
+
+@pytest.mark.parametrize("pipeline", ["ntu60-xsub", "ntu60-xview", "ntu120-xsub", "ntu120-xset"])
+def test_pipelines_run_on_a_download_without_the_list(tmp_path: Path, realdata: Path, pipeline: str):
+    """README's `--set data.root=/my/ntu` on a plain download: the list comes from the package."""
+    cfg = load_pipeline(Path(__file__).parents[1] / f"pipelines/{pipeline}.toml",
+                        [f"data.root={make_root(tmp_path, realdata)}"])
+    assert cfg.data.missing_list in MISSING_LISTS
+    assert len(NTUSource(cfg.data).samples()) == len(REAL_FILES)
 
 
 def test_missing_list_with_junk_after_names(tmp_path: Path):

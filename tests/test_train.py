@@ -71,6 +71,9 @@ TINY = [
     "rgb.train.lr=0.05", "rgb.ccl.dim=16",
     "skel.model.base_channels=8", "skel.model.num_frames=8", "skel.train.batch_size=4",
     "skel.train.epochs=2", "skel.ccl.dim=16",
+    # As this module's torch.set_num_threads(1): the same thread count in every run whatever
+    # else the machine runs ("auto" follows the load), and no worker start-up on tiny batches.
+    *(f"{m}.train.{key}={n}" for m in ("rgb", "skel") for key, n in (("threads", 1), ("loader_workers", 0))),
 ]
 
 
@@ -330,7 +333,7 @@ def test_tiny_run_writes_checkpoints_metrics_and_done(tmp_path, store_root, caps
     assert done["epochs"] == 2 and done["best_val_top1"] == rows[done["best_epoch"] - 1]["val_top1"]
     last, best = load_checkpoint(out / "last.pt"), load_checkpoint(out / "best.pt")
     assert last["epoch"] == 2 and best["epoch"] == done["best_epoch"] and best["modality"] == "skel"
-    assert {"optimizer", "scheduler", "ccl", "rng"} <= set(last)
+    assert {"optimizer", "ccl", "rng"} <= set(last)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
     stamp = (out / "last.pt").stat().st_mtime_ns

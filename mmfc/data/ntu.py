@@ -450,9 +450,20 @@ def protocol_side(name: str | NTUName, protocol: str) -> str:
     return "train" if is_train(name) else "test"
 
 
+# The official lists of samples without (usable) skeletons, shipped with the package because the
+# dataset download does not contain them: shahroudy/NTURGB-D, Matlab/
+# NTU_RGBD_samples_with_missing_skeletons.txt (302 names) and NTU_RGBD120_... (535 names),
+# unchanged. data.missing_list names one of these, or the path of another list.
+MISSING_LISTS = {
+    "ntu60": Path(__file__).with_name("missing_skeletons") / "ntu60.txt",
+    "ntu120": Path(__file__).with_name("missing_skeletons") / "ntu120.txt",
+}
+
+
 def load_missing_list(path: str | Path) -> set[str]:
-    """Names from the official missing-skeleton list; its prose header (if any) is skipped."""
-    path = Path(path)
+    """Names from a missing-skeleton list: a name of MISSING_LISTS ("ntu60", "ntu120") or the
+    path of a list file; its prose header (if any) is skipped."""
+    path = MISSING_LISTS.get(str(path), Path(path))
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as exc:

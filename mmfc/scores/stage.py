@@ -23,6 +23,7 @@ from rich.console import Console
 from mmfc import atomic, lock
 from mmfc.branches import get_branch
 from mmfc.config import Pipeline
+from mmfc.cores import apply_threads, loader_worker_init, plan_cores
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.jobs import PerWorker, run_jobs
@@ -53,8 +54,12 @@ def _scores(cfg: Pipeline, modality: str, console: Console) -> None:
     one_process = device == "cuda" or cfg.jobs.n_jobs == 1
     tcfg = get_branch(modality).section(cfg).train
     digest = file_digest(checkpoint) if checkpoint.is_file() else ""  # else the scorer says it is missing
-    scorer = PerWorker(Scorer, (cfg, modality, checkpoint, digest, device,
-                                tcfg.num_workers if one_process else 0))
+    loader_workers = 0  # the job workers (joblib gives each a share of the cores) load their own samples
+    if one_process:
+        cores = plan_cores(tcfg, device)
+        apply_threads(cores.threads)
+        loader_workers = cores.loader_workers
+    scorer = PerWorker(Scorer, (cfg, modality, checkpoint, digest, device, loader_workers))
     here = scorer.get()  # checks the checkpoint against the store before any job; reused in this process
     store = here.store
     everything = np.arange(len(store))
@@ -122,6 +127,7 @@ class Scorer:
                                            clip=clip, num_clips=clips)
             loader = torch.utils.data.DataLoader(
                 dataset, batch_size=tcfg.batch_size, shuffle=False, num_workers=self.loader_workers,
+                worker_init_fn=loader_worker_init,
                 generator=torch.Generator().manual_seed(0),
             )
             got, _, logits = predict(self.model, loader, device, amp_enabled(tcfg, device))

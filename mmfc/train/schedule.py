@@ -26,16 +26,22 @@ def lr_factor(progress: float, cfg: TrainConfig) -> float:
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int, done_epochs: int = 0
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A scheduler stepped once per iteration; with lr_step "epoch" it only changes per epoch."""
+    """A scheduler stepped once per iteration; with lr_step "epoch" it only changes per epoch.
+
+    A resumed run starts it at `done_epochs` (the optimizer's state loaded, so its groups hold
+    their base rate): the position is counted in epochs, not in the saved step count, because a
+    run resumed with another number of processes takes another number of steps per epoch.
+    """
     per_epoch = cfg.lr_step == "epoch"
 
     def factor(step: int) -> float:
         progress = step / steps_per_epoch
         return lr_factor(math.floor(progress) if per_epoch else progress, cfg)
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    # LambdaLR steps once on creation, from last_epoch to last_epoch + 1.
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=done_epochs * steps_per_epoch - 1)
 
 
 def build_optimizer(params, cfg: TrainConfig) -> torch.optim.SGD:

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from mmfc import atomic, lock
 from mmfc.branches import Branch, get_branch
 from mmfc.config import Pipeline
+from mmfc.cores import CorePlan, apply_threads, loader_worker_init, plan_cores
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.models import build_ccl
@@ -59,8 +60,15 @@ def run_train(cfg: Pipeline, modality: str, resume: bool = False) -> None:
 
 
 def training_digest(cfg: Pipeline, branch: Branch) -> str:
-    """Hash of everything that shapes the trained weights: the data, the crops, the branch."""
-    parts = {key: cfg.digest(key) for key in ("data", "crops", branch.name)}
+    """Hash of everything that shapes the trained weights: the data, the crops, the branch.
+
+    The branch's threads and loader workers are left out: a run resumed on a busier or larger
+    machine continues (math kernels may then round differently in the last bits; README)."""
+    section = cfg.to_dict()[branch.name]
+    for key in ("threads", "loader_workers"):
+        del section["train"][key]
+    parts = {key: cfg.digest(key) for key in ("data", "crops")}
+    parts[branch.name] = hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()[:16]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -80,26 +88,34 @@ def _train(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
         return
 
     _make_deterministic(tcfg.seed)
+    cores = plan_cores(tcfg, env.device.type)
+    apply_threads(cores.threads)
+    if env.is_main:
+        console.print(f"{branch.name}: {cores.describe()} ({branch.name}.train.threads, loader_workers)", highlight=False)
     store = open_crops(cfg.paths.crops)
     model, ccl = _build_networks(cfg, branch, store, env)
     objective = Objective(model, ccl).to(env.device)
-    data = _TrainData(cfg, branch, store, env)
+    data = _TrainData(cfg, branch, store, env, cores)
     optimizer = build_optimizer(objective.parameters(), tcfg)
-    scheduler = make_scheduler(optimizer, tcfg, data.steps_per_epoch)
 
     state = _start_state(out, digest, resume, env)
     if state is not None:
         load_weights(model, state["model"], out / "last.pt")
         load_weights(ccl, state["ccl"], out / "last.pt", "contrastive head")
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        rng = state["rng"]
-        restore_rng(rng[env.rank] if len(rng) == env.world_size else rng[0])
         epoch, best, history = state["epoch"], state["best"], state["history"]
+        rng = state["rng"]
+        if len(rng) == env.world_size:
+            restore_rng(rng[env.rank])
+        else:
+            # Saved by another number of processes (README, "Several GPUs or nodes"): each rank
+            # draws its own dropout masks from (seed, epoch, rank), as a fresh run would.
+            torch.manual_seed(derive_seed(tcfg.seed, epoch, env.rank))
     else:
         # Model init used the shared seed; from here each rank draws its own dropout masks.
         torch.manual_seed(derive_seed(tcfg.seed, env.rank))
         epoch, best, history = 0, None, []
+    scheduler = make_scheduler(optimizer, tcfg, data.steps_per_epoch, done_epochs=epoch)
 
     trainer = wrap_model(objective, env)
     amp = amp_enabled(tcfg, env.device)
@@ -125,7 +141,7 @@ def _train(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
                 save_checkpoint(out / "best.pt", {**header, "model": model.state_dict(), "epoch": epoch, "best": best})
             save_checkpoint(out / "last.pt", {
                 **header, "model": model.state_dict(), "ccl": ccl.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "optimizer": optimizer.state_dict(),
                 "rng": rng_states, "epoch": epoch, "best": best, "history": history,
             })
             atomic.write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
@@ -151,7 +167,7 @@ def _build_networks(cfg: Pipeline, branch: Branch, store, env: DistEnv):
 class _TrainData:
     """Training ("train" split, augmented, shuffled per epoch) and validation ("val") loaders."""
 
-    def __init__(self, cfg: Pipeline, branch: Branch, store, env: DistEnv):
+    def __init__(self, cfg: Pipeline, branch: Branch, store, env: DistEnv, cores: CorePlan):
         tcfg = branch.section(cfg).train
         self.seed, self.rank = tcfg.seed, env.rank
         train_idx, val_idx = split_indices(store, "train"), split_indices(store, "val")
@@ -161,9 +177,11 @@ class _TrainData:
         self.train_set = branch.build_dataset(cfg, store, train_idx, train=True)
         self.train_sampler = ShardedSampler(len(train_idx), env, shuffle=True, seed=tcfg.seed, limit=tcfg.max_samples)
         self.loader_rng = torch.Generator()
-        self.train_loader = _loader(self.train_set, self.train_sampler, tcfg, env, self.loader_rng, drop_last=True)
+        self.train_loader = _loader(self.train_set, self.train_sampler, tcfg, env, cores.loader_workers,
+                                    self.loader_rng, drop_last=True)
         val_set = branch.build_dataset(cfg, store, val_idx, train=False)
-        self.val_loader = _loader(val_set, ShardedSampler(len(val_idx), env, shuffle=False), tcfg, env)
+        self.val_loader = _loader(val_set, ShardedSampler(len(val_idx), env, shuffle=False), tcfg, env,
+                                  cores.loader_workers)
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
             raise DataError(
@@ -198,7 +216,7 @@ def _start_state(out: Path, digest: str, resume: bool, env: DistEnv) -> dict | N
     """The checkpoint to continue from, or None to start over (clearing a previous run)."""
     last = out / "last.pt"
     if resume and last.is_file():
-        state = load_checkpoint(last, required=("model", "ccl", "optimizer", "scheduler", "rng", "epoch"))
+        state = load_checkpoint(last, required=("model", "ccl", "optimizer", "rng", "epoch"))
         if state.get("config_digest") == digest:
             return state
         if env.is_main:
@@ -229,12 +247,13 @@ def _make_deterministic(seed: int) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def _loader(dataset, sampler, tcfg, env: DistEnv, generator=None, drop_last=False):
+def _loader(dataset, sampler, tcfg, env: DistEnv, workers: int, generator=None, drop_last=False):
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=tcfg.batch_size,
         sampler=sampler,
-        num_workers=tcfg.num_workers,
+        num_workers=workers,
+        worker_init_fn=loader_worker_init,
         pin_memory=env.device.type == "cuda",
         drop_last=drop_last,
         # An explicit generator: worker seeds never draw from (and shift) the global RNG.
