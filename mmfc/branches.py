@@ -47,6 +47,9 @@ class Branch:
     input_shape: Callable[[Pipeline, str], tuple[int, ...]]
     # (pipeline, joint layout name) -> the configured network and its input, in words.
     describe: Callable[[Pipeline, str], dict]
+    # (pipeline, joint layout name) -> the network's input for someone feeding it outside mmfc
+    # (an exported graph): its name, axes, and how the values are made from a sample.
+    input_spec: Callable[[Pipeline, str], dict]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,6 +106,24 @@ def _rgb_describe(cfg: Pipeline, layout: str) -> dict:
     }
 
 
+def _rgb_input_spec(cfg: Pipeline, layout: str) -> dict:
+    from mmfc.train.datasets import IMAGENET_MEAN, IMAGENET_STD
+
+    m = cfg.rgb.model
+    return {
+        "name": "clips",
+        "axes": ["batch", "segment", "channel", "height", "width"],
+        "channels": "R, G, B",
+        "values": "(pixel / 255 - mean[channel]) / std[channel], pixels 0..255",
+        "mean": IMAGENET_MEAN.tolist(),
+        "std": IMAGENET_STD.tolist(),
+        "frames": f"{m.segments} frames of the sample's stored crop frames, each the centre of one of {m.segments} "
+                  "equal segments (mmfc/train/datasets.py: segment_indices, eval_offsets)",
+        "image": f"the stage-1 skeleton-guided square crop ({cfg.crops.size} px), its centre "
+                 f"{m.input_size} x {m.input_size} (resized to it when the crop is smaller)",
+    }
+
+
 RGB = Branch(
     name="rgb",
     label="RGB",
@@ -112,6 +133,7 @@ RGB = Branch(
     build_dataset=_rgb_dataset,
     input_shape=_rgb_input,
     describe=_rgb_describe,
+    input_spec=_rgb_input_spec,
 )
 
 
@@ -158,6 +180,24 @@ def _skel_describe(cfg: Pipeline, layout: str) -> dict:
     }
 
 
+def _skel_input_spec(cfg: Pipeline, layout: str) -> dict:
+    m, joints = cfg.skel.model, get_layout(layout)
+    aligned = ", rotated so the spine is +z and the shoulders +x" if cfg.crops.align else ""
+    return {
+        "name": "joints",
+        "axes": ["batch", "coordinate", "frame", "joint", "person"],
+        "joint_layout": layout,
+        "coordinates": f"{m.in_channels or joints.channels} per joint, in the source's units (Kinect: metres in "
+                       "camera space; 2D keypoints: image pixels)",
+        "values": f"the stage-1 normalised sequence (mmfc/crops/skeleton.py): missing joints 0, every joint moved "
+                  f"so joint {joints.center} of the first frame with a body is the origin{aligned}, the frames with "
+                  f"a body resampled uniformly to {cfg.crops.skeleton_frames}",
+        "frames": f"{m.num_frames} of those, each the centre of one of {m.num_frames} equal segments",
+        "persons": f"the first {m.num_persons} bodies, zeros where there are fewer",
+        "stream": f"raw joints: the network derives its {m.stream!r} stream itself",
+    }
+
+
 SKEL = Branch(
     name="skel",
     label="Skeleton",
@@ -167,6 +207,7 @@ SKEL = Branch(
     build_dataset=_skel_dataset,
     input_shape=_skel_input,
     describe=_skel_describe,
+    input_spec=_skel_input_spec,
 )
 
 
