@@ -14,6 +14,8 @@ table without loading them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -212,6 +214,13 @@ SKEL = Branch(
 
 
 BRANCHES: dict[str, Branch] = {branch.name: branch for branch in (RGB, SKEL)}
+
+
+def training_digest(cfg: Pipeline, branch: Branch) -> str:
+    """Hash of everything that shapes a branch's trained weights: the data, the crops, the
+    branch's section. Stage 2 stamps it on every checkpoint; whoever loads one checks it."""
+    parts = {key: cfg.digest(key) for key in ("data", "crops", branch.name)}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def get_branch(name: str) -> Branch:

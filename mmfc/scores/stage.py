@@ -22,7 +22,7 @@ from rich.console import Console
 
 from mmfc import lock
 from mmfc.branches import get_branch
-from mmfc.config import Pipeline
+from mmfc.config import Pipeline, save_pipeline
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.jobs import PerWorker, run_jobs
@@ -42,6 +42,7 @@ def run_scores(cfg: Pipeline, modality: str) -> None:
     # One lock per score file: both branches can be scored at once (make -j2 scores).
     with lock.hold(cfg.paths.lock(f"scores-{branch.name}"), f"mmfc stage scores --modality {branch.name}",
                    console=console):
+        save_pipeline(cfg)
         _scores(cfg, branch.name, console)
 
 

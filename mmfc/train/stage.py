@@ -8,7 +8,6 @@ Only the "train" split is learnt from and only "val" selects the best epoch; "te
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import random
 import time
@@ -20,8 +19,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mmfc import atomic, lock
-from mmfc.branches import Branch, get_branch
-from mmfc.config import Pipeline
+from mmfc.branches import Branch, get_branch, training_digest
+from mmfc.config import Pipeline, save_pipeline
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.models import build_ccl
@@ -52,15 +51,11 @@ def run_train(cfg: Pipeline, modality: str, resume: bool = False) -> None:
         held = lock.hold(cfg.paths.lock(f"train-{branch.name}"), f"mmfc stage train --modality {branch.name}",
                          console=console) if env.is_main else contextlib.nullcontext()
         with held:
+            if env.is_main:
+                save_pipeline(cfg)
             _train(cfg, branch, resume, env)
     finally:
         teardown_distributed(env)
-
-
-def training_digest(cfg: Pipeline, branch: Branch) -> str:
-    """Hash of everything that shapes the trained weights: the data, the crops, the branch."""
-    parts = {key: cfg.digest(key) for key in ("data", "crops", branch.name)}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def split_indices(store, split: str) -> list[int]:
