@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mmfc.branches import BRANCHES
 from mmfc.config import ConfigError, Pipeline, load_pipeline
@@ -63,7 +64,8 @@ def _pipeline(path: Path, overrides: list[str] | None) -> Pipeline:
 
 
 def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Escaped: a message quoting a path or a command may hold brackets, which are markup to rich.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -146,6 +148,69 @@ def cost(
         print(json.dumps(report, indent=2))
     else:
         print_cost_report(report)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exporting a trained run
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+
+
+@app.command()
+def export(
+    run: Annotated[
+        Path,
+        typer.Option("--run", help="The run's workdir, e.g. runs/synth: both branches trained, the fusion fitted."),
+    ],
+    format_: Annotated[
+        ExportFormat,
+        typer.Option("--format", help="onnx: one ONNX graph per branch, the fusion as a JSON recipe."),
+    ] = ExportFormat.onnx,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(help="Folder to write (default <run>/export/onnx); replaced whole, so empty or an earlier export."),
+    ] = None,
+    check: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Samples of the run's crop store run through onnxruntime and PyTorch before anything is "
+            "written; a logit or fused score apart by more than 1e-4 fails the export. 0 skips the check.",
+        ),
+    ] = 8,
+    pipeline: Annotated[
+        Optional[Path],
+        typer.Option("--pipeline", "-p", help="The pipeline file the run was made with; only for a run without "
+                     "<run>/pipeline.json (the stages save it)."),
+    ] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Export a trained run for use outside mmfc, on any ONNX runtime.
+
+    Writes rgb.onnx and skel.onnx (each: one named float32 input with a dynamic batch axis,
+    output `logits`, batch x classes), manifest.json (what feeds each input: axes, value range,
+    normalisation; the class names; the fitted fusion as a recipe with its formula; the parity
+    measured) and apply_fusion.py (the recipe in numpy). Needs the optional extra `export`:
+    pip install 'mmfc\\[export]'.
+    """
+    from mmfc.export.bundle import export_onnx
+    from mmfc.export.graphs import MissingExtra, require_extra
+    from mmfc.trained import open_run
+
+    try:
+        require_extra()
+        trained = open_run(run, pipeline, overrides=set_ or [])
+        target = out if out is not None else run / "export" / format_.value
+        manifest = export_onnx(trained, target, check_samples=check)
+    except (ConfigError, DataError, MissingExtra) as exc:
+        _fail(str(exc))
+    files = [entry["file"] for entry in manifest["branches"].values()] + ["manifest.json", "apply_fusion.py"]
+    summary = {"out": str(target), "files": files, "fusion": manifest["fusion"]["method"]}
+    if "parity" in manifest:
+        summary["max_abs_diff"] = manifest["parity"]["max_abs_diff"]
+    print(json.dumps(summary, indent=2))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -55,7 +55,8 @@ def _adaptive(rule: AdaptiveFusion, fitted: FittedFusion) -> tuple[dict, list[st
 def _per_class(rule: PerClassFusion, fitted: FittedFusion) -> tuple[dict, list[str]]:
     return {**_temperatures(fitted), "a": rule.a.tolist(), "b": rule.b.tolist(), "beta": rule.beta.tolist()}, [
         CALIBRATED,
-        "s_k = a[k] * logp_rgb_k + b[k] * logp_skel_k + beta[k], for every class k",
+        "s = a * logp_rgb + b * logp_skel + beta, one value of a, b, beta per class: "
+        "s_k = a[k] * logp_rgb_k + b[k] * logp_skel_k + beta[k]",
     ]
 
 
