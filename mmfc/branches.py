@@ -117,8 +117,9 @@ def _rgb_input_spec(cfg: Pipeline, layout: str) -> dict:
         "axes": ["batch", "segment", "channel", "height", "width"],
         "channels": "R, G, B",
         "values": "(pixel / 255 - mean[channel]) / std[channel], pixels 0..255",
-        "mean": IMAGENET_MEAN.tolist(),
-        "std": IMAGENET_STD.tolist(),
+        # The float32 constants by their shortest decimals (0.485, not 0.48500001430511475).
+        "mean": [float(str(value)) for value in IMAGENET_MEAN],
+        "std": [float(str(value)) for value in IMAGENET_STD],
         "frames": f"{m.segments} frames of the sample's stored crop frames, each the centre of one of {m.segments} "
                   "equal segments (mmfc/train/datasets.py: segment_indices, eval_offsets)",
         "image": f"the stage-1 skeleton-guided square crop ({cfg.crops.size} px), its centre "
@@ -192,7 +193,7 @@ def _skel_input_spec(cfg: Pipeline, layout: str) -> dict:
         "coordinates": f"{m.in_channels or joints.channels} per joint, in the source's units (Kinect: metres in "
                        "camera space; 2D keypoints: image pixels)",
         "values": f"the stage-1 normalised sequence (mmfc/crops/skeleton.py): missing joints 0, every joint moved "
-                  f"so joint {joints.center} of the first frame with a body is the origin{aligned}, the frames with "
+                  f"so joint {joints.center} (0-based) of the first frame with a body is the origin{aligned}, the frames with "
                   f"a body resampled uniformly to {cfg.crops.skeleton_frames}",
         "frames": f"{m.num_frames} of those, each the centre of one of {m.num_frames} equal segments",
         "persons": f"the first {m.num_persons} bodies, zeros where there are fewer",

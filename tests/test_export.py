@@ -18,7 +18,7 @@ from mmfc.cli import app
 from mmfc.config import load_pipeline
 from mmfc.crops.store import open_crops
 from mmfc.export import apply_fusion as packaged_apply_fusion
-from mmfc.export.graphs import PARITY_TOLERANCE, export_graph, onnx_logits, torch_logits
+from mmfc.export.graphs import PARITY_TOLERANCE, export_graph, onnx_logits, parity_bound, torch_logits
 from mmfc.export.recipe import fusion_recipe
 from mmfc.fusion.methods import (
     AdaptiveFusion,
@@ -113,7 +113,7 @@ def test_branch_graph_runs_in_onnxruntime_to_pytorchs_logits(tmp_path, branch, o
     path = tmp_path / f"{branch}.onnx"
     export_graph(network, shape, name, path, doc="test graph", input_doc="inputs", output_doc="logits",
                  metadata={"mmfc_branch": branch})
-
+    assert not network.training  # the exporter restores the mode it found
     model = onnx.load(path)
     (graph_input,), (graph_output,) = model.graph.input, model.graph.output
     assert graph_input.name == name and graph_output.name == "logits"
@@ -125,10 +125,11 @@ def test_branch_graph_runs_in_onnxruntime_to_pytorchs_logits(tmp_path, branch, o
     rng = np.random.default_rng(1)
     for batch in (1, 3):  # the graph was traced at batch 2: the batch axis is dynamic
         inputs = rng.normal(size=(batch, *shape)).astype(np.float32)
-        ours = torch_logits(network, inputs)
+        with torch.no_grad():
+            ours = network(torch.from_numpy(inputs))[0].numpy()
         theirs = onnx_logits(path, name, inputs)
         assert theirs.shape == (batch, 5) and theirs.dtype == np.float32
-        assert np.abs(ours).max() > 0.1  # logits of a size where 1e-4 means something
+        assert 0.1 < np.abs(ours).max() < 20  # logits of a trained network's size, where 1e-4 means something
         assert np.abs(theirs - ours).max() < PARITY_TOLERANCE
 
 
@@ -148,7 +149,8 @@ def test_export_of_a_trained_run_matches_pytorch_and_mmfcs_fusion(tiny_run, tmp_
     manifest = json.loads((out / "manifest.json").read_text())
     summary = json.loads(result.output)
     assert summary["max_abs_diff"] == manifest["parity"]["max_abs_diff"]
-    assert max(manifest["parity"]["max_abs_diff"].values()) < PARITY_TOLERANCE
+    parity = manifest["parity"]
+    assert all(parity["max_abs_diff"][name] < parity["bound"][name] for name in ("rgb", "skel", "fused"))
 
     run = open_run(tiny_run)
     assert manifest["class_names"] == run.class_names and manifest["fusion"]["method"] == run.fusion_method
@@ -171,9 +173,10 @@ def test_export_of_a_trained_run_matches_pytorch_and_mmfcs_fusion(tiny_run, tmp_
         inputs = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
         onnx_out[name] = onnx_logits(out / entry["file"], entry["input"]["name"], inputs)
         torch_out[name] = torch_logits(run.models[name], inputs)
-        assert np.abs(onnx_out[name] - torch_out[name]).max() < PARITY_TOLERANCE, name
+        assert np.abs(onnx_out[name] - torch_out[name]).max() < parity_bound(torch_out[name]), name
     fused = consumer.apply_fusion(manifest["fusion"], onnx_out["rgb"], onnx_out["skel"])
-    assert np.abs(fused - run.fusion.apply(torch_out["rgb"], torch_out["skel"])).max() < PARITY_TOLERANCE
+    ours = run.fusion.apply(torch_out["rgb"], torch_out["skel"])
+    assert np.abs(fused - ours).max() < parity_bound(ours)
 
     # A second export replaces the first whole.
     assert _export("--run", str(tiny_run), "--out", str(out), "--check", "0").exit_code == 0
