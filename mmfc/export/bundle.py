@@ -138,19 +138,18 @@ def check_parity(run: TrainedRun, folder: Path, manifest: dict, samples: int) ->
         raise DataError(exc.path, f"{exc.reason} (the parity check runs the graphs on its samples; --check 0 skips it)") from None
     # Evenly spaced over the store, every split alike: deterministic, and not only one class.
     indices = np.unique(np.linspace(0, len(store) - 1, min(samples, len(store))).round().astype(int)).tolist()
-    onnx, ours = {}, {}
+    theirs, ours = {}, {}
     for name, entry in manifest["branches"].items():
         dataset = get_branch(name).build_dataset(run.cfg, store, indices, False, 0, 1)
         inputs = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
-        onnx[name] = onnx_logits(folder / entry["file"], entry["input"]["name"], inputs)
+        theirs[name] = onnx_logits(folder / entry["file"], entry["input"]["name"], inputs)
         ours[name] = torch_logits(run.models[name], inputs)
-    fused_onnx = apply_fusion.apply_fusion(manifest["fusion"], onnx["rgb"], onnx["skel"])
-    fused_ours = run.fusion.apply(ours["rgb"], ours["skel"])
-    onnx["fused"], ours["fused"] = fused_onnx, fused_ours
+    theirs["fused"] = apply_fusion.apply_fusion(manifest["fusion"], theirs["rgb"], theirs["skel"])
+    ours["fused"] = run.fusion.apply(ours["rgb"], ours["skel"])
     return {
         "samples": len(indices),
         "inputs": "evenly spaced samples of the run's crop store, the centre clip",
-        "max_abs_diff": {name: float(np.abs(onnx[name] - ours[name]).max()) for name in ours},
+        "max_abs_diff": {name: float(np.abs(theirs[name] - ours[name]).max()) for name in ours},
         "max_abs_value": {name: float(np.abs(ours[name]).max()) for name in ours},
         "bound": {name: parity_bound(ours[name]) for name in ours},
         "compared": "onnxruntime (CPU) logits vs PyTorch's on the same inputs; fused: apply_fusion.py on "
