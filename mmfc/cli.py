@@ -178,7 +178,8 @@ def export(
             min=0,
             help="Samples of the run's crop store run through onnxruntime and PyTorch before anything is "
             "written; a logit or fused score apart by more than 1e-4 (1e-5 of the largest value beyond "
-            "10) fails the export. 0 skips the check.",
+            "10, or twice PyTorch's own float32 error against float64 if larger) fails the export. "
+            "0 skips the check.",
         ),
     ] = 8,
     pipeline: Annotated[
@@ -211,6 +212,7 @@ def export(
     summary = {"out": str(target), "files": files, "fusion": manifest["fusion"]["method"]}
     if "parity" in manifest:
         summary["max_abs_diff"] = manifest["parity"]["max_abs_diff"]
+        summary["float32_error"] = manifest["parity"]["float32_error"]
         summary["bound"] = manifest["parity"]["bound"]
     print(json.dumps(summary, indent=2))
 

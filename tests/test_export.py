@@ -151,6 +151,7 @@ def test_export_of_a_trained_run_matches_pytorch_and_mmfcs_fusion(tiny_run, tmp_
     assert summary["max_abs_diff"] == manifest["parity"]["max_abs_diff"]
     parity = manifest["parity"]
     assert all(parity["max_abs_diff"][name] < parity["bound"][name] for name in ("rgb", "skel", "fused"))
+    assert all(parity["bound"][name] >= PARITY_TOLERANCE for name in ("rgb", "skel", "fused"))
 
     run = open_run(tiny_run)
     assert manifest["class_names"] == run.class_names and manifest["fusion"]["method"] == run.fusion_method
@@ -161,7 +162,8 @@ def test_export_of_a_trained_run_matches_pytorch_and_mmfcs_fusion(tiny_run, tmp_
     assert rgb["output"] == {**rgb["output"], "name": "logits", "shape": ["batch", 3]}
 
     # The consumer's side, from the folder alone: the graphs in onnxruntime on every sample of
-    # the crop store, fused by the copied apply_fusion.py with the manifest's recipe.
+    # the crop store, fused by the copied apply_fusion.py with the manifest's recipe; held to
+    # 1e-4 at the scale of logits within +-10, without the leeway of PyTorch's own float32 error.
     spec = importlib.util.spec_from_file_location("exported_apply_fusion", out / "apply_fusion.py")
     consumer = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(consumer)
@@ -173,10 +175,10 @@ def test_export_of_a_trained_run_matches_pytorch_and_mmfcs_fusion(tiny_run, tmp_
         inputs = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
         onnx_out[name] = onnx_logits(out / entry["file"], entry["input"]["name"], inputs)
         torch_out[name] = torch_logits(run.models[name], inputs)
-        assert np.abs(onnx_out[name] - torch_out[name]).max() < parity_bound(torch_out[name]), name
+        assert np.abs(onnx_out[name] - torch_out[name]).max() < parity_bound(torch_out[name], 0.0), name
     fused = consumer.apply_fusion(manifest["fusion"], onnx_out["rgb"], onnx_out["skel"])
     ours = run.fusion.apply(torch_out["rgb"], torch_out["skel"])
-    assert np.abs(fused - ours).max() < parity_bound(ours)
+    assert np.abs(fused - ours).max() < parity_bound(ours, 0.0)
 
     # A second export replaces the first whole.
     assert _export("--run", str(tiny_run), "--out", str(out), "--check", "0").exit_code == 0

@@ -10,7 +10,8 @@
 Before the folder is written, onnxruntime runs both graphs on samples of the run's own crop
 store and its logits are compared with PyTorch's on the same inputs, and the recipe applied to
 onnxruntime's logits with PyTorch's logits fused by mmfc itself (FittedFusion.apply); a
-difference above graphs.parity_bound (1e-4 for logits within +-10) fails the export. The folder is written under a temporary
+difference above graphs.parity_bound (1e-4 for logits within +-10, unless PyTorch's own float32
+logits are further than that from float64's) fails the export. The folder is written under a temporary
 name and renamed when complete (mmfc.atomic): a reader sees a whole export or none, and two
 exports to one folder leave the one that finished last.
 """
@@ -35,6 +36,7 @@ from mmfc.export.graphs import (
     OUTPUT_NAME,
     parity_bound,
     export_graph,
+    float64_logits,
     onnx_logits,
     require_extra,
     torch_logits,
@@ -131,28 +133,34 @@ def _export_branch(run: TrainedRun, name: str, network: torch.nn.Module, folder:
 
 def check_parity(run: TrainedRun, folder: Path, manifest: dict, samples: int) -> dict:
     """Largest absolute difference between onnxruntime and PyTorch on `samples` samples of the
-    run's crop store, per branch and fused, with the largest value and the accepted bound."""
+    run's crop store, per branch and fused, with the largest value, PyTorch's own float32 error
+    and the accepted bound (graphs.parity_bound)."""
     try:
         store = open_crops(run.cfg.paths.crops)
     except DataError as exc:
         raise DataError(exc.path, f"{exc.reason} (the parity check runs the graphs on its samples; --check 0 skips it)") from None
     # Evenly spaced over the store, every split alike: deterministic, and not only one class.
     indices = np.unique(np.linspace(0, len(store) - 1, min(samples, len(store))).round().astype(int)).tolist()
-    theirs, ours = {}, {}
+    theirs, ours, exact = {}, {}, {}
     for name, entry in manifest["branches"].items():
         dataset = get_branch(name).build_dataset(run.cfg, store, indices, False, 0, 1)
         inputs = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
         theirs[name] = onnx_logits(folder / entry["file"], entry["input"]["name"], inputs)
         ours[name] = torch_logits(run.models[name], inputs)
+        exact[name] = float64_logits(run.models[name], inputs)
     theirs["fused"] = apply_fusion.apply_fusion(manifest["fusion"], theirs["rgb"], theirs["skel"])
     ours["fused"] = run.fusion.apply(ours["rgb"], ours["skel"])
+    exact["fused"] = run.fusion.apply(exact["rgb"], exact["skel"])
+    float32_error = {name: float(np.abs(ours[name] - exact[name]).max()) for name in ours}
     return {
         "samples": len(indices),
         "inputs": "evenly spaced samples of the run's crop store, the centre clip",
         "max_abs_diff": {name: float(np.abs(theirs[name] - ours[name]).max()) for name in ours},
         "max_abs_value": {name: float(np.abs(ours[name]).max()) for name in ours},
-        "bound": {name: parity_bound(ours[name]) for name in ours},
+        "float32_error": float32_error,
+        "bound": {name: parity_bound(ours[name], float32_error[name]) for name in ours},
         "compared": "onnxruntime (CPU) logits vs PyTorch's on the same inputs; fused: apply_fusion.py on "
-                    "onnxruntime's logits vs mmfc's FittedFusion.apply on PyTorch's; bound: 1e-4, or 1e-5 of the "
-                    "largest value beyond 10",
+                    "onnxruntime's logits vs mmfc's FittedFusion.apply on PyTorch's. float32_error: PyTorch's "
+                    "float32 vs a float64 copy of the network. bound: 1e-4, or 1e-5 of the largest value beyond "
+                    "10, or twice float32_error, whichever is largest",
     }

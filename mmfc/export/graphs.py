@@ -13,6 +13,7 @@ checks it.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import io
 import warnings
@@ -32,14 +33,19 @@ EXTRA_PACKAGES = ("onnx", "onnxruntime")
 # The largest difference between onnxruntime's and PyTorch's logits an export accepts: 1e-4 for
 # logits within +-10 (a trained network's usual range), 1e-5 of the largest logit beyond, since
 # float32 kernels that sum in another order differ by a few units in the last place, relative to
-# the values summed.
+# the values summed. A deep network's float32 logits can be that far from its float64 ones in
+# PyTorch itself (ResNet-50: 3-6e-5), and no float32 runtime can be asked to agree more closely
+# than float32 allows: up to FLOAT32_MARGIN times PyTorch's own float32 error is accepted too.
 PARITY_TOLERANCE = 1e-4
 PARITY_SCALE = 10.0
+FLOAT32_MARGIN = 2.0
 
 
-def parity_bound(reference: np.ndarray) -> float:
-    """The accepted difference from `reference`, PyTorch's logits (or fused scores)."""
-    return PARITY_TOLERANCE * max(1.0, float(np.abs(reference).max()) / PARITY_SCALE)
+def parity_bound(reference: np.ndarray, float32_error: float) -> float:
+    """The accepted difference from `reference`, PyTorch's logits (or fused scores), whose
+    largest difference from the same in float64 is `float32_error`."""
+    return max(PARITY_TOLERANCE * max(1.0, float(np.abs(reference).max()) / PARITY_SCALE),
+               FLOAT32_MARGIN * float32_error)
 
 
 class MissingExtra(Exception):
@@ -132,3 +138,10 @@ def torch_logits(network: nn.Module, inputs: np.ndarray) -> np.ndarray:
     """The logits of the network itself (in eval mode), on its device. -> float32 [N, K]"""
     device = next(network.parameters()).device
     return network(torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(device))[0].cpu().numpy()
+
+
+@torch.no_grad()
+def float64_logits(network: nn.Module, inputs: np.ndarray) -> np.ndarray:
+    """The logits of a float64 copy of the network on the CPU: what float32 approximates."""
+    reference = copy.deepcopy(network).cpu().double()
+    return reference(torch.from_numpy(np.asarray(inputs, dtype=np.float64)))[0].numpy()
