@@ -26,7 +26,8 @@ app = typer.Typer(
         "`stage crops` (skeleton-guided crops into zarr shards), "
         "`stage train` (each modality from the shards), `stage scores` (per-class scores to "
         "Parquet), `stage fuse` (fusion weights fitted on validation) and `stage report`. "
-        "Every stage reads a pipeline file (pipelines/*.toml); `mmfc info` shows what it selects."
+        "Every stage reads a pipeline file (pipelines/*.toml); `mmfc info` shows what it selects. "
+        "`mmfc export` writes a trained run as ONNX graphs and a fusion recipe."
     ),
     no_args_is_help=True,
     add_completion=False,
