@@ -29,6 +29,7 @@ from mmfc.fusion.methods import (
     SingleModality,
     Temperatures,
 )
+from mmfc.scores.format import read_scores
 from mmfc.trained import open_run
 
 onnx = pytest.importorskip("onnx", reason="the export extra is not installed: pip install 'mmfc[export]'")
@@ -179,6 +180,9 @@ def test_export_of_a_trained_run_matches_pytorch_and_mmfcs_fusion(tiny_run, tmp_
     fused = consumer.apply_fusion(manifest["fusion"], onnx_out["rgb"], onnx_out["skel"])
     ours = run.fusion.apply(torch_out["rgb"], torch_out["skel"])
     assert np.abs(fused - ours).max() < parity_bound(ours, 0.0)
+    # ... and so reproduces what stage 4 wrote for these samples (log-probabilities, float32).
+    stored = read_scores(tiny_run / "fusion" / "fused.parquet").aligned_to([row["id"] for row in store.index])
+    np.testing.assert_allclose(consumer.log_softmax(fused), stored.logits, atol=1e-4)
 
     # A second export replaces the first whole.
     assert _export("--run", str(tiny_run), "--out", str(out), "--check", "0").exit_code == 0
