@@ -45,6 +45,23 @@ class PoseTracks:
     def frames_with_person(self) -> int:
         return int((self.keypoint_score > 0).any(axis=(0, 2)).sum())
 
+    def annotation(self, frame_dir: str, label: int, fps: float) -> dict:
+        """The tracks as a PYSKL annotation: what stage 0 writes per video, and what
+        mmfc.data.pose_pickle.annotation_skeleton turns into a Skeleton."""
+        width, height = self.frame_size
+        return {
+            "frame_dir": frame_dir,
+            "label": int(label),
+            "img_shape": (height, width),
+            "original_shape": (height, width),
+            "total_frames": self.total_frames,
+            "keypoint": self.keypoint,  # [M, T, V, 2] float32, video pixels
+            "keypoint_score": self.keypoint_score,  # [M, T, V] float32
+            "keypoint_3d": self.keypoint_3d,  # [M, T, V, 3] float32, metres, origin between the hips
+            "layout": self.layout,
+            "fps": fps,
+        }
+
 
 def estimate_poses(
     video_or_frames: str | Path | Iterable[np.ndarray],

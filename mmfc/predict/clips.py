@@ -1,0 +1,193 @@
+"""A video turned into the samples the branches score, decoding it once.
+
+One pass over the video's frames feeds the pose estimator (when no skeleton file is given) and
+keeps the frames the crops need: stage 1 stores `crops.num_frames` frames spread over a clip
+(mmfc.crops.crop.stored_frame_indices), so the frames to keep are known from the video's frame
+count before it is decoded. Every clip (the whole video, or each window of an untrimmed one) is
+then cropped by stage 1's own code (mmfc.crops.crop.crop_skeleton) from those frames, as a video
+of its own, into a MemoryCrops that the branches' datasets read as they read the crop store.
+
+When the container's frame count is wrong (the video decodes fewer frames than it says), the
+frames to keep are only known after the pass, and those crops read the file again, as stage 1
+does for such a video.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mmfc.config import Pipeline
+from mmfc.crops.crop import CropJob, crop_skeleton, stored_frame_indices
+from mmfc.crops.store import MemoryCrops
+from mmfc.data.sample import Sample, Skeleton
+from mmfc.data.video import VideoInfo, iter_frames, probe_video, read_frames_counted
+from mmfc.errors import DataError
+
+
+@dataclass(frozen=True)
+class Window:
+    """Frames [start, stop) of a video."""
+
+    start: int
+    stop: int
+
+    def seconds(self, fps: float) -> tuple[float, float]:
+        return self.start / fps, self.stop / fps
+
+
+def plan_windows(frames: int, fps: float, window: float | None, stride: float | None) -> list[Window]:
+    """The whole video, or windows of `window` seconds every `stride` seconds, the last one
+    ending at the video's end (so no frame is left unscored); one window when the video is shorter."""
+    if window is None:
+        return [Window(0, frames)]
+    length = max(1, round(window * fps))
+    step = max(1, round((stride or window) * fps))
+    if frames <= length:
+        return [Window(0, frames)]
+    starts = list(range(0, frames - length + 1, step))
+    if starts[-1] + length < frames:
+        starts.append(frames - length)
+    return [Window(s, s + length) for s in starts]
+
+
+@dataclass
+class Decoded:
+    """What the one pass over a video leaves: the kept frames and how many frames there are."""
+
+    info: VideoInfo
+    kept: dict[int, np.ndarray]  # video frame -> uint8 RGB [H, W, 3]
+    frames: int  # frames decoded
+    # Every `preview_every`-th frame, downscaled for the annotated video; empty unless asked.
+    preview: dict[int, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0  # decoding alone, without what consumed the frames
+
+
+def decode_once(info: VideoInfo, keep: set[int], on_frame: Callable[[Iterator[np.ndarray]], None] | None = None,
+                preview_width: int = 0, preview_every: int = 1) -> Decoded:
+    """Decode the video once. `on_frame` receives the iterator of every RGB frame (the pose
+    estimator consumes it) and must exhaust it; without it the frames are only kept."""
+    decoded = Decoded(info, {}, 0)
+
+    def frames() -> Iterator[np.ndarray]:
+        started = time.perf_counter()
+        for t, bgr in enumerate(iter_frames(info.path)):
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            if t in keep:
+                decoded.kept[t] = rgb
+            if preview_width and t % preview_every == 0:
+                decoded.preview[t] = _downscale(rgb, preview_width)
+            decoded.frames = t + 1
+            decoded.seconds += time.perf_counter() - started
+            yield rgb
+            started = time.perf_counter()
+        decoded.seconds += time.perf_counter() - started
+
+    if on_frame is None:
+        for _ in frames():
+            pass
+    else:
+        on_frame(frames())
+    if decoded.frames == 0:
+        raise DataError(info.path, "no frame could be decoded")
+    return decoded
+
+
+def _downscale(frame: np.ndarray, width: int) -> np.ndarray:
+    if frame.shape[1] <= width:
+        return frame
+    height = round(frame.shape[0] * width / frame.shape[1])
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def frames_to_keep(windows: list[Window], num_frames: int) -> set[int]:
+    """The video frames stage 1 would store of each window, as the probe counts them."""
+    keep: set[int] = set()
+    for w in windows:
+        keep.update((w.start + stored_frame_indices(w.stop - w.start, num_frames)).tolist())
+    return keep
+
+
+def window_skeleton(skel: Skeleton, window: Window, video_frames: int) -> Skeleton:
+    """The part of a skeleton inside a window, as the skeleton of a video of its own (its frames
+    counted from the window's start, on the skeleton's clock, which may differ a little from the
+    video's; persons absent from the window left out)."""
+    if window.start == 0 and window.stop >= video_frames:
+        return skel
+    scale = skel.total_frames / max(video_frames, 1)
+    start, stop = round(window.start * scale), round(window.stop * scale)
+    rows = (skel.frame_indices >= start) & (skel.frame_indices < stop)
+    seen = (skel.score[:, rows] > 0).any(axis=(1, 2))
+    if not seen.any():
+        raise DataError(f"frames {window.start}-{window.stop}", "nobody in this window")
+    return replace(
+        skel,
+        points=skel.points[seen][:, rows], pixels=skel.pixels[seen][:, rows], score=skel.score[seen][:, rows],
+        frame_indices=skel.frame_indices[rows] - start, total_frames=stop - start,
+    )
+
+
+def kept_frames_reader(decoded: Decoded, window: Window, whole: bool):
+    """A FrameReader (mmfc.crops.crop) over the kept frames of one window: frame i of the window is
+    video frame window.start + i; it reads the file only for a frame it did not keep. The whole
+    video counts every frame it decodes, as stage 1 does; a window ends at its end."""
+    available = decoded.frames if whole else min(decoded.frames, window.stop) - window.start
+
+    def read(path: Path, indices: np.ndarray, through: int) -> tuple[np.ndarray, int]:
+        indices = np.asarray(indices, dtype=np.int64)
+        count = min(available, max(int(indices.max()) + 1, through))
+        # An index past the end reads the last frame, as read_frames_counted does.
+        wanted = window.start + np.minimum(indices, available - 1)
+        if all(int(t) in decoded.kept for t in wanted):
+            return np.stack([decoded.kept[int(t)] for t in wanted]), count
+        frames, _ = read_frames_counted(path, wanted)
+        return frames, count
+
+    return read
+
+
+@dataclass
+class CroppedClips:
+    """The samples of one video: one per window, in a MemoryCrops the branches' datasets read."""
+
+    store: MemoryCrops
+    windows: list[Window]
+    boxes: list[tuple[float, float, float, float]]  # x0, y0, x1, y1 in video pixels, per window
+    failed: dict[int, str]  # window number -> why it could not be cropped (nobody in it)
+    positions: dict[int, int]  # window number -> position in the store
+
+
+def crop_windows(cfg: Pipeline, layout: str, video: Path, skeleton: Skeleton, decoded: Decoded,
+                 windows: list[Window], skeleton_path: Path | None = None) -> CroppedClips:
+    """Stage 1's crops of every window: crop plan, frames and normalised skeleton."""
+    job = CropJob(cfg.crops, cfg.data.max_bodies)
+    store = MemoryCrops(asdict(cfg.crops), layout, cfg.crops.jpeg_quality)
+    clips = CroppedClips(store, windows, [], {}, {})
+    for number, window in enumerate(windows):
+        whole = window.start == 0 and window.stop == decoded.info.frames
+        # The whole video is the video stage 1 probed; a window is a video of its own.
+        info = decoded.info if whole else replace(decoded.info, frames=window.stop - window.start)
+        sample = Sample(video.stem, -1, "test", skeleton_path, video)
+        try:
+            stored, fields = crop_skeleton(window_skeleton(skeleton, window, decoded.info.frames), sample, job,
+                                           read=kept_frames_reader(decoded, window, whole), video=info)
+        except DataError as exc:
+            clips.failed[number] = exc.reason
+            clips.boxes.append((0.0, 0.0, 0.0, 0.0))
+            continue
+        clips.positions[number] = store.add(f"{video.stem}@{number}", stored)
+        clips.boxes.append(tuple(fields["box"]))
+    return clips
+
+
+def probe(video: Path) -> VideoInfo:
+    """The video's probe; DataError naming it when it cannot be opened or has no frames."""
+    info = probe_video(video)
+    if info.frames <= 0:
+        raise DataError(video, "the video reports no frames")
+    return info
