@@ -63,7 +63,7 @@ class Decoded:
     info: VideoInfo
     kept: dict[int, np.ndarray]  # video frame -> uint8 RGB [H, W, 3]
     frames: int  # frames decoded
-    # Every `preview_every`-th frame, downscaled for the annotated video; empty unless asked.
+    # Every `preview_every`-th frame, resized for the annotated video; empty unless asked.
     preview: dict[int, np.ndarray] = field(default_factory=dict)
     seconds: float = 0.0  # decoding alone, without what consumed the frames
 
@@ -81,7 +81,7 @@ def decode_once(info: VideoInfo, keep: set[int], on_frame: Callable[[Iterator[np
             if t in keep:
                 decoded.kept[t] = rgb
             if preview_width and t % preview_every == 0:
-                decoded.preview[t] = _downscale(rgb, preview_width)
+                decoded.preview[t] = _resize(rgb, preview_width)
             decoded.frames = t + 1
             decoded.seconds += time.perf_counter() - started
             yield rgb
@@ -98,11 +98,14 @@ def decode_once(info: VideoInfo, keep: set[int], on_frame: Callable[[Iterator[np
     return decoded
 
 
-def _downscale(frame: np.ndarray, width: int) -> np.ndarray:
-    if frame.shape[1] <= width:
+def _resize(frame: np.ndarray, width: int) -> np.ndarray:
+    """To `width` pixels wide: a large frame shrinks to it, a small one grows so drawing on it
+    stays legible."""
+    if frame.shape[1] == width:
         return frame
     height = round(frame.shape[0] * width / frame.shape[1])
-    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+    shrink = frame.shape[1] > width
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def frames_to_keep(windows: list[Window], num_frames: int) -> set[int]:
