@@ -276,6 +276,7 @@ def predict(
                           "window scores and segments) here, with a result file per video (a rerun skips those "
                           "done) and predictions.parquet."),
     ] = None,
+    draw: Annotated[bool, typer.Option(help="With --out: the annotated video and pictures too (--no-draw: results only).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     window: Annotated[Optional[float], typer.Option(help="Score windows of this many seconds (untrimmed video).")] = None,
     stride: Annotated[Optional[float], typer.Option(help="Seconds between window starts (default: the window).")] = None,
@@ -300,7 +301,7 @@ def predict(
         if jobs is not None:
             trained.cfg.jobs.n_jobs = jobs
         found = list_videos(videos, trained.cfg.data.video_exts)
-        options = Options(window=window, stride=stride, threshold=threshold, draw=out is not None)
+        options = Options(window=window, stride=stride, threshold=threshold, draw=draw and out is not None)
         results = predict_batch(trained, found, skeleton, options, out, console, recipe)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))

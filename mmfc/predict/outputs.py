@@ -28,6 +28,7 @@ BRANCH_LABELS = {"rgb": "RGB", "skel": "skeleton", "fused": "fused"}
 TOP = 5
 DRAWN = 3  # fused classes drawn on the video
 STRIP_FRAMES = 6
+STRIP_WIDTH = 360  # of each frame in the strip
 # Colours (RGB) of the drawing.
 BOX = (255, 200, 0)
 BONE = (0, 230, 120)
@@ -196,7 +197,8 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
 def write_strip(path: Path, frames: list[np.ndarray]) -> None:
     """STRIP_FRAMES frames spread over the video, side by side, as PNG."""
     picked = [frames[i] for i in np.linspace(0, len(frames) - 1, min(STRIP_FRAMES, len(frames))).round().astype(int)]
-    strip = np.concatenate(picked, axis=1)
+    height = round(picked[0].shape[0] * STRIP_WIDTH / picked[0].shape[1])
+    strip = np.concatenate([cv2.resize(f, (STRIP_WIDTH, height), interpolation=cv2.INTER_AREA) for f in picked], axis=1)
     ok, data = cv2.imencode(".png", cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
     atomic.write_bytes(path, data.tobytes())
 
