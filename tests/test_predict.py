@@ -20,7 +20,7 @@ from mmfc.data.synth.clip import SampleKey
 from mmfc.data.synth.writer import write_sequence
 from mmfc.data.video import iter_frames
 from mmfc.predict.batch import RESULTS
-from mmfc.predict.clips import Window, crop_windows, decode_once, frames_to_keep, plan_windows, probe
+from mmfc.predict.clips import CroppedClips, Window, decode_once, plan_windows, probe, window_skeleton
 from mmfc.predict.predictor import predict_video
 from mmfc.predict.skeletons import read_skeleton_file
 from mmfc.predict.windows import find_segments, overlap
@@ -123,9 +123,10 @@ def test_a_window_is_cropped_and_scored_as_the_clip_alone(tiny_run, tmp_path):
     video = Path(sequence["video"])
     windows = [Window(p["start"], p["stop"]) for p in sequence["parts"]]
     info = probe(video)
-    decoded = decode_once(info, frames_to_keep(windows, run.cfg.crops.num_frames))
-    whole = read_skeleton_file(Path(sequence["skeleton"]), run.cfg, run.layout, video)
-    clips = crop_windows(run.cfg, run.layout, video, whole.skeleton, decoded, windows)
+    whole = read_skeleton_file(Path(sequence["skeleton"]), run.cfg, run.layout, video).skeleton
+    clips = CroppedClips.empty(run.cfg, run.layout, windows)
+    decode_once(info, windows, run.cfg.crops.num_frames, on_window=lambda number, decoded: clips.crop(
+        run.cfg, number, video, window_skeleton(whole, windows[number], info.frames), decoded))
     in_sequence = branch_logits(run.cfg, "skel", run.models["skel"], clips.store, [0, 1], run.device)
     for part, logits in zip(sequence["parts"], in_sequence):
         alone, *_ = predict_video(run, Path(part["video"]), Path(part["skeleton"]))
@@ -226,10 +227,11 @@ def test_a_real_ntu_clip_end_to_end_with_estimated_joints(tiny_run, realdata, po
 
 
 def _stored_skeleton_of(run, video: Path, skeleton) -> np.ndarray:
-    info = probe(video)
-    windows = [Window(0, info.frames)]
-    decoded = decode_once(info, frames_to_keep(windows, run.cfg.crops.num_frames))
-    return crop_windows(run.cfg, run.layout, video, skeleton, decoded, windows).store.skeleton(0)
+    windows = [Window(0, probe(video).frames)]
+    clips = CroppedClips.empty(run.cfg, run.layout, windows)
+    decode_once(probe(video), windows, run.cfg.crops.num_frames,
+                on_window=lambda number, decoded: clips.crop(run.cfg, number, video, skeleton, decoded))
+    return clips.store.skeleton(0)
 
 
 def test_a_video_is_decoded_once(tiny_run, monkeypatch):

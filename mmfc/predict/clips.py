@@ -3,7 +3,8 @@
 One pass over the video's frames feeds the pose estimator (when no skeleton file is given) and
 keeps the frames the crops need: stage 1 stores `crops.num_frames` frames spread over a clip
 (mmfc.crops.crop.stored_frame_indices), so the frames to keep are known from the video's frame
-count before it is decoded. Every clip (the whole video, or each window of an untrimmed one) is
+count before it is decoded; each window is cropped as soon as the pass is past its end, and its
+frames are then let go. Every clip (the whole video, or each window of an untrimmed one) is
 then cropped by stage 1's own code (mmfc.crops.crop.crop_skeleton) from those frames, as a video
 of its own, into a MemoryCrops that the branches' datasets read as they read the crop store.
 
@@ -58,7 +59,7 @@ def plan_windows(frames: int, fps: float, window: float | None, stride: float | 
 
 @dataclass
 class Decoded:
-    """What the one pass over a video leaves: the kept frames and how many frames there are."""
+    """What the one pass over a video leaves: the frames still kept and how many frames there are."""
 
     info: VideoInfo
     kept: dict[int, np.ndarray]  # video frame -> uint8 RGB [H, W, 3]
@@ -68,34 +69,49 @@ class Decoded:
     seconds: float = 0.0  # decoding alone, without what consumed the frames
 
 
-def decode_once(info: VideoInfo, keep: set[int], on_frame: Callable[[Iterator[np.ndarray]], None] | None = None,
+def decode_once(info: VideoInfo, windows: list[Window], num_frames: int,
+                on_frame: Callable[[int, np.ndarray], None] | None = None,
+                on_window: Callable[[int, Decoded], None] | None = None,
                 preview_width: int = 0, preview_every: int = 1) -> Decoded:
-    """Decode the video once. `on_frame` receives the iterator of every RGB frame (the pose
-    estimator consumes it) and must exhaust it; without it the frames are only kept."""
+    """Decode the video once. Each RGB frame goes to `on_frame(t, frame)` (the pose estimator);
+    the frames stage 1 would store of each window are kept, and `on_window(number, decoded)` is
+    called once per window as soon as the pass is past its end (a window covering the whole
+    video: after the pass, when the frame count is known), then the frames no later window needs
+    are let go, so a long video holds only the frames of the windows open at a time."""
     decoded = Decoded(info, {}, 0)
-
-    def frames() -> Iterator[np.ndarray]:
-        started = time.perf_counter()
-        for t, bgr in enumerate(iter_frames(info.path)):
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            if t in keep:
-                decoded.kept[t] = rgb
-            if preview_width and t % preview_every == 0:
-                decoded.preview[t] = _resize(rgb, preview_width)
-            decoded.frames = t + 1
-            decoded.seconds += time.perf_counter() - started
-            yield rgb
-            started = time.perf_counter()
+    wanted = [set((w.start + stored_frame_indices(w.stop - w.start, num_frames)).tolist()) for w in windows]
+    keep = set().union(*wanted)
+    pending = [n for n in range(len(windows)) if not _whole(windows[n], info)]
+    started = time.perf_counter()
+    for t, bgr in enumerate(iter_frames(info.path)):
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        if t in keep:
+            decoded.kept[t] = rgb
+        if preview_width and t % preview_every == 0:
+            decoded.preview[t] = _resize(rgb, preview_width)
+        decoded.frames = t + 1
         decoded.seconds += time.perf_counter() - started
-
-    if on_frame is None:
-        for _ in frames():
-            pass
-    else:
-        on_frame(frames())
+        if on_frame is not None:
+            on_frame(t, rgb)
+        for number in [n for n in pending if windows[n].stop == t + 1]:
+            pending.remove(number)
+            if on_window is not None:
+                on_window(number, decoded)
+            needed = set().union(*(wanted[n] for n in range(len(windows)) if n in pending or _whole(windows[n], info)))
+            for frame in [f for f in decoded.kept if f not in needed]:
+                del decoded.kept[frame]
+        started = time.perf_counter()
+    decoded.seconds += time.perf_counter() - started
     if decoded.frames == 0:
         raise DataError(info.path, "no frame could be decoded")
+    if on_window is not None:
+        for number in [n for n in range(len(windows)) if n in pending or _whole(windows[n], info)]:
+            on_window(number, decoded)
     return decoded
+
+
+def _whole(window: Window, info: VideoInfo) -> bool:
+    return window.start == 0 and window.stop == info.frames
 
 
 def _resize(frame: np.ndarray, width: int) -> np.ndarray:
@@ -106,14 +122,6 @@ def _resize(frame: np.ndarray, width: int) -> np.ndarray:
     height = round(frame.shape[0] * width / frame.shape[1])
     shrink = frame.shape[1] > width
     return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
-def frames_to_keep(windows: list[Window], num_frames: int) -> set[int]:
-    """The video frames stage 1 would store of each window, as the probe counts them."""
-    keep: set[int] = set()
-    for w in windows:
-        keep.update((w.start + stored_frame_indices(w.stop - w.start, num_frames)).tolist())
-    return keep
 
 
 def window_skeleton(skel: Skeleton, window: Window, video_frames: int) -> Skeleton:
@@ -160,32 +168,31 @@ class CroppedClips:
 
     store: MemoryCrops
     windows: list[Window]
-    boxes: list[tuple[float, float, float, float]]  # x0, y0, x1, y1 in video pixels, per window
-    failed: dict[int, str]  # window number -> why it could not be cropped (nobody in it)
-    positions: dict[int, int]  # window number -> position in the store
+    boxes: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)  # x0, y0, x1, y1 in video pixels
+    failed: dict[int, str] = field(default_factory=dict)  # window number -> why it could not be cropped
+    positions: dict[int, int] = field(default_factory=dict)  # window number -> position in the store
 
+    @classmethod
+    def empty(cls, cfg: Pipeline, layout: str, windows: list[Window]) -> CroppedClips:
+        return cls(MemoryCrops(asdict(cfg.crops), layout, cfg.crops.jpeg_quality), windows)
 
-def crop_windows(cfg: Pipeline, layout: str, video: Path, skeleton: Skeleton, decoded: Decoded,
-                 windows: list[Window], skeleton_path: Path | None = None) -> CroppedClips:
-    """Stage 1's crops of every window: crop plan, frames and normalised skeleton."""
-    job = CropJob(cfg.crops, cfg.data.max_bodies)
-    store = MemoryCrops(asdict(cfg.crops), layout, cfg.crops.jpeg_quality)
-    clips = CroppedClips(store, windows, [], {}, {})
-    for number, window in enumerate(windows):
-        whole = window.start == 0 and window.stop == decoded.info.frames
+    def crop(self, cfg: Pipeline, number: int, video: Path, skeleton: Skeleton, decoded: Decoded,
+             skeleton_path: Path | None = None) -> None:
+        """Stage 1's crop of window `number` (its own skeleton: see window_skeleton): crop plan,
+        frames and normalised skeleton; a window that cannot be cropped is recorded as failed."""
+        window = self.windows[number]
+        whole = _whole(window, decoded.info)
         # The whole video is the video stage 1 probed; a window is a video of its own.
         info = decoded.info if whole else replace(decoded.info, frames=window.stop - window.start)
         sample = Sample(video.stem, -1, "test", skeleton_path, video)
         try:
-            stored, fields = crop_skeleton(window_skeleton(skeleton, window, decoded.info.frames), sample, job,
+            stored, fields = crop_skeleton(skeleton, sample, CropJob(cfg.crops, cfg.data.max_bodies),
                                            read=kept_frames_reader(decoded, window, whole), video=info)
         except DataError as exc:
-            clips.failed[number] = exc.reason
-            clips.boxes.append((0.0, 0.0, 0.0, 0.0))
-            continue
-        clips.positions[number] = store.add(f"{video.stem}@{number}", stored)
-        clips.boxes.append(tuple(fields["box"]))
-    return clips
+            self.failed[number] = exc.reason
+            return
+        self.positions[number] = self.store.add(f"{video.stem}@{number}", stored)
+        self.boxes[number] = tuple(fields["box"])
 
 
 def probe(video: Path) -> VideoInfo:

@@ -17,9 +17,9 @@ import numpy as np
 from mmfc.errors import DataError
 from mmfc.fusion.weights import WEIGHTS_FILE, read_fitted_fusion
 from mmfc.metrics import log_softmax
-from mmfc.poses.estimate import estimate_poses
+from mmfc.poses.estimate import PoseStream
 from mmfc.poses.estimator import BlazePose, EstimatorSettings
-from mmfc.predict.clips import CroppedClips, Decoded, crop_windows, decode_once, frames_to_keep, plan_windows, probe
+from mmfc.predict.clips import CroppedClips, Decoded, decode_once, plan_windows, probe, window_skeleton
 from mmfc.predict.skeletons import SkeletonInput, estimator_layout, from_tracks, read_skeleton_file
 from mmfc.scores.logits import branch_logits
 from mmfc.trained import TrainedRun
@@ -82,32 +82,49 @@ def predict_video(run: TrainedRun, video: Path, skeleton_file: Path | None = Non
     info = probe(video)
     fps = info.fps or 30.0
     windows = plan_windows(info.frames, fps, window, stride)
-    keep = frames_to_keep(windows, cfg.crops.num_frames)
+    clips = CroppedClips.empty(cfg, run.layout, windows)
+    crop_seconds = [0.0]
+
+    def timed_crop(number: int, decoded: Decoded, skeleton) -> None:
+        started = time.perf_counter()
+        clips.crop(cfg, number, video, skeleton, decoded, skeleton_file)
+        crop_seconds[0] += time.perf_counter() - started
 
     started = time.perf_counter()
     if skeleton_file is not None:
         found = read_skeleton_file(skeleton_file, cfg, run.layout, video)
-        decoded = decode_once(info, keep, preview_width=preview_width, preview_every=preview_every)
-        timings["poses"] = time.perf_counter() - started - decoded.seconds
+
+        def on_window(number: int, decoded: Decoded) -> None:
+            try:
+                skeleton = window_skeleton(found.skeleton, windows[number], info.frames)
+            except DataError as exc:
+                clips.failed[number] = exc.reason
+                return
+            timed_crop(number, decoded, skeleton)
+
+        decoded = decode_once(info, windows, cfg.crops.num_frames, None, on_window, preview_width, preview_every)
     else:
         models = poses or PoseModels(cfg.poses.models_dir)
-        tracks = {}
+        stream = PoseStream(models.get(), EstimatorSettings.of(cfg.poses), fps, estimator_layout(run.layout))
 
-        def estimate(frames) -> None:
-            tracks["all"] = estimate_poses(frames, None, cfg.poses.max_persons, estimator_layout(run.layout),
-                                           settings=EstimatorSettings.of(cfg.poses), models=models.get(), fps=fps)
+        def on_window(number: int, decoded: Decoded) -> None:
+            w = windows[number]
+            # A window is read from the stream as soon as it has passed, its people alone; the
+            # whole video (read after the pass) is every frame decoded.
+            tracks = stream.tracks() if (w.start, w.stop) == (0, info.frames) else stream.tracks(w.start, w.stop)
+            try:
+                seen = from_tracks(tracks, cfg, run.layout, str(video), fps)
+            except DataError as exc:
+                clips.failed[number] = exc.reason
+                return
+            timed_crop(number, decoded, seen.skeleton)
 
-        decoded = decode_once(info, keep, estimate, preview_width, preview_every)
-        timings["poses"] = time.perf_counter() - started - decoded.seconds
-        found = from_tracks(tracks["all"], cfg, run.layout, str(video), fps)
+        decoded = decode_once(info, windows, cfg.crops.num_frames, lambda t, frame: stream.step(frame), on_window,
+                              preview_width, preview_every)
+        found = from_tracks(stream.tracks(), cfg, run.layout, str(video), fps)
     timings["decode"] = decoded.seconds
-    if window is not None and decoded.frames < info.frames:
-        # Windows past the frames there are; a whole clip is left to stage 1's check of its length.
-        windows = plan_windows(decoded.frames, fps, window, stride)
-
-    started = time.perf_counter()
-    clips = crop_windows(cfg, run.layout, video, found.skeleton, decoded, windows, skeleton_file)
-    timings["crop"] = time.perf_counter() - started
+    timings["crop"] = crop_seconds[0]
+    timings["poses"] = time.perf_counter() - started - decoded.seconds - crop_seconds[0]
     if not clips.positions:
         raise DataError(video, f"nothing to score: {next(iter(clips.failed.values()))}")
     scored = sorted(clips.positions)
