@@ -247,3 +247,15 @@ def test_a_video_is_decoded_once(tiny_run, monkeypatch):
     predict_video(run, run_video(tiny_run, sample_id), tiny_run.parent / "data" / "nturgb+d_skeletons" /
                   f"{sample_id}.skeleton", window=1.0, stride=0.5, preview_width=320)
     assert len(passes) == 1 and not reads
+
+
+def test_windows_of_a_real_clip_with_estimated_poses(tiny_run, realdata, pose_models):
+    run = open_run(tiny_run)
+    run.cfg.poses.models_dir = str(pose_models)
+    prediction, decoded, clips, _ = predict_video(run, realdata / "videos" / "S001C001P001R001A001_rgb.avi",
+                                                  window=1.0, stride=1.0)
+    # 103 frames at 30 fps: windows at 0, 1 and 2 s, and the last second.
+    np.testing.assert_allclose(prediction.windows, [[0, 1], [1, 2], [2, 3], [73 / 30, 103 / 30]])
+    assert prediction.skel.shape == (4, 3) and len(clips.store) == 4
+    assert "estimated joints" in prediction.notes[0]
+    assert not decoded.kept  # every window's frames were let go once it was cropped
