@@ -25,7 +25,7 @@ from rich.console import Console
 from mmfc import atomic
 from mmfc.data.video import probe_video
 from mmfc.errors import DataError
-from mmfc.jobs import PerWorker, print_failures, run_jobs
+from mmfc.jobs import PerWorker, run_jobs
 from mmfc.predict.outputs import summary, write_outputs
 from mmfc.predict.predictor import PoseModels, Prediction, predict_video
 from mmfc.predict.windows import find_segments
