@@ -322,5 +322,73 @@ def stage_report(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
         _fail(str(exc))
 
 
+# ---------------------------------------------------------------------------------------------
+# Using a trained run
+
+
+@app.command()
+def predict(
+    videos: Annotated[list[Path], typer.Argument(help="Videos, folders of videos, or list files (.txt, one path a line).")],
+    run: Annotated[Path, typer.Option("--run", help="The trained run's workdir (stages 1-4 done).")],
+    pipeline: Annotated[
+        Optional[Path],
+        typer.Option("--pipeline", "-p", help="The pipeline file the run was made with; default: the run's pipeline.json."),
+    ] = None,
+    set_: SetOpt = None,
+    skeleton: Annotated[
+        Optional[Path],
+        typer.Option(help="A .skeleton file or pose pickle of the video, or a folder of them named after the videos; "
+                          "default: the pose estimator."),
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(help="Write each video's annotated MP4, frame strip and JSON (and with --window the timeline, "
+                          "window scores and segments) here, with a result file per video (a rerun skips those "
+                          "done) and predictions.parquet."),
+    ] = None,
+    draw: Annotated[bool, typer.Option(help="With --out: the annotated video and pictures too (--no-draw: results only).")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    window: Annotated[Optional[float], typer.Option(help="Score windows of this many seconds (untrimmed video).")] = None,
+    stride: Annotated[Optional[float], typer.Option(help="Seconds between window starts (default: the window).")] = None,
+    threshold: Annotated[float, typer.Option(help="A segment's class must stay on top above this probability.")] = 0.5,
+    device: Annotated[str, typer.Option(help="torch device of the networks, e.g. cpu or cuda.")] = "cpu",
+    jobs: Annotated[Optional[int], typer.Option(help="Videos at once (default: the pipeline's jobs.n_jobs).")] = None,
+) -> None:
+    """Predict the action in new videos with a trained run: the top-5 classes of the RGB branch,
+    the skeleton branch and their fitted fusion, by the code of stages 1 to 4."""
+    from mmfc.predict.batch import Options, list_videos, predict_batch
+    from mmfc.predict.outputs import print_table
+    from mmfc.trained import open_run
+
+    if stride is not None and window is None:
+        _fail("--stride needs --window")
+    if (window is not None and window <= 0) or (stride is not None and stride <= 0):
+        _fail("--window and --stride must be positive seconds")
+    console = Console(stderr=True)
+    try:
+        recipe = (run, pipeline, device, tuple(set_ or ()))
+        trained = open_run(*recipe)
+        if jobs is not None:
+            trained.cfg.jobs.n_jobs = jobs
+        found = list_videos(videos, trained.cfg.data.video_exts)
+        options = Options(window=window, stride=stride, threshold=threshold, draw=draw and out is not None)
+        results = predict_batch(trained, found, skeleton, options, out, console, recipe)
+    except (ConfigError, DataError) as exc:
+        _fail(str(exc))
+    failed = [r for r in results if r["status"] != "ok"]
+    if as_json:
+        print(json.dumps([r.get("summary", {"video": r["video"], "error": r["reason"]}) for r in results], indent=2))
+    else:
+        for r in results:
+            if r["status"] == "ok":
+                print_table(Console(), r["summary"])
+    for r in failed:
+        err_console.print(f"[bold red]error:[/] {r['reason']}", highlight=False)
+    if out is not None:
+        err_console.print(f"results: {out}", highlight=False)
+    if failed:
+        raise typer.Exit(2 if len(results) == 1 else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

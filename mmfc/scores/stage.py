@@ -27,8 +27,8 @@ from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.jobs import PerWorker, run_jobs
 from mmfc.scores.format import ScoreTable, write_scores
+from mmfc.scores.logits import branch_logits
 from mmfc.train.checkpoint import file_digest, load_checkpoint
-from mmfc.train.loop import amp_enabled, predict
 
 # Samples per job: in a pool, a few batches (jobs spread evenly over the workers and the progress
 # bar moves); in one process, many (each job starts its loader workers anew).
@@ -107,25 +107,11 @@ class Scorer:
         self.model.load_state_dict(state["model"])
         self.model.to(self.device)
 
-    @torch.no_grad()
     def logits(self, indices: np.ndarray) -> np.ndarray:
         """Logits of the store samples `indices`, averaged over cfg.scores.clips evenly spaced
         clips. -> float32 [N, K]"""
-        branch, clips = get_branch(self.modality), self.cfg.scores.clips
-        tcfg = branch.section(self.cfg).train
-        device = torch.device(self.device)
-        total = np.zeros((len(indices), self.store.num_classes), dtype=np.float64)
-        row_of = {int(i): row for row, i in enumerate(indices)}
-        for clip in range(clips):
-            dataset = branch.build_dataset(self.cfg, self.store, [int(i) for i in indices], train=False,
-                                           clip=clip, num_clips=clips)
-            loader = torch.utils.data.DataLoader(
-                dataset, batch_size=tcfg.batch_size, shuffle=False, num_workers=self.loader_workers,
-                generator=torch.Generator().manual_seed(0),
-            )
-            got, _, logits = predict(self.model, loader, device, amp_enabled(tcfg, device))
-            total[[row_of[int(i)] for i in got]] += logits
-        return (total / clips).astype(np.float32)
+        return branch_logits(self.cfg, self.modality, self.model, self.store, indices, torch.device(self.device),
+                             self.loader_workers)
 
 
 def score_samples(indices: np.ndarray, scorer: PerWorker[Scorer]) -> np.ndarray:
