@@ -14,6 +14,8 @@ table without loading them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -47,6 +49,9 @@ class Branch:
     input_shape: Callable[[Pipeline, str], tuple[int, ...]]
     # (pipeline, joint layout name) -> the configured network and its input, in words.
     describe: Callable[[Pipeline, str], dict]
+    # (pipeline, joint layout name) -> the network's input for someone feeding it outside mmfc
+    # (an exported graph): its name, axes, and how the values are made from a sample.
+    input_spec: Callable[[Pipeline, str], dict]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,6 +108,25 @@ def _rgb_describe(cfg: Pipeline, layout: str) -> dict:
     }
 
 
+def _rgb_input_spec(cfg: Pipeline, layout: str) -> dict:
+    from mmfc.train.datasets import IMAGENET_MEAN, IMAGENET_STD
+
+    m = cfg.rgb.model
+    return {
+        "name": "clips",
+        "axes": ["batch", "segment", "channel", "height", "width"],
+        "channels": "R, G, B",
+        "values": "(pixel / 255 - mean[channel]) / std[channel], pixels 0..255",
+        # The float32 constants by their shortest decimals (0.485, not 0.48500001430511475).
+        "mean": [float(str(value)) for value in IMAGENET_MEAN],
+        "std": [float(str(value)) for value in IMAGENET_STD],
+        "frames": f"{m.segments} frames of the sample's stored crop frames, each the centre of one of {m.segments} "
+                  "equal segments (mmfc/train/datasets.py: segment_indices, eval_offsets)",
+        "image": f"the stage-1 skeleton-guided square crop ({cfg.crops.size} px), its centre "
+                 f"{m.input_size} x {m.input_size} (resized to it when the crop is smaller)",
+    }
+
+
 RGB = Branch(
     name="rgb",
     label="RGB",
@@ -112,6 +136,7 @@ RGB = Branch(
     build_dataset=_rgb_dataset,
     input_shape=_rgb_input,
     describe=_rgb_describe,
+    input_spec=_rgb_input_spec,
 )
 
 
@@ -158,6 +183,24 @@ def _skel_describe(cfg: Pipeline, layout: str) -> dict:
     }
 
 
+def _skel_input_spec(cfg: Pipeline, layout: str) -> dict:
+    m, joints = cfg.skel.model, get_layout(layout)
+    aligned = ", rotated so the spine is +z and the shoulders +x" if cfg.crops.align else ""
+    return {
+        "name": "joints",
+        "axes": ["batch", "coordinate", "frame", "joint", "person"],
+        "joint_layout": layout,
+        "coordinates": f"{m.in_channels or joints.channels} per joint, in the source's units (Kinect: metres in "
+                       "camera space; 2D keypoints: image pixels)",
+        "values": f"the stage-1 normalised sequence (mmfc/crops/skeleton.py): missing joints 0, every joint moved "
+                  f"so joint {joints.center} (0-based) of the first frame with a body is the origin{aligned}, the frames with "
+                  f"a body resampled uniformly to {cfg.crops.skeleton_frames}",
+        "frames": f"{m.num_frames} of those, each the centre of one of {m.num_frames} equal segments",
+        "persons": f"the first {m.num_persons} bodies, zeros where there are fewer",
+        "stream": f"raw joints: the network derives its {m.stream!r} stream itself",
+    }
+
+
 SKEL = Branch(
     name="skel",
     label="Skeleton",
@@ -167,10 +210,25 @@ SKEL = Branch(
     build_dataset=_skel_dataset,
     input_shape=_skel_input,
     describe=_skel_describe,
+    input_spec=_skel_input_spec,
 )
 
 
 BRANCHES: dict[str, Branch] = {branch.name: branch for branch in (RGB, SKEL)}
+
+
+def training_digest(cfg: Pipeline, branch: Branch) -> str:
+    """Hash of everything that shapes a branch's trained weights: the data, the crops, the
+    branch's section. Stage 2 stamps it on every checkpoint; whoever loads one checks it.
+
+    The branch's threads and loader workers are left out: a run resumed on a busier or larger
+    machine continues (math kernels may then round differently in the last bits; README)."""
+    section = cfg.to_dict()[branch.name]
+    for key in ("threads", "loader_workers"):
+        del section["train"][key]
+    parts = {key: cfg.digest(key) for key in ("data", "crops")}
+    parts[branch.name] = hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def get_branch(name: str) -> Branch:

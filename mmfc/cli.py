@@ -29,7 +29,8 @@ app = typer.Typer(
         "`stage crops` (skeleton-guided crops into zarr shards), "
         "`stage train` (each modality from the shards), `stage scores` (per-class scores to "
         "Parquet), `stage fuse` (fusion weights fitted on validation) and `stage report`. "
-        "Every stage reads a pipeline file (pipelines/*.toml); `mmfc info` shows what it selects."
+        "Every stage reads a pipeline file (pipelines/*.toml); `mmfc info` shows what it selects. "
+        "`mmfc export` writes a trained run as ONNX graphs and a fusion recipe."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -181,6 +182,73 @@ def timings_table(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Exporting a trained run
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+
+
+@app.command()
+def export(
+    run: Annotated[
+        Path,
+        typer.Option("--run", help="The run's workdir, e.g. runs/synth: both branches trained, the fusion fitted."),
+    ],
+    format_: Annotated[
+        ExportFormat,
+        typer.Option("--format", help="onnx: one ONNX graph per branch, the fusion as a JSON recipe."),
+    ] = ExportFormat.onnx,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(help="Folder to write (default <run>/export/onnx); replaced whole, so empty or an earlier export."),
+    ] = None,
+    check: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Samples of the run's crop store run through onnxruntime and PyTorch before anything is "
+            "written; a logit or fused score apart by more than 1e-4 (1e-5 of the largest value beyond "
+            "10, or twice PyTorch's own float32 error against float64 if larger) fails the export. "
+            "0 skips the check.",
+        ),
+    ] = 8,
+    pipeline: Annotated[
+        Optional[Path],
+        typer.Option("--pipeline", "-p", help="The pipeline file the run was made with; only for a run without "
+                     "<run>/pipeline.json (the stages save it)."),
+    ] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Export a trained run for use outside mmfc, on any ONNX runtime.
+
+    Writes rgb.onnx and skel.onnx (each: one named float32 input with a dynamic batch axis,
+    output `logits`, batch x classes), manifest.json (what feeds each input: axes, value range,
+    normalisation; the class names; the fitted fusion as a recipe with its formula; the parity
+    measured) and apply_fusion.py (the recipe in numpy). Needs the optional extra `export`:
+    pip install 'mmfc\\[export]'.
+    """
+    from mmfc.export.bundle import export_onnx
+    from mmfc.export.graphs import MissingExtra, require_extra
+    from mmfc.trained import open_run
+
+    try:
+        require_extra()
+        trained = open_run(run, pipeline, overrides=set_ or [])
+        target = out if out is not None else run / "export" / format_.value
+        manifest = export_onnx(trained, target, check_samples=check)
+    except (ConfigError, DataError, MissingExtra) as exc:
+        _fail(str(exc))
+    files = [entry["file"] for entry in manifest["branches"].values()] + ["manifest.json", "apply_fusion.py"]
+    summary = {"out": str(target), "files": files, "fusion": manifest["fusion"]["method"]}
+    if "parity" in manifest:
+        summary["max_abs_diff"] = manifest["parity"]["max_abs_diff"]
+        summary["float32_error"] = manifest["parity"]["float32_error"]
+        summary["bound"] = manifest["parity"]["bound"]
+    print(json.dumps(summary, indent=2))
+
+
+# ---------------------------------------------------------------------------------------------
 # Stages
 
 
@@ -288,6 +356,74 @@ def stage_report(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
             run_report(cfg)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
+
+
+# ---------------------------------------------------------------------------------------------
+# Using a trained run
+
+
+@app.command()
+def predict(
+    videos: Annotated[list[Path], typer.Argument(help="Videos, folders of videos, or list files (.txt, one path a line).")],
+    run: Annotated[Path, typer.Option("--run", help="The trained run's workdir (stages 1-4 done).")],
+    pipeline: Annotated[
+        Optional[Path],
+        typer.Option("--pipeline", "-p", help="The pipeline file the run was made with; default: the run's pipeline.json."),
+    ] = None,
+    set_: SetOpt = None,
+    skeleton: Annotated[
+        Optional[Path],
+        typer.Option(help="A .skeleton file or pose pickle of the video, or a folder of them named after the videos; "
+                          "default: the pose estimator."),
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(help="Write each video's annotated MP4, frame strip and JSON (and with --window the timeline, "
+                          "window scores and segments) here, with a result file per video (a rerun skips those "
+                          "done) and predictions.parquet."),
+    ] = None,
+    draw: Annotated[bool, typer.Option(help="With --out: the annotated video and pictures too (--no-draw: results only).")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    window: Annotated[Optional[float], typer.Option(help="Score windows of this many seconds (untrimmed video).")] = None,
+    stride: Annotated[Optional[float], typer.Option(help="Seconds between window starts (default: the window).")] = None,
+    threshold: Annotated[float, typer.Option(help="A segment's class must stay on top above this probability.")] = 0.5,
+    device: Annotated[str, typer.Option(help="torch device of the networks, e.g. cpu or cuda.")] = "cpu",
+    jobs: Annotated[Optional[int], typer.Option(help="Videos at once (default: the pipeline's jobs.n_jobs).")] = None,
+) -> None:
+    """Predict the action in new videos with a trained run: the top-5 classes of the RGB branch,
+    the skeleton branch and their fitted fusion, by the code of stages 1 to 4."""
+    from mmfc.predict.batch import Options, list_videos, predict_batch
+    from mmfc.predict.outputs import print_table
+    from mmfc.trained import open_run
+
+    if stride is not None and window is None:
+        _fail("--stride needs --window")
+    if (window is not None and window <= 0) or (stride is not None and stride <= 0):
+        _fail("--window and --stride must be positive seconds")
+    console = Console(stderr=True)
+    try:
+        recipe = (run, pipeline, device, tuple(set_ or ()))
+        trained = open_run(*recipe)
+        if jobs is not None:
+            trained.cfg.jobs.n_jobs = jobs
+        found = list_videos(videos, trained.cfg.data.video_exts)
+        options = Options(window=window, stride=stride, threshold=threshold, draw=draw and out is not None)
+        results = predict_batch(trained, found, skeleton, options, out, console, recipe)
+    except (ConfigError, DataError) as exc:
+        _fail(str(exc))
+    failed = [r for r in results if r["status"] != "ok"]
+    if as_json:
+        print(json.dumps([r.get("summary", {"video": r["video"], "error": r["reason"]}) for r in results], indent=2))
+    else:
+        for r in results:
+            if r["status"] == "ok":
+                print_table(Console(), r["summary"])
+    for r in failed:
+        err_console.print(f"[bold red]error:[/] {r['reason']}", highlight=False)
+    if out is not None:
+        err_console.print(f"results: {out}", highlight=False)
+    if failed:
+        raise typer.Exit(2 if len(results) == 1 else 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mmfc.atomic import write_text
+
 
 class ConfigError(ValueError):
     """A pipeline file or override that does not fit the schema."""
@@ -417,6 +419,11 @@ class WorkdirLayout:
         """Each stage run's wall time (mmfc/timings.py), for `mmfc timings`."""
         return self.root / "timings"
 
+    @property
+    def pipeline(self) -> Path:
+        """The resolved pipeline the stages ran with (save_pipeline), which `mmfc predict` reads."""
+        return self.root / "pipeline.json"
+
     def lock(self, output: str) -> Path:
         """The lock file a stage holds while it writes `output` (mmfc.lock): "crops", "poses",
         "train-<branch>", "scores-<branch>", "fusion", "report"; in .locks/, so that no output
@@ -455,6 +462,24 @@ def load_pipeline(path: str | Path | None = None, overrides: list[str] | tuple[s
     if cfg.data.source == "videos" and not cfg.data.poses:
         cfg.data.poses = str(cfg.paths.poses / "poses.pkl")
     return cfg
+
+
+def save_pipeline(cfg: Pipeline) -> None:
+    """Write the resolved pipeline (file and overrides applied) to <workdir>/pipeline.json, so a
+    trained run carries the settings its crops, models and fusion were made with."""
+    write_text(cfg.paths.pipeline, json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+
+def read_saved_pipeline(path: str | Path) -> Pipeline:
+    """The pipeline save_pipeline wrote, validated as a pipeline file is."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no saved pipeline here") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a readable saved pipeline ({exc})") from None
+    return _build(Pipeline, raw, str(path), prefix="")
 
 
 def _parse_override(item: str) -> tuple[str, object]:

@@ -18,6 +18,7 @@ def realdata() -> Path:
 
 
 POSE_MODELS = Path(__file__).resolve().parents[1] / "models" / "blazepose"
+SYNTH_PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "synth.toml"
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +82,56 @@ def synth_clips(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     generate(root, per_class=1, actions=[1, 2, 3, 4, 5, 6], performers=[1, 3], cameras=[1], frame_size=(160, 90), n_jobs=1)
     return root
+
+
+# Tiny networks for runs trained inside tests (seconds per epoch on one core).
+TINY_MODELS = [
+    "rgb.model.depth=18", "rgb.model.base_width=4", "rgb.model.input_size=32", "rgb.model.segments=4",
+    "rgb.train.batch_size=4", "rgb.train.epochs=1", "rgb.ccl.dim=16",
+    "skel.model.base_channels=8", "skel.model.num_frames=8", "skel.train.batch_size=4",
+    "skel.train.epochs=1", "skel.ccl.dim=16",
+    *(f"{m}.train.{key}={n}" for m in ("rgb", "skel") for key, n in (("threads", 1), ("loader_workers", 0))),
+]
+
+
+def tiny_run_overrides(data: Path, workdir: Path) -> list[str]:
+    """--set overrides of pipelines/synth.toml for a tiny run on generated data at `data`."""
+    import json
+
+    return [
+        f"workdir={json.dumps(str(workdir))}", f"data.root={json.dumps(str(data))}",
+        "data.num_classes=3", "data.class_names=''", "data.val_performers=[8]",
+        "crops.size=40", "crops.num_frames=8", "crops.skeleton_frames=16", "jobs.n_jobs=1",
+        *TINY_MODELS,
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A run of every stage up to fusion on 18 generated clips (3 classes; performer 1 trains, 8
+    validates, 3 tests), with tiny networks. -> its workdir, holding the generated data in
+    data/ beside it (<workdir>/../data)."""
+    import torch
+
+    from mmfc.config import load_pipeline
+    from mmfc.crops.stage import run_crops
+    from mmfc.data.synth import generate
+    from mmfc.fusion.stage import run_fuse
+    from mmfc.scores.stage import run_scores
+    from mmfc.train.stage import run_train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    generate(root / "data", per_class=2, actions=[1, 2, 3], performers=[1, 3, 8], cameras=[1],
+             frame_size=(160, 90), n_jobs=1)
+    cfg = load_pipeline(SYNTH_PIPELINE, tiny_run_overrides(root / "data", root / "run"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert run_crops(cfg) == 0
+        for modality in ("rgb", "skel"):
+            run_train(cfg, modality)
+            run_scores(cfg, modality)
+        run_fuse(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    return root / "run"

@@ -6,6 +6,7 @@ import json
 
 import pyarrow.parquet as pq
 import torch
+from conftest import TINY_MODELS, tiny_run_overrides
 from typer.testing import CliRunner
 
 from mmfc.cli import app
@@ -14,25 +15,12 @@ from mmfc.scores.format import read_scores
 
 torch.set_num_threads(1)
 
-TINY_MODELS = [
-    "rgb.model.depth=18", "rgb.model.base_width=4", "rgb.model.input_size=32", "rgb.model.segments=4",
-    "rgb.train.batch_size=4", "rgb.train.epochs=1", "rgb.ccl.dim=16",
-    "skel.model.base_channels=8", "skel.model.num_frames=8", "skel.train.batch_size=4",
-    "skel.train.epochs=1", "skel.ccl.dim=16",
-    *(f"{m}.train.{key}={n}" for m in ("rgb", "skel") for key, n in (("threads", 1), ("loader_workers", 0))),
-]
-
 
 def test_crops_train_scores_fuse_report_through_the_cli(tmp_path):
     # 3 classes; performer 1 trains, 8 validates, 3 tests (X-Sub), 2 recordings each.
     generate(tmp_path / "synth", per_class=2, actions=[1, 2, 3], performers=[1, 3, 8], cameras=[1],
              frame_size=(160, 90), n_jobs=1)
-    overrides = [
-        f"workdir={json.dumps(str(tmp_path / 'run'))}", f"data.root={json.dumps(str(tmp_path / 'synth'))}",
-        "data.num_classes=3", "data.class_names=''", "data.val_performers=[8]",
-        "crops.size=40", "crops.num_frames=8", "crops.skeleton_frames=16", "jobs.n_jobs=1",
-        *TINY_MODELS,
-    ]
+    overrides = tiny_run_overrides(tmp_path / "synth", tmp_path / "run")
     sets = [arg for item in overrides for arg in ("--set", item)]
     pipeline = ["--pipeline", "pipelines/synth.toml"]
     runner = CliRunner()

@@ -1,12 +1,15 @@
 """Cropping one sample: which video frames to store, the skeleton in video pixels, the crop plan
 (mmfc.crops.box), and everything stage 1 stores about the sample.
 
-Used by stage 1 for every sample and by the preview, which redraws a stored sample's source.
+Used by stage 1 for every sample, by the preview, which redraws a stored sample's source, and by
+`mmfc predict`, which crops new videos exactly as stage 1 cropped the training data.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -59,14 +62,16 @@ class Prepared:
     plan: CropPlan
 
 
-def prepare_sample(skel: Skeleton, sample: Sample, job: CropJob, decoded: int | None = None) -> Prepared:
-    """`decoded`: the frames the video really decodes, when known to be fewer than it says."""
+def prepare_sample(skel: Skeleton, sample: Sample, job: CropJob, decoded: int | None = None,
+                   video: VideoInfo | None = None) -> Prepared:
+    """`decoded`: the frames the video really decodes, when known to be fewer than it says;
+    `video`: the video's probe when the caller has it (else it is probed here)."""
     c = job.crops
     if skel.num_frames == 0:
         raise DataError(sample.skeleton_path or sample.id, "no body in any frame")
     if sample.video_path is None:
         raise DataError(sample.skeleton_path or sample.id, "no video file found for this sample")
-    info = probe_video(sample.video_path)
+    info = replace(video) if video is not None else probe_video(sample.video_path)
     if decoded is not None:
         info.frames = decoded
     if info.frames <= 0:
@@ -82,13 +87,25 @@ def prepare_sample(skel: Skeleton, sample: Sample, job: CropJob, decoded: int | 
     return Prepared(info, pixels, score, stored, stored_t, present, plan)
 
 
+# (video path, frame indices, through) -> (uint8 RGB [N, H, W, 3], frames the video decodes): how
+# a sample's frames are read (mmfc.data.video.read_frames_counted, or frames already decoded).
+FrameReader = Callable[[Path, np.ndarray, int], tuple[np.ndarray, int]]
+
+
 def crop_sample(source, sample: Sample, job: CropJob) -> tuple[StoredSample, dict]:
     """Everything stage 1 stores about one sample, and its index fields (with a warning when the
     video decodes fewer frames than promised, but enough). Raises DataError."""
-    skel = source.load_skeleton(sample)
-    p = prepare_sample(skel, sample, job)
+    return crop_skeleton(source.load_skeleton(sample), sample, job)
+
+
+def crop_skeleton(skel: Skeleton, sample: Sample, job: CropJob, read: FrameReader = read_frames_counted,
+                  video: VideoInfo | None = None) -> tuple[StoredSample, dict]:
+    """crop_sample of a skeleton in hand: `read` gives the video's frames, `video` its probe.
+    Stage 1 reads each sample's frames from its file; `mmfc predict` hands in the frames of its
+    one decoding pass and crops windows of a video as videos of their own."""
+    p = prepare_sample(skel, sample, job, video=video)
     promised = max(p.video.frames, skel.total_frames)
-    frames, decoded = read_frames_counted(sample.video_path, p.stored, through=promised)  # [F, H, W, 3]
+    frames, decoded = read(sample.video_path, p.stored, promised)  # [F, H, W, 3]
     warning = ""
     if decoded < promised:
         says = "its skeleton has" if skel.total_frames >= p.video.frames else "its container says it has"
@@ -98,8 +115,8 @@ def crop_sample(source, sample: Sample, job: CropJob) -> tuple[StoredSample, dic
                                                "of them (a short or truncated video)")
         warning = f"{counts}; stored from the {decoded} frames there are"
         # Spread the stored frames over the frames that exist, not over repeats of the last one.
-        p = prepare_sample(skel, sample, job, decoded=decoded)
-        frames, _ = read_frames_counted(sample.video_path, p.stored)
+        p = prepare_sample(skel, sample, job, decoded=decoded, video=video)
+        frames, _ = read(sample.video_path, p.stored, 0)
     keypoints = np.zeros((job.max_bodies, len(p.stored), p.pixels.shape[2], 2), dtype=np.float32)
     keypoints[: p.pixels.shape[0]] = crop_keypoints(p.pixels, p.score, p.stored_t, p.present, p.plan)
     stored_sample = StoredSample(

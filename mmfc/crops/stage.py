@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from mmfc import atomic, lock
-from mmfc.config import JobsConfig, Pipeline
+from mmfc.config import JobsConfig, Pipeline, save_pipeline
 from mmfc.crops import store
 from mmfc.crops.crop import CropJob, crop_sample
 from mmfc.crops.preview import write_preview
@@ -158,6 +158,7 @@ def run_crops(cfg: Pipeline, strict: bool = False, preview: int = 0, verify: boo
     crops_dir = cfg.paths.crops
     part = cfg.crops.part_of()
     with crops_lock(cfg.paths.lock("crops"), part, console):
+        save_pipeline(cfg)
         return _run_crops(cfg, crops_dir, part, strict, preview, verify, console)
 
 

@@ -36,7 +36,7 @@ from zarr.codecs import ZstdCodec
 from zarr.core.sync import sync
 
 from mmfc import atomic
-from mmfc.crops.codec import JpegCodec
+from mmfc.crops.codec import JpegCodec, decode_frames, encode_frames
 from mmfc.errors import DataError
 
 SHARDS = "shards"
@@ -350,3 +350,44 @@ def _wrong_slot(path: Path, slots: list[tuple[int, str]]) -> str | None:
 
 def open_crops(crops_dir: str | Path) -> CropStore:
     return CropStore(crops_dir)
+
+
+class MemoryCrops:
+    """Samples cropped in memory, read as a CropStore reads its shards: the branches' datasets
+    take either. Frames go through the store's JPEG codec (one JPEG per frame, at the run's
+    quality), so a clip cropped here is, bit for bit, what stage 1 would have stored and stage 3
+    would have read back.
+
+    `config` and `layout` are the crop store's metadata: the crop settings and the joint layout.
+    """
+
+    def __init__(self, config: dict, layout: str, jpeg_quality: int):
+        self.config = config
+        self.layout = layout
+        self.jpeg_quality = jpeg_quality
+        self.index: list[dict] = []
+        self._samples: list[StoredSample] = []
+
+    def add(self, sample_id: str, sample: StoredSample) -> int:
+        """Store one sample (its frames JPEG-coded as in a shard); -> its position. Unlabelled
+        samples read back with label -1."""
+        rgb = decode_frames(encode_frames(sample.rgb, self.jpeg_quality), sample.rgb.shape)
+        self._samples.append(StoredSample(rgb, sample.frame_indices, sample.skeleton, sample.keypoints))
+        self.index.append({"id": sample_id, "label": -1})
+        return len(self._samples) - 1
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def rgb(self, i: int, frames: list[int] | np.ndarray | None = None) -> np.ndarray:
+        rgb = self._samples[i].rgb
+        return rgb if frames is None else rgb[np.asarray(frames, dtype=np.int64)]
+
+    def skeleton(self, i: int) -> np.ndarray:
+        return self._samples[i].skeleton
+
+    def keypoints(self, i: int) -> np.ndarray:
+        return self._samples[i].keypoints
+
+    def frame_indices(self, i: int) -> np.ndarray:
+        return self._samples[i].frame_indices

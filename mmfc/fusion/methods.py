@@ -333,5 +333,10 @@ class FittedFusion:
         """Fused scores [N, K] of raw logits [N, K] each."""
         return self.rule.scores(self.temperatures.calibrate(rgb, skel))
 
+    def log_probabilities(self, rgb: np.ndarray, skel: np.ndarray) -> np.ndarray:
+        """The fused class log-probabilities, float32 [N, K]: what fused.parquet stores (the same
+        argmax and softmax as `apply`, and no large offsets per row)."""
+        return log_softmax(self.apply(rgb, skel)).astype(np.float32)
+
     def params(self) -> dict:
         return {**self.rule.params(), "temperature_rgb": self.temperatures.rgb, "temperature_skel": self.temperatures.skel}

@@ -18,15 +18,13 @@ import math
 import shutil
 from pathlib import Path
 
-import numpy as np
 
 from mmfc import atomic, lock
-from mmfc.config import Pipeline
+from mmfc.config import Pipeline, save_pipeline
 from mmfc.errors import DataError
 from mmfc.fusion.files import FUSED, WEIGHTS, file_digests
 from mmfc.fusion.methods import FittedFusion
 from mmfc.fusion.selection import BASELINES, Candidate, make_folds, sample_groups, select_fusion
-from mmfc.metrics import log_softmax
 from mmfc.scores.format import ScoreTable, check_compatible, read_scores, split_metrics, write_scores
 from mmfc.stats import accuracy_interval, mean_class_interval
 
@@ -37,6 +35,7 @@ INTERVAL_SEED = 0
 
 def run_fuse(cfg: Pipeline) -> None:
     with lock.hold(cfg.paths.lock("fusion"), "mmfc stage fuse"):
+        save_pipeline(cfg)
         _fuse(cfg)
 
 
@@ -138,8 +137,7 @@ def _describe_candidate(name: str, candidate: Candidate, val: ScoreTable) -> dic
 def _fused_table(
     rgb: ScoreTable, skel: ScoreTable, method: FittedFusion, name: str, checkpoint_digest: str, pipeline_digest: str
 ) -> ScoreTable:
-    # Stored as log-probabilities: the same argmax and softmax, and no large offsets per row.
-    scores = log_softmax(method.apply(rgb.logits, skel.logits)).astype(np.float32)
+    scores = method.log_probabilities(rgb.logits, skel.logits)
     return ScoreTable(
         ids=rgb.ids,
         splits=rgb.splits,

@@ -45,6 +45,23 @@ class PoseTracks:
     def frames_with_person(self) -> int:
         return int((self.keypoint_score > 0).any(axis=(0, 2)).sum())
 
+    def annotation(self, frame_dir: str, label: int, fps: float) -> dict:
+        """The tracks as a PYSKL annotation: what stage 0 writes per video, and what
+        mmfc.data.pose_pickle.annotation_skeleton turns into a Skeleton."""
+        width, height = self.frame_size
+        return {
+            "frame_dir": frame_dir,
+            "label": int(label),
+            "img_shape": (height, width),
+            "original_shape": (height, width),
+            "total_frames": self.total_frames,
+            "keypoint": self.keypoint,  # [M, T, V, 2] float32, video pixels
+            "keypoint_score": self.keypoint_score,  # [M, T, V] float32
+            "keypoint_3d": self.keypoint_3d,  # [M, T, V, 3] float32, metres, origin between the hips
+            "layout": self.layout,
+            "fps": fps,
+        }
+
 
 def estimate_poses(
     video_or_frames: str | Path | Iterable[np.ndarray],
@@ -66,18 +83,41 @@ def estimate_poses(
     is_file = isinstance(video_or_frames, (str, Path))
     if is_file:
         fps = probe_video(video_or_frames).fps or fps
-    estimator = PoseEstimator(models or BlazePose(models_dir, settings.threads), settings, fps)
+    stream = PoseStream(models or BlazePose(models_dir, settings.threads), settings, fps, layout)
     frames = iter_frames(video_or_frames, settings.threads) if is_file else video_or_frames
-    per_frame: list[list[tuple[int, Pose]]] = []
-    frame_size = (0, 0)
     for t, frame in enumerate(frames):
-        frame_size = (frame.shape[1], frame.shape[0])
-        per_frame.append(estimator.step(frame, bgr=is_file))
+        stream.step(frame, bgr=is_file)
         if on_frame is not None:
             on_frame(t)
-    if not per_frame:
+    if not stream.frames:
         raise DataError(str(video_or_frames) if is_file else "<frames>", "no frames to estimate poses on")
-    return collect_tracks(per_frame, frame_size, layout)
+    return stream.tracks()
+
+
+class PoseStream:
+    """estimate_poses frame by frame: the tracks of any stretch of the frames seen so far can be
+    read while the video goes on (a window of an untrimmed video, as soon as it has passed).
+    Tracking and smoothing look only backwards, so a stretch read early is the same stretch of
+    the whole video's tracks, less the people not seen in it."""
+
+    def __init__(self, models: BlazePose, settings: EstimatorSettings, fps: float, layout: str):
+        self.estimator = PoseEstimator(models, settings, fps)
+        self.layout = layout
+        self.per_frame: list[list[tuple[int, Pose]]] = []
+        self.frame_size = (0, 0)
+
+    @property
+    def frames(self) -> int:
+        return len(self.per_frame)
+
+    def step(self, frame: np.ndarray, bgr: bool = False) -> None:
+        """One more frame: uint8 [H, W, 3], RGB (or BGR as OpenCV decodes it)."""
+        self.frame_size = (frame.shape[1], frame.shape[0])
+        self.per_frame.append(self.estimator.step(frame, bgr=bgr))
+
+    def tracks(self, start: int = 0, stop: int | None = None) -> PoseTracks:
+        """The tracks of frames [start, stop), counted from `start`; one row per person seen there."""
+        return collect_tracks(self.per_frame[start:stop], self.frame_size, self.layout)
 
 
 def collect_tracks(per_frame: list[list[tuple[int, Pose]]], frame_size: tuple[int, int], layout: str) -> PoseTracks:

@@ -37,6 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mmfc.config import PoseConfig
 from mmfc.poses import detection
 from mmfc.poses.face import FaceLandmarker, FaceTracks
 from mmfc.poses.hands import HandLandmarker, HandTracks
@@ -84,6 +85,11 @@ class EstimatorSettings:
     min_detection_score: float = detection.MIN_SCORE
     min_pose_score: float = 0.5
     threads: int = 1  # for the models and the video decoder: one worker per core
+
+    @classmethod
+    def of(cls, poses: PoseConfig, threads: int = 1) -> EstimatorSettings:
+        """The settings a pipeline's [poses] section gives."""
+        return cls(poses.max_persons, poses.detect_every, poses.min_detection_score, poses.min_pose_score, threads)
 
 
 class BlazePose:

@@ -39,7 +39,7 @@ from mmfc.data.sources import open_source
 from mmfc.data.video import probe_video
 from mmfc.errors import DataError
 from mmfc.jobs import PerWorker, print_failures, run_jobs
-from mmfc.poses.estimate import PoseTracks, estimate_poses
+from mmfc.poses.estimate import estimate_poses
 from mmfc.poses.estimator import BlazePose, EstimatorSettings
 from mmfc.poses.model_files import MODEL_FILES, model_paths
 from mmfc.poses.preview import write_preview
@@ -101,23 +101,6 @@ def read_result(path: Path) -> dict | None:
 # One video
 
 
-def annotation(sample: Sample, tracks: PoseTracks, fps: float) -> dict:
-    """A PYSKL annotation of one video's tracks."""
-    width, height = tracks.frame_size
-    return {
-        "frame_dir": sample.id,
-        "label": int(sample.label),
-        "img_shape": (height, width),
-        "original_shape": (height, width),
-        "total_frames": tracks.total_frames,
-        "keypoint": tracks.keypoint,  # [M, T, V, 2] float32, video pixels
-        "keypoint_score": tracks.keypoint_score,  # [M, T, V] float32
-        "keypoint_3d": tracks.keypoint_3d,  # [M, T, V, 3] float32, metres, origin between the hips
-        "layout": tracks.layout,
-        "fps": fps,
-    }
-
-
 def pose_video(sample: Sample, job: PoseJob) -> dict:
     """Estimate one video and write its result file. -> the result (without the arrays)."""
     result = {"signature": video_signature(sample, job.digest), "id": sample.id}
@@ -130,7 +113,7 @@ def pose_video(sample: Sample, job: PoseJob) -> dict:
         )
         if tracks.num_persons == 0:
             raise DataError(sample.video_path, f"nobody found in any of its {tracks.total_frames} frames")
-        result.update(status="ok", annotation=annotation(sample, tracks, fps), frames=tracks.total_frames,
+        result.update(status="ok", annotation=tracks.annotation(sample.id, sample.label, fps), frames=tracks.total_frames,
                       persons=tracks.num_persons, file="", reason="")
     except DataError as exc:
         result.update(status="failed", annotation=None, frames=0, persons=0, file=exc.path, reason=exc.reason)
@@ -167,7 +150,7 @@ def _run_poses(cfg: Pipeline, strict: bool, preview: int, console: Console) -> i
     if not samples:
         raise DataError(cfg.data.root, "the data source lists no videos")
     p = cfg.poses
-    settings = EstimatorSettings(p.max_persons, p.detect_every, p.min_detection_score, p.min_pose_score, threads=1)
+    settings = EstimatorSettings.of(p)
     job = PoseJob(videos_dir, settings, cfg.data.layout, pose_digest(cfg), PerWorker(BlazePose, (p.models_dir, 1)))
     names = {s.id: result_name(s.id) for s in samples}
     for stale in set(f.name for f in videos_dir.glob("*.pkl")) - set(names.values()):

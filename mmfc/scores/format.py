@@ -4,6 +4,10 @@ One Parquet file per modality (or fusion method), one row per sample with column
 label, modality, checkpoint_digest, pipeline_digest and logits (fixed_size_list<float32>[K]).
 The class names and a format tag live in the schema metadata, so a file carries everything
 needed to read it without the pipeline file.
+
+Scores of windows of a longer video (`mmfc predict --window`) add two optional columns,
+window_start and window_end (float64 seconds into the video), and may be unlabelled (label -1,
+UNLABELLED); a file without them reads as before.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from mmfc.metrics import mean_class_accuracy, nll, topk_accuracy
 FORMAT_TAG = b"mmfc-scores/1"
 SPLITS = ("train", "val", "test")
 _COLUMNS = ("id", "split", "label", "modality", "checkpoint_digest", "pipeline_digest", "logits")
+WINDOW_COLUMNS = ("window_start", "window_end")
+# The label of a row whose class nobody knows: a clip given to `mmfc predict`.
+UNLABELLED = -1
 
 
 @dataclass
@@ -36,6 +43,9 @@ class ScoreTable:
     checkpoint_digest: str
     pipeline_digest: str
     class_names: list[str]
+    # float64 [N, 2]: start and end (seconds) of each row's window of its video; None when the
+    # rows are whole clips.
+    windows: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:
@@ -54,6 +64,7 @@ class ScoreTable:
             splits=[self.splits[i] for i in index],
             labels=self.labels[index],
             logits=self.logits[index],
+            windows=None if self.windows is None else self.windows[index],
         )
 
     def aligned_to(self, ids: list[str]) -> ScoreTable:
@@ -76,6 +87,10 @@ def write_scores(path: str | Path, table: ScoreTable) -> None:
         "pipeline_digest": pa.array([table.pipeline_digest] * n, type=pa.string()),
         "logits": pa.FixedSizeListArray.from_arrays(flat, k),
     }
+    if table.windows is not None:
+        windows = np.asarray(table.windows, dtype=np.float64)
+        for column, values in zip(WINDOW_COLUMNS, windows.T):
+            columns[column] = pa.array(values, type=pa.float64())
     metadata = {b"mmfc.format": FORMAT_TAG, b"mmfc.class_names": json.dumps(table.class_names).encode()}
     arrow = pa.table(columns).replace_schema_metadata(metadata)
     with atomic_path(path) as tmp:
@@ -127,6 +142,8 @@ def read_scores(path: str | Path, data: bytes | None = None) -> ScoreTable:
         pipeline_digest=single["pipeline_digest"],
         class_names=class_names,
     )
+    if all(c in arrow.column_names for c in WINDOW_COLUMNS):
+        table.windows = np.stack([arrow.column(c).to_numpy().astype(np.float64) for c in WINDOW_COLUMNS], axis=1)
     _validate(table, path)
     return table
 
@@ -191,7 +208,10 @@ def _validate(table: ScoreTable, path: str | Path) -> None:
     bad_splits = sorted(set(table.splits) - set(SPLITS))
     if bad_splits:
         raise DataError(path, f"unknown splits {bad_splits}; expected {list(SPLITS)}")
-    if n and (table.labels.min() < 0 or table.labels.max() >= k):
-        raise DataError(path, f"labels outside [0, {k}): {table.labels.min()}..{table.labels.max()}")
+    if n and (table.labels.min() < UNLABELLED or table.labels.max() >= k):
+        raise DataError(path, f"labels outside [0, {k}) (or {UNLABELLED}, unlabelled): "
+                              f"{table.labels.min()}..{table.labels.max()}")
+    if table.windows is not None and np.shape(table.windows) != (n, 2):
+        raise DataError(path, f"windows of shape {np.shape(table.windows)} for {n} rows, expected ({n}, 2)")
     if not np.isfinite(logits).all():
         raise DataError(path, f"{int((~np.isfinite(logits)).any(axis=1).sum())} rows have non-finite logits")

@@ -22,14 +22,14 @@ from rich.console import Console
 
 from mmfc import atomic, lock
 from mmfc.branches import get_branch
-from mmfc.config import Pipeline
-from mmfc.cores import apply_threads, loader_worker_init, plan_cores
+from mmfc.config import Pipeline, save_pipeline
+from mmfc.cores import apply_threads, plan_cores
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.jobs import PerWorker, run_jobs
 from mmfc.scores.format import ScoreTable, write_scores
+from mmfc.scores.logits import branch_logits
 from mmfc.train.checkpoint import file_digest, load_checkpoint, load_weights
-from mmfc.train.loop import amp_enabled, predict
 
 # Samples per job: in a pool, a few batches (jobs spread evenly over the workers and the progress
 # bar moves); in one process, many (each job starts its loader workers anew).
@@ -43,6 +43,7 @@ def run_scores(cfg: Pipeline, modality: str) -> None:
     # One lock per score file: both branches can be scored at once (make -j2 scores).
     with lock.hold(cfg.paths.lock(f"scores-{branch.name}"), f"mmfc stage scores --modality {branch.name}",
                    console=console):
+        save_pipeline(cfg)
         _scores(cfg, branch.name, console)
 
 
@@ -113,26 +114,11 @@ class Scorer:
         load_weights(self.model, state["model"], self.checkpoint)
         self.model.to(self.device)
 
-    @torch.no_grad()
     def logits(self, indices: np.ndarray) -> np.ndarray:
         """Logits of the store samples `indices`, averaged over cfg.scores.clips evenly spaced
         clips. -> float32 [N, K]"""
-        branch, clips = get_branch(self.modality), self.cfg.scores.clips
-        tcfg = branch.section(self.cfg).train
-        device = torch.device(self.device)
-        total = np.zeros((len(indices), self.store.num_classes), dtype=np.float64)
-        row_of = {int(i): row for row, i in enumerate(indices)}
-        for clip in range(clips):
-            dataset = branch.build_dataset(self.cfg, self.store, [int(i) for i in indices], train=False,
-                                           clip=clip, num_clips=clips)
-            loader = torch.utils.data.DataLoader(
-                dataset, batch_size=tcfg.batch_size, shuffle=False, num_workers=self.loader_workers,
-                worker_init_fn=loader_worker_init,
-                generator=torch.Generator().manual_seed(0),
-            )
-            got, _, logits = predict(self.model, loader, device, amp_enabled(tcfg, device))
-            total[[row_of[int(i)] for i in got]] += logits
-        return (total / clips).astype(np.float32)
+        return branch_logits(self.cfg, self.modality, self.model, self.store, indices, torch.device(self.device),
+                             self.loader_workers)
 
 
 def score_samples(indices: np.ndarray, scorer: PerWorker[Scorer]) -> np.ndarray:

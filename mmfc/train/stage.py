@@ -8,7 +8,6 @@ Only the "train" split is learnt from and only "val" selects the best epoch; "te
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import random
 import time
@@ -21,8 +20,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mmfc import atomic, lock
-from mmfc.branches import Branch, get_branch
-from mmfc.config import Pipeline
+from mmfc.branches import Branch, get_branch, training_digest
+from mmfc.config import Pipeline, save_pipeline
 from mmfc.cores import CorePlan, apply_threads, loader_worker_init, plan_cores
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
@@ -54,22 +53,11 @@ def run_train(cfg: Pipeline, modality: str, resume: bool = False) -> None:
         held = lock.hold(cfg.paths.lock(f"train-{branch.name}"), f"mmfc stage train --modality {branch.name}",
                          console=console) if env.is_main else contextlib.nullcontext()
         with held:
+            if env.is_main:
+                save_pipeline(cfg)
             _train(cfg, branch, resume, env)
     finally:
         teardown_distributed(env)
-
-
-def training_digest(cfg: Pipeline, branch: Branch) -> str:
-    """Hash of everything that shapes the trained weights: the data, the crops, the branch.
-
-    The branch's threads and loader workers are left out: a run resumed on a busier or larger
-    machine continues (math kernels may then round differently in the last bits; README)."""
-    section = cfg.to_dict()[branch.name]
-    for key in ("threads", "loader_workers"):
-        del section["train"][key]
-    parts = {key: cfg.digest(key) for key in ("data", "crops")}
-    parts[branch.name] = hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()[:16]
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def split_indices(store, split: str) -> list[int]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -235,3 +236,33 @@ def generate(
     atomic.write_text(complete, json.dumps(record, indent=2) + "\n")
     return {**summary, "frames": frames, "skipped": False,
             "seconds": round(time.perf_counter() - start, 2), "bytes": _dataset_bytes(out)}
+
+
+def write_sequence(out: Path, keys: list[SampleKey], seed: int = 0,
+                   frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE) -> dict:
+    """An untrimmed video: the clips of `keys` one after another (each with its own scene), with
+    one .skeleton file in which the actor is one body throughout; and each clip alone, with the
+    actor alone, in out/parts/. -> {"video", "skeleton", "parts": [{"name", "label", "start",
+    "stop", "video", "skeleton"}]} (frames [start, stop) of the sequence; label = action - 1)."""
+    out = Path(out)
+    clips = [compose_clip(key, seed) for key in keys]
+    frames = [render_clip(clip, frame_size, seed) for clip in clips]
+    first = clips[0].bodies[0].body_id
+    actors = [replace(clip.bodies[0], body_id=first) for clip in clips]
+    parts, start = [], 0
+    for key, clip, actor, video in zip(keys, clips, actors, frames):
+        alone = replace(clip, bodies=[actor], bystander=None)
+        part = {"name": key.name, "label": key.action - 1, "start": start, "stop": start + clip.num_frames,
+                "video": str(out / "parts" / f"{key.name}.avi"), "skeleton": str(out / "parts" / f"{key.name}.skeleton")}
+        atomic.write_text(part["skeleton"], skeleton_text(alone))
+        write_video(Path(part["video"]), video)
+        parts.append(part)
+        start += clip.num_frames
+    whole = replace(clips[0], num_frames=start, true_joints=np.concatenate([c.true_joints for c in clips]),
+                    bodies=[TrackedBody(first, np.concatenate([a.joints for a in actors]),
+                                        np.concatenate([a.tracking for a in actors]),
+                                        np.concatenate([a.present for a in actors]))], bystander=None)
+    name = "sequence-" + "-".join(f"A{k.action:03d}" for k in keys)
+    atomic.write_text(out / f"{name}.skeleton", skeleton_text(whole))
+    write_video(out / f"{name}.avi", np.concatenate(frames))
+    return {"video": str(out / f"{name}.avi"), "skeleton": str(out / f"{name}.skeleton"), "parts": parts}

@@ -1,0 +1,113 @@
+"""Where a predicted video's skeleton comes from, and whether the skeleton branch can read it.
+
+A skeleton file (`--skeleton`: an NTU `.skeleton`, or a PYSKL pose pickle) is read as the run's
+data source reads its own (mmfc.data), so a clip of the dataset is cropped and scored exactly as
+stages 1 to 3 did. Without one, the pose stage's estimator (BlazePose) finds the people; its
+tracks become a Skeleton through the same PYSKL annotation stage 0 writes.
+
+The estimator gives 2D keypoints in video pixels and 3D keypoints in metres, in COCO-17 or
+NTU-25 (mmfc.poses.joints). A run trained on 2D keypoints (stage 0 videos, 2D pose pickles)
+reads the 2D ones. A run trained on Kinect's 3D camera-space joints (NTU) reads the 3D ones
+turned onto Kinect's axes: BlazePose's world keypoints have y down and x, z as Kinect's (x
+toward the image's right, z away from the camera); Kinect's camera space has y up. Stage 1
+moves every skeleton to its centre joint, so the two origins do not matter. Such a skeleton
+branch sees estimated joints, not the sensor's, and the prediction says so. A layout the
+estimator has no mapping to leaves the skeleton branch out: the RGB branch alone, and the
+prediction says that too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from mmfc.config import Pipeline
+from mmfc.data.layouts import get_layout
+from mmfc.data.ntu import load_skeleton as load_ntu_skeleton
+from mmfc.data.pose_pickle import annotation_skeleton, read_pose_pickle
+from mmfc.data.sample import Skeleton
+from mmfc.errors import DataError
+from mmfc.poses.estimate import PoseTracks
+from mmfc.poses.joints import MAPPINGS
+
+# BlazePose world (x right, y down, z away) -> Kinect camera space (x right, y up, z away).
+BLAZEPOSE_TO_KINECT = np.array([1.0, -1.0, 1.0], dtype=np.float32)
+
+
+@dataclass
+class SkeletonInput:
+    # The skeleton the crops are planned on and (when `usable`) the skeleton branch reads.
+    skeleton: Skeleton
+    # Where it came from, in words: "file S001C001P001R001A001.skeleton", "estimated (BlazePose)".
+    origin: str
+    # False: the skeleton branch cannot read it (another layout or coordinates); RGB alone.
+    usable: bool = True
+    # What the user must be told about it; "" when the skeleton is what the run trained on.
+    note: str = ""
+
+
+def skeleton_channels(cfg: Pipeline, layout: str) -> int:
+    """Coordinates per joint the skeleton branch reads: skel.model.in_channels, else the layout's."""
+    return cfg.skel.model.in_channels or get_layout(layout).channels
+
+
+def read_skeleton_file(path: Path, cfg: Pipeline, layout: str, video: Path) -> SkeletonInput:
+    """An NTU .skeleton file, or a pose pickle (its one annotation, or the one named after the
+    video), read as the run's data source reads them. DataError naming the file otherwise."""
+    path = Path(path)
+    size = cfg.data.skeleton_frame_size
+    if not path.is_file():
+        raise DataError(path, "no such skeleton file")
+    if path.suffix == ".skeleton":
+        skeleton, _ = load_ntu_skeleton(path, cfg.data.max_bodies, (size[0], size[1]))
+    else:
+        annotations = read_pose_pickle(path).annotations
+        if len(annotations) != 1:
+            named = [a for a in annotations if Path(str(a["frame_dir"])).name == video.stem]
+            if len(named) != 1:
+                raise DataError(path, f"holds {len(annotations)} annotations and {len(named)} named after "
+                                      f"{video.stem!r}: give a pickle of this video alone")
+            annotations = named
+        ann = annotations[0]
+        ann_layout = str(ann.get("layout", layout))
+        if ann_layout not in ("ntu25", "coco17"):
+            raise DataError(path, f"annotation layout {ann_layout!r} is not one mmfc knows")
+        skeleton = annotation_skeleton(ann, path, get_layout(ann_layout), size)
+    return _checked(SkeletonInput(skeleton, f"file {path.name}"), cfg, layout)
+
+
+def estimator_layout(layout: str) -> str:
+    """The layout to ask the estimator for: the run's own when it maps to it, else COCO-17
+    (whose boxes still guide the RGB crops)."""
+    return layout if layout in MAPPINGS else "coco17"
+
+
+def from_tracks(tracks: PoseTracks, cfg: Pipeline, layout: str, video_id: str, fps: float) -> SkeletonInput:
+    """The estimator's tracks as the skeleton the run's branch reads, through stage 0's annotation."""
+    if tracks.num_persons == 0:
+        raise DataError(video_id, f"the pose estimator found nobody in any of its {tracks.total_frames} frames")
+    ann = tracks.annotation(video_id, 0, fps)
+    channels = skeleton_channels(cfg, layout)
+    note = ""
+    if tracks.layout == layout and channels == 3:
+        ann["keypoint"] = tracks.keypoint_3d * BLAZEPOSE_TO_KINECT
+        note = (f"the skeleton branch saw estimated joints: BlazePose's 3D keypoints mapped to {layout} "
+                "(the run was trained on a depth sensor's 3D joints)")
+    skeleton = annotation_skeleton(ann, Path(video_id), get_layout(tracks.layout), list(tracks.frame_size))
+    if channels == 3:
+        # The crops are planned on the 2D keypoints whatever the branch reads.
+        skeleton = replace(skeleton, pixels=np.ascontiguousarray(tracks.keypoint))
+    return _checked(SkeletonInput(skeleton, "estimated (BlazePose)", note=note), cfg, layout)
+
+
+def _checked(found: SkeletonInput, cfg: Pipeline, layout: str) -> SkeletonInput:
+    """Mark a skeleton the branch cannot read (another layout or number of coordinates)."""
+    channels = skeleton_channels(cfg, layout)
+    have = found.skeleton.points.shape[-1]
+    if found.skeleton.layout != layout or have != channels:
+        reason = (f"the run's skeleton branch reads {layout} joints with {channels} coordinates, the skeleton "
+                  f"({found.origin}) has {found.skeleton.layout} with {have}, and no mapping between them exists")
+        return replace(found, usable=False, note=f"RGB branch alone: {reason}")
+    return found

@@ -1,0 +1,212 @@
+"""`mmfc export`: each branch as an ONNX graph that onnxruntime runs to PyTorch's logits within
+1e-4, and the fitted fusion as a JSON recipe that numpy applies to mmfc's own fused scores."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mmfc.branches import get_branch
+from mmfc.cli import app
+from mmfc.config import load_pipeline
+from mmfc.crops.store import open_crops
+from mmfc.export import apply_fusion as packaged_apply_fusion
+from mmfc.export.graphs import PARITY_TOLERANCE, export_graph, onnx_logits, parity_bound, torch_logits
+from mmfc.export.recipe import fusion_recipe
+from mmfc.fusion.methods import (
+    AdaptiveFusion,
+    FittedFusion,
+    FixedRatio,
+    GlobalFusion,
+    PerClassFusion,
+    SingleModality,
+    Temperatures,
+)
+from mmfc.scores.format import read_scores
+from mmfc.trained import open_run
+
+onnx = pytest.importorskip("onnx", reason="the export extra is not installed: pip install 'mmfc[export]'")
+pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install 'mmfc[export]'")
+
+torch.set_num_threads(1)
+SYNTH = "pipelines/synth.toml"
+TINY = ["rgb.model.depth=18", "rgb.model.base_width=8", "rgb.model.input_size=32", "rgb.model.segments=4",
+        "skel.model.base_channels=8", "skel.model.num_frames=8"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The fusion recipe
+
+
+def _rules(k: int, rng) -> dict[str, FittedFusion]:
+    temperatures = Temperatures(1.7, 0.6)
+    return {
+        "rgb_alone": FittedFusion(temperatures, SingleModality("rgb")),
+        "skel_alone": FittedFusion(temperatures, SingleModality("skel")),
+        "pyskl_2_1": FittedFusion(temperatures, FixedRatio(2, 1, 1.3)),
+        "global": FittedFusion(temperatures, GlobalFusion(0.35, 1.8)),
+        "adaptive": FittedFusion(temperatures, AdaptiveFusion(2.5, -0.4, 1.2, 30.0)),
+        "per_class": FittedFusion(
+            temperatures, PerClassFusion(rng.uniform(0, 2, k), rng.uniform(0, 2, k), rng.normal(size=k), 10.0)
+        ),
+    }
+
+
+def test_the_recipe_applied_with_numpy_is_mmfcs_fusion_for_every_rule():
+    rng = np.random.default_rng(0)
+    rgb, skel = 3 * rng.normal(size=(50, 7)), 5 * rng.normal(size=(50, 7))
+    # One class almost impossible in both: the fixed ratio's probability floor.
+    rgb[0, 0] = skel[0, 0] = -800.0
+    for method, fitted in _rules(7, rng).items():
+        recipe = json.loads(json.dumps(fusion_recipe(method, fitted)))  # plain JSON, as a consumer reads it
+        assert recipe["method"] == method and recipe["formula"][-1].startswith("s = ")
+        fused = packaged_apply_fusion.apply_fusion(recipe, rgb, skel)
+        np.testing.assert_allclose(fused, fitted.apply(rgb, skel), rtol=1e-12, atol=1e-12, err_msg=method)
+
+
+def test_apply_fusion_needs_nothing_but_numpy():
+    tree = ast.parse(open(packaged_apply_fusion.__file__).read())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported == {"__future__", "numpy"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Branch graphs, on networks built directly
+
+
+def _calibrated(network: torch.nn.Module, inputs: torch.Tensor) -> torch.nn.Module:
+    """BN statistics of `inputs` (a fresh network's would give logits in the thousands, where a
+    float32 comparison at 1e-4 says nothing), then eval mode."""
+    for module in network.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # the plain average of what it sees
+    network.train()
+    with torch.no_grad():
+        network(inputs)
+    return network.eval()
+
+
+@pytest.mark.parametrize(
+    "branch, overrides, layout",
+    [
+        ("rgb", ["rgb.model.block=tsm"], "ntu25"),  # the temporal shift
+        ("rgb", ["rgb.model.block=staa"], "ntu25"),  # motion attention and temporal aggregation
+        ("skel", ["skel.model.stream=bone_motion"], "ntu25"),  # graph convolution, bones, motion
+        ("skel", ["skel.model.stream=joint"], "coco17"),  # 2D keypoints
+    ],
+)
+def test_branch_graph_runs_in_onnxruntime_to_pytorchs_logits(tmp_path, branch, overrides, layout):
+    torch.manual_seed(0)
+    cfg = load_pipeline(SYNTH, [*TINY, *overrides])
+    spec = get_branch(branch)
+    shape = spec.input_shape(cfg, layout)
+    network = _calibrated(spec.build_model(cfg, 5, layout), torch.randn(4, *shape))
+    name = spec.input_spec(cfg, layout)["name"]
+    path = tmp_path / f"{branch}.onnx"
+    export_graph(network, shape, name, path, doc="test graph", input_doc="inputs", output_doc="logits",
+                 metadata={"mmfc_branch": branch})
+    assert not network.training  # the exporter restores the mode it found
+    model = onnx.load(path)
+    (graph_input,), (graph_output,) = model.graph.input, model.graph.output
+    assert graph_input.name == name and graph_output.name == "logits"
+    dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+    assert dims == ["batch", *shape]
+    assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert graph_input.doc_string == "inputs" and {p.key: p.value for p in model.metadata_props} == {"mmfc_branch": branch}
+
+    rng = np.random.default_rng(1)
+    for batch in (1, 3):  # the graph was traced at batch 2: the batch axis is dynamic
+        inputs = rng.normal(size=(batch, *shape)).astype(np.float32)
+        with torch.no_grad():
+            ours = network(torch.from_numpy(inputs))[0].numpy()
+        theirs = onnx_logits(path, name, inputs)
+        assert theirs.shape == (batch, 5) and theirs.dtype == np.float32
+        assert 0.1 < np.abs(ours).max() < 20  # logits of a trained network's size, where 1e-4 means something
+        assert np.abs(theirs - ours).max() < PARITY_TOLERANCE
+
+
+# ---------------------------------------------------------------------------------------------
+# A trained run, end to end through the command
+
+
+def _export(*args: str):
+    return CliRunner().invoke(app, ["export", *args])
+
+
+def test_export_of_a_trained_run_matches_pytorch_and_mmfcs_fusion(tiny_run, tmp_path):
+    out = tmp_path / "export"
+    result = _export("--run", str(tiny_run), "--format", "onnx", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["apply_fusion.py", "manifest.json", "rgb.onnx", "skel.onnx"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    summary = json.loads(result.output)
+    assert summary["max_abs_diff"] == manifest["parity"]["max_abs_diff"]
+    parity = manifest["parity"]
+    assert all(parity["max_abs_diff"][name] < parity["bound"][name] for name in ("rgb", "skel", "fused"))
+    assert all(parity["bound"][name] >= PARITY_TOLERANCE for name in ("rgb", "skel", "fused"))
+
+    run = open_run(tiny_run)
+    assert manifest["class_names"] == run.class_names and manifest["fusion"]["method"] == run.fusion_method
+    rgb, skel = manifest["branches"]["rgb"], manifest["branches"]["skel"]
+    assert rgb["input"]["name"] == "clips" and rgb["input"]["shape"] == ["batch", 4, 3, 32, 32]
+    assert rgb["input"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert skel["input"]["name"] == "joints" and skel["input"]["shape"] == ["batch", 3, 8, 25, 2]
+    assert rgb["output"] == {**rgb["output"], "name": "logits", "shape": ["batch", 3]}
+
+    # The consumer's side, from the folder alone: the graphs in onnxruntime on every sample of
+    # the crop store, fused by the copied apply_fusion.py with the manifest's recipe; held to
+    # 1e-4 at the scale of logits within +-10, without the leeway of PyTorch's own float32 error.
+    spec = importlib.util.spec_from_file_location("exported_apply_fusion", out / "apply_fusion.py")
+    consumer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(consumer)
+    store = open_crops(run.cfg.paths.crops)
+    indices = list(range(len(store)))
+    onnx_out, torch_out = {}, {}
+    for name, entry in manifest["branches"].items():
+        dataset = get_branch(name).build_dataset(run.cfg, store, indices, False, 0, 1)
+        inputs = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
+        onnx_out[name] = onnx_logits(out / entry["file"], entry["input"]["name"], inputs)
+        torch_out[name] = torch_logits(run.models[name], inputs)
+        assert np.abs(onnx_out[name] - torch_out[name]).max() < parity_bound(torch_out[name], 0.0), name
+    fused = consumer.apply_fusion(manifest["fusion"], onnx_out["rgb"], onnx_out["skel"])
+    ours = run.fusion.apply(torch_out["rgb"], torch_out["skel"])
+    assert np.abs(fused - ours).max() < parity_bound(ours, 0.0)
+    # ... and so reproduces what stage 4 wrote for these samples (log-probabilities, float32).
+    stored = read_scores(tiny_run / "fusion" / "fused.parquet").aligned_to([row["id"] for row in store.index])
+    np.testing.assert_allclose(consumer.log_softmax(fused), stored.logits, atol=1e-4)
+
+    # A second export replaces the first whole.
+    assert _export("--run", str(tiny_run), "--out", str(out), "--check", "0").exit_code == 0
+    assert "parity" not in json.loads((out / "manifest.json").read_text())
+
+
+def test_export_errors_are_one_line_naming_the_cause(tiny_run, tmp_path, monkeypatch):
+    result = _export("--run", str(tmp_path / "nowhere"))
+    assert result.exit_code == 2 and "no such run folder" in result.output
+
+    unfused = tmp_path / "unfused"
+    shutil.copytree(tiny_run, unfused, ignore=shutil.ignore_patterns("fusion"))
+    result = _export("--run", str(unfused), "--out", str(tmp_path / "a"))
+    assert result.exit_code == 2 and "no fitted fusion yet" in result.output and "mmfc stage fuse" in result.output
+
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    result = _export("--run", str(tiny_run), "--out", str(taken), "--check", "0")
+    assert result.exit_code == 2 and "is not an mmfc export" in result.output
+    assert (taken / "notes.txt").read_text() == "mine"
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a))
+    result = _export("--run", str(tiny_run), "--out", str(tmp_path / "b"))
+    assert result.exit_code == 2 and "pip install 'mmfc[export]'" in result.output
+    assert not (tmp_path / "b").exists()
