@@ -31,7 +31,7 @@ STRIP_FRAMES = 6
 STRIP_WIDTH = 360  # of each frame in the strip
 # Colours (RGB) of the drawing.
 BOX = (255, 200, 0)
-BONE = (0, 230, 120)
+PERSONS = ((0, 230, 120), (255, 80, 200), (80, 180, 255))  # one colour per tracked person
 BAR = (255, 140, 0)
 
 
@@ -158,14 +158,15 @@ def _draw_skeleton(canvas: np.ndarray, skel, t: int, video_frames: int, bones, s
     if abs(int(skel.frame_indices[row]) - at) > 1:
         return  # nobody on this frame
     for m in range(skel.num_persons):
+        colour = PERSONS[m % len(PERSONS)]
         points = skel.pixels[m, row] * np.array([sx, sy], dtype=np.float32)
         seen = skel.score[m, row] > 0
         for a, b in bones:
             if seen[a] and seen[b]:
-                cv2.line(canvas, tuple(points[a].round().astype(int)), tuple(points[b].round().astype(int)), BONE, 2,
+                cv2.line(canvas, tuple(points[a].round().astype(int)), tuple(points[b].round().astype(int)), colour, 2,
                          cv2.LINE_AA)
         for v in np.flatnonzero(seen):
-            cv2.circle(canvas, tuple(points[v].round().astype(int)), 3, BONE, -1, cv2.LINE_AA)
+            cv2.circle(canvas, tuple(points[v].round().astype(int)), 3, colour, -1, cv2.LINE_AA)
 
 
 def _with_bars(canvas: np.ndarray, top: list[tuple[str, float]]) -> np.ndarray:
