@@ -177,17 +177,25 @@ def predict_batch(run: TrainedRun, videos: list[Path], skeletons: Path | None, o
         jobs.append((video, skeleton, sign))
     if results:
         console.print(f"{len(results)} videos already predicted with these options; skipped")
-    opener = PerWorker(open_run, recipe)
+    # One video, or one worker: this process, with the run it has open.
+    here = len(jobs) <= 1 or run.cfg.jobs.n_jobs == 1
+    opener = PerWorker(_given, (run,)) if here else PerWorker(open_run, recipe)
     poses = PerWorker(PoseModels, (run.cfg.poses.models_dir, 1))
     for position, result in run_jobs(
         predict_one, [(video, skeleton, options, out, opener, poses, sign) for video, skeleton, sign in jobs],
-        backend=run.cfg.jobs.backend, n_jobs=run.cfg.jobs.n_jobs, title="predict", unit="videos", console=console,
+        backend="loky" if here else run.cfg.jobs.backend, n_jobs=1 if here else run.cfg.jobs.n_jobs,
+        title="predict", unit="videos", console=console,
     ):
         results[str(jobs[position][0])] = result
     ordered = [results[str(v)] for v in videos]
     if out is not None:
         write_combined(out / COMBINED, ordered, run.class_names)
     return ordered
+
+
+def _given(value):
+    """PerWorker's build for a value already at hand (jobs in this process)."""
+    return value
 
 
 def write_combined(path: Path, results: list[dict], class_names: list[str]) -> None:
