@@ -123,8 +123,9 @@ def predict_one(video: Path, skeleton: Path | None, options: Options, out: Path 
         if options.window is not None:
             segments = find_segments(prediction.windows, prediction.probabilities["fused"], prediction.class_names,
                                      options.threshold)
-        if options.draw and out is not None:
-            write_outputs(out, prediction, decoded, found, segments, trained.checkpoint_digests, trained.cfg.digest())
+        if out is not None:
+            write_outputs(out, prediction, decoded, found, segments, trained.checkpoint_digests, trained.cfg.digest(),
+                          options.draw)
         result.update(status="ok", reason="", summary=summary(prediction, segments), arrays=_arrays(prediction))
     except DataError as exc:
         result.update(status="failed", reason=f"{exc.path}: {exc.reason}")
@@ -168,15 +169,20 @@ def predict_batch(run: TrainedRun, videos: list[Path], skeletons: Path | None, o
     digest = run_digest(run)
     jobs, results = [], {}
     for video in videos:
-        skeleton = skeleton_for(video, skeletons)
+        try:
+            skeleton = skeleton_for(video, skeletons)
+        except DataError as exc:  # recorded like any video that cannot be predicted
+            results[str(video)] = {"video": str(video), "status": "failed", "reason": f"{exc.path}: {exc.reason}"}
+            continue
         sign = signature(video, skeleton, options, digest)
         done = read_result(out / RESULTS / result_name(video)) if out is not None else None
         if done is not None and done.get("signature") == sign:
             results[str(video)] = done
             continue
         jobs.append((video, skeleton, sign))
-    if results:
-        console.print(f"{len(results)} videos already predicted with these options; skipped")
+    skipped = sum("signature" in r for r in results.values())
+    if skipped:
+        console.print(f"{skipped} videos already predicted with these options; skipped")
     # One video, or one worker: this process, with the run it has open.
     here = len(jobs) <= 1 or run.cfg.jobs.n_jobs == 1
     opener = PerWorker(_given, (run,)) if here else PerWorker(open_run, recipe)

@@ -101,25 +101,29 @@ def window_tables(prediction: Prediction, checkpoint_digests: dict[str, str], pi
 
 
 def write_outputs(out: Path, prediction: Prediction, decoded: Decoded, found: SkeletonInput,
-                  segments: list[Segment] | None, checkpoint_digests: dict[str, str], pipeline_digest: str) -> list[Path]:
-    """Everything --out writes for one video, in out/<video stem>/. -> the files written"""
+                  segments: list[Segment] | None, checkpoint_digests: dict[str, str], pipeline_digest: str,
+                  draw: bool = True) -> list[Path]:
+    """Everything --out writes for one video, in out/<video stem>/ (the pictures only when
+    `draw`). -> the files written"""
     folder = out / Path(prediction.video).stem
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "prediction.json"]
     atomic.write_text(written[0], json.dumps(summary(prediction, segments), indent=2) + "\n")
-    frames = annotated_frames(prediction, decoded, found)
-    written.append(folder / "annotated.mp4")
-    write_video(written[-1], frames, prediction.fps / max(_preview_step(decoded), 1))
-    written.append(folder / "strip.png")
-    write_strip(written[-1], frames)
+    if draw:
+        frames = annotated_frames(prediction, decoded, found)
+        written.append(folder / "annotated.mp4")
+        write_video(written[-1], frames, prediction.fps / max(_preview_step(decoded), 1))
+        written.append(folder / "strip.png")
+        write_strip(written[-1], frames)
     if segments is not None:
         for name, table in window_tables(prediction, checkpoint_digests, pipeline_digest).items():
             written.append(folder / f"windows_{name}.parquet")
             write_scores(written[-1], table)
         written.append(folder / "segments.json")
         atomic.write_text(written[-1], json.dumps([s.to_dict() for s in segments], indent=2) + "\n")
-        written.append(folder / "timeline.png")
-        plot_timeline(written[-1], prediction, segments)
+        if draw:
+            written.append(folder / "timeline.png")
+            plot_timeline(written[-1], prediction, segments)
     return written
 
 
