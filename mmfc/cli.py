@@ -382,7 +382,7 @@ def predict(
                           "window scores and segments) here, with a result file per video (a rerun skips those "
                           "done) and predictions.parquet."),
     ] = None,
-    draw: Annotated[bool, typer.Option(help="With --out: the annotated video and pictures too (--no-draw: results only).")] = True,
+    draw: Annotated[bool, typer.Option(help="With --out: the annotated video and pictures too (--no-draw: no pictures).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     window: Annotated[Optional[float], typer.Option(help="Score windows of this many seconds (untrimmed video).")] = None,
     stride: Annotated[Optional[float], typer.Option(help="Seconds between window starts (default: the window).")] = None,

@@ -290,3 +290,17 @@ def test_segments_of_known_clips_overlap_them(demo_run, tmp_path):
         best = max(segments, key=lambda s: overlap((s.start, s.end), truth), default=None)
         right += best is not None and best.label == run.class_names[part["label"]]
     assert right >= 3, [(s.label, s.start, s.end) for s in segments]
+
+
+def test_a_batch_records_what_it_cannot_predict_and_goes_on(tiny_run, tmp_path):
+    ids = read_scores(tiny_run / "fusion" / "fused.parquet").rows("test").ids[:2]
+    skeletons = tmp_path / "skeletons"
+    skeletons.mkdir()
+    shutil.copy(tiny_run.parent / "data" / "nturgb+d_skeletons" / f"{ids[0]}.skeleton", skeletons)
+    code, output = mmfc("predict", *(run_video(tiny_run, i) for i in ids), "--run", tiny_run, "--skeleton", skeletons,
+                        "--out", tmp_path / "out", "--no-draw", "--jobs", "1")
+    assert code == 1
+    assert f"error: {run_video(tiny_run, ids[1])}: no skeleton file for it in {skeletons}" in output
+    rows = pq.read_table(tmp_path / "out" / "predictions.parquet").to_pylist()
+    assert [r["status"] for r in rows] == ["ok", "failed"]
+    assert sorted(p.name for p in (tmp_path / "out" / f"{ids[0]}_rgb").iterdir()) == ["prediction.json"]  # no pictures

@@ -12,7 +12,8 @@ import torch
 from conftest import SYNTH_PIPELINE, tiny_run_overrides
 from mmfc.config import ConfigError
 from mmfc.errors import DataError
-from mmfc.fusion.weights import read_fitted_fusion
+from mmfc.fusion.selection import CANDIDATES
+from mmfc.fusion.weights import RULES, read_fitted_fusion
 from mmfc.scores.format import read_scores
 from mmfc.trained import open_run
 
@@ -40,6 +41,7 @@ def test_every_fitted_candidate_read_back_gives_its_stored_scores(tiny_run):
     rgb = read_scores(tiny_run / "scores" / "rgb.parquet")
     skel = read_scores(tiny_run / "scores" / "skel.parquet").aligned_to(rgb.ids)
     weights = json.loads((tiny_run / "fusion" / "weights.json").read_text())
+    assert set(weights["methods"]) == set(CANDIDATES) == set(RULES)
     for name in weights["methods"]:
         _, fitted = read_fitted_fusion(tiny_run / "fusion" / "weights.json", name)
         stored = read_scores(tiny_run / "fusion" / f"{name}.parquet").aligned_to(rgb.ids)

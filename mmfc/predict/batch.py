@@ -123,8 +123,9 @@ def predict_one(video: Path, skeleton: Path | None, options: Options, out: Path 
         if options.window is not None:
             segments = find_segments(prediction.windows, prediction.probabilities["fused"], prediction.class_names,
                                      options.threshold)
-        if options.draw and out is not None:
-            write_outputs(out, prediction, decoded, found, segments, trained.checkpoint_digests, trained.cfg.digest())
+        if out is not None:
+            write_outputs(out, prediction, decoded, found, segments, trained.checkpoint_digests, trained.cfg.digest(),
+                          options.draw)
         result.update(status="ok", reason="", summary=summary(prediction, segments), arrays=_arrays(prediction))
     except DataError as exc:
         result.update(status="failed", reason=f"{exc.path}: {exc.reason}")
@@ -168,26 +169,39 @@ def predict_batch(run: TrainedRun, videos: list[Path], skeletons: Path | None, o
     digest = run_digest(run)
     jobs, results = [], {}
     for video in videos:
-        skeleton = skeleton_for(video, skeletons)
+        try:
+            skeleton = skeleton_for(video, skeletons)
+        except DataError as exc:  # recorded like any video that cannot be predicted
+            results[str(video)] = {"video": str(video), "status": "failed", "reason": f"{exc.path}: {exc.reason}"}
+            continue
         sign = signature(video, skeleton, options, digest)
         done = read_result(out / RESULTS / result_name(video)) if out is not None else None
         if done is not None and done.get("signature") == sign:
             results[str(video)] = done
             continue
         jobs.append((video, skeleton, sign))
-    if results:
-        console.print(f"{len(results)} videos already predicted with these options; skipped")
-    opener = PerWorker(open_run, recipe)
+    skipped = sum("signature" in r for r in results.values())
+    if skipped:
+        console.print(f"{skipped} videos already predicted with these options; skipped")
+    # One video, or one worker: this process, with the run it has open.
+    here = len(jobs) <= 1 or run.cfg.jobs.n_jobs == 1
+    opener = PerWorker(_given, (run,)) if here else PerWorker(open_run, recipe)
     poses = PerWorker(PoseModels, (run.cfg.poses.models_dir, 1))
     for position, result in run_jobs(
         predict_one, [(video, skeleton, options, out, opener, poses, sign) for video, skeleton, sign in jobs],
-        backend=run.cfg.jobs.backend, n_jobs=run.cfg.jobs.n_jobs, title="predict", unit="videos", console=console,
+        backend="loky" if here else run.cfg.jobs.backend, n_jobs=1 if here else run.cfg.jobs.n_jobs,
+        title="predict", unit="videos", console=console,
     ):
         results[str(jobs[position][0])] = result
     ordered = [results[str(v)] for v in videos]
     if out is not None:
         write_combined(out / COMBINED, ordered, run.class_names)
     return ordered
+
+
+def _given(value):
+    """PerWorker's build for a value already at hand (jobs in this process)."""
+    return value
 
 
 def write_combined(path: Path, results: list[dict], class_names: list[str]) -> None:

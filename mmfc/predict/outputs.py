@@ -31,7 +31,7 @@ STRIP_FRAMES = 6
 STRIP_WIDTH = 360  # of each frame in the strip
 # Colours (RGB) of the drawing.
 BOX = (255, 200, 0)
-BONE = (0, 230, 120)
+PERSONS = ((0, 230, 120), (255, 80, 200), (80, 180, 255))  # one colour per tracked person
 BAR = (255, 140, 0)
 
 
@@ -101,25 +101,29 @@ def window_tables(prediction: Prediction, checkpoint_digests: dict[str, str], pi
 
 
 def write_outputs(out: Path, prediction: Prediction, decoded: Decoded, found: SkeletonInput,
-                  segments: list[Segment] | None, checkpoint_digests: dict[str, str], pipeline_digest: str) -> list[Path]:
-    """Everything --out writes for one video, in out/<video stem>/. -> the files written"""
+                  segments: list[Segment] | None, checkpoint_digests: dict[str, str], pipeline_digest: str,
+                  draw: bool = True) -> list[Path]:
+    """Everything --out writes for one video, in out/<video stem>/ (the pictures only when
+    `draw`). -> the files written"""
     folder = out / Path(prediction.video).stem
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "prediction.json"]
     atomic.write_text(written[0], json.dumps(summary(prediction, segments), indent=2) + "\n")
-    frames = annotated_frames(prediction, decoded, found)
-    written.append(folder / "annotated.mp4")
-    write_video(written[-1], frames, prediction.fps / max(_preview_step(decoded), 1))
-    written.append(folder / "strip.png")
-    write_strip(written[-1], frames)
+    if draw:
+        frames = annotated_frames(prediction, decoded, found)
+        written.append(folder / "annotated.mp4")
+        write_video(written[-1], frames, prediction.fps / max(_preview_step(decoded), 1))
+        written.append(folder / "strip.png")
+        write_strip(written[-1], frames)
     if segments is not None:
         for name, table in window_tables(prediction, checkpoint_digests, pipeline_digest).items():
             written.append(folder / f"windows_{name}.parquet")
             write_scores(written[-1], table)
         written.append(folder / "segments.json")
         atomic.write_text(written[-1], json.dumps([s.to_dict() for s in segments], indent=2) + "\n")
-        written.append(folder / "timeline.png")
-        plot_timeline(written[-1], prediction, segments)
+        if draw:
+            written.append(folder / "timeline.png")
+            plot_timeline(written[-1], prediction, segments)
     return written
 
 
@@ -158,14 +162,15 @@ def _draw_skeleton(canvas: np.ndarray, skel, t: int, video_frames: int, bones, s
     if abs(int(skel.frame_indices[row]) - at) > 1:
         return  # nobody on this frame
     for m in range(skel.num_persons):
+        colour = PERSONS[m % len(PERSONS)]
         points = skel.pixels[m, row] * np.array([sx, sy], dtype=np.float32)
         seen = skel.score[m, row] > 0
         for a, b in bones:
             if seen[a] and seen[b]:
-                cv2.line(canvas, tuple(points[a].round().astype(int)), tuple(points[b].round().astype(int)), BONE, 2,
+                cv2.line(canvas, tuple(points[a].round().astype(int)), tuple(points[b].round().astype(int)), colour, 2,
                          cv2.LINE_AA)
         for v in np.flatnonzero(seen):
-            cv2.circle(canvas, tuple(points[v].round().astype(int)), 3, BONE, -1, cv2.LINE_AA)
+            cv2.circle(canvas, tuple(points[v].round().astype(int)), 3, colour, -1, cv2.LINE_AA)
 
 
 def _with_bars(canvas: np.ndarray, top: list[tuple[str, float]]) -> np.ndarray:
