@@ -21,9 +21,9 @@ import torch
 from mmfc.branches import BRANCHES, training_digest
 from mmfc.config import ConfigError, Pipeline, load_pipeline, read_saved_pipeline
 from mmfc.errors import DataError
+from mmfc.fusion.files import open_fusion
 from mmfc.fusion.methods import FittedFusion
-from mmfc.fusion.weights import WEIGHTS_FILE, read_fitted_fusion
-from mmfc.train.checkpoint import file_digest, load_checkpoint
+from mmfc.train.checkpoint import file_digest, load_checkpoint, load_weights
 
 CHECKPOINT = "best.pt"
 HEADER = ("model", "modality", "num_classes", "class_names", "layout", "config_digest")
@@ -90,7 +90,7 @@ def open_run(workdir: Path, pipeline: Path | None = None, device: str = "cpu",
                                   f"(digest {state['config_digest']} vs {expected}): give the pipeline file and "
                                   "--set overrides the run was made with")
         model = branch.build_model(cfg, state["num_classes"], state["layout"])
-        model.load_state_dict(state["model"])
+        load_weights(model, state["model"], path)
         models[name] = model.to(target).eval()
         digests[name] = file_digest(path)
         headers[name] = state
@@ -99,7 +99,7 @@ def open_run(workdir: Path, pipeline: Path | None = None, device: str = "cpu",
         if state["class_names"] != first["class_names"] or state["layout"] != first["layout"]:
             raise DataError(cfg.paths.train(name) / CHECKPOINT,
                             "its classes or joint layout differ from the other branch's checkpoint")
-    method, fusion = read_fitted_fusion(cfg.paths.fusion / WEIGHTS_FILE)
+    method, fusion = open_fusion(cfg.paths.fusion).fitted()
     return TrainedRun(
         workdir=workdir, cfg=cfg, class_names=list(first["class_names"]), layout=first["layout"], models=models,
         checkpoint_digests=digests, fusion_method=method, fusion=fusion, device=target,

@@ -184,7 +184,7 @@ def test_errors_are_one_line_naming_the_path(tiny_run, tmp_path):
     shutil.copytree(tiny_run, unfused, ignore=shutil.ignore_patterns("fusion"))
     code, output = mmfc("predict", video, "--run", unfused)
     assert code == 2 and len(output.strip().splitlines()) == 1
-    assert f"{unfused / 'fusion' / 'weights.json'}: missing" in output and "run `mmfc stage fuse`" in output
+    assert f"{unfused / 'fusion' / 'weights.json'}: missing" in output and "`mmfc stage fuse`" in output
 
     broken = tmp_path / "broken.avi"
     broken.write_bytes(np.random.default_rng(0).bytes(5000))

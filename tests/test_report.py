@@ -132,7 +132,7 @@ def test_missing_inputs_name_the_file_and_the_stage(tmp_path):
     with pytest.raises(DataError, match=r"train/skel/metrics.jsonl: missing; made by `mmfc stage train --modality skel`"):
         run_report(cfg)
     (cfg.paths.fusion / "weights.json").unlink()
-    with pytest.raises(DataError, match=r"fusion/weights.json: missing; made by `mmfc stage fuse`"):
+    with pytest.raises(DataError, match=r"fusion/weights.json: missing: this run has no fitted fusion yet; made by `mmfc stage fuse`"):
         run_report(cfg)
 
 

@@ -1,4 +1,4 @@
-"""Opening a trained run (mmfc.trained) and reading the fitted fusion back (mmfc.fusion.weights)."""
+"""Opening a trained run (mmfc.trained) and reading the fitted fusion back (mmfc.fusion.files)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from conftest import SYNTH_PIPELINE, tiny_run_overrides
 from mmfc.config import ConfigError
 from mmfc.errors import DataError
 from mmfc.fusion.selection import CANDIDATES
-from mmfc.fusion.weights import RULES, read_fitted_fusion
+from mmfc.fusion.files import RULES, open_fusion
 from mmfc.scores.format import read_scores
 from mmfc.trained import open_run
 
@@ -43,7 +43,7 @@ def test_every_fitted_candidate_read_back_gives_its_stored_scores(tiny_run):
     weights = json.loads((tiny_run / "fusion" / "weights.json").read_text())
     assert set(weights["methods"]) == set(CANDIDATES) == set(RULES)
     for name in weights["methods"]:
-        _, fitted = read_fitted_fusion(tiny_run / "fusion" / "weights.json", name)
+        _, fitted = open_fusion(tiny_run / "fusion").fitted(name)
         stored = read_scores(tiny_run / "fusion" / f"{name}.parquet").aligned_to(rgb.ids)
         np.testing.assert_allclose(fitted.log_probabilities(rgb.logits, skel.logits), stored.logits, atol=1e-5)
 
@@ -58,7 +58,7 @@ def test_missing_pieces_are_named(tiny_run, tmp_path):
         open_run(copy)
     shutil.copy(tiny_run / "pipeline.json", copy / "pipeline.json")
     (copy / "fusion" / "weights.json").unlink()
-    with pytest.raises(DataError, match=r"weights.json: missing.*run `mmfc stage fuse`"):
+    with pytest.raises(DataError, match=r"weights.json: missing.*`mmfc stage fuse`"):
         open_run(copy)
     (copy / "train" / "skel" / "best.pt").unlink()
     with pytest.raises(DataError, match=r"skel/best.pt: missing.*`make train-skel`"):

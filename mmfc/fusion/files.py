@@ -8,21 +8,72 @@ while a reader was between two files) is refused when read, never mixed in.
 
     fusion = open_fusion(cfg.paths.fusion)
     fusion.weights["selected"], fusion.scores("fused"), fusion.scores("global")
+    name, fitted = fusion.fitted()  # the selected method as a FittedFusion, to apply to new clips
+
+weights.json holds, for every candidate, its fitted parameters (`FittedFusion.params()`: the
+rule's own parameters and the two input temperatures); `fitted` rebuilds a candidate from them,
+so whatever scores new clips (`mmfc predict`, an export) applies exactly the fusion that made
+fused.parquet, without importing the stage.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from mmfc.errors import DataError
+from mmfc.fusion.methods import (
+    AdaptiveFusion,
+    FittedFusion,
+    FixedRatio,
+    FusionRule,
+    GlobalFusion,
+    PerClassFusion,
+    SingleModality,
+    Temperatures,
+)
 from mmfc.scores.format import ScoreTable, read_scores
 
 WEIGHTS = "weights.json"
 FUSED = "fused"  # fused.parquet: the selected candidate's scores
 RERUN = "rerun `mmfc stage fuse` (stage 4)"
+
+
+def _number(value) -> float:
+    """A parameter as written by the stage: a float, or "inf" for infinite shrinkage."""
+    if value in ("inf", "-inf"):
+        return math.inf if value == "inf" else -math.inf
+    return float(value)
+
+
+def _array(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)
+
+
+# Candidate name (mmfc.fusion.selection.CANDIDATES) -> its rule from the written parameters.
+RULES: dict[str, Callable[[dict], FusionRule]] = {
+    "rgb_alone": lambda p: SingleModality(p["modality"]),
+    "skel_alone": lambda p: SingleModality(p["modality"]),
+    "pyskl_1_1": lambda p: FixedRatio(_number(p["rgb"]), _number(p["skel"]), _number(p["scale"])),
+    "pyskl_2_1": lambda p: FixedRatio(_number(p["rgb"]), _number(p["skel"]), _number(p["scale"])),
+    "pyskl_1_2": lambda p: FixedRatio(_number(p["rgb"]), _number(p["skel"]), _number(p["scale"])),
+    "global": lambda p: GlobalFusion(_number(p["alpha"]), _number(p["scale"])),
+    "adaptive": lambda p: AdaptiveFusion(_number(p["g"]), _number(p["d"]), _number(p["scale"]), _number(p["l2"])),
+    "per_class": lambda p: PerClassFusion(_array(p["a"]), _array(p["b"]), _array(p["beta"]), _number(p["l2"])),
+}
+
+
+def fitted_from_params(name: str, params: dict) -> FittedFusion:
+    """The FittedFusion whose `params()` are `params`, for candidate `name`. KeyError or
+    ValueError for parameters that do not fit the candidate."""
+    temperatures = Temperatures(_number(params["temperature_rgb"]), _number(params["temperature_skel"]))
+    return FittedFusion(temperatures, RULES[name](params))
 
 
 def file_digests(folder: Path) -> dict[str, str]:
@@ -58,6 +109,19 @@ class FusionSet:
             )
         return read_scores(path, data)
 
+    def fitted(self, name: str | None = None) -> tuple[str, FittedFusion]:
+        """(name, fitted fusion) of the selected method, or of candidate `name`; DataError naming
+        weights.json when it holds no complete parameters for it."""
+        path = self.folder / WEIGHTS
+        name = name or self.selected
+        if name not in RULES:
+            raise DataError(path, f"unknown fusion method {name!r}; known: {', '.join(RULES)}")
+        try:
+            return name, fitted_from_params(name, self.weights["methods"][name]["params"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(path, f"the parameters of fusion method {name!r} are missing or incomplete ({exc!r}); "
+                                  f"{RERUN}") from None
+
     def check_fitted_on(self, modality: str, table: ScoreTable, path: Path) -> None:
         """Refuse a set fitted on other scores of a modality than `path` now holds."""
         fitted_on = (self.weights.get("inputs") or {}).get(modality, {}).get("checkpoint_digest")
@@ -76,7 +140,7 @@ def open_fusion(folder: str | Path) -> FusionSet:
     try:
         weights = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError(path, "missing; made by `mmfc stage fuse` (stage 4)") from None
+        raise DataError(path, "missing: this run has no fitted fusion yet; made by `mmfc stage fuse` (make fuse)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(path, f"not JSON ({exc}); {RERUN}") from None
     if not isinstance(weights, dict) or not isinstance(weights.get("methods"), dict) or not weights["methods"]:

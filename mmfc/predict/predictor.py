@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mmfc.errors import DataError
-from mmfc.fusion.weights import WEIGHTS_FILE, read_fitted_fusion
+from mmfc.fusion.files import open_fusion
 from mmfc.metrics import log_softmax
 from mmfc.poses.estimate import PoseStream
 from mmfc.poses.estimator import BlazePose, EstimatorSettings
@@ -141,7 +141,7 @@ def predict_video(run: TrainedRun, video: Path, skeleton_file: Path | None = Non
     if found.usable:
         method, fused = run.fusion_method, run.fusion.log_probabilities(logits["rgb"], logits["skel"])
     else:
-        method, rgb_alone = read_fitted_fusion(cfg.paths.fusion / WEIGHTS_FILE, "rgb_alone")
+        method, rgb_alone = open_fusion(cfg.paths.fusion).fitted("rgb_alone")
         fused = rgb_alone.log_probabilities(logits["rgb"], np.zeros_like(logits["rgb"]))
     timings["fusion"] = time.perf_counter() - started
     for number, reason in sorted(clips.failed.items()):
