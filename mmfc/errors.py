@@ -8,7 +8,9 @@ from pathlib import Path
 class DataError(Exception):
     """Input that cannot be used: a truncated file, a missing video, a sample with no body."""
 
-    def __init__(self, path: str | Path, reason: str):
+    def __init__(self, path: str | Path, reason: str | None = None):
+        if reason is None:  # torch's DataLoader re-raising one from a worker process
+            path, reason = _message_of_worker_text(str(path))
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
@@ -16,6 +18,17 @@ class DataError(Exception):
     def __reduce__(self):
         # Rebuilt from its two fields when it crosses from a worker process to the driver.
         return type(self), (self.path, self.reason)
+
+
+def _message_of_worker_text(text: str) -> tuple[str, str]:
+    """(path, reason) of the DataError whose traceback text this is. A DataLoader worker's
+    exception reaches the training process as `type(exc)(text)`, the text being "Caught
+    DataError in DataLoader worker process 0. Original Traceback ...", whose last line is
+    "mmfc.errors.DataError: <path>: <reason>": the message, without torch's traceback."""
+    last = text.strip().splitlines()[-1] if text.strip() else text
+    message = last.split("DataError: ", 1)[1] if "DataError: " in last else last
+    path, _, reason = message.partition(": ")
+    return path, reason
 
 
 class DiskFull(DataError):

@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
 from mmfc.cli import app
 from mmfc.config import ConfigError, load_pipeline
+from mmfc.errors import DataError
 from mmfc.jobs import print_failures
 
 
@@ -59,3 +61,20 @@ def test_our_warnings_print_as_one_line_with_the_path_whole(capsys):
     message = "runs/take [2]/train/rgb/best.pt: no best.pt.sha256 beside it (written by an older mmfc); loaded unverified"
     cli._show_warning(UnverifiedCheckpoint(message), UnverifiedCheckpoint, "checkpoint.py", 1)
     assert capsys.readouterr().err == f"warning: {message}\n"
+
+
+class _DamagedStore(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int):
+        raise DataError("crops/shards/ab12.zarr", "damaged shard store: rgb/c/0/0/0/0/0 is missing")
+
+
+def test_a_data_error_in_a_loader_worker_comes_out_as_itself():
+    # torch re-raises a worker's exception as its type built from the worker's traceback text.
+    loader = torch.utils.data.DataLoader(_DamagedStore(), batch_size=1, num_workers=1)
+    with pytest.raises(DataError) as caught:
+        next(iter(loader))
+    assert str(caught.value) == "crops/shards/ab12.zarr: damaged shard store: rgb/c/0/0/0/0/0 is missing"
+    assert caught.value.path == "crops/shards/ab12.zarr"
