@@ -30,6 +30,7 @@ app = typer.Typer(
         "`stage train` (each modality from the shards), `stage scores` (per-class scores to "
         "Parquet), `stage fuse` (fusion weights fitted on validation) and `stage report`. "
         "Every stage reads a pipeline file (pipelines/*.toml); `mmfc info` shows what it selects. "
+        "`mmfc predict` runs a trained run on new videos (trimmed, or in sliding windows); "
         "`mmfc export` writes a trained run as ONNX graphs and a fusion recipe."
     ),
     no_args_is_help=True,
@@ -390,8 +391,10 @@ def predict(
     device: Annotated[str, typer.Option(help="torch device of the networks, e.g. cpu or cuda.")] = "cpu",
     jobs: Annotated[Optional[int], typer.Option(help="Videos at once (default: the pipeline's jobs.n_jobs).")] = None,
 ) -> None:
-    """Predict the action in new videos with a trained run: the top-5 classes of the RGB branch,
-    the skeleton branch and their fitted fusion, by the code of stages 1 to 4."""
+    """Predict the action in new videos with a trained run, by the code of stages 1 to 4.
+
+    Prints the top-5 classes of the RGB branch, the skeleton branch and their fitted fusion for
+    each video (or each window, with --window)."""
     from mmfc.predict.batch import Options, list_videos, predict_batch
     from mmfc.predict.outputs import print_table
     from mmfc.trained import open_run
