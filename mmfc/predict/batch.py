@@ -26,6 +26,7 @@ from mmfc import atomic
 from mmfc.data.video import probe_video
 from mmfc.errors import DataError
 from mmfc.jobs import PerWorker, run_jobs
+from mmfc.metrics import log_softmax
 from mmfc.predict.outputs import summary, write_outputs
 from mmfc.predict.predictor import PoseModels, Prediction, predict_video
 from mmfc.predict.windows import find_segments
@@ -215,9 +216,7 @@ def write_combined(path: Path, results: list[dict], class_names: list[str]) -> N
                          "fused": None})
             continue
         s, a = r["summary"], r["arrays"]
-        fused = np.asarray(a["fused"], dtype=np.float64)
-        probabilities = np.exp(fused - fused.max(axis=1, keepdims=True))
-        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        probabilities = np.exp(log_softmax(np.asarray(a["fused"], dtype=np.float64)))
         for w, (start, end) in enumerate(a["windows"]):
             top = int(probabilities[w].argmax())
             rows.append({**base, "window_start": start, "window_end": end, "skeleton": s["skeleton"],
