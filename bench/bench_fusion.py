@@ -19,6 +19,8 @@ of every sample (56,578 rows).
     .venv/bin/python bench/bench_fusion.py                      # runs/synth, a few minutes on 2 cores
     .venv/bin/python bench/bench_fusion.py /work/main/runs/synth --seeds 5
     .venv/bin/python bench/bench_fusion.py --skip-simulated
+    .venv/bin/python bench/bench_fusion.py --skip-simulated \
+        --rgb runs/synth/ablation/crop/scores/rgb.parquet --skel runs/synth/ablation/skel_noccl/scores/skel.parquet
 """
 
 from __future__ import annotations
@@ -70,9 +72,9 @@ def fit_and_score(val_rgb: ScoreTable, val_skel: ScoreTable, test_rgb: ScoreTabl
 
 def real_scores(args) -> None:
     scores = Path(args.run) / "scores"
-    paths = [scores / "rgb.parquet", scores / "skel.parquet"]
+    paths = [Path(args.rgb or scores / "rgb.parquet"), Path(args.skel or scores / "skel.parquet")]
     if not all(p.is_file() for p in paths):
-        print(f"part 1 skipped: no score files in {scores} (run `make demo`, or pass a run folder)")
+        print(f"part 1 skipped: no score files {paths[0]}, {paths[1]} (run `make demo`, or pass a run folder)")
         return
     rgb, skel = (read_scores(p) for p in paths)
     skel = skel.aligned_to(rgb.ids)
@@ -81,7 +83,7 @@ def real_scores(args) -> None:
     fusion = FusionConfig()
     groups, grouped_by = sample_groups(val_rgb.ids, DataConfig())
     performers = f"{len(set(groups))} performers" if groups else "ids name no performers"
-    print(f"part 1: {args.run}, {n_val} validation clips ({performers}), "
+    print(f"part 1: {paths[0]} and {paths[1]}, {n_val} validation clips ({performers}), "
           f"{len(test_rgb.ids)} test clips, {k} classes; {args.seeds} seeds per size; test top-1 %, mean ± sd")
     sizes = [s for s in args.sizes if s < n_val] + [n_val]
     results: dict[int, dict[str, list[float]]] = {}
@@ -192,6 +194,8 @@ def simulated_scores(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", nargs="?", default="runs/synth", help="a run folder with scores/{rgb,skel}.parquet")
+    parser.add_argument("--rgb", help="an RGB score file instead of the run's (another branch on the same clips)")
+    parser.add_argument("--skel", help="a skeleton score file instead of the run's")
     parser.add_argument("--sizes", type=int, nargs="+", default=[24, 48, 96])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)

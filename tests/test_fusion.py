@@ -16,7 +16,18 @@ from mmfc.fusion.methods import (
     fuse_adaptive,
     mix_probabilities,
 )
-from mmfc.fusion.selection import BASELINES, CANDIDATES, make_folds, near_tie, sample_groups, select_fusion
+from mmfc.fusion.selection import (
+    BASELINES,
+    CANDIDATES,
+    Candidate,
+    CVScore,
+    best_index,
+    choose_auto,
+    make_folds,
+    near_tie,
+    sample_groups,
+    select_fusion,
+)
 from mmfc.fusion.stage import run_fuse
 from mmfc.metrics import log_softmax
 from mmfc.scores.format import ScoreTable, check_compatible, read_scores, write_scores
@@ -146,6 +157,79 @@ def test_auto_keeps_the_single_modality_when_the_other_is_noise():
     assert picked.cv.nll <= selection.candidates["rgb_alone"].cv.nll
     # Calibrated, the noise is almost uniform: whatever its weight, the predictions are RGB's.
     assert np.mean(picked.fitted.apply(rgb, skel).argmax(axis=1) == rgb.argmax(axis=1)) > 0.95
+
+
+def _cv_score(losses, correct, labels=None):
+    losses, correct = np.asarray(losses, float), np.asarray(correct, bool)
+    labels = np.zeros(losses.size, int) if labels is None else np.asarray(labels)
+    counts = np.bincount(labels)
+    return CVScore(
+        nll=float(losses.mean()), top1=float(correct.mean()), mean_class=float(np.mean([correct[labels == c].mean() for c in np.unique(labels)])),
+        correct=correct, losses=losses, class_weights=labels.size / (np.count_nonzero(counts) * counts[labels]),
+    )
+
+
+def test_an_accuracy_within_noise_is_a_tie_that_goes_to_the_simpler_option():
+    rng = np.random.default_rng(30)
+    losses = rng.exponential(size=40)
+    correct = rng.random(40) < 0.7
+    simple = _cv_score(losses + 0.001, correct)
+    one_more_right = correct.copy()
+    one_more_right[np.flatnonzero(~correct)[0]] = True
+    flexible = _cv_score(losses, one_more_right)  # lowest NLL, one sample more right: noise both
+    assert best_index([simple, flexible], "top1") == 0
+    # Six samples more right (15% of 40) is evidence: the higher accuracy decides.
+    many_more = correct.copy()
+    many_more[np.flatnonzero(~correct)[:6]] = True
+    assert best_index([simple, _cv_score(losses, many_more)], "top1") == 1
+    # Mean class accuracy weighs each class equally: two more right in a class of 2, two fewer in
+    # a class of 38, is no change of top-1 but one of mean class accuracy.
+    labels = np.r_[np.zeros(38, int), np.ones(2, int)]
+    small_class = correct.copy()
+    small_class[38:] = [False, False]
+    fixed_in_small = small_class.copy()
+    fixed_in_small[38:] = [True, True]
+    fixed_in_small[np.flatnonzero(small_class[:38])[:2]] = False
+    assert best_index([_cv_score(losses + 0.001, small_class, labels), _cv_score(losses, fixed_in_small, labels)], "mean_class") == 1
+    assert best_index([_cv_score(losses + 0.001, small_class, labels), _cv_score(losses, fixed_in_small, labels)], "top1") == 0
+
+
+def test_a_free_choice_keeps_the_guarantee_where_one_of_its_values_does():
+    # Three options within noise of each other (1 nat in total apart at most); the simplest is
+    # above the ceiling.
+    rng = np.random.default_rng(31)
+    losses, correct = rng.exponential(size=40), rng.random(40) < 0.7
+    options = [_cv_score(losses + d, correct) for d in (0.02, 0.01, 0.0)]
+    assert best_index(options, "top1", complexity=[0, 1, 2]) == 0  # all tied: the simplest
+    assert best_index(options, "top1", complexity=[0, 1, 2], ceiling=float(options[1].nll)) == 1
+    assert best_index(options, "top1", complexity=[0, 1, 2], ceiling=0.0) == 0  # none below: as without
+
+
+def test_auto_keeps_both_modalities_when_the_data_cannot_tell_fusion_from_one():
+    rng = np.random.default_rng(32)
+    losses, correct = rng.exponential(size=30), rng.random(30) < 0.8
+    cv = {name: _cv_score(losses + 0.5, correct) for name in CANDIDATES}
+    cv["skel_alone"] = _cv_score(losses, correct)  # the best baseline
+    cv["global"] = _cv_score(losses - 0.002, correct)  # a hair lower: a near-tie
+    candidates = {name: Candidate(fitted=None, cv=score) for name, score in cv.items()}
+    pick, reason = choose_auto(candidates, "top1")
+    assert pick == "global"
+    assert "within noise too, so the simpler candidate was taken" not in reason  # global is the lowest NLL
+    cv["global"] = _cv_score(losses + 0.002, correct)  # now above skel_alone: not eligible
+    pick, reason = choose_auto({n: Candidate(fitted=None, cv=s) for n, s in cv.items()}, "top1")
+    assert pick == "skel_alone" and "hence not eligible" in reason
+
+
+def test_cross_validated_choices_are_never_above_the_best_baseline_when_they_need_not_be():
+    for seed in range(3):
+        rng = np.random.default_rng(200 + seed)
+        rgb, skel, labels = _gaussian_streams(rng, 40, 5, rng.uniform(0, 2), rng.uniform(0, 2))
+        selection = _select(rgb, skel, labels, grid=21)
+        bar = min(selection.candidates[b].cv.nll for b in BASELINES)
+        for name in ("global", "adaptive"):
+            candidate = selection.candidates[name]
+            if min(c.cv.nll for c in candidate.choices) <= bar:
+                assert candidate.cv.nll <= bar
 
 
 def test_folds_keep_performers_apart_and_stratify_otherwise():

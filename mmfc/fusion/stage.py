@@ -24,7 +24,7 @@ from mmfc.config import Pipeline, save_pipeline
 from mmfc.errors import DataError
 from mmfc.fusion.files import FUSED, WEIGHTS, file_digests
 from mmfc.fusion.methods import FittedFusion
-from mmfc.fusion.selection import BASELINES, Candidate, make_folds, sample_groups, select_fusion
+from mmfc.fusion.selection import AUTO_TIE_ORDER, BASELINES, Candidate, make_folds, sample_groups, select_fusion
 from mmfc.scores.format import ScoreTable, check_compatible, read_scores, split_metrics, write_scores
 from mmfc.stats import accuracy_interval, mean_class_interval
 
@@ -86,6 +86,8 @@ def _fuse(cfg: Pipeline) -> None:
                 "reason": selection.auto_reason,
                 "baselines": list(BASELINES),
                 "near_tie": "within one standard error of the paired per-sample NLL difference, or 1 nat in total",
+                "accuracy_tie": "within one standard error of the paired per-sample accuracy difference, or one sample",
+                "tie_order": list(AUTO_TIE_ORDER),
             },
             "cv": {**folds.describe(), "seed": cfg.fusion.cv_seed},
             "inputs": {

@@ -278,7 +278,9 @@ def _selection_section(weights: dict) -> list[Block]:
             f"The validation split was cut into {folds}; every candidate, its temperatures included, was fitted "
             "on the other folds and scored on each held-out one. The criterion is the NLL of these out-of-fold "
             f"scores; {METRIC_LABEL[metric]} breaks near-ties (an NLL less than one standard error of the paired "
-            "per-sample difference above the lowest), then the simpler candidate. **Guarantee:** the candidate `auto` selects has a cross-validated "
+            "per-sample difference above the lowest) where its own difference is more than one standard error, "
+            "else the simpler candidate is taken (a fixed ratio, then the fitted methods, a modality alone last). "
+            "**Guarantee:** the candidate `auto` selects has a cross-validated "
             "NLL no higher than each single modality's and each fixed ratio's (the baselines); where a baseline is "
             "best, it is selected. Intervals: bootstrap over the validation samples' out-of-fold predictions."
         ),
