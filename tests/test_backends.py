@@ -12,6 +12,8 @@ import pytest
 
 from mmfc.crops.stage import run_crops
 from mmfc.errors import DataError
+import time
+
 from mmfc.jobs import DASK_WORKER_ENV, PerWorker, init_local_ray, local_dask_cluster, run_jobs
 from mmfc.crops.store import open_crops
 from test_crops_reliability import assert_same, comparable, dataset, pipeline, read_by_id, sample_ids
@@ -84,6 +86,37 @@ def engine_runs_jobs(backend: str) -> None:
     assert os.getpid() not in per_process and len(per_process) <= 2
     with pytest.raises(DataError, match="file-3: cannot be read"):  # the job's own exception
         list(run_jobs(fail_on, [(x, 3) for x in range(6)], backend=backend, n_jobs=2, title=backend))
+
+
+def interval(seconds: float) -> tuple[float, float]:
+    start = time.time()
+    time.sleep(seconds)
+    return start, time.time()
+
+
+def most_at_once(intervals) -> int:
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def engine_keeps_the_cap(backend: str) -> None:
+    # Both workers started first (Ray starts them as tasks arrive, slower than a short job).
+    list(run_jobs(interval, [(0.5,)] * 4, backend=backend, n_jobs=2, title=backend))
+    for n_jobs, expected in ((1, 1), (2, 2)):
+        intervals = [r for _, r in run_jobs(interval, [(0.3,)] * 4, backend=backend, n_jobs=n_jobs, title=backend)]
+        assert most_at_once(intervals) == expected
+
+
+def test_dask_runs_no_more_jobs_at_once_than_n_jobs_or_its_cores(dask_cluster):
+    engine_keeps_the_cap("dask")
+
+
+def test_ray_runs_no_more_jobs_at_once_than_n_jobs_or_its_cores(ray_cluster):
+    engine_keeps_the_cap("ray")
 
 
 def test_dask_runs_the_jobs_in_its_worker_processes(dask_cluster):
