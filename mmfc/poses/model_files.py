@@ -104,6 +104,12 @@ def open_interpreter(path: Path, threads: int):
     return interpreter
 
 
+def tensor_indices(interpreter) -> tuple[int, dict[str, int]]:
+    """An interpreter's input tensor index and its output tensor indices by name, looked up
+    once: asking for them on every run costs more than a small model's cut-out."""
+    return interpreter.get_input_details()[0]["index"], {d["name"]: d["index"] for d in interpreter.get_output_details()}
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m mmfc.poses.model_files MEDIAPIPE_WHEEL OUT_DIR", file=sys.stderr)
