@@ -72,7 +72,7 @@ RECALL_FRAMES = 10
 # pixels): close-ups, and large people in high-resolution video. NTU's 1080p clips (people
 # about 400 px tall, regions about 820 px: 3.2x) stay below it; the UCF101 face close-up
 # (1450 px, 5.7x) is above. Per such person and frame it costs a face model run (a tenth of a
-# landmark model run) and a hand model run per visible hand (half of one), plus the face
+# landmark model run) and a hand model run per visible hand (a quarter of one), plus the face
 # detector or the hand re-crop model where a part is found anew.
 PART_ZOOM = 4.0
 LANDMARK_OUTPUTS = ("Identity", "Identity_1", "Identity_3", "Identity_4")
@@ -103,7 +103,7 @@ class BlazePose:
         self._det_in, self._det_out = tensor_indices(self.detector)
         self._lm_in, self._lm_out = tensor_indices(self.landmarker)
         self.face = FaceLandmarker(paths["face_detection_short_range.tflite"], paths["face_landmark.tflite"], threads)
-        self.hand = HandLandmarker(paths["hand_recrop.tflite"], paths["hand_landmark_full.tflite"], threads)
+        self.hand = HandLandmarker(paths["hand_recrop.tflite"], paths["hand_landmark_lite.tflite"], threads)
 
     def detect(self, frame: np.ndarray, bgr: bool, min_score: float) -> detection.Detections:
         """People on a frame, best first, in frame pixels."""

@@ -20,6 +20,12 @@ visible (visibility above 0.1):
    region (RoiTrackingCalculator's landmark check); otherwise step 2 runs again.
 
 The hand's wrist, index and pinky knuckles and thumb then replace BlazePose's (HAND_FROM_MESH).
+
+The hand landmark model is the lite one (MediaPipe Hands' model_complexity 0), where Holistic
+takes the full one: it runs in half the time (2.6 against 5.3 ms on one core), the largest
+part model cost of a close-up, and gives the same figures: UCF101 close-up PCK 80.9% either
+way; with the part models forced on for every person, NTU limb error 12.97 px (full 12.96) and
+the hugging clip unchanged (72 of 72 frames, no swap).
 """
 
 from __future__ import annotations
