@@ -102,7 +102,7 @@ def time_floor(video: Path, models: BlazePose, persons: np.ndarray, tensor: np.n
 
 
 def speed(repeats: int, models: BlazePose) -> None:
-    print("speed: one core (1 LiteRT thread, 1 decoder thread), median of", repeats, "interleaved runs")
+    print("speed: one core (1 LiteRT thread, 1 decoder thread, 1 OpenCV thread), median of", repeats, "interleaved runs")
     print(f"{'clip':<36} {'frames':>6} {'persons':>7} {'part runs':>9} {'stage fps':>9} {'floor fps':>9} "
           f"{'stage/floor':>11} {'stage/floor+parts':>17}")
     rates = []
