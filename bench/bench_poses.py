@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_poses.py               # speed and accuracy
     .venv/bin/python bench/bench_poses.py --repeats 5   # more interleaved speed repeats
 
-Speed, one worker on one core (one LiteRT thread, one decoder thread), on the two 1080p NTU
+Speed, one worker on one core (one LiteRT thread, one decoder thread, one OpenCV thread), on the two 1080p NTU
 clips and the 320x240 UCF101 close-up:
 - stage: estimate_poses over the whole clip (decode, detect, track, landmarks, decode outputs,
   and on close-ups the face and hand models of mmfc/poses/face.py and hands.py);
@@ -27,6 +27,7 @@ import statistics
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from mmfc.data.video import iter_frames
@@ -101,7 +102,7 @@ def time_floor(video: Path, models: BlazePose, persons: np.ndarray, tensor: np.n
 
 
 def speed(repeats: int, models: BlazePose) -> None:
-    print("speed: one core (1 LiteRT thread, 1 decoder thread), median of", repeats, "interleaved runs")
+    print("speed: one core (1 LiteRT thread, 1 decoder thread, 1 OpenCV thread), median of", repeats, "interleaved runs")
     print(f"{'clip':<36} {'frames':>6} {'persons':>7} {'part runs':>9} {'stage fps':>9} {'floor fps':>9} "
           f"{'stage/floor':>11} {'stage/floor+parts':>17}")
     rates = []
@@ -153,6 +154,9 @@ def main() -> None:
     args = parser.parse_args()
     if not REALDATA.is_dir():
         raise SystemExit(f"needs the real clips in {REALDATA}")
+    # One core: OpenCV's cut-outs (the stage's, not the floor's) would otherwise spread over
+    # every core and flatter the stage against its floor.
+    cv2.setNumThreads(1)
     models = BlazePose(MODELS, threads=1)
     speed(args.repeats, models)
     figures(models)

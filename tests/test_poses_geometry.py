@@ -126,6 +126,15 @@ def test_heatmap_refinement_moves_confident_landmarks_only():
     np.testing.assert_allclose(outside, [[1.5, 0.5], [-0.1, 0.5]])
 
 
+def test_heatmap_window_is_cut_at_the_edge():
+    # Peaks at the corner cells (0, 0) and (1, 1): the 7x7 window around cell (0, 0) reaches 3
+    # cells beyond the edge, which must count as nothing (not as copies of the edge cells).
+    heatmap = np.full((64, 64, 1), -20.0, dtype=np.float32)
+    heatmap[0, 0, 0] = heatmap[1, 1, 0] = 5.0
+    refined = refine_with_heatmap(np.array([[0.2 / 64, 0.2 / 64]]), heatmap)
+    np.testing.assert_allclose(refined[0], [0.5 / 64, 0.5 / 64], atol=1e-6)
+
+
 def test_decode_pose_projects_crop_landmarks_into_the_frame():
     region = Region((1000.0, 500.0), 400.0, np.pi / 2)
     raw = np.zeros((NUM_LANDMARKS, 5), dtype=np.float32)

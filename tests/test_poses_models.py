@@ -62,5 +62,5 @@ def test_the_real_hashes_are_the_issues(pose_models: Path):
     assert model_files.MODEL_FILES["pose_landmark_full.tflite"][1].startswith("e9a5c5cb17f736fa")
     # Holistic's face and hand models, unpacked from the same wheel.
     assert {"face_detection_short_range.tflite", "face_landmark.tflite", "hand_recrop.tflite",
-            "hand_landmark_full.tflite"} <= set(model_files.MODEL_FILES)
+            "hand_landmark_lite.tflite"} <= set(model_files.MODEL_FILES)
     assert set(model_paths(pose_models)) == set(model_files.MODEL_FILES)

@@ -42,7 +42,7 @@ from mmfc.poses import detection
 from mmfc.poses.face import FaceLandmarker, FaceTracks
 from mmfc.poses.hands import HandLandmarker, HandTracks
 from mmfc.poses.landmarks import ALIGNMENT, INPUT_SIZE, NUM_BODY, Pose, decode_pose
-from mmfc.poses.model_files import model_paths, open_interpreter
+from mmfc.poses.model_files import model_paths, open_interpreter, tensor_indices
 from mmfc.poses.region import Region, model_tensor, region_from_points
 from mmfc.poses.smoothing import OneEuroFilter
 from mmfc.poses.tracking import Tracker
@@ -72,7 +72,7 @@ RECALL_FRAMES = 10
 # pixels): close-ups, and large people in high-resolution video. NTU's 1080p clips (people
 # about 400 px tall, regions about 820 px: 3.2x) stay below it; the UCF101 face close-up
 # (1450 px, 5.7x) is above. Per such person and frame it costs a face model run (a tenth of a
-# landmark model run) and a hand model run per visible hand (half of one), plus the face
+# landmark model run) and a hand model run per visible hand (a quarter of one), plus the face
 # detector or the hand re-crop model where a part is found anew.
 PART_ZOOM = 4.0
 LANDMARK_OUTPUTS = ("Identity", "Identity_1", "Identity_3", "Identity_4")
@@ -100,12 +100,10 @@ class BlazePose:
         self.detector = open_interpreter(paths["pose_detection.tflite"], threads)
         self.landmarker = open_interpreter(paths["pose_landmark_full.tflite"], threads)
         self.anchors = detection.ssd_anchors()
-        self._det_in = self.detector.get_input_details()[0]["index"]
-        self._det_out = _outputs_by_name(self.detector)
-        self._lm_in = self.landmarker.get_input_details()[0]["index"]
-        self._lm_out = _outputs_by_name(self.landmarker)
+        self._det_in, self._det_out = tensor_indices(self.detector)
+        self._lm_in, self._lm_out = tensor_indices(self.landmarker)
         self.face = FaceLandmarker(paths["face_detection_short_range.tflite"], paths["face_landmark.tflite"], threads)
-        self.hand = HandLandmarker(paths["hand_recrop.tflite"], paths["hand_landmark_full.tflite"], threads)
+        self.hand = HandLandmarker(paths["hand_recrop.tflite"], paths["hand_landmark_lite.tflite"], threads)
 
     def detect(self, frame: np.ndarray, bgr: bool, min_score: float) -> detection.Detections:
         """People on a frame, best first, in frame pixels."""
@@ -137,10 +135,6 @@ class BlazePose:
     def landmark_input(frame: np.ndarray, bgr: bool, region: Region) -> np.ndarray:
         """The region cut out of the frame, turned upright: the model's input [1, 256, 256, 3]."""
         return region.model_input(frame, bgr, INPUT_SIZE)
-
-
-def _outputs_by_name(interpreter) -> dict[str, int]:
-    return {d["name"]: d["index"] for d in interpreter.get_output_details()}
 
 
 def alignment_region(pose: Pose) -> Region:

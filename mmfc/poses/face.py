@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from mmfc.poses import detection
-from mmfc.poses.model_files import open_interpreter
+from mmfc.poses.model_files import open_interpreter, tensor_indices
 from mmfc.poses.region import Region, inside_region, region_around, rotation_between
 
 DETECTOR_INPUT = 128
@@ -84,16 +84,17 @@ class FaceLandmarker:
         self.detector = open_interpreter(detector_path, threads)
         self.mesh = open_interpreter(mesh_path, threads)
         self.anchors = detection.ssd_anchors(DETECTOR_INPUT, DETECTOR_STRIDES)
+        self._detector_in, self._detector_out = tensor_indices(self.detector)
+        self._mesh_in, self._mesh_out = tensor_indices(self.mesh)
 
     def detect(self, frame: np.ndarray, bgr: bool, region: Region) -> np.ndarray | None:
         """The best face's 6 keypoints [6, 2] in frame pixels within a search region, or None."""
         # The detector takes [-1, 1]; beyond the frame it sees black (BORDER_ZERO, as MediaPipe).
         tensor = region.model_input(frame, bgr, DETECTOR_INPUT, cv2.BORDER_CONSTANT) * 2.0 - 1.0
-        self.detector.set_tensor(self.detector.get_input_details()[0]["index"], tensor)
+        self.detector.set_tensor(self._detector_in, tensor)
         self.detector.invoke()
-        out = {d["name"]: d["index"] for d in self.detector.get_output_details()}
-        raw_boxes = self.detector.get_tensor(out["regressors"])[0]  # [896, 16]
-        raw_scores = self.detector.get_tensor(out["classificators"])[0, :, 0]  # [896]
+        raw_boxes = self.detector.get_tensor(self._detector_out["regressors"])[0]  # [896, 16]
+        raw_scores = self.detector.get_tensor(self._detector_out["classificators"])[0, :, 0]  # [896]
         found = detection.weighted_nms(
             detection.decode(raw_boxes, raw_scores, self.anchors, MIN_FACE_SCORE, DETECTOR_INPUT)
         )
@@ -101,11 +102,10 @@ class FaceLandmarker:
 
     def landmarks(self, frame: np.ndarray, bgr: bool, region: Region) -> tuple[np.ndarray, float]:
         """The face mesh [468, 2] in frame pixels and the face-presence score in a face region."""
-        self.mesh.set_tensor(self.mesh.get_input_details()[0]["index"], region.model_input(frame, bgr, MESH_INPUT))
+        self.mesh.set_tensor(self._mesh_in, region.model_input(frame, bgr, MESH_INPUT))
         self.mesh.invoke()
-        out = {d["name"]: d["index"] for d in self.mesh.get_output_details()}
-        points = self.mesh.get_tensor(out["conv2d_21"]).reshape(MESH_POINTS, 3)[:, :2] / MESH_INPUT
-        score = 1.0 / (1.0 + np.exp(-float(self.mesh.get_tensor(out["conv2d_31"]).ravel()[0])))
+        points = self.mesh.get_tensor(self._mesh_out["conv2d_21"]).reshape(MESH_POINTS, 3)[:, :2] / MESH_INPUT
+        score = 1.0 / (1.0 + np.exp(-float(self.mesh.get_tensor(self._mesh_out["conv2d_31"]).ravel()[0])))
         return region.to_frame(points.astype(np.float64)), score
 
 

@@ -20,6 +20,12 @@ visible (visibility above 0.1):
    region (RoiTrackingCalculator's landmark check); otherwise step 2 runs again.
 
 The hand's wrist, index and pinky knuckles and thumb then replace BlazePose's (HAND_FROM_MESH).
+
+The hand landmark model is the lite one (MediaPipe Hands' model_complexity 0), where Holistic
+takes the full one: it runs in half the time (2.6 against 5.3 ms on one core), the largest
+part model cost of a close-up, and gives the same figures: UCF101 close-up PCK 80.9% either
+way; with the part models forced on for every person, NTU limb error 12.97 px (full 12.96) and
+the hugging clip unchanged (72 of 72 frames, no swap).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmfc.poses.model_files import open_interpreter
+from mmfc.poses.model_files import open_interpreter, tensor_indices
 from mmfc.poses.region import Region, inside_region, region_around, rotation_between
 
 RECROP_INPUT = 256
@@ -88,22 +94,23 @@ class HandLandmarker:
     def __init__(self, recrop_path: Path, hand_path: Path, threads: int):
         self.recrop = open_interpreter(recrop_path, threads)
         self.hand = open_interpreter(hand_path, threads)
+        self._recrop_in, self._recrop_out = tensor_indices(self.recrop)
+        self._hand_in, self._hand_out = tensor_indices(self.hand)
 
     def hand_region(self, frame: np.ndarray, bgr: bool, search: Region) -> Region:
         """The hand region the re-crop model finds within a search region."""
-        self.recrop.set_tensor(self.recrop.get_input_details()[0]["index"], search.model_input(frame, bgr, RECROP_INPUT))
+        self.recrop.set_tensor(self._recrop_in, search.model_input(frame, bgr, RECROP_INPUT))
         self.recrop.invoke()
-        points = self.recrop.get_tensor(self.recrop.get_output_details()[0]["index"]).reshape(2, 2) / RECROP_INPUT
+        points = self.recrop.get_tensor(self._recrop_out["output_crop"]).reshape(2, 2) / RECROP_INPUT
         first, second = search.to_frame(points.astype(np.float64))
         return recrop_region(first, second)
 
     def landmarks(self, frame: np.ndarray, bgr: bool, region: Region) -> tuple[np.ndarray, float]:
         """The 21 hand points [21, 2] in frame pixels and the hand-presence score in a hand region."""
-        self.hand.set_tensor(self.hand.get_input_details()[0]["index"], region.model_input(frame, bgr, HAND_INPUT))
+        self.hand.set_tensor(self._hand_in, region.model_input(frame, bgr, HAND_INPUT))
         self.hand.invoke()
-        out = {d["name"]: d["index"] for d in self.hand.get_output_details()}
-        points = self.hand.get_tensor(out["Identity"]).reshape(HAND_POINTS, 3)[:, :2] / HAND_INPUT
-        score = float(self.hand.get_tensor(out["Identity_1"]).ravel()[0])
+        points = self.hand.get_tensor(self._hand_out["Identity"]).reshape(HAND_POINTS, 3)[:, :2] / HAND_INPUT
+        score = float(self.hand.get_tensor(self._hand_out["Identity_1"]).ravel()[0])
         return region.to_frame(points.astype(np.float64)), score
 
 

@@ -54,18 +54,20 @@ def refine_with_heatmap(xy: np.ndarray, heatmap: np.ndarray, kernel: int = HEATM
     cols = np.floor(xy[:, 0] * width).astype(np.int64)
     rows = np.floor(xy[:, 1] * height).astype(np.int64)
     inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
-    # Padding with -inf gives the cells beyond the edge a confidence of 0: the cut window.
-    padded = np.pad(heatmap, ((half, half), (half, half), (0, 0)), constant_values=-np.inf)
-    offsets = np.arange(kernel)
-    window_rows = np.clip(rows, 0, height - 1)[:, None] + offsets  # [L, k] in padded rows
+    offsets = np.arange(kernel) - half
+    window_rows = np.clip(rows, 0, height - 1)[:, None] + offsets  # [L, k], some beyond the edge
     window_cols = np.clip(cols, 0, width - 1)[:, None] + offsets
-    window = padded[window_rows[:, :, None], window_cols[:, None, :], np.arange(count)[:, None, None]]
-    confidence = sigmoid(window.astype(np.float64))  # [L, k, k]
+    in_rows = (window_rows >= 0) & (window_rows < height)
+    in_cols = (window_cols >= 0) & (window_cols < width)
+    window = heatmap[np.clip(window_rows, 0, height - 1)[:, :, None], np.clip(window_cols, 0, width - 1)[:, None, :],
+                     np.arange(count)[:, None, None]]
+    # The cells beyond the edge have a confidence of 0: the cut window.
+    confidence = sigmoid(window.astype(np.float64)) * (in_rows[:, :, None] & in_cols[:, None, :])  # [L, k, k]
     total = confidence.sum(axis=(1, 2))
     # MediaPipe places a heatmap cell at its top-left corner (col / width), which is what the
     # model was trained against.
-    mean_col = (confidence.sum(axis=1) * (window_cols - half)).sum(axis=1) / np.maximum(total, 1e-12)
-    mean_row = (confidence.sum(axis=2) * (window_rows - half)).sum(axis=1) / np.maximum(total, 1e-12)
+    mean_col = (confidence.sum(axis=1) * window_cols).sum(axis=1) / np.maximum(total, 1e-12)
+    mean_row = (confidence.sum(axis=2) * window_rows).sum(axis=1) / np.maximum(total, 1e-12)
     refine = inside & (confidence.max(axis=(1, 2)) >= min_confidence) & (total > 0)
     out = xy.astype(np.float64).copy()
     out[refine] = np.stack([mean_col / width, mean_row / height], axis=1)[refine]

@@ -37,14 +37,15 @@ MODEL_FILES = {
         "mediapipe/modules/face_landmark/face_landmark.tflite",
         "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
     ),
-    # and its hand path (mmfc/poses/hands.py).
+    # and its hand path (mmfc/poses/hands.py), with the lite hand landmark model (MediaPipe
+    # Hands' model_complexity 0): half the full one's cost, the same figures (hands.py).
     "hand_recrop.tflite": (
         "mediapipe/modules/holistic_landmark/hand_recrop.tflite",
         "67d996ce96f9d36fe17d2693022c6da93168026ab2f028f9e2365398d8ac7d5d",
     ),
-    "hand_landmark_full.tflite": (
-        "mediapipe/modules/hand_landmark/hand_landmark_full.tflite",
-        "11c272b891e1a99ab034208e23937a8008388cf11ed2a9d776ed3d01d0ba00e3",
+    "hand_landmark_lite.tflite": (
+        "mediapipe/modules/hand_landmark/hand_landmark_lite.tflite",
+        "048edd3645c9bf7397d19a9f6e3a42957d6e414c9bea6598030a2e9b624156e6",
     ),
 }
 SETUP_HINT = "run `make setup-pose` (it unpacks the pose and face models from the mediapipe wheel)"
@@ -102,6 +103,12 @@ def open_interpreter(path: Path, threads: int):
     interpreter = Interpreter(model_path=str(path), num_threads=threads)
     interpreter.allocate_tensors()
     return interpreter
+
+
+def tensor_indices(interpreter) -> tuple[int, dict[str, int]]:
+    """An interpreter's input tensor index and its output tensor indices by name, looked up
+    once: asking for them on every run costs more than a small model's cut-out."""
+    return interpreter.get_input_details()[0]["index"], {d["name"]: d["index"] for d in interpreter.get_output_details()}
 
 
 def main(argv: list[str]) -> int:

@@ -62,8 +62,10 @@ class Region:
 
 def model_tensor(image: np.ndarray, bgr: bool) -> np.ndarray:
     """uint8 [S, S, 3] -> float32 RGB in [0, 1], what the models take."""
-    rgb = image[..., ::-1] if bgr else image
-    return np.ascontiguousarray(rgb, dtype=np.float32) * np.float32(1 / 255)
+    # OpenCV swaps the channels of a small patch several times faster than numpy converts a
+    # reversed view.
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if bgr else image
+    return np.multiply(rgb, np.float32(1 / 255), dtype=np.float32)
 
 
 def normalize_angle(angle: float) -> float:
