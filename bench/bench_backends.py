@@ -1,20 +1,23 @@
 """Stage 1 on each backend of mmfc.jobs, side by side in one run: loky, Dask and Ray at 1 and 2
 workers over the same 48 synthetic clips.
 
-Prints each run's wall time, each engine's overhead against loky at the same number of workers
-(goal: at most 10% at 2 workers) and its speed-up from 1 to 2 workers. Workers is jobs.n_jobs:
+Prints each configuration's wall time, each engine's overhead against loky at the same number of
+workers (goal: at most 10% at 2 workers) and its speed-up from 1 to 2 workers. Workers is jobs.n_jobs:
 loky's worker processes (at 1 it runs in this process, as joblib does), and on Dask (a
 LocalCluster of 2 one-thread worker processes) and Ray (a local Ray with 2 CPUs) the cap on jobs
 running at once; both engines are started as mmfc starts them for a run
 (mmfc.jobs.local_dask_cluster, init_local_ray), and before any timing, as a cluster is up when a
-pipeline joins it. Each configuration then runs once untimed (its workers' imports), and
-`--repeats` timed runs back to back, as a long stage keeps its workers busy; the configurations
-go forward, then backward, so that a load drifting on a shared machine weighs on all alike, and
-each one's fastest run counts. The crop settings are the defaults (32 frames of 256 px, as the
-NTU pipelines); 48 clips in batches of 4 give 12 jobs.
+pipeline joins it. Each configuration then runs once untimed (its workers' imports), and then
+in `--rounds` rounds, each running every configuration once, in an order that turns round by
+round (and runs backwards every other round), so that each sits at each place equally often.
+A run of a few seconds on a shared machine varies by a fifth from one minute to the next, more
+than the overheads measured, so the figures are ratios taken within a round, against the loky
+run beside them: the median over the rounds, and their range. The crop settings are the
+defaults (32 frames of 256 px, as the NTU pipelines); `--clips` clips (96) in batches of 4 give
+24 jobs.
 
-    .venv/bin/python bench/bench_backends.py               # about four minutes on 2 cores
-    .venv/bin/python bench/bench_backends.py --repeats 3   # best of 6 per configuration
+    .venv/bin/python bench/bench_backends.py               # about six minutes on 2 cores
+    .venv/bin/python bench/bench_backends.py --rounds 12
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import contextlib
 import io
 import json
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -51,7 +55,8 @@ def crop_once(root: Path, workdir: Path, backend: str, workers: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs per configuration and pass; the fastest counts")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds of one timed run of every configuration")
+    parser.add_argument("--clips", type=int, default=96, help="synthetic clips (12 classes, a multiple of 12)")
     args = parser.parse_args()
 
     import ray
@@ -60,36 +65,47 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_backends_"))
     try:
         root = tmp / "synth"
-        summary = generate(root, per_class=1, actions=list(range(1, 13)), performers=[1, 2, 3, 4], cameras=[1])
-        print(f"{summary['samples']} clips, {summary['frames']} frames at 480x270 (mmfc synth, 12 classes x 4 performers)")
+        performers = max(1, args.clips // 12)
+        summary = generate(root, per_class=1, actions=list(range(1, 13)), performers=list(range(1, performers + 1)), cameras=[1])
+        print(f"{summary['samples']} clips, {summary['frames']} frames at 480x270 (mmfc synth, 12 classes x {performers} performers)")
         configs = [(backend, workers) for workers in (1, 2) for backend in ("loky", "dask", "ray")]
-        times: dict[tuple[str, int], list[float]] = {config: [] for config in configs}
+        rounds: list[dict[tuple[str, int], float]] = []
         with local_dask_cluster(n_workers=2) as cluster, Client(cluster):
             init_local_ray(num_cpus=2, log_to_driver=False)
             try:
-                # Forward, then backward: a load that drifts weighs on every configuration alike.
-                for config in configs + configs[::-1]:
+                for config in configs:
                     crop_once(root, tmp / "work", *config)  # the workers' imports, the page cache
-                    times[config] += [crop_once(root, tmp / "work", *config) for _ in range(args.repeats)]
+                for r in range(args.rounds):
+                    order = configs[r % len(configs):] + configs[:r % len(configs)]
+                    order = order[::-1] if r % 2 else order
+                    rounds.append({config: crop_once(root, tmp / "work", *config) for config in order})
             finally:
                 ray.shutdown()
-        seconds = {config: min(t) for config, t in times.items()}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     clips = summary["samples"]
-    print(f"\nstage 1, {clips} clips (best of {2 * args.repeats})")
-    print(f"{'backend':8} {'workers':>7} {'seconds':>8} {'clips/s':>8} {'vs loky':>8} {'1->2 workers':>13}")
+
+    def median(values) -> float:
+        return statistics.median(values)
+
+    def ratios(config, against) -> list[float]:
+        return [times[config] / times[against] for times in rounds]
+
+    print(f"\nstage 1, {clips} clips, {args.rounds} rounds: median seconds; ratios within a round, median [range]")
+    print(f"{'backend':8} {'workers':>7} {'seconds':>8} {'clips/s':>8} {'vs loky':>22} {'1->2 workers':>20}")
     for backend in ("loky", "dask", "ray"):
         for workers in (1, 2):
-            s = seconds[backend, workers]
-            overhead = s / seconds["loky", workers] - 1
-            speedup = f"{seconds[backend, 1] / s:.2f}x" if workers == 2 else ""
-            print(f"{backend:8} {workers:>7} {s:>8.2f} {clips / s:>8.1f} {overhead:>+8.1%} {speedup:>13}")
+            s = median(t[backend, workers] for t in rounds)
+            against = ratios((backend, workers), ("loky", workers))
+            overhead = f"{median(against) - 1:+.1%} [{min(against) - 1:+.0%}, {max(against) - 1:+.0%}]"
+            speedups = [1 / x for x in ratios((backend, 2), (backend, 1))]
+            speedup = f"{median(speedups):.2f}x [{min(speedups):.2f}, {max(speedups):.2f}]" if workers == 2 else ""
+            print(f"{backend:8} {workers:>7} {s:>8.2f} {clips / s:>8.1f} {overhead:>22} {speedup:>20}")
     for backend in ("dask", "ray"):
-        overhead = seconds[backend, 2] / seconds["loky", 2] - 1
+        overhead = median(ratios((backend, 2), ("loky", 2))) - 1
         verdict = "within" if overhead <= 0.10 else "over"
-        print(f"{backend} at 2 workers: {overhead:+.1%} against loky ({verdict} the 10% goal)")
+        print(f"{backend} at 2 workers: {overhead:+.1%} against loky, median of {args.rounds} rounds ({verdict} the 10% goal)")
 
 
 if __name__ == "__main__":

@@ -101,6 +101,14 @@ def read_result(path: Path) -> dict | None:
 # One video
 
 
+def worker_models(models_dir: Path) -> BlazePose:
+    """The models of one job worker, which runs them, its cut-outs and its decoder on one thread
+    each: the stage's parallelism is its workers (OpenCV's default, a thread per core in every
+    worker, would make n_jobs workers compete for the same cores)."""
+    cv2.setNumThreads(1)
+    return BlazePose(models_dir, threads=1)
+
+
 def pose_video(sample: Sample, job: PoseJob) -> dict:
     """Estimate one video and write its result file. -> the result (without the arrays)."""
     result = {"signature": video_signature(sample, job.digest), "id": sample.id}
@@ -151,7 +159,7 @@ def _run_poses(cfg: Pipeline, strict: bool, preview: int, console: Console) -> i
         raise DataError(cfg.data.root, "the data source lists no videos")
     p = cfg.poses
     settings = EstimatorSettings.of(p)
-    job = PoseJob(videos_dir, settings, cfg.data.layout, pose_digest(cfg), PerWorker(BlazePose, (p.models_dir, 1)))
+    job = PoseJob(videos_dir, settings, cfg.data.layout, pose_digest(cfg), PerWorker(worker_models, (p.models_dir,)))
     names = {s.id: result_name(s.id) for s in samples}
     for stale in set(f.name for f in videos_dir.glob("*.pkl")) - set(names.values()):
         (videos_dir / stale).unlink()
