@@ -86,9 +86,6 @@ def main() -> None:
 
     clips = summary["samples"]
 
-    def median(values) -> float:
-        return statistics.median(values)
-
     def ratios(config, against) -> list[float]:
         return [times[config] / times[against] for times in rounds]
 
@@ -96,14 +93,14 @@ def main() -> None:
     print(f"{'backend':8} {'workers':>7} {'seconds':>8} {'clips/s':>8} {'vs loky':>22} {'1->2 workers':>20}")
     for backend in ("loky", "dask", "ray"):
         for workers in (1, 2):
-            s = median(t[backend, workers] for t in rounds)
+            s = statistics.median(t[backend, workers] for t in rounds)
             against = ratios((backend, workers), ("loky", workers))
-            overhead = f"{median(against) - 1:+.1%} [{min(against) - 1:+.0%}, {max(against) - 1:+.0%}]"
+            overhead = f"{statistics.median(against) - 1:+.1%} [{min(against) - 1:+.0%}, {max(against) - 1:+.0%}]"
             speedups = [1 / x for x in ratios((backend, 2), (backend, 1))]
-            speedup = f"{median(speedups):.2f}x [{min(speedups):.2f}, {max(speedups):.2f}]" if workers == 2 else ""
+            speedup = f"{statistics.median(speedups):.2f}x [{min(speedups):.2f}, {max(speedups):.2f}]" if workers == 2 else ""
             print(f"{backend:8} {workers:>7} {s:>8.2f} {clips / s:>8.1f} {overhead:>22} {speedup:>20}")
     for backend in ("dask", "ray"):
-        overhead = median(ratios((backend, 2), ("loky", 2))) - 1
+        overhead = statistics.median(ratios((backend, 2), ("loky", 2))) - 1
         verdict = "within" if overhead <= 0.10 else "over"
         print(f"{backend} at 2 workers: {overhead:+.1%} against loky, median of {args.rounds} rounds ({verdict} the 10% goal)")
 

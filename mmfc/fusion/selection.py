@@ -13,17 +13,17 @@ likelihood ratio under e) is no evidence either way. Among those, accuracy decid
 is evidence itself: an accuracy below the highest by less than one standard error of the paired
 per-sample difference (or by one sample) is a tie too, and a tie goes to the simpler option: the
 stronger shrinkage, the global weight nearer 1/2 (equal weights of the calibrated modalities),
-the candidate earlier in AUTO_TIE_ORDER. Taking the highest of a few dozen noisy accuracies instead
-picks noise: on 24 validation clips it cost the global weight a point of test accuracy.
+the candidate earlier in AUTO_TIE_ORDER. Taking the highest of a few dozen noisy accuracies
+instead picks noise: on 24 validation clips it cost the global weight a point of test accuracy.
 
 The candidates of "auto" are the two modalities alone, the anchors' fixed ratios (together the
 baselines) and the three fitted methods. The guarantee: the selected method's cross-validated
 NLL is never above that of any baseline. Among the candidates that satisfy it (the best baseline
 always does), the lowest NLL wins, near-ties decided as above, the simpler being the earlier in
-AUTO_TIE_ORDER. So that a fitted method can take
-part, its free choice is made among the values that satisfy the guarantee too, where any does:
-a value within noise of the method's lowest NLL but above the best baseline's would shut out a
-method that, at another value, beats every baseline.
+AUTO_TIE_ORDER. So that a fitted method can take part, its free choice is made among the values
+that satisfy the guarantee too, where any does: a value within noise of the method's lowest NLL
+but above the best baseline's would shut out a method that, at another value, beats every
+baseline.
 """
 
 from __future__ import annotations
@@ -315,13 +315,6 @@ def select_fusion(
     def candidate(fit: RuleFitter, score: CVScore, **choice) -> Candidate:
         return Candidate(FittedFusion(temperatures, fit(everything)), score, **choice)
 
-    def chosen_by_cv(
-        name: str, values, fitter: Callable[[float], RuleFitter], complexity=None, note: str = ""
-    ) -> Candidate:
-        choices = [Choice(float(v), cv.score(fitter(float(v)))) for v in values]
-        best = choices[best_index([c.cv for c in choices], metric, complexity, ceiling=best_baseline)]
-        return candidate(fitter(best.value), best.cv, choice_name=name, choices=choices, chosen=best.value, note=note)
-
     def without_choice(fit: RuleFitter) -> Candidate:
         return candidate(fit, cv.score(fit))
 
@@ -333,7 +326,15 @@ def select_fusion(
             for name, ratio in FIXED_RATIOS.items()
         },
     }
+    # A fitted method's free choice keeps the guarantee where one of its values can.
     best_baseline = min(found[name].cv.nll for name in BASELINES)
+
+    def chosen_by_cv(
+        name: str, values, fitter: Callable[[float], RuleFitter], complexity=None, note: str = ""
+    ) -> Candidate:
+        choices = [Choice(float(v), cv.score(fitter(float(v)))) for v in values]
+        best = choices[best_index([c.cv for c in choices], metric, complexity, ceiling=best_baseline)]
+        return candidate(fitter(best.value), best.cv, choice_name=name, choices=choices, chosen=best.value, note=note)
 
     def global_at(alpha: float) -> RuleFitter:
         return lambda rows: GlobalFusion.fit(rows.x, rows.labels, alpha)
