@@ -14,7 +14,9 @@ A run of a few seconds on a shared machine varies by a fifth from one minute to 
 than the overheads measured, so the figures are ratios taken within a round, against the loky
 run beside them: the median over the rounds, and their range. The crop settings are the
 defaults (32 frames of 256 px, as the NTU pipelines); `--clips` clips (96) in batches of 4 give
-24 jobs.
+24 jobs. Before the rounds, each engine's own CPU use with nothing submitted is measured (this
+process and its children, 10 s), for the LocalCluster with mmfc's settings
+(mmfc.jobs.DASK_LOCAL_CONFIG) and, for comparison, one with Dask's defaults, and for Ray.
 
     .venv/bin/python bench/bench_backends.py               # about six minutes on 2 cores
     .venv/bin/python bench/bench_backends.py --rounds 12
@@ -53,6 +55,34 @@ def crop_once(root: Path, workdir: Path, backend: str, workers: int) -> float:
     return time.perf_counter() - started
 
 
+def idle_cores(seconds: float = 10.0) -> float:
+    """CPU time of this process and its children over `seconds` of doing nothing, in cores."""
+    import psutil
+
+    time.sleep(2)  # the engine's start-up settles
+    processes = [psutil.Process(), *psutil.Process().children(recursive=True)]
+    before = [sum(p.cpu_times()[:2]) for p in processes]
+    time.sleep(seconds)
+    return sum(sum(p.cpu_times()[:2]) - b for p, b in zip(processes, before)) / seconds
+
+
+def engines_idle() -> dict[str, float]:
+    """Each engine's idle CPU, in cores: Dask with mmfc's settings and with its own, Ray."""
+    import ray
+
+    idle = {}
+    with local_dask_cluster(n_workers=2):
+        idle["dask, mmfc's LocalCluster settings"] = idle_cores()
+    with local_dask_cluster(n_workers=2, settings={}):
+        idle["dask, Dask's default settings"] = idle_cores()
+    init_local_ray(num_cpus=2, log_to_driver=False)
+    try:
+        idle["ray, local"] = idle_cores()
+    finally:
+        ray.shutdown()
+    return idle
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=8, help="rounds of one timed run of every configuration")
@@ -69,6 +99,7 @@ def main() -> None:
         summary = generate(root, per_class=1, actions=list(range(1, 13)), performers=list(range(1, performers + 1)), cameras=[1])
         print(f"{summary['samples']} clips, {summary['frames']} frames at 480x270 (mmfc synth, 12 classes x {performers} performers)")
         configs = [(backend, workers) for workers in (1, 2) for backend in ("loky", "dask", "ray")]
+        idle = engines_idle()
         rounds: list[dict[tuple[str, int], float]] = []
         with local_dask_cluster(n_workers=2) as cluster, Client(cluster):
             init_local_ray(num_cpus=2, log_to_driver=False)
@@ -99,6 +130,9 @@ def main() -> None:
             speedups = [1 / x for x in ratios((backend, 2), (backend, 1))]
             speedup = f"{statistics.median(speedups):.2f}x [{min(speedups):.2f}, {max(speedups):.2f}]" if workers == 2 else ""
             print(f"{backend:8} {workers:>7} {s:>8.2f} {clips / s:>8.1f} {overhead:>22} {speedup:>20}")
+    print("\nidle CPU with nothing submitted (this process and its children, 10 s):")
+    for name, cores in idle.items():
+        print(f"  {name:38} {cores:.3f} cores")
     for backend in ("dask", "ray"):
         overhead = statistics.median(ratios((backend, 2), ("loky", 2))) - 1
         verdict = "within" if overhead <= 0.10 else "over"

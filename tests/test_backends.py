@@ -14,7 +14,7 @@ from mmfc.crops.stage import run_crops
 from mmfc.errors import DataError
 import time
 
-from mmfc.jobs import DASK_WORKER_ENV, PerWorker, init_local_ray, local_dask_cluster, run_jobs
+from mmfc.jobs import DASK_LOCAL_CONFIG, DASK_WORKER_ENV, PerWorker, init_local_ray, local_dask_cluster, run_jobs
 from mmfc.crops.store import open_crops
 from test_crops_reliability import assert_same, comparable, dataset, pipeline, read_by_id, sample_ids
 
@@ -127,6 +127,22 @@ def test_dask_workers_start_with_the_malloc_threshold(dask_cluster):
     (started_with, _), = (r for _, r in run_jobs(worker_settings, [()], backend="dask", title="dask"))
     assert started_with.items() >= DASK_WORKER_ENV.items()
     assert "MALLOC_MMAP_THRESHOLD_" not in os.environ  # the driver's own environment is left as it was
+
+
+def dask_settings() -> dict:
+    import dask
+
+    return {key: dask.config.get(key) for key in DASK_LOCAL_CONFIG}
+
+
+def test_dask_local_cluster_runs_its_clocks_at_mmfcs_settings(dask_cluster):
+    # The workers' own settings (the memory check, the profiler) and the scheduler's (in this
+    # process, read when the cluster started) are mmfc's; the driver's config is left as it was.
+    (settings,) = (r for _, r in run_jobs(dask_settings, [()], backend="dask", title="dask"))
+    assert settings == DASK_LOCAL_CONFIG
+    callbacks = dask_cluster.cluster.scheduler.periodic_callbacks
+    assert (callbacks["tick"].callback_time, callbacks["monitor"].callback_time) == (1000, 2000)
+    assert dask_settings() != DASK_LOCAL_CONFIG
 
 
 def test_ray_workers_run_at_the_drivers_priority(ray_cluster):
