@@ -59,9 +59,21 @@ def test_output_scale_recovers_known_temperature():
     logits = 4 * rng.normal(size=(20000, 10))
     labels = _sample_labels(rng, logits / 2.5)
     assert 1 / fit_scale(logits, labels) == pytest.approx(2.5, rel=0.04)
-    # The search range's edges: labels that follow the logits perfectly or not at all.
-    assert fit_scale(logits, logits.argmax(axis=1)) == pytest.approx(100.0, rel=1e-6)
+    # Labels that never follow the logits: the search range's lower edge.
     assert fit_scale(logits, logits.argmin(axis=1)) == pytest.approx(0.01, rel=1e-6)
+
+
+def test_output_scale_of_rows_all_classified_right_is_one():
+    # Their NLL falls all the way to s = infinity: the rows do not say how sure to be, and the
+    # scores stay as they came, where the search used to end at its edge (100).
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(12, 12))
+    labels = logits.argmax(axis=1)
+    assert fit_scale(logits, labels) == 1.0
+    assert fit_scale(3 * logits, labels) == 1.0
+    # One mistake among them bounds the NLL's fall: a finite scale above 1, fitted.
+    labels[0] = logits[0].argmin()
+    assert 1.0 < fit_scale(logits, labels) < 100.0
 
 
 def test_global_fusion_recovers_the_bayes_weight_of_gaussian_streams():
