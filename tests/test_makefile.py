@@ -39,6 +39,9 @@ def test_interrupted_training_keeps_its_checkpoint(tmp_path: Path):
     make = subprocess.Popen(
         ["make", "-f", str(MAKEFILE), f"PIPELINE={pipeline}", f"VENV={venv}", f"MMFC={fake}", "train-skel"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        # As in a terminal: a test run started in the background (`cmd &` in a script) inherits
+        # SIGINT ignored, and make and the stage would then never see the Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 20
     while not started.exists() and make.poll() is None and time.monotonic() < deadline:
