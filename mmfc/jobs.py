@@ -128,10 +128,10 @@ DASK_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHO
 # Ray runs its workers at nice 15, below the driver and its own daemons; on a small machine the
 # driver (the progress bar, the index) and anything else running then take the workers' cores.
 RAY_LOCAL_ENV = {"RAY_worker_niceness": "0"}
-# A LocalCluster's own clocks, at Dask's defaults, keep 0.11 of a core busy with nothing submitted
+# A LocalCluster's own clocks, at Dask's defaults, keep 0.09-0.12 of a core busy with nothing submitted
 # (the event-loop tick every 20 ms in the scheduler, each nanny and worker; a stack profiler every
 # 10 ms and a memory check every 100 ms in each worker; a system monitor every 500 ms): 5% of a
-# 2-core machine taken from the jobs. At these settings it is 0.016 (bench/bench_backends.py). A
+# 2-core machine taken from the jobs. At these settings it is 0.012-0.016 (bench/bench_backends.py). A
 # batch job runs for seconds, so a memory limit checked once a second still stops a runaway
 # worker, and there is no dashboard to read the profiles and system figures.
 DASK_LOCAL_CONFIG = {
@@ -144,14 +144,14 @@ DASK_LOCAL_CONFIG = {
 
 def local_dask_cluster(n_workers: int | None = None, settings: dict | None = None):
     """The Dask LocalCluster mmfc starts for a run: one-thread worker processes started with
-    DASK_WORKER_ENV and Dask settings `settings` (default DASK_LOCAL_CONFIG; {} keeps Dask's)
-    (n_workers None: Dask's choice, one per core here)."""
+    DASK_WORKER_ENV, under the Dask `settings` (None: DASK_LOCAL_CONFIG; {}: Dask's own).
+    n_workers None is Dask's choice, one per core here."""
     import dask
     from distributed import LocalCluster
 
     pre_spawn = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **DASK_WORKER_ENV}
-    settings = {**(DASK_LOCAL_CONFIG if settings is None else settings), "distributed.nanny.pre-spawn-environ": pre_spawn}
-    with dask.config.set(settings), _environ_restored():
+    settings = DASK_LOCAL_CONFIG if settings is None else settings
+    with dask.config.set({**settings, "distributed.nanny.pre-spawn-environ": pre_spawn}), _environ_restored():
         return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
 
 
