@@ -126,7 +126,9 @@ def test_cli_names_the_make_target_when_models_are_missing(video_folders: Path, 
     sets = [arg for item in overrides(video_folders, tmp_path / "run", tmp_path / "no-models") for arg in ("--set", item)]
     result = CliRunner().invoke(app, ["stage", "poses", "--pipeline", "pipelines/videos-example.toml", *sets])
     assert result.exit_code == 2 and "make setup-pose" in result.output and "pose_detection.tflite" in result.output
-    other = CliRunner().invoke(app, ["stage", "poses", "--pipeline", "pipelines/synth.toml"])
+    # Its workdir in tmp_path: the refused run records its timing there, not in the checkout's runs/.
+    other = CliRunner().invoke(app, ["stage", "poses", "--pipeline", "pipelines/synth.toml",
+                                     "--set", f"workdir={json.dumps(str(tmp_path / 'synth'))}"])
     assert other.exit_code == 2 and "data.source = 'videos'" in other.output
 
 
