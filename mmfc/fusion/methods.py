@@ -54,9 +54,8 @@ def fit_scale(scores: np.ndarray, labels: np.ndarray, start: float = 1.0) -> flo
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     truth = scores[np.arange(len(labels)), labels]
-    others = scores.copy()
-    others[np.arange(len(labels)), labels] = -np.inf
-    if labels.size and np.all(truth > others.max(axis=1)):
+    # Every label's score strictly the highest of its row: only the label itself reaches it.
+    if labels.size and np.all((scores >= truth[:, None]).sum(axis=1) == 1):
         return 1.0
     lo, hi = _SCALE_RANGE
     s = min(max(start, lo), hi)
