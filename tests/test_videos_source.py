@@ -66,6 +66,17 @@ def test_the_split_is_seeded_and_group_disjoint(tmp_path: Path):
     assert len({s.meta["group"] for s in alone}) == len(alone)
 
 
+def test_clips_without_a_group_are_kept_and_counted_apart_from_the_excluded(tmp_path: Path):
+    root = ucf_like(tmp_path / "ucf", groups=3)
+    touch(root / "Diving" / "my_own_dive.avi")  # no _gNN_ in the name
+    source = VideoFolderSource(config(root, group_pattern=r"_g(\d+)_"))
+    assert "Diving/my_own_dive" in {s.id for s in source.samples()}
+    assert source.excluded == {}
+    summary = describe_selection(config(root, group_pattern=r"_g(\d+)_"))
+    assert summary["samples"] == 3 * 3 * 2 + 1 and summary["excluded"] == {}
+    assert summary["notes"] == {"no group in the file name (data.group_pattern found nothing): its own group": 1}
+
+
 def test_csv_with_splits_groups_and_missing_files(tmp_path: Path):
     for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4", "sub/e.mp4"):
         touch(tmp_path / "clips" / name)

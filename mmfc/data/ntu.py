@@ -509,6 +509,7 @@ class NTUSource:
                 raise ConfigError(f"data.num_classes: {exc}") from None
         # reason -> number of skeleton files left out
         self.excluded: dict[str, int] = {}
+        self.notes: dict[str, int] = {}
         self._samples = self._scan()
 
     def samples(self) -> list[Sample]:

@@ -90,6 +90,7 @@ class PosePickleSource:
             )
         self._by_id = {a["frame_dir"]: a for a in self.pickle.annotations}
         self.excluded: dict[str, int] = {}
+        self.notes: dict[str, int] = {}
         self._samples = self._select()
 
     def samples(self) -> list[Sample]:

@@ -18,6 +18,8 @@ class Source(Protocol):
     layout: Layout
     # reason -> number of samples of the dataset that the configuration leaves out
     excluded: dict[str, int]
+    # remark -> number of samples kept with it (e.g. a clip that is its own split group)
+    notes: dict[str, int]
 
     def samples(self) -> list[Sample]: ...
 
@@ -39,7 +41,8 @@ def open_source(cfg: DataConfig) -> Source:
 
 
 def describe_selection(cfg: DataConfig) -> dict:
-    """Counts per split and per class, videos found, and what was left out and why."""
+    """Counts per split and per class, videos found, what was left out and why, and what was
+    kept with a remark."""
     source = open_source(cfg)
     samples = source.samples()
     per_split = {split: sum(s.split == split for s in samples) for split in SPLITS}
@@ -58,5 +61,6 @@ def describe_selection(cfg: DataConfig) -> dict:
         "splits": per_split,
         "video": {"with": with_video, "without": len(samples) - with_video},
         "excluded": dict(source.excluded),
+        "notes": dict(source.notes),
         "classes": per_class,
     }

@@ -50,6 +50,7 @@ class VideoFolderSource:
         self.root = Path(cfg.root)
         self.layout: Layout = get_layout(cfg.layout)
         self.excluded: dict[str, int] = {}
+        self.notes: dict[str, int] = {}  # kept, with a remark
         if not self.root.exists():
             raise DataError(self.root, "no such video folder or CSV file")
         rows = self._csv_rows() if self.root.is_file() else self._folder_rows()
@@ -118,7 +119,8 @@ class VideoFolderSource:
             return path.name
         group = group_in_name(path.name, self.cfg.group_pattern)
         if group is None:
-            self._exclude("no group in the file name (data.group_pattern found nothing); its own group")
+            note = "no group in the file name (data.group_pattern found nothing): its own group"
+            self.notes[note] = self.notes.get(note, 0) + 1
             return path.name
         return group
 
