@@ -136,7 +136,8 @@ class JobsConfig:
 class PoseConfig:
     """Stage 0 (data.source = "videos"): BlazePose on CPU, mmfc/poses/."""
 
-    # The folder with BlazePose's two model files, unpacked by `make setup-pose`.
+    # The folder with the pose model files (BlazePose's two, the face and hand models of
+    # close-ups), unpacked by `make setup-pose`.
     models_dir: str = "models/blazepose"
     # People tracked per video; each keeps one index m of keypoint[m] for the whole video.
     max_persons: int = bounded(2, min=1)

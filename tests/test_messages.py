@@ -3,6 +3,8 @@ every character of paths and values kept (rich would read "[x]" as markup and dr
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,12 @@ def test_a_data_error_in_a_loader_worker_comes_out_as_itself():
         next(iter(loader))
     assert str(caught.value) == "crops/shards/ab12.zarr: damaged shard store: rgb/c/0/0/0/0/0 is missing"
     assert caught.value.path == "crops/shards/ab12.zarr"
+
+
+def test_a_broken_video_is_one_line_without_ffmpegs_own_complaints(tmp_path: Path):
+    # FFmpeg writes to the process's stderr itself, past Python: only a child process shows it.
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    result = subprocess.run([sys.executable, "-m", "mmfc", "inspect", str(broken)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {broken}: cannot open video (unknown container or codec)"]

@@ -7,6 +7,7 @@ AVI/H.264 files, inexact, so it is never used.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,12 @@ import cv2
 import numpy as np
 
 from mmfc.errors import DataError
+
+# FFmpeg's own complaints about a broken file ("moov atom not found") would go to stderr beside
+# the one message mmfc gives for it (and the failures table that records it); quiet unless the
+# user asks for them (OPENCV_FFMPEG_LOGLEVEL=24 shows FFmpeg's warnings). OpenCV reads the
+# variable when it first opens a video, so setting it here is early enough.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 @dataclass
