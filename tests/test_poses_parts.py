@@ -113,3 +113,34 @@ def test_hand_regions_from_pose_recrop_and_landmarks():
     np.testing.assert_allclose(turned.centre, quarter @ np.array(upright.centre), atol=1e-9)
     assert set(hands.HAND_FROM_MESH) <= set(hands.PALM) | {3}
     assert [BLAZEPOSE[i] for i in hands.POSE_HANDS[0]] == ["left_wrist", "left_pinky", "left_index", "left_thumb"]
+
+
+class CountingHandModels:
+    """Stands in for the hand models: a hand at the search region's centre, counted per run."""
+
+    def __init__(self):
+        self.runs = 0
+
+    def hand_region(self, frame, bgr, search: Region) -> Region:
+        return Region(search.centre, search.size / 2.7, search.rotation)
+
+    def landmarks(self, frame, bgr, region: Region):
+        self.runs += 1
+        points = np.array(region.centre) + np.random.default_rng(self.runs).normal(0, 5, (hands.HAND_POINTS, 2))
+        return points, 1.0
+
+
+def test_a_hand_both_wrists_sit_on_is_looked_at_once():
+    models = CountingHandModels()
+    tracks = hands.HandTracks(models)
+    pixels = np.zeros((33, 2))
+    visibility = np.ones(33)
+    for side in hands.POSE_HANDS:  # both wrists and knuckles of the pose on one hand
+        pixels[list(side[:3])] = [[100.0, 200.0], [70.0, 100.0], [115.0, 100.0]]
+    assert tracks.refine(None, True, 0, pixels, visibility) == [0, 1] and models.runs == 1
+    left, right = (pixels[list(side)] for side in hands.POSE_HANDS)
+    np.testing.assert_array_equal(left, right)  # both sides take that hand's points
+    # Two hands apart are two model runs.
+    pixels[list(hands.POSE_HANDS[1][:3])] += [300.0, 0.0]
+    tracks.refine(None, True, 0, pixels, visibility)
+    assert models.runs == 3

@@ -43,7 +43,7 @@ from mmfc.poses.face import FaceLandmarker, FaceTracks
 from mmfc.poses.hands import HandLandmarker, HandTracks
 from mmfc.poses.landmarks import ALIGNMENT, INPUT_SIZE, NUM_BODY, Pose, decode_pose
 from mmfc.poses.model_files import model_paths, open_interpreter, tensor_indices
-from mmfc.poses.region import Region, model_tensor, region_from_points
+from mmfc.poses.region import Region, model_tensor, region_from_points, same_region
 from mmfc.poses.smoothing import OneEuroFilter
 from mmfc.poses.tracking import Tracker
 
@@ -58,9 +58,6 @@ FACE = slice(0, 11)  # BlazePose's face landmarks: nose, eyes, ears, mouth
 # this close, both keep the region they had. 1.5 was chosen on that clip (1.0 freezes too
 # late); two faces 1.5 face sizes apart are two heads side by side.
 CLOSE_FACES = 1.5
-# A detection whose hip centre is this close (in region sizes) to a tracked person's, at a
-# similar size, is that person: no need to run the landmark model on it.
-SAME_REGION = 0.1
 # MediaPipe's smoothing of the auxiliary landmarks: still regions stay put, fast ones follow.
 ALIGNMENT_FILTER = {"min_cutoff": 0.01, "beta": 10.0, "derivative_cutoff": 1.0}
 # A person lost from one frame to the next is looked for again, for this many frames, in the
@@ -152,12 +149,6 @@ def face_distance(a: Pose, b: Pose) -> float:
 def same_person(a: Pose, b: Pose) -> bool:
     """Whether two poses found one body: their faces nearly coincide."""
     return face_distance(a, b) <= SAME_FACE
-
-
-def same_region(a: Region, b: Region) -> bool:
-    offset = np.hypot(a.centre[0] - b.centre[0], a.centre[1] - b.centre[1])
-    size = min(a.size, b.size)
-    return offset <= SAME_REGION * size and max(a.size, b.size) <= (1 + 2 * SAME_REGION) * size
 
 
 class PoseEstimator:
@@ -253,6 +244,7 @@ class PoseEstimator:
         poses: list[Pose] = []
         for k in range(len(found)):
             region = region_from_points(found.keypoints[k, 0], found.keypoints[k, 1])
+            # A detection whose region is a tracked person's is that person: no landmark run.
             if any(same_region(region, r) for r in known):
                 continue
             pose = self.models.landmarks(frame, bgr, region)

@@ -17,7 +17,9 @@ visible (visibility above 0.1):
    next frame the region comes from those points (the box of the palm and finger bases in the
    hand's own frame, turned so the wrist lies below the knuckles of the index, middle and ring
    fingers, twice its longer side, shifted up by a tenth: HandLandmarksToRoi) while they stay inside this frame's search
-   region (RoiTrackingCalculator's landmark check); otherwise step 2 runs again.
+   region (RoiTrackingCalculator's landmark check); otherwise step 2 runs again;
+4. where both of a person's hand regions coincide on a frame (both tracks on the one hand in
+   view), the model runs once and both sides take its points.
 
 The hand's wrist, index and pinky knuckles and thumb then replace BlazePose's (HAND_FROM_MESH).
 
@@ -35,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from mmfc.poses.model_files import open_interpreter, tensor_indices
-from mmfc.poses.region import Region, inside_region, region_around, rotation_between
+from mmfc.poses.region import Region, inside_region, region_around, rotation_between, same_region
 
 RECROP_INPUT = 256
 HAND_INPUT = 224
@@ -125,6 +127,7 @@ class HandTracks:
         """Replace the hand points in a pose's pixels [33+, 2] with the hand model's, where it
         finds the hand. -> the sides (0 left, 1 right) refined."""
         refined = []
+        looked: list[tuple[Region, np.ndarray, float]] = []  # this frame's hand regions and their results
         for side, (wrist, pinky, index, thumb) in enumerate(POSE_HANDS):
             last = self.hands.pop((slot, side), None)
             if visibility[wrist] <= MIN_WRIST_VISIBILITY:
@@ -134,7 +137,12 @@ class HandTracks:
                 region = tracking_region(last)
             else:
                 region = self.landmarker.hand_region(frame, bgr, search)
-            hand, score = self.landmarker.landmarks(frame, bgr, region)
+            # Both of a person's hand tracks often end on the one hand in view (the pose model
+            # puts both wrists on it, as do top-down estimators such as HRNet): the model would
+            # see the same region twice and give the same points, so they are taken again.
+            same = next((found for found in looked if same_region(found[0], region)), None)
+            hand, score = same[1:] if same else self.landmarker.landmarks(frame, bgr, region)
+            looked.append((region, hand, score))
             if score < MIN_HAND_SCORE:
                 continue
             self.hands[(slot, side)] = hand

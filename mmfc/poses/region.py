@@ -19,6 +19,9 @@ import numpy as np
 
 MARGIN = 1.25
 MIN_SIZE = 8.0  # pixels
+# Two regions whose centres are this close (in region sizes), at sizes this close, show the
+# model the same thing: it need not run on both.
+SAME_REGION = 0.1
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,13 @@ def inside_region(points: np.ndarray, region: Region, margin: float = 0.0) -> bo
     crop = points @ matrix[:, :2].T + matrix[:, 2]  # [0, 1] inside
     half = 0.5 * (1 + margin)
     return bool((np.abs(crop - 0.5) <= half).all())
+
+
+def same_region(a: Region, b: Region) -> bool:
+    """Whether two regions nearly coincide (SAME_REGION)."""
+    offset = np.hypot(a.centre[0] - b.centre[0], a.centre[1] - b.centre[1])
+    size = min(a.size, b.size)
+    return offset <= SAME_REGION * size and max(a.size, b.size) <= (1 + 2 * SAME_REGION) * size
 
 
 def region_box(region: Region) -> np.ndarray:
