@@ -119,8 +119,7 @@ class VideoFolderSource:
             return path.name
         group = group_in_name(path.name, self.cfg.group_pattern)
         if group is None:
-            note = "no group in the file name (data.group_pattern found nothing): its own group"
-            self.notes[note] = self.notes.get(note, 0) + 1
+            self._note("no group in the file name (data.group_pattern found nothing): its own group")
             return path.name
         return group
 
@@ -171,6 +170,9 @@ class VideoFolderSource:
 
     def _exclude(self, reason: str) -> None:
         self.excluded[reason] = self.excluded.get(reason, 0) + 1
+
+    def _note(self, remark: str) -> None:
+        self.notes[remark] = self.notes.get(remark, 0) + 1
 
     # -- the Source protocol ---------------------------------------------------------------
 

@@ -137,9 +137,7 @@ class HandTracks:
                 region = tracking_region(last)
             else:
                 region = self.landmarker.hand_region(frame, bgr, search)
-            # Both of a person's hand tracks often end on the one hand in view (the pose model
-            # puts both wrists on it, as do top-down estimators such as HRNet): the model would
-            # see the same region twice and give the same points, so they are taken again.
+            # Step 4: the same region gives the same points; no second run.
             same = next((found for found in looked if same_region(found[0], region)), None)
             hand, score = same[1:] if same else self.landmarker.landmarks(frame, bgr, region)
             looked.append((region, hand, score))
