@@ -127,7 +127,7 @@ class CountingHandModels:
     def landmarks(self, frame, bgr, region: Region):
         self.runs += 1
         points = np.array(region.centre) + np.random.default_rng(self.runs).normal(0, 5, (hands.HAND_POINTS, 2))
-        return points, 1.0
+        return points, 1.0, 0.5  # unsure which hand it is
 
 
 def test_a_hand_both_wrists_sit_on_is_looked_at_once():
@@ -144,3 +144,26 @@ def test_a_hand_both_wrists_sit_on_is_looked_at_once():
     pixels[list(hands.POSE_HANDS[1][:3])] += [300.0, 0.0]
     tracks.refine(None, True, 0, pixels, visibility)
     assert models.runs == 3
+
+
+def test_a_hand_goes_to_the_side_the_hand_model_is_sure_of():
+    hand = {"a": np.zeros((hands.HAND_POINTS, 2)), "b": np.ones((hands.HAND_POINTS, 2))}
+    left, right = hands.LEFT, hands.RIGHT
+    sure_left, sure_right, unsure = 0.02, 0.98, 0.7
+
+    def owners(found: dict) -> dict:
+        """hand_owners with the hands named: side -> (name, handedness) -> side -> name."""
+        taken = hands.hand_owners({side: (hand[name], handedness) for side, (name, handedness) in found.items()})
+        return {side: next(name for name in hand if hand[name] is points) for side, points in taken.items()}
+
+    # Each side found its own hand, or the model is unsure: nothing moves.
+    assert owners({left: ("a", sure_left), right: ("b", sure_right)}) == {left: "a", right: "b"}
+    assert owners({left: ("a", unsure)}) == {left: "a"}
+    # The left side's search found the right hand, and the right side found nothing: it moves,
+    # and the left side keeps the pose's points.
+    assert owners({left: ("a", sure_right)}) == {right: "a"}
+    # Each found the other's hand: they swap.
+    assert owners({left: ("a", sure_right), right: ("b", sure_left)}) == {left: "b", right: "a"}
+    # The right side found its own hand too: the left side keeps what its search found (both
+    # searches on the one hand in view take its points, step 4).
+    assert owners({left: ("a", sure_right), right: ("a", sure_right)}) == {left: "a", right: "a"}

@@ -14,7 +14,8 @@ lost. This estimator does the same for up to `max_persons` people:
    were some frames before (RECALL_FRAMES), since a region that slid onto someone else
    cannot be fixed by the detector when the two are close;
 4. a pose whose face is where an earlier pose's face is found the same person again and is
-   dropped (two people's faces stay apart even when they hug), and the tracker
+   dropped (two people's faces stay apart even when they hug; a detected newcomer must be
+   further from everyone tracked: NEW_FACE), and the tracker
    (mmfc/poses/tracking.py) gives every pose its slot;
 5. for a person the landmark model sees at a quarter of the frame's resolution or less (a
    close-up: PART_ZOOM), MediaPipe Holistic's face and hand models refine the face and hand
@@ -50,6 +51,13 @@ from mmfc.poses.tracking import Tracker
 # Two poses whose faces are this close (distance between the face centres, in face sizes) are
 # one person found twice: two people's faces stay apart even when they hug.
 SAME_FACE = 0.25
+# A detected person whose face is this close to a tracked person's face is that person found
+# again, not a newcomer. Wider than SAME_FACE: in a close-up the body model puts one person's
+# face points up to a quarter of a face apart from two regions (0.26 on the UCF101 clip, where
+# a second track then took the person over), while two tracked people in an embrace came 0.28
+# close, so SAME_FACE cannot widen. Two faces less than half a face apart hide one another, and
+# a person lost beside another is found again by RECALL_FRAMES, not by the detector.
+NEW_FACE = 0.5
 FACE = slice(0, 11)  # BlazePose's face landmarks: nose, eyes, ears, mouth
 # Two people whose faces are this close (in face sizes) have both heads in each other's region:
 # the landmark model may then take the other's upright upper body for this one's, and a region
@@ -248,7 +256,7 @@ class PoseEstimator:
             if any(same_region(region, r) for r in known):
                 continue
             pose = self.models.landmarks(frame, bgr, region)
-            if pose.score >= s.min_pose_score and not any(same_person(pose, p) for p in tracked + poses):
+            if pose.score >= s.min_pose_score and all(face_distance(pose, p) > NEW_FACE for p in tracked + poses):
                 poses.append(pose)
                 known.append(region)
             if len(tracked) + len(poses) >= s.max_persons:
