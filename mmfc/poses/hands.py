@@ -64,12 +64,13 @@ PALM = (0, 1, 2, 3, 5, 6, 9, 10, 13, 14, 17, 18)
 # MediaPipe names them PIP joints, but its indices into PALM pick the knuckles (MCP) 5, 9, 13.
 WRIST, INDEX_KNUCKLE, MIDDLE_KNUCKLE, RING_KNUCKLE = 0, 5, 9, 13
 LEFT, RIGHT = 0, 1  # the sides, as in POSE_HANDS
-# The handedness output, read against the pose's sides: above 0.5 the pose's right hand. (The
-# model was trained on mirrored selfie images, so its "left" label is this side.) On the NTU
-# clips, where the body model's sides are reliable, with the hand models forced on: hands on
-# the pose's left side score a median 0.01-0.02, on its right 0.63-0.96.
-# The hand model is sure which hand it sees at least this far from 0.5: it takes a hand from
-# the side that found it only then (NTU's right hands above score 0.63 in the median).
+# The handedness output, read against the pose's own sides: above 0.5 the pose's right hand.
+# (MediaPipe's labels assume mirrored selfie images; we read the score as measured instead: on
+# the NTU clips, where the body model's sides are reliable, with the hand models forced on,
+# hands on the pose's left score a median 0.01-0.02, on its right 0.63-0.96.)
+# The hand model is sure which hand it sees at least this far from 0.5, and only then takes a
+# hand from the side that found it: NTU's right hands score only 0.63 in the median, and there
+# the pose's sides are the better judge.
 SURE_HANDEDNESS = 0.4
 
 
