@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -64,3 +66,14 @@ def test_the_real_hashes_are_the_issues(pose_models: Path):
     assert {"face_detection_short_range.tflite", "face_landmark.tflite", "hand_recrop.tflite",
             "hand_landmark_lite.tflite"} <= set(model_files.MODEL_FILES)
     assert set(model_paths(pose_models)) == set(model_files.MODEL_FILES)
+
+
+def test_opening_the_models_writes_nothing_to_stderr(pose_models: Path):
+    """LiteRT's delegate announcement would land in every pose worker's progress display; a
+    fresh process, since it is printed once per process. Stderr works again afterwards."""
+    code = (
+        "import sys; from mmfc.poses.estimator import BlazePose; "
+        f"BlazePose({str(pose_models)!r}); print('after', file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stderr == "after\n"

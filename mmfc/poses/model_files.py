@@ -11,8 +11,10 @@ every sha256 value and unpacks only these files. Nothing is ever downloaded at r
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from mmfc.errors import DataError
@@ -100,9 +102,27 @@ def open_interpreter(path: Path, threads: int):
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         raise DataError(path, f"the LiteRT runtime (ai-edge-litert) is not installed: {SETUP_HINT}") from None
-    interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    interpreter.allocate_tensors()
+    with native_stderr_quiet():
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
     return interpreter
+
+
+@contextmanager
+def native_stderr_quiet():
+    """Hide what native code writes to stderr meanwhile: LiteRT announces its XNNPACK delegate
+    ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.") once per process, so once per
+    pose worker, into the progress display, and no setting turns it off. Python's own errors
+    still arrive as exceptions; the model files were checked against their sha256 before."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def tensor_indices(interpreter) -> tuple[int, dict[str, int]]:
