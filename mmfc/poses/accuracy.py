@@ -58,6 +58,17 @@ def pck(keypoint: np.ndarray, reference: np.ndarray, reference_score: np.ndarray
     return hits / max(total, 1)
 
 
+def nudged(frames: np.ndarray, seed: int, share: float = 0.001) -> np.ndarray:
+    """Frames [T, H, W, 3] uint8 with `share` of their values one grey level up or down, frame
+    by frame from one seed: differences as small as two OpenCV releases' warps, to see how far
+    tracking carries them."""
+    rng = np.random.default_rng(seed)
+    out = frames.astype(np.int16)
+    for frame in out:
+        frame += (rng.random(frame.shape) < share) * rng.choice(np.array([-1, 1], np.int16), frame.shape)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 def track_centres(keypoint: np.ndarray, score: np.ndarray) -> np.ndarray:
     """Per person and frame, the mean of its seen joints; NaN where it is not seen.
     keypoint [M, T, V, 2], score [M, T, V] -> [M, T, 2]"""
