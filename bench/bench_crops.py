@@ -29,6 +29,7 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 # Runnable from a checkout without `make setup` having installed the package.
+from mmfc import atomic
 from mmfc.config import load_pipeline
 from mmfc.crops import store
 from mmfc.crops.box import BoxParams, CropPlan, clip_box, render
@@ -36,7 +37,7 @@ from mmfc.crops.codec import decode_frames, encode_frames
 from mmfc.crops.crop import stored_frame_indices
 from mmfc.crops.stage import run_crops
 from mmfc.data.ntu import NTUSource, load_skeleton
-from mmfc.data.video import probe_video, read_frames, scale_pixels
+from mmfc.data.decoding import probe_video, read_frames, scale_pixels
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 CLIP = "S001C001P001R001A001"
@@ -94,7 +95,7 @@ def bench_stage(root: Path, work: Path, args) -> tuple[tuple, tuple, int, float]
     # Alternated and best-of-two: other processes on the machine slow either side at random.
     floor, stage = floor_run(), stage_run()
     floor, stage = min(floor, floor_run()), min(stage, stage_run())
-    mb = store.disk_bytes(cfg.paths.crops / store.SHARDS) / len(samples) / 1e6
+    mb = atomic.bytes_in(cfg.paths.crops / store.SHARDS) / len(samples) / 1e6
     return stage, floor, len(samples), mb
 
 

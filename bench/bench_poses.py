@@ -17,7 +17,7 @@ All are timed interleaved, the median kept. From frames/s per core follows the w
 NTU RGB+D 60's 5.1 M frames on 16 cores (one worker per core, joblib over videos).
 
 Accuracy (issue 11, point 5): the three real clips of ../shared/realdata against their
-references (mmfc/poses/accuracy.py). Then how steady the close-up's PCK is: the UCF clip again
+references (tests/pose_accuracy.py). Then how steady the close-up's PCK is: the UCF clip again
 with one value in a thousand of each frame one grey level up or down (`--perturbed` seeds), the
 size of the differences between two OpenCV releases' warps, which tracking can carry far.
 Needs `make setup-pose` and ../shared/realdata.
@@ -27,19 +27,23 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from mmfc.data.video import iter_frames, probe_video, read_frames
-from mmfc.poses import accuracy, detection
-from mmfc.poses.estimate import PoseTracks, estimate_poses
-from mmfc.poses.estimator import BlazePose
+from mmfc.data.decoding import iter_frames, probe_video, read_frames
+from mmfc.poses import detection
+from mmfc.poses.video_poses import PoseTracks, estimate_poses
+from mmfc.poses.frame_poses import BlazePose
 from mmfc.poses.region import region_from_points
 
 ROOT = Path(__file__).resolve().parents[1]
+# The real-clip references and figures are the tests' (tests/pose_accuracy.py), not the package's.
+sys.path.insert(0, str(ROOT / "tests"))
+import pose_accuracy as accuracy  # noqa: E402
 REALDATA = ROOT.parent / "shared" / "realdata"
 MODELS = ROOT / "models" / "blazepose"
 NTU60_FRAMES = 5.1e6

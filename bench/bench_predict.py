@@ -20,9 +20,9 @@ from pathlib import Path
 import cv2
 import torch
 
-from mmfc.data.video import iter_frames, probe_video
+from mmfc.data.decoding import iter_frames, probe_video
 from mmfc.predict.predictor import STEPS, PoseModels, predict_video
-from mmfc.trained import open_run
+from mmfc.run_folder import open_run
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 

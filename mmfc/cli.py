@@ -231,7 +231,7 @@ def export(
     """
     from mmfc.export.bundle import export_onnx
     from mmfc.export.graphs import MissingExtra, require_extra
-    from mmfc.trained import open_run
+    from mmfc.run_folder import open_run
 
     try:
         require_extra()
@@ -397,7 +397,7 @@ def predict(
     each video (or each window, with --window)."""
     from mmfc.predict.batch import Options, list_videos, predict_batch
     from mmfc.predict.outputs import print_table
-    from mmfc.trained import open_run
+    from mmfc.run_folder import open_run
 
     if stride is not None and window is None:
         _fail("--stride needs --window")

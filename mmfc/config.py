@@ -65,7 +65,7 @@ def bounded(default, *, min=None, max=None, below=None):  # noqa: A002 (read as 
 class DataConfig:
     # "ntu": the NTU RGB+D raw release layout (nturgb+d_skeletons/, nturgb+d_rgb/), also what
     # `mmfc synth` writes. "pose_pickle": a PYSKL annotation pickle (FineGym, NTU HRNet 2D, ...).
-    # "videos": your own videos without skeletons (class folders or a CSV; mmfc/data/videos.py),
+    # "videos": your own videos without skeletons (class folders or a CSV; mmfc/data/video_dataset.py),
     # their poses estimated by stage 0 (`mmfc stage poses`).
     source: Source = "ntu"
     # ntu: the folder holding nturgb+d_skeletons/ and nturgb+d_rgb/; pose_pickle: the .pkl file;

@@ -55,7 +55,7 @@ def video_folders(realdata: Path, tmp_path_factory) -> Path:
     corrupt file and a clip with nobody in it. -> root/<class>/<clip>.avi"""
     import numpy as np
 
-    from mmfc.data.video import read_frames
+    from mmfc.data.decoding import read_frames
 
     root = tmp_path_factory.mktemp("videos")
     videos = realdata / "videos"

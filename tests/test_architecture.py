@@ -25,7 +25,7 @@ FLOORS = [
     ("mmfc.train.stage", "mmfc.scores"),  # stage 2's runner; stage 3
     ("mmfc.fusion",),  # stage 4
     ("mmfc.report", "mmfc.cost"),
-    ("mmfc.trained", "mmfc.predict"),  # a trained run opened; predicting new clips with it
+    ("mmfc.run_folder", "mmfc.predict"),  # a trained run opened; predicting new clips with it
     ("mmfc.export",),  # a trained run as ONNX graphs and a fusion recipe
     ("mmfc.cli", "mmfc.__main__"),
 ]

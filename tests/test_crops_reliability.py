@@ -23,7 +23,7 @@ from mmfc.config import load_pipeline
 from mmfc.crops import store
 from mmfc.crops.stage import run_crops
 from mmfc.crops.store import open_crops
-from mmfc.data.video import read_frames
+from mmfc.data.decoding import read_frames
 from mmfc.errors import DataError, DiskFull
 
 REPO = Path(__file__).resolve().parents[1]

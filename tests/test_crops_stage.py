@@ -20,7 +20,7 @@ from mmfc.crops.box import kept_joints
 from mmfc.crops.stage import run_crops
 from mmfc.crops.store import open_crops
 from mmfc.data.ntu import load_skeleton
-from mmfc.data.video import read_frames
+from mmfc.data.decoding import read_frames
 from conftest import REALDATA as REAL
 
 CLIP = "S001C001P001R001A001"

@@ -30,7 +30,7 @@ from mmfc.fusion.methods import (
     Temperatures,
 )
 from mmfc.scores.format import read_scores
-from mmfc.trained import open_run
+from mmfc.run_folder import open_run
 
 onnx = pytest.importorskip("onnx", reason="the export extra is not installed: pip install 'mmfc[export]'")
 pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install 'mmfc[export]'")

@@ -72,7 +72,7 @@ def test_opening_the_models_writes_nothing_to_stderr(pose_models: Path):
     """LiteRT's delegate announcement would land in every pose worker's progress display; a
     fresh process, since it is printed once per process. Stderr works again afterwards."""
     code = (
-        "import sys; from mmfc.poses.estimator import BlazePose; "
+        "import sys; from mmfc.poses.frame_poses import BlazePose; "
         f"BlazePose({str(pose_models)!r}); print('after', file=sys.stderr)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

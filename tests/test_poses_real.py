@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
-from mmfc.data.video import probe_video, read_frames
-from mmfc.poses import accuracy
-from mmfc.poses.estimate import PoseTracks, estimate_poses
-from mmfc.poses.estimator import BlazePose
+from mmfc.data.decoding import probe_video, read_frames
+import pose_accuracy as accuracy
+from mmfc.poses.video_poses import PoseTracks, estimate_poses
+from mmfc.poses.frame_poses import BlazePose
 
 PART_RUNS: dict[str, int] = {}  # clip -> face and hand model runs while estimating it
 

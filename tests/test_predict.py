@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from mmfc.cli import app
 from mmfc.data.synth.clip import SampleKey
 from mmfc.data.synth.writer import write_sequence
-from mmfc.data.video import iter_frames
+from mmfc.data.decoding import iter_frames
 from mmfc.predict.batch import RESULTS
 from mmfc.predict.clips import CroppedClips, Window, decode_once, plan_windows, probe, window_skeleton
 from mmfc.predict.predictor import predict_video
@@ -26,7 +26,7 @@ from mmfc.predict.skeletons import read_skeleton_file
 from mmfc.predict.windows import find_segments, overlap
 from mmfc.scores.format import ScoreTable, read_scores, write_scores
 from mmfc.scores.logits import branch_logits
-from mmfc.trained import open_run
+from mmfc.run_folder import open_run
 
 torch.set_num_threads(1)
 

@@ -18,7 +18,7 @@ from mmfc.crops.box import BoxParams, CropPlan, crop_keypoints, plan_crop, rende
 from mmfc.crops.skeleton import normalize_skeleton
 from mmfc.crops.store import StoredSample
 from mmfc.data.sample import Sample, Skeleton
-from mmfc.data.video import VideoInfo, probe_video, read_frames_counted, scale_pixels
+from mmfc.data.decoding import VideoInfo, probe_video, read_frames_counted, scale_pixels
 from mmfc.errors import DataError
 
 
@@ -88,7 +88,7 @@ def prepare_sample(skel: Skeleton, sample: Sample, job: CropJob, decoded: int | 
 
 
 # (video path, frame indices, through) -> (uint8 RGB [N, H, W, 3], frames the video decodes): how
-# a sample's frames are read (mmfc.data.video.read_frames_counted, or frames already decoded).
+# a sample's frames are read (mmfc.data.decoding.read_frames_counted, or frames already decoded).
 FrameReader = Callable[[Path, np.ndarray, int], tuple[np.ndarray, int]]
 
 

@@ -18,7 +18,7 @@ from mmfc.crops.box import kept_joints
 from mmfc.crops.crop import CropJob, prepare_sample
 from mmfc.data.layouts import get_layout
 from mmfc.data.sample import Sample
-from mmfc.data.video import read_frames
+from mmfc.data.decoding import read_frames
 
 TILE = 180  # height of every tile in pixels
 SHOWN = 4  # frames per sample

@@ -223,10 +223,6 @@ def read_index_rows(crops_dir: Path) -> list[dict]:
         return []
 
 
-def disk_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading
 

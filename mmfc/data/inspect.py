@@ -18,7 +18,7 @@ from mmfc.data.ntu import (
 )
 from mmfc.data.ntu_names import ntu_class_names
 from mmfc.data.pose_pickle import describe_pose_pickle
-from mmfc.data.video import probe_video
+from mmfc.data.decoding import probe_video
 from mmfc.errors import DataError
 
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v"}

@@ -9,7 +9,7 @@ from mmfc.data.layouts import Layout
 from mmfc.data.ntu import NTUSource
 from mmfc.data.pose_pickle import PosePickleSource
 from mmfc.data.sample import SPLITS, Sample, Skeleton
-from mmfc.data.videos import VideoFolderSource
+from mmfc.data.video_dataset import VideoFolderSource
 
 
 class Source(Protocol):

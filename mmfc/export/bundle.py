@@ -42,7 +42,7 @@ from mmfc.export.graphs import (
     torch_logits,
 )
 from mmfc.export.recipe import fusion_recipe
-from mmfc.trained import TrainedRun
+from mmfc.run_folder import TrainedRun
 
 FORMAT = "mmfc-onnx-export"
 VERSION = 1

@@ -38,7 +38,7 @@ import numpy as np
 from mmfc.config import DataConfig
 from mmfc.data.ntu import parse_name
 from mmfc.data.pose_pickle import source_group
-from mmfc.data.videos import group_in_name
+from mmfc.data.video_dataset import group_in_name
 from mmfc.errors import DataError
 from mmfc.fusion.methods import (
     AdaptiveFusion,

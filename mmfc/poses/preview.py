@@ -12,7 +12,7 @@ import numpy as np
 
 from mmfc import atomic
 from mmfc.data.layouts import get_layout
-from mmfc.data.video import read_frames
+from mmfc.data.decoding import read_frames
 
 TILE = 200  # height of every tile in pixels
 SHOWN = 5  # frames per video

@@ -1,7 +1,7 @@
 """Stage 0: poses for a dataset of plain videos (data.source = "videos"), as a PYSKL pickle.
 
 Each video is one job (mmfc.jobs, on the backend of the pipeline's [jobs] section): estimate and track
-everyone's pose (mmfc/poses/estimate.py) and write the result to poses/videos/<video>.pkl,
+everyone's pose (mmfc/poses/video_poses.py) and write the result to poses/videos/<video>.pkl,
 atomically. That file records the video's size and mtime and a digest of the pose settings; a
 rerun skips every video whose file is current, so a killed run keeps each finished video and
 redoes none. A video that cannot be read, or where nobody is found, is a failure: recorded the
@@ -36,11 +36,11 @@ from mmfc.config import ConfigError, Pipeline
 from mmfc.data.pickles import load_pickle
 from mmfc.data.sample import Sample
 from mmfc.data.sources import open_source
-from mmfc.data.video import probe_video
+from mmfc.data.decoding import probe_video
 from mmfc.errors import DataError
 from mmfc.jobs import PerWorker, print_failures, run_jobs
-from mmfc.poses.estimate import estimate_poses
-from mmfc.poses.estimator import BlazePose, EstimatorSettings
+from mmfc.poses.video_poses import estimate_poses
+from mmfc.poses.frame_poses import BlazePose, EstimatorSettings
 from mmfc.poses.model_files import MODEL_FILES, model_paths
 from mmfc.poses.preview import write_preview
 

@@ -23,14 +23,14 @@ import pyarrow.parquet as pq
 from rich.console import Console
 
 from mmfc import atomic
-from mmfc.data.video import probe_video
+from mmfc.data.decoding import probe_video
 from mmfc.errors import DataError
 from mmfc.jobs import PerWorker, run_jobs
 from mmfc.metrics import log_softmax
 from mmfc.predict.outputs import summary, write_outputs
 from mmfc.predict.predictor import PoseModels, Prediction, predict_video
 from mmfc.predict.windows import find_segments
-from mmfc.trained import TrainedRun, open_run
+from mmfc.run_folder import TrainedRun, open_run
 
 RESULTS = "results"
 COMBINED = "predictions.parquet"
@@ -165,7 +165,7 @@ def read_result(path: Path) -> dict | None:
 def predict_batch(run: TrainedRun, videos: list[Path], skeletons: Path | None, options: Options, out: Path | None,
                   console: Console, recipe: tuple) -> list[dict]:
     """Predict every video not already done (with `out`: its result file says so), then write
-    the combined table there. `recipe`: the arguments of mmfc.trained.open_run, so each worker
+    the combined table there. `recipe`: the arguments of mmfc.run_folder.open_run, so each worker
     opens the run once (this process reuses `run`). -> every result, in the order of `videos`"""
     digest = run_digest(run)
     jobs, results = [], {}

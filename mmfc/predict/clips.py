@@ -27,7 +27,7 @@ from mmfc.config import Pipeline
 from mmfc.crops.crop import CropJob, crop_skeleton, stored_frame_indices
 from mmfc.crops.store import MemoryCrops
 from mmfc.data.sample import Sample, Skeleton
-from mmfc.data.video import VideoInfo, iter_frames, probe_video, read_frames_counted
+from mmfc.data.decoding import VideoInfo, iter_frames, probe_video, read_frames_counted
 from mmfc.errors import DataError
 
 

@@ -17,12 +17,12 @@ import numpy as np
 from mmfc.errors import DataError
 from mmfc.fusion.files import open_fusion
 from mmfc.metrics import log_softmax
-from mmfc.poses.estimate import PoseStream
-from mmfc.poses.estimator import BlazePose, EstimatorSettings
+from mmfc.poses.video_poses import PoseStream
+from mmfc.poses.frame_poses import BlazePose, EstimatorSettings
 from mmfc.predict.clips import CroppedClips, Decoded, decode_once, plan_windows, probe, window_skeleton
 from mmfc.predict.skeletons import SkeletonInput, estimator_layout, from_tracks, read_skeleton_file
 from mmfc.scores.logits import branch_logits
-from mmfc.trained import TrainedRun
+from mmfc.run_folder import TrainedRun
 
 # The stages of a prediction, as its timings name them.
 STEPS = ("decode", "poses", "crop", "rgb", "skel", "fusion")

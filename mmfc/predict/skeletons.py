@@ -29,7 +29,7 @@ from mmfc.data.ntu import load_skeleton as load_ntu_skeleton
 from mmfc.data.pose_pickle import annotation_skeleton, read_pose_pickle
 from mmfc.data.sample import Skeleton
 from mmfc.errors import DataError
-from mmfc.poses.estimate import PoseTracks
+from mmfc.poses.video_poses import PoseTracks
 from mmfc.poses.joints import MAPPINGS
 
 # BlazePose world (x right, y down, z away) -> Kinect camera space (x right, y up, z away).

@@ -1,4 +1,4 @@
-"""Opening a trained run (mmfc.trained) and reading the fitted fusion back (mmfc.fusion.files)."""
+"""Opening a trained run (mmfc.run_folder) and reading the fitted fusion back (mmfc.fusion.files)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mmfc.errors import DataError
 from mmfc.fusion.selection import CANDIDATES
 from mmfc.fusion.files import RULES, open_fusion
 from mmfc.scores.format import read_scores
-from mmfc.trained import open_run
+from mmfc.run_folder import open_run
 
 
 def test_open_run_reads_the_saved_pipeline_and_both_branches(tiny_run):

@@ -8,7 +8,7 @@ import pytest
 
 from mmfc.config import ConfigError, DataConfig
 from mmfc.data.sources import describe_selection
-from mmfc.data.videos import VideoFolderSource
+from mmfc.data.video_dataset import VideoFolderSource
 from mmfc.errors import DataError
 
 

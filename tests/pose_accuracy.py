@@ -1,4 +1,5 @@
-"""How the pose stage is measured against real references (tests and bench/bench_poses.py):
+"""How the pose stage is measured against real references (tests/test_poses_real.py and
+bench/bench_poses.py, which imports it from tests/):
 pixel error against Kinect's colour joints, PCK against 2D keypoints of another estimator, and
 whether tracks keep their people from frame to frame.
 """
@@ -11,7 +12,7 @@ import numpy as np
 
 from mmfc.data.ntu import load_skeleton
 from mmfc.data.pose_pickle import read_pose_pickle
-from mmfc.poses.estimate import PoseTracks
+from mmfc.poses.video_poses import PoseTracks
 
 # NTU-25 limb joints (0-based): shoulders, elbows, wrists, hips, knees, ankles.
 NTU_LIMBS = tuple(j - 1 for j in (5, 6, 7, 9, 10, 11, 13, 14, 15, 17, 18, 19))

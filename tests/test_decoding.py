@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mmfc.data.video import probe_video, read_frames, scale_pixels
+from mmfc.data.decoding import probe_video, read_frames, scale_pixels
 from mmfc.errors import DataError
 
 NTU_CLIP = "videos/S001C001P001R001A001_rgb.avi"

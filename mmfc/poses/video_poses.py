@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mmfc.data.video import iter_frames, probe_video
+from mmfc.data.decoding import iter_frames, probe_video
 from mmfc.errors import DataError
-from mmfc.poses.estimator import BlazePose, EstimatorSettings, PoseEstimator
+from mmfc.poses.frame_poses import BlazePose, EstimatorSettings, PoseEstimator
 from mmfc.poses.joints import NUM_BLAZEPOSE, map_points, map_scores
 from mmfc.poses.landmarks import Pose
 
@@ -74,7 +74,7 @@ def estimate_poses(
     fps: float = 30.0,
 ) -> PoseTracks:
     """Estimate and track everyone's pose in a video file (decoded with OpenCV) or in RGB
-    frames (uint8 [H, W, 3] each, e.g. mmfc.data.video.read_frames). `models` reuses loaded
+    frames (uint8 [H, W, 3] each, e.g. mmfc.data.decoding.read_frames). `models` reuses loaded
     models across videos (then models_dir is not read again); `on_frame(t)` is called after
     each frame; `settings` tunes the estimator (its max_persons is replaced by the argument);
     `fps` of RGB frames sets the time step of the region smoothing (a file's own rate is used).
