@@ -13,11 +13,12 @@ SYNTH_DATA := data/synth
 SYNTH_PER_CLASS ?= 2
 STAGE = $(MMFC) stage
 
-.PHONY: setup setup-pose demo test poses crops train-rgb train-skel train scores fuse report ablation bench clean help
+.PHONY: setup setup-pose demo test test-fast poses crops train-rgb train-skel train scores fuse report ablation bench clean help
 
 help:
 	@echo "make demo    - set up, generate the synthetic dataset, run every stage, write the report"
 	@echo "make test    - set up and run the test suite"
+	@echo "make test-fast - the suite without the slow end-to-end and real-clip tests (under a minute)"
 	@echo "make setup-pose - the pose stage's runtime (ai-edge-litert) and its model files (BlazePose, face, hands)"
 	@echo "make crops | train-rgb | train-skel | scores | fuse | report  [PIPELINE=pipelines/x.toml]"
 	@echo "make poses   - stage 0 for pipelines of plain videos (data.source = \"videos\"); make crops runs it"
@@ -54,6 +55,11 @@ setup-pose: $(POSE_MODELS)/.installed
 # The suite runs the pose tests on the real clips too, so it needs the pose models.
 test: setup setup-pose
 	$(VENV)/bin/python -m pytest -q
+
+# Everything but the tests marked slow (several stages end to end, training runs, real clips
+# through the estimator): for the edit-test loop; CI runs `make test`.
+test-fast: setup setup-pose
+	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 $(SYNTH_DATA)/.complete: | setup
 	$(MMFC) synth --out $(SYNTH_DATA) --per-class $(SYNTH_PER_CLASS) --timings $(WORKDIR)/timings

@@ -18,6 +18,8 @@ from mmfc.jobs import DASK_LOCAL_CONFIG, DASK_WORKER_ENV, PerWorker, init_local_
 from mmfc.crops.store import open_crops
 from test_crops_reliability import assert_same, comparable, dataset, pipeline, read_by_id, sample_ids
 
+pytestmark = pytest.mark.slow  # stage 1 on Ray and Dask clusters: `make test-fast` leaves it out
+
 
 @pytest.fixture(scope="module")
 def dask_cluster():

@@ -114,6 +114,7 @@ def kill_at(monkeypatch, event: int) -> itertools.count:
     return count
 
 
+@pytest.mark.slow
 def test_a_rerun_killed_at_any_step_leaves_an_index_naming_only_what_is_there(tmp_path, synth_clips, reference, monkeypatch):
     ids = sample_ids(synth_clips)[:7]
     base = tmp_path / "base"
@@ -167,6 +168,7 @@ def test_the_reader_refuses_a_store_that_is_not_the_one_the_index_names(tmp_path
 # Issue 10.3: damaged shards are found, named and redone
 
 
+@pytest.mark.slow
 def test_damaged_shards_are_named_by_the_reader_and_redone_by_a_rerun(tmp_path, synth_clips, reference, capfd):
     ids = sample_ids(synth_clips)[:7]
     root = dataset(tmp_path / "data", synth_clips, ids)
@@ -263,6 +265,7 @@ def test_short_and_truncated_videos_fail_or_warn_with_their_counts(tmp_path, syn
 # Issue 10.5: a full disk is one message, and a rerun finishes the stage
 
 
+@pytest.mark.slow
 def test_a_full_disk_in_stage_1_is_one_message_and_the_rerun_finishes(tmp_path, synth_clips, reference, monkeypatch):
     ids = sample_ids(synth_clips)[:7]
     root = dataset(tmp_path / "data", synth_clips, ids)
@@ -311,6 +314,7 @@ def cli_settings(root: Path, workdir: Path, *extra: str) -> list[str]:
             *(f"--set={s}" for s in (*SETTINGS, *extra))]
 
 
+@pytest.mark.slow
 def test_a_second_crops_run_on_the_same_workdir_is_refused_and_the_first_completes(tmp_path, synth_clips, reference):
     root = dataset(tmp_path / "data", synth_clips, sample_ids(synth_clips)[:7])
     work = tmp_path / "work"
@@ -339,6 +343,7 @@ def comparable(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in ("shard", "shard_digest")} for r in rows]
 
 
+@pytest.mark.slow
 def test_two_drivers_with_half_the_shards_each_then_a_merge_equal_one_run(tmp_path, synth_clips, reference, capfd):
     root = dataset(tmp_path / "data", synth_clips, sample_ids(synth_clips)[:7])
     whole = pipeline(root, tmp_path / "whole")
@@ -361,6 +366,7 @@ def test_two_drivers_with_half_the_shards_each_then_a_merge_equal_one_run(tmp_pa
     assert_same(read_by_id(crops_dir), reference)
 
 
+@pytest.mark.slow
 def test_part_runs_and_a_whole_run_keep_out_of_each_other(tmp_path, synth_clips):
     root = dataset(tmp_path / "data", synth_clips, sample_ids(synth_clips)[:4])
     locks = tmp_path / "work" / ".locks"

@@ -75,6 +75,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255**2 / max(mse, 1e-12)))
 
 
+@pytest.mark.slow
 def test_real_clip_crop_holds_the_whole_person(full_size_run):
     crops = full_size_run
     assert [r["id"] for r in crops.index] == [CLIP] and crops.index[0]["label"] == 0
@@ -97,6 +98,7 @@ def test_real_clip_crop_holds_the_whole_person(full_size_run):
     assert np.abs(skel[:, 0, 20, 0]).max() < 1e-6  # centred on joint 21 of the first frame
 
 
+@pytest.mark.slow
 def test_downscaled_video_gives_the_same_crop(tmp_path, small_video, full_size_run):
     root = ntu_root(tmp_path / "ntu", {CLIP: (SKELETON, small_video)})
     assert run_crops(pipeline(root, tmp_path / "work")) == 0
@@ -142,6 +144,7 @@ def read_all(crops_dir: Path) -> dict[str, tuple]:
     return {r["id"]: (crops.rgb(i), crops.keypoints(i), crops.skeleton(i), r["box"]) for i, r in enumerate(crops.index)}
 
 
+@pytest.mark.slow
 def test_kill_then_resume_matches_an_uninterrupted_run(tmp_path, small_video):
     root = ntu_root(tmp_path / "ntu", {name: (SKELETON, small_video) for name in RESUME_NAMES})
     args = [f"--set=workdir={tmp_path / 'killed'}", *[f"--set={s}" for s in (

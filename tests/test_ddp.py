@@ -30,6 +30,8 @@ from mmfc.train.schedule import build_optimizer, lr_factor, make_scheduler
 from mmfc.train.stage import split_indices
 from test_train import build_tiny_store, tiny_pipeline
 
+pytestmark = pytest.mark.slow  # torchrun processes training end to end: `make test-fast` leaves it out
+
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,6 +21,8 @@ from mmfc import atomic
 from mmfc.errors import DiskFull
 from test_crops_reliability import SETTINGS, dataset, sample_ids
 
+pytestmark = pytest.mark.slow  # stages on a full disk: `make test-fast` leaves it out
+
 REPO = Path(__file__).resolve().parents[1]
 
 

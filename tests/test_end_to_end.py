@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
+import pytest
 import torch
 from conftest import TINY_MODELS, tiny_run_overrides
 from typer.testing import CliRunner
@@ -12,6 +13,8 @@ from typer.testing import CliRunner
 from mmfc.cli import app
 from mmfc.data.synth import generate
 from mmfc.scores.format import read_scores
+
+pytestmark = pytest.mark.slow  # every stage through the CLI: `make test-fast` leaves it out
 
 torch.set_num_threads(1)
 

@@ -32,6 +32,8 @@ from mmfc.fusion.methods import (
 from mmfc.scores.format import read_scores
 from mmfc.run_folder import open_run
 
+pytestmark = pytest.mark.slow  # exports trained runs: `make test-fast` leaves it out
+
 onnx = pytest.importorskip("onnx", reason="the export extra is not installed: pip install 'mmfc[export]'")
 pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install 'mmfc[export]'")
 

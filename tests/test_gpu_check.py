@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the GPU check script end to end: `make test-fast` leaves it out
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # make around a training stage: `make test-fast` leaves it out
+
 MAKEFILE = Path(__file__).parents[1] / "Makefile"
 
 

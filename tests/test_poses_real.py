@@ -17,6 +17,8 @@ import pose_accuracy as accuracy
 from mmfc.poses.video_poses import PoseTracks, estimate_poses
 from mmfc.poses.frame_poses import BlazePose
 
+pytestmark = pytest.mark.slow  # the pose estimator on the real clips: `make test-fast` leaves it out
+
 PART_RUNS: dict[str, int] = {}  # clip -> face and hand model runs while estimating it
 
 

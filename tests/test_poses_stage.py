@@ -23,6 +23,8 @@ from mmfc.data.sources import open_source
 from mmfc.poses.stage import run_poses
 from test_pose_pickle import RunsCode
 
+pytestmark = pytest.mark.slow  # stage 0 on real clips: `make test-fast` leaves it out
+
 REPO = Path(__file__).resolve().parents[1]
 
 

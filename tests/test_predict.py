@@ -28,6 +28,8 @@ from mmfc.scores.format import ScoreTable, read_scores, write_scores
 from mmfc.scores.logits import branch_logits
 from mmfc.run_folder import open_run
 
+pytestmark = pytest.mark.slow  # predicts with trained runs and real clips: `make test-fast` leaves it out
+
 torch.set_num_threads(1)
 
 

@@ -17,6 +17,8 @@ from mmfc.fusion.files import RULES, open_fusion
 from mmfc.scores.format import read_scores
 from mmfc.run_folder import open_run
 
+pytestmark = pytest.mark.slow  # opens a trained run: `make test-fast` leaves it out
+
 
 def test_open_run_reads_the_saved_pipeline_and_both_branches(tiny_run):
     run = open_run(tiny_run)

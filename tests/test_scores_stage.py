@@ -18,6 +18,8 @@ from mmfc.train.loop import predict
 from mmfc.train.stage import run_train
 from test_train import build_tiny_store, damage_tensor, tiny_pipeline
 
+pytestmark = pytest.mark.slow  # trains the networks it scores with: `make test-fast` leaves it out
+
 torch.set_num_threads(1)
 
 

@@ -236,6 +236,7 @@ def test_held_object_is_visible_only_in_its_class(with_object, without):
     assert max(counts[without]) <= 1
 
 
+@pytest.mark.slow
 def test_deterministic_and_rerun_is_a_noop(tiny, tmp_path):
     out, _ = tiny
     again = tmp_path / "again"

@@ -321,6 +321,7 @@ def read_metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_checkpoints_metrics_and_done(tmp_path, store_root, capsys):
     cfg = tiny_pipeline(tmp_path, store_root)
     train_stage.run_train(cfg, "skel")
@@ -346,6 +347,7 @@ def test_tiny_run_writes_checkpoints_metrics_and_done(tmp_path, store_root, caps
     assert (out / "last.pt").stat().st_mtime_ns != stamp and len(read_metrics(out)) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("modality", ["rgb", "skel"])
 def test_the_same_seed_gives_bit_identical_weights(tmp_path, store_root, modality):
     # On one machine; across machines CPU kernels differ and figures move by about a point (README).
@@ -362,6 +364,7 @@ def test_the_same_seed_gives_bit_identical_weights(tmp_path, store_root, modalit
     assert not all(torch.equal(v, last["other_seed"]["model"][k]) for k, v in last["first"]["model"].items())
 
 
+@pytest.mark.slow
 def test_bf16_autocast_on_cpu_when_asked(tmp_path, store_root):
     cfg = tiny_pipeline(tmp_path, store_root, "rgb.train.epochs=1", "rgb.train.amp_cpu=true")
     train_stage.run_train(cfg, "rgb")
@@ -373,6 +376,7 @@ class Crash(Exception):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("modality", ["rgb", "skel"])
 def test_resume_equals_uninterrupted_run(tmp_path, store_root, monkeypatch, modality):
     # Dropout, CCL prototypes, random augmentation and per-iteration lr all have to carry over.
@@ -425,6 +429,7 @@ class RecordingStore:
         return value
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("modality", ["rgb", "skel"])
 def test_test_split_never_read_and_best_is_chosen_on_val(tmp_path, store_root, monkeypatch, modality):
     stores = []
