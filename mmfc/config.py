@@ -89,7 +89,8 @@ class DataConfig:
     # Joint layout of the skeletons (mmfc.data.layouts).
     layout: JointLayout = "ntu25"
     # Width and height of the space the 2D (colour) keypoints were recorded in. NTU colour
-    # coordinates are in the 1920x1080 original; decoded videos may be smaller.
+    # coordinates are in the 1920x1080 original; decoded videos may be smaller. (NW-UCLA and
+    # Penn Action give their own: Kinect v1's 640x480, each clip's dimensions.)
     skeleton_frame_size: list[int] = field(default_factory=lambda: [1920, 1080])
     # Samples without usable skeletons (NTU), left out: "ntu60" or "ntu120" (the official lists,
     # shipped with mmfc), the path of another list file, or "" for none.

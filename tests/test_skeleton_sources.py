@@ -117,21 +117,6 @@ def bad_nw_ucla_folder(realdata: Path, folder: Path) -> dict[str, str]:
     }
 
 
-def test_nw_ucla_bad_files_are_recorded_failures_naming_file_and_reason(realdata: Path, tmp_path: Path):
-    folder = tmp_path / "ucla" / "all_sqe"
-    expected = bad_nw_ucla_folder(realdata, folder)
-    cfg = load_pipeline(None, [f"data.root={folder.parent}", f"workdir={tmp_path / 'run'}", *NW_UCLA, *SMALL_CROPS])
-    assert run_crops(cfg) == 0
-    assert run_crops(cfg, strict=True) == 1
-    crops = open_crops(cfg.paths.crops)
-    assert sorted(r["id"] for r in crops.index) == ["a01_s01_e00_v01", "a01_s01_e00_v03"]
-    failures = {f["id"]: f for f in pq.read_table(cfg.paths.crops / "failures.parquet").to_pylist()}
-    assert set(failures) == set(expected)
-    for name, reason in expected.items():
-        assert failures[name]["file"] == str(folder / f"{name}.json")
-        assert reason in failures[name]["reason"], (name, failures[name]["reason"])
-
-
 def test_nw_ucla_file_names_that_are_no_sample_are_left_out(tmp_path: Path):
     folder = tmp_path / "all_sqe"
     folder.mkdir()
@@ -216,17 +201,22 @@ def bad_penn_folder(realdata: Path, folder: Path) -> dict[str, str]:
     }
 
 
-def test_penn_action_bad_files_are_recorded_failures_naming_file_and_reason(realdata: Path, tmp_path: Path):
-    folder = tmp_path / "penn" / "labels"
-    expected = bad_penn_folder(realdata, folder)
-    cfg = load_pipeline(None, [f"data.root={folder.parent}", f"workdir={tmp_path / 'run'}", *PENN, *SMALL_CROPS])
+@pytest.mark.parametrize("make_folder, files, settings, suffix, good", [
+    (bad_nw_ucla_folder, "ucla/all_sqe", NW_UCLA, ".json", ["a01_s01_e00_v01", "a01_s01_e00_v03"]),
+    (bad_penn_folder, "penn/labels", PENN, ".mat", ["0001", "0002"]),
+], ids=["nw_ucla", "penn_action"])
+def test_bad_files_are_recorded_failures_naming_file_and_reason(realdata: Path, tmp_path: Path, make_folder, files,
+                                                                 settings, suffix, good):
+    folder = tmp_path / files
+    expected = make_folder(realdata, folder)
+    cfg = load_pipeline(None, [f"data.root={folder.parent}", f"workdir={tmp_path / 'run'}", *settings, *SMALL_CROPS])
     assert run_crops(cfg) == 0
-    crops = open_crops(cfg.paths.crops)
-    assert sorted(r["id"] for r in crops.index) == ["0001", "0002"]
+    assert run_crops(cfg, strict=True) == 1
+    assert sorted(r["id"] for r in open_crops(cfg.paths.crops).index) == good
     failures = {f["id"]: f for f in pq.read_table(cfg.paths.crops / "failures.parquet").to_pylist()}
     assert set(failures) == set(expected)
     for name, reason in expected.items():
-        assert failures[name]["file"] == str(folder / f"{name}.mat") and failures[name]["status"] == "failed"
+        assert failures[name]["file"] == str(folder / f"{name}{suffix}") and failures[name]["status"] == "failed"
         assert reason in failures[name]["reason"], (name, failures[name]["reason"])
 
 

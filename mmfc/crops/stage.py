@@ -6,7 +6,8 @@ file is missing, any of its samples changed (source file size or mtime, or crop 
 its store fails the check (every file at its recorded size and mtime; `verify`: its sha256);
 otherwise it is skipped. Each job (mmfc.jobs) crops one batch (mmfc.crops.crop) and writes one
 complete store under a new name, then its part file (mmfc.crops.store). Only the driver writes
-the index, and only then are stores that nothing names any more removed.
+the index, and only then are stores that nothing names any more removed. A dataset of which no
+sample has a video is stored as skeletons alone (the index's "modalities" says so).
 
 `crops.part = "k/n"` crops only every n-th batch from the k-th: drivers on several machines
 share one workdir, each with its own part, and a run without a part assembles the index (it
@@ -175,6 +176,9 @@ def _run_crops(cfg: Pipeline, crops_dir: Path, part: tuple[int, int] | None, str
     # A dataset of which no sample has a video is stored as skeletons alone.
     job = CropJob(cfg.crops, cfg.data.max_bodies, video=any(s.video_path is not None for s in samples))
     task = ShardTask(crops_dir, job, crop_digest(cfg, job.video), opener)
+    if not job.video:
+        console.print("no sample of the data has a video: storing skeletons only, for the branches that need no "
+                      "video (a pose pickle's data.video_root, or an NTU root's nturgb+d_rgb/, gives none)", markup=False)
     size = cfg.crops.samples_per_shard
     batches = {store.shard_name(k): samples[i : i + size] for k, i in enumerate(range(0, len(samples), size))}
     mine = batches if part is None else {

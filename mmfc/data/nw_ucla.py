@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mmfc.config import ConfigError, DataConfig
-from mmfc.data.layouts import Layout, get_layout
 from mmfc.data.ntu import folder_names
-from mmfc.data.ntu_names import read_class_names
 from mmfc.data.pose_pickle import in_val_fraction
+from mmfc.data.release import SkeletonRelease, one_person_skeleton
 from mmfc.data.sample import Sample, Skeleton, check_joint_sequence
 from mmfc.errors import DataError
 
@@ -108,47 +105,14 @@ def project_to_depth_image(points: np.ndarray) -> np.ndarray:
 
 def sequence_skeleton(joints: np.ndarray) -> Skeleton:
     """[T, 20, 3] metres -> a one-person Skeleton; an all-zero joint is a missing one."""
-    points = joints[None]  # [1, T, 20, 3]
-    frames = joints.shape[0]
-    return Skeleton(
-        points=points,
-        pixels=project_to_depth_image(points),
-        score=(points != 0).any(axis=-1).astype(np.float32),
-        frame_indices=np.arange(frames, dtype=np.int64),
-        frame_size=FRAME_SIZE,
-        layout="kinect20",
-        total_frames=frames,
-    )
+    present = (joints != 0).any(axis=-1)
+    return one_person_skeleton(joints, project_to_depth_image(joints), present, FRAME_SIZE, "kinect20")
 
 
-def sequence_folder(root: Path) -> Path:
-    """root/all_sqe/ (CTR-GCN's data/NW-UCLA layout), or root itself when it holds the JSON files."""
-    if (root / SEQUENCE_DIR).is_dir():
-        return root / SEQUENCE_DIR
-    if root.is_dir():
-        return root
-    raise DataError(root, f"no such folder: expected NW-UCLA's folder holding {SEQUENCE_DIR}/")
-
-
-class NWUCLASource:
-    def __init__(self, cfg: DataConfig):
-        self.cfg = cfg
-        self.root = Path(cfg.root)
-        self.layout: Layout = get_layout(cfg.layout)
-        if cfg.num_classes > len(CLASS_NAMES):
-            raise ConfigError(f"data.num_classes = {cfg.num_classes}: NW-UCLA has {len(CLASS_NAMES)} actions")
-        self.num_classes = cfg.num_classes
-        self.class_names = (
-            read_class_names(cfg.class_names, cfg.num_classes) if cfg.class_names
-            else list(CLASS_NAMES[: cfg.num_classes])
-        )
-        self.excluded: Counter[str] = Counter()
-        self.notes: Counter[str] = Counter()
-        self.unreadable: dict[str, str] = {}
-        self._samples = self._scan()
-
-    def samples(self) -> list[Sample]:
-        return list(self._samples)
+class NWUCLASource(SkeletonRelease):
+    dataset = "NW-UCLA"
+    class_names_built_in = CLASS_NAMES
+    files_folder = SEQUENCE_DIR
 
     def load_skeleton(self, sample: Sample) -> Skeleton:
         label, joints = read_sequence(sample.skeleton_path)
@@ -157,8 +121,7 @@ class NWUCLASource:
                                                   f"action a{sample.meta['action']:02d} is label {sample.label + 1}")
         return sequence_skeleton(joints)
 
-    def _scan(self) -> list[Sample]:
-        folder = sequence_folder(self.root)
+    def _scan(self, folder: Path) -> list[Sample]:
         val_subjects = set(self.cfg.val_performers)
         samples = []
         for file_name in sorted(folder_names(folder)):

@@ -20,17 +20,14 @@ by stage 1 as a failure, as is one whose joints are unusable when stage 1 reads 
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 
-from mmfc.config import ConfigError, DataConfig
-from mmfc.data.layouts import Layout, get_layout
 from mmfc.data.ntu import folder_names
-from mmfc.data.ntu_names import read_class_names
 from mmfc.data.pose_pickle import in_val_fraction
+from mmfc.data.release import SkeletonRelease, one_person_skeleton
 from mmfc.data.sample import Sample, Skeleton, check_joint_sequence
 from mmfc.errors import DataError
 
@@ -87,58 +84,24 @@ def read_clip(path: str | Path) -> Skeleton:
             raise DataError(path, f"{name} has shape {list(array.shape)}, x {list(x.shape)}")
     points = np.stack([x, y], axis=-1)  # [T, 13, 2]
     check_joint_sequence(path, points)
-    frames = x.shape[0]
     dimensions = np.asarray(data["dimensions"]).ravel()
     if dimensions.size < 2 or not (dimensions[:2] > 0).all():
         raise DataError(path, f"dimensions {dimensions.tolist()} give no frame height and width")
     corner = (points < CORNER_PIXELS).all(axis=-1)
     score = np.where(visibility > 0, VISIBLE_SCORE, np.where(corner, 0.0, OCCLUDED_SCORE))
-    points = np.where(score[..., None] > 0, points, 0).astype(np.float32)[None]  # [1, T, 13, 2]
-    return Skeleton(
-        points=points,
-        pixels=points.copy(),
-        score=score.astype(np.float32)[None],
-        frame_indices=np.arange(frames, dtype=np.int64),
-        frame_size=(int(dimensions[1]), int(dimensions[0])),
-        layout="penn13",
-        total_frames=frames,
-    )
+    points = np.where(score[..., None] > 0, points, 0)
+    return one_person_skeleton(points, points, score, (int(dimensions[1]), int(dimensions[0])), "penn13")
 
 
-def label_folder(root: Path) -> Path:
-    """root/labels/ (the release's layout, beside frames/), or root itself when it holds the files."""
-    if (root / LABEL_DIR).is_dir():
-        return root / LABEL_DIR
-    if root.is_dir():
-        return root
-    raise DataError(root, f"no such folder: expected Penn Action's folder holding {LABEL_DIR}/")
-
-
-class PennActionSource:
-    def __init__(self, cfg: DataConfig):
-        self.cfg = cfg
-        self.root = Path(cfg.root)
-        self.layout: Layout = get_layout(cfg.layout)
-        if cfg.num_classes > len(CLASS_NAMES):
-            raise ConfigError(f"data.num_classes = {cfg.num_classes}: Penn Action has {len(CLASS_NAMES)} actions")
-        self.num_classes = cfg.num_classes
-        self.class_names = (
-            read_class_names(cfg.class_names, cfg.num_classes) if cfg.class_names
-            else list(CLASS_NAMES[: cfg.num_classes])
-        )
-        self.excluded: Counter[str] = Counter()
-        self.notes: Counter[str] = Counter()
-        self.unreadable: dict[str, str] = {}
-        self._samples = self._scan()
-
-    def samples(self) -> list[Sample]:
-        return list(self._samples)
+class PennActionSource(SkeletonRelease):
+    dataset = "Penn Action"
+    class_names_built_in = CLASS_NAMES
+    files_folder = LABEL_DIR
 
     def load_skeleton(self, sample: Sample) -> Skeleton:
         return read_clip(sample.skeleton_path)
 
-    def _scan(self) -> list[Sample]:
-        folder = label_folder(self.root)
+    def _scan(self, folder: Path) -> list[Sample]:
         clips = []
         for file_name in sorted(folder_names(folder)):
             if not file_name.endswith(".mat"):
