@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from mmfc.config import ConfigError, Pipeline, RGBConfig, SkelConfig
 from mmfc.data.layouts import get_layout
+from mmfc.errors import DataError
 
 if TYPE_CHECKING:
     import torch
@@ -34,6 +35,9 @@ class Branch:
     name: str
     # How reports and tables name it.
     label: str
+    # Whether it learns from video frames: a crop store of a dataset without videos (skeletons
+    # only) cannot feed it.
+    needs_video: bool
     # Its section of the pipeline: model, train and ccl settings.
     section: Callable[[Pipeline], RGBConfig | SkelConfig]
     # (pipeline, number of classes, joint layout name) -> the network, freshly initialised.
@@ -130,6 +134,7 @@ def _rgb_input_spec(cfg: Pipeline, layout: str) -> dict:
 RGB = Branch(
     name="rgb",
     label="RGB",
+    needs_video=True,
     section=lambda cfg: cfg.rgb,
     build_model=_rgb_model,
     load_pretrained=_rgb_pretrained,
@@ -204,6 +209,7 @@ def _skel_input_spec(cfg: Pipeline, layout: str) -> dict:
 SKEL = Branch(
     name="skel",
     label="Skeleton",
+    needs_video=False,
     section=lambda cfg: cfg.skel,
     build_model=_skel_model,
     load_pretrained=lambda cfg, model: None,  # the skeleton branch always starts from scratch
@@ -229,6 +235,24 @@ def training_digest(cfg: Pipeline, branch: Branch) -> str:
     parts = {key: cfg.digest(key) for key in ("data", "crops")}
     parts[branch.name] = hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()[:16]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def branch_support(has_video: bool) -> dict[str, str]:
+    """For each branch, whether data with (or without) videos can train it, in words (`mmfc info`)."""
+    return {
+        name: "not supported: it learns from video frames, and no sample of the data has a video"
+        if branch.needs_video and not has_video else "supported"
+        for name, branch in BRANCHES.items()
+    }
+
+
+def check_store_feeds(branch: Branch, store: CropStore) -> None:
+    """DataError naming the crop store when it lacks what the branch learns from."""
+    if branch.needs_video and not store.has_video:
+        instead = "; ".join(f"`mmfc stage train --modality {b.name}`, then `mmfc stage scores --modality {b.name}`"
+                            for b in BRANCHES.values() if not b.needs_video)
+        raise DataError(store.root, f"holds skeletons only (its dataset has no videos), so the {branch.label} branch, "
+                                    f"which learns from video frames, has nothing to learn from; run {instead} instead")
 
 
 def get_branch(name: str) -> Branch:

@@ -140,7 +140,9 @@ def inspect(
 
 @app.command()
 def info(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
-    """Show the resolved configuration and the data it selects: counts per split and class."""
+    """Show the resolved configuration and the data it selects: counts per split and class, and
+    the branches the data can train (the RGB branch needs videos)."""
+    from mmfc.branches import branch_support
     from mmfc.data.sources import describe_selection
 
     try:
@@ -148,6 +150,7 @@ def info(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
         selection = describe_selection(cfg.data)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
+    selection["branches"] = branch_support(selection["video"]["with"] > 0)
     print(json.dumps({"pipeline": cfg.to_dict(), "data": selection}, indent=2, default=str))
 
 

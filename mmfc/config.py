@@ -34,9 +34,9 @@ class ConfigError(ValueError):
 # The values a choice may take, each declared once; the modules that implement a choice take
 # their names from here (and tests/test_config.py checks that every table covers its choice).
 
-Source = Literal["ntu", "pose_pickle", "videos"]
+Source = Literal["ntu", "pose_pickle", "videos", "nw_ucla", "penn_action"]
 Protocol = Literal["xsub", "xview", "xset"]
-JointLayout = Literal["ntu25", "coco17"]
+JointLayout = Literal["ntu25", "coco17", "kinect20", "penn13"]
 ValBy = Literal["performer", "group"]
 CropMode = Literal["clip", "frame", "person", "none"]
 Backend = Literal["loky", "threading", "multiprocessing", "ray", "dask"]
@@ -66,15 +66,19 @@ class DataConfig:
     # "ntu": the NTU RGB+D raw release layout (nturgb+d_skeletons/, nturgb+d_rgb/), also what
     # `mmfc synth` writes. "pose_pickle": a PYSKL annotation pickle (FineGym, NTU HRNet 2D, ...).
     # "videos": your own videos without skeletons (class folders or a CSV; mmfc/data/video_dataset.py),
-    # their poses estimated by stage 0 (`mmfc stage poses`).
+    # their poses estimated by stage 0 (`mmfc stage poses`). "nw_ucla": NW-UCLA's JSON sequences
+    # (Kinect v1, layout "kinect20", cross-view); "penn_action": Penn Action's .mat label files
+    # (layout "penn13", its train/test flag). Both are skeletons without videos.
     source: Source = "ntu"
     # ntu: the folder holding nturgb+d_skeletons/ and nturgb+d_rgb/; pose_pickle: the .pkl file;
-    # videos: the folder of class folders, or the CSV file.
+    # videos: the folder of class folders, or the CSV file; nw_ucla: the folder holding all_sqe/
+    # (or all_sqe/ itself); penn_action: the folder holding labels/ (or labels/ itself).
     root: str = "data/synth"
     # pose_pickle: folder of videos named <frame_dir><video_ext>; "" when there are none.
     video_root: str = ""
     video_ext: str = ".mp4"
-    # ntu: "xsub" or "xview" (NTU60), "xsub" or "xset" (NTU120).
+    # ntu: "xsub" or "xview" (NTU60), "xsub" or "xset" (NTU120); nw_ucla: "xview" (views 1 and 2
+    # train, view 3 tests).
     protocol: Protocol = "xsub"
     # pose_pickle: names of the training and test splits inside the pickle.
     train_split: str = "train"
@@ -85,7 +89,8 @@ class DataConfig:
     # Joint layout of the skeletons (mmfc.data.layouts).
     layout: JointLayout = "ntu25"
     # Width and height of the space the 2D (colour) keypoints were recorded in. NTU colour
-    # coordinates are in the 1920x1080 original; decoded videos may be smaller.
+    # coordinates are in the 1920x1080 original; decoded videos may be smaller. (NW-UCLA and
+    # Penn Action give their own: Kinect v1's 640x480, each clip's dimensions.)
     skeleton_frame_size: list[int] = field(default_factory=lambda: [1920, 1080])
     # Samples without usable skeletons (NTU), left out: "ntu60" or "ntu120" (the official lists,
     # shipped with mmfc), the path of another list file, or "" for none.
@@ -93,8 +98,9 @@ class DataConfig:
     # Body selection (NTU): at most this many bodies, ranked by motion.
     max_bodies: int = bounded(2, min=1)
     # Validation carved out of the training split, never out of test. "performer": the
-    # performers listed in val_performers (NTU); "group": a fraction of source groups, e.g.
-    # the source video of a FineGym clip, so no video is on both sides.
+    # performers listed in val_performers (NTU, NW-UCLA's subjects); "group": a fraction of
+    # source groups, e.g. the source video of a FineGym clip, so no video is on both sides
+    # (NW-UCLA: a recording, filmed from several views; Penn Action: a run of clips, below).
     val_by: ValBy = "performer"
     val_performers: list[int] = field(default_factory=list)
     val_fraction: float = bounded(0.1, min=0, max=1)
@@ -112,7 +118,18 @@ class DataConfig:
     def mismatch(self) -> str | None:
         if self.source == "ntu" and self.val_by != "performer":
             return f"val_by = {self.val_by!r}: NTU sources carve validation by 'performer'"
+        if self.source == "penn_action" and self.val_by != "group":
+            return f"val_by = {self.val_by!r}: Penn Action names no performers; it carves validation by 'group'"
+        if self.source == "nw_ucla" and self.protocol != "xview":
+            return f"protocol = {self.protocol!r}: NW-UCLA's protocol is 'xview' (views 1 and 2 train, view 3 tests)"
+        layout = SOURCE_LAYOUTS.get(self.source)
+        if layout is not None and self.layout != layout:
+            return f"layout = {self.layout!r}: the {self.source} source holds {layout!r} skeletons; set layout = {layout!r}"
         return None
+
+
+# The joint layout of the sources whose recordings come in one layout only.
+SOURCE_LAYOUTS = {"nw_ucla": "kinect20", "penn_action": "penn13"}
 
 
 @dataclass

@@ -126,8 +126,10 @@ def test_failed_samples_are_listed_and_the_rest_stored(tmp_path, small_video):
     assert all(f["reason"] and f["file"] for f in failures)
 
 
-def test_nothing_succeeding_exits_non_zero(tmp_path):
-    root = ntu_root(tmp_path / "ntu", {CLIP: (SKELETON, None)})
+def test_nothing_succeeding_exits_non_zero(tmp_path, small_video):
+    truncated = tmp_path / "truncated.skeleton"
+    truncated.write_bytes(SKELETON.read_bytes()[:5000])
+    root = ntu_root(tmp_path / "ntu", {CLIP: (truncated, small_video)})
     assert run_crops(pipeline(root, tmp_path / "work")) == 1
 
 

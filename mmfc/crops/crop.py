@@ -28,6 +28,10 @@ class CropJob:
 
     crops: CropConfig
     max_bodies: int
+    # Whether the store holds video frames. A dataset of which no sample has a video (skeletons
+    # only) is stored without: each sample's skeleton, and its keypoints in a box planned in the
+    # frame its skeleton was recorded in.
+    video: bool = True
 
 
 def stored_frame_indices(video_frames: int, count: int) -> np.ndarray:
@@ -62,15 +66,26 @@ class Prepared:
     plan: CropPlan
 
 
+def skeleton_canvas(skel: Skeleton) -> VideoInfo:
+    """What stands in for the video of a skeleton without one: the frame its pixels were
+    recorded in, for as many frames as the skeleton counts."""
+    width, height = skel.frame_size
+    return VideoInfo(path=Path(), frames=skel.total_frames, fps=0.0, width=width, height=height)
+
+
 def prepare_sample(skel: Skeleton, sample: Sample, job: CropJob, decoded: int | None = None,
                    video: VideoInfo | None = None) -> Prepared:
     """`decoded`: the frames the video really decodes, when known to be fewer than it says;
-    `video`: the video's probe when the caller has it (else it is probed here)."""
+    `video`: the video's probe when the caller has it (else it is probed here; a job without
+    video plans on the skeleton's own frame, skeleton_canvas)."""
     c = job.crops
     if skel.num_frames == 0:
         raise DataError(sample.skeleton_path or sample.id, "no body in any frame")
-    if sample.video_path is None:
-        raise DataError(sample.skeleton_path or sample.id, "no video file found for this sample")
+    if video is None and not job.video:
+        video = skeleton_canvas(skel)
+    if video is None and sample.video_path is None:
+        raise DataError(sample.skeleton_path or sample.id, "no video file found for this sample (other samples of "
+                                                           "the dataset have theirs, so the crop store holds video)")
     info = replace(video) if video is not None else probe_video(sample.video_path)
     if decoded is not None:
         info.frames = decoded
@@ -104,6 +119,35 @@ def crop_skeleton(skel: Skeleton, sample: Sample, job: CropJob, read: FrameReade
     Stage 1 reads each sample's frames from its file; `mmfc predict` hands in the frames of its
     one decoding pass and crops windows of a video as videos of their own."""
     p = prepare_sample(skel, sample, job, video=video)
+    rgb, warning = None, ""
+    if job.video:
+        p, rgb, warning = _crop_frames(skel, sample, job, p, read, video)
+    keypoints = np.zeros((job.max_bodies, len(p.stored), p.pixels.shape[2], 2), dtype=np.float32)
+    keypoints[: p.pixels.shape[0]] = crop_keypoints(p.pixels, p.score, p.stored_t, p.present, p.plan)
+    stored_sample = StoredSample(
+        rgb=rgb,
+        frame_indices=p.stored,
+        skeleton=normalize_skeleton(skel, job.crops.skeleton_frames, job.max_bodies, job.crops.align),
+        keypoints=keypoints,
+    )
+    row = {
+        "num_frames": len(p.stored),
+        "frame_indices": p.stored.tolist(),
+        "box": list(p.plan.envelope()),
+        # No video: no video size to record (the box is in the skeleton's frame).
+        "video_width": p.video.width if job.video else None,
+        "video_height": p.video.height if job.video else None,
+        "video_frames": p.video.frames if job.video else None,
+        "skeleton_frames": skel.num_frames,
+        "warning": warning,
+    }
+    return stored_sample, row
+
+
+def _crop_frames(skel: Skeleton, sample: Sample, job: CropJob, p: Prepared, read: FrameReader,
+                 video: VideoInfo | None) -> tuple[Prepared, np.ndarray, str]:
+    """The stored crops of the sample's video, and a warning when it decodes fewer frames than
+    promised, but enough. -> (the plan they were cropped by, uint8 [F, S, S, 3], warning)"""
     promised = max(p.video.frames, skel.total_frames)
     frames, decoded = read(sample.video_path, p.stored, promised)  # [F, H, W, 3]
     warning = ""
@@ -117,22 +161,4 @@ def crop_skeleton(skel: Skeleton, sample: Sample, job: CropJob, read: FrameReade
         # Spread the stored frames over the frames that exist, not over repeats of the last one.
         p = prepare_sample(skel, sample, job, decoded=decoded, video=video)
         frames, _ = read(sample.video_path, p.stored, 0)
-    keypoints = np.zeros((job.max_bodies, len(p.stored), p.pixels.shape[2], 2), dtype=np.float32)
-    keypoints[: p.pixels.shape[0]] = crop_keypoints(p.pixels, p.score, p.stored_t, p.present, p.plan)
-    stored_sample = StoredSample(
-        rgb=render(frames, p.plan),
-        frame_indices=p.stored,
-        skeleton=normalize_skeleton(skel, job.crops.skeleton_frames, job.max_bodies, job.crops.align),
-        keypoints=keypoints,
-    )
-    row = {
-        "num_frames": len(p.stored),
-        "frame_indices": p.stored.tolist(),
-        "box": list(p.plan.envelope()),
-        "video_width": p.video.width,
-        "video_height": p.video.height,
-        "video_frames": p.video.frames,
-        "skeleton_frames": skel.num_frames,
-        "warning": warning,
-    }
-    return stored_sample, row
+    return p, render(frames, p.plan), warning

@@ -2,7 +2,9 @@
 beside the stored crops with the crop-coordinate keypoints drawn on them.
 
 One row per sample, four of its stored frames; left the source (decoded again), right what the
-shards hold. Boxes are green, skeleton bones yellow (first person) and cyan (second).
+shards hold. Boxes are green, skeleton bones yellow (first person) and cyan (second). A store
+without video draws the same on grey: left the frame the skeleton was recorded in with its box,
+right the box's keypoints as the store holds them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from mmfc.data.decoding import read_frames
 TILE = 180  # height of every tile in pixels
 SHOWN = 4  # frames per sample
 TITLE = 22
+NO_VIDEO_GREY = 64  # the background of a sample without video
 PERSON_COLOURS = ((255, 220, 0), (0, 220, 255), (255, 0, 255), (0, 255, 0))  # RGB
 
 
@@ -62,8 +65,13 @@ def sample_row(crops: store.CropStore, i: int, source, sample: Sample, job: Crop
     skel = source.load_skeleton(sample)
     prepared = prepare_sample(skel, sample, job, decoded=crops.index[i]["video_frames"])  # as stage 1 planned it
     picks = np.linspace(0, len(prepared.stored) - 1, SHOWN).round().astype(int)
-    frames = read_frames(sample.video_path, prepared.stored[picks])
-    stored_rgb = crops.rgb(i, picks)
+    if crops.has_video:
+        frames = read_frames(sample.video_path, prepared.stored[picks])
+        stored_rgb = crops.rgb(i, picks)
+    else:
+        size = crops.config["size"]
+        frames = np.full((SHOWN, prepared.video.height, prepared.video.width, 3), NO_VIDEO_GREY, dtype=np.uint8)
+        stored_rgb = np.full((SHOWN, size, size, 3), NO_VIDEO_GREY, dtype=np.uint8)
     stored_kp = crops.keypoints(i)
     tiles = []
     for k, f in enumerate(picks):
@@ -78,7 +86,8 @@ def sample_row(crops: store.CropStore, i: int, source, sample: Sample, job: Crop
     row = np.concatenate(tiles, axis=1)
     title = np.full((TITLE, row.shape[1], 3), 255, dtype=np.uint8)
     r = crops.index[i]
-    text = f"{r['id']}  label {r['label']} ({crops.class_names[r['label']]})  {r['split']}  frames {picks.tolist()}"
+    shown = "frames" if crops.has_video else "skeleton frames (no video)"
+    text = f"{r['id']}  label {r['label']} ({crops.class_names[r['label']]})  {r['split']}  {shown} {picks.tolist()}"
     cv2.putText(title, text, (4, TITLE - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([title, row], axis=0)
 

@@ -6,7 +6,8 @@ file is missing, any of its samples changed (source file size or mtime, or crop 
 its store fails the check (every file at its recorded size and mtime; `verify`: its sha256);
 otherwise it is skipped. Each job (mmfc.jobs) crops one batch (mmfc.crops.crop) and writes one
 complete store under a new name, then its part file (mmfc.crops.store). Only the driver writes
-the index, and only then are stores that nothing names any more removed.
+the index, and only then are stores that nothing names any more removed. A dataset of which no
+sample has a video is stored as skeletons alone (the index's "modalities" says so).
 
 `crops.part = "k/n"` crops only every n-th batch from the k-th: drivers on several machines
 share one workdir, each with its own part, and a run without a part assembles the index (it
@@ -47,8 +48,8 @@ ROW_SCHEMA = pa.schema([
     ("id", pa.string()), ("label", pa.int64()), ("split", pa.string()),
     ("shard", pa.string()), ("shard_digest", pa.string()), ("position", pa.int64()), ("status", pa.string()),
     ("num_frames", pa.int64()), ("frame_indices", pa.list_(pa.int64())),
-    ("box", pa.list_(pa.float64())),  # x0, y0, x1, y1 in decoded video pixels
-    ("video_width", pa.int64()), ("video_height", pa.int64()), ("video_frames", pa.int64()),
+    ("box", pa.list_(pa.float64())),  # x0, y0, x1, y1 in decoded video pixels (no video: the skeleton's frame)
+    ("video_width", pa.int64()), ("video_height", pa.int64()), ("video_frames", pa.int64()),  # null: no video
     ("skeleton_frames", pa.int64()),
     ("skeleton_file", pa.string()), ("skeleton_size", pa.int64()), ("skeleton_mtime", pa.int64()),
     ("video_file", pa.string()), ("video_size", pa.int64()), ("video_mtime", pa.int64()),
@@ -140,13 +141,14 @@ def batch_is_current(part: list[dict] | None, samples: list[Sample], digest: str
 # The stage
 
 
-def crop_digest(cfg: Pipeline) -> str:
-    """Hash of every setting that changes what is stored (not how it is computed)."""
+def crop_digest(cfg: Pipeline, video: bool) -> str:
+    """Hash of every setting that changes what is stored (not how it is computed), and of whether
+    the store holds video (CropJob.video)."""
     crops = asdict(cfg.crops)
     for key in ("samples_per_shard", "part"):
         crops.pop(key)
     data = {k: getattr(cfg.data, k) for k in ("skeleton_frame_size", "layout", "max_bodies")}
-    text = json.dumps({"crops": crops, "data": data}, sort_keys=True)
+    text = json.dumps({"crops": crops, "data": data, "video": video}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -171,8 +173,12 @@ def _run_crops(cfg: Pipeline, crops_dir: Path, part: tuple[int, int] | None, str
         raise DataError(cfg.data.root, "the data source lists no samples")
     for sub in (store.SHARDS, store.PARTS):
         (crops_dir / sub).mkdir(parents=True, exist_ok=True)
-    job = CropJob(cfg.crops, cfg.data.max_bodies)
-    task = ShardTask(crops_dir, job, crop_digest(cfg), opener)
+    # A dataset of which no sample has a video is stored as skeletons alone.
+    job = CropJob(cfg.crops, cfg.data.max_bodies, video=any(s.video_path is not None for s in samples))
+    task = ShardTask(crops_dir, job, crop_digest(cfg, job.video), opener)
+    if not job.video:
+        console.print("no sample of the data has a video: storing skeletons only, for the branches that need no "
+                      "video (a pose pickle's data.video_root, or an NTU root's nturgb+d_rgb/, gives none)", markup=False)
     size = cfg.crops.samples_per_shard
     batches = {store.shard_name(k): samples[i : i + size] for k, i in enumerate(range(0, len(samples), size))}
     mine = batches if part is None else {
@@ -208,6 +214,9 @@ def _run_crops(cfg: Pipeline, crops_dir: Path, part: tuple[int, int] | None, str
     rows = [row for name in mine for row in parts[name]]
     ok = [r for r in rows if r["status"] == "ok"]
     failed = [{"id": r["id"], "file": r["file"], "reason": r["reason"], "status": "failed"} for r in rows if r["status"] == "failed"]
+    if part is None:  # files the source could not place in a split: failed, never in a shard
+        failed += [{"id": Path(file).stem, "file": file, "reason": reason, "status": "failed"}
+                   for file, reason in source.unreadable.items()]
     warned = [{"id": r["id"], "file": r["file"], "reason": r["warning"], "status": "warning"} for r in ok if r["warning"]]
     fresh_rows = [r for rows_ in fresh.values() for r in rows_]
     if part is not None:
@@ -215,7 +224,7 @@ def _run_crops(cfg: Pipeline, crops_dir: Path, part: tuple[int, int] | None, str
         console.print(f"part {part[0]}/{part[1]}: {len(mine)} of {len(batches)} shards; run `mmfc stage crops` "
                       "without crops.part once every part is done, to assemble the index", markup=False)
         return 0 if ok or not rows else 1
-    write_outputs(crops_dir, cfg, source, ok, failed + warned)
+    write_outputs(crops_dir, cfg, source, job.video, ok, failed + warned)
     remove_unnamed_stores(crops_dir)
     summarize(console, crops_dir, fresh_rows, len(rows) - len(fresh_rows), ok, failed, warned, elapsed)
     if preview > 0 and ok:
@@ -298,7 +307,7 @@ def run_batches(batches: dict[str, list[Sample]], task: ShardTask, jobs: JobsCon
         done[names[position]] = rows
 
 
-def write_outputs(crops_dir: Path, cfg: Pipeline, source, ok: list[dict], failures: list[dict]) -> None:
+def write_outputs(crops_dir: Path, cfg: Pipeline, source, video: bool, ok: list[dict], failures: list[dict]) -> None:
     """failures.parquet, then the index with the stage's metadata, switched in by one rename."""
     store.write_table_atomic(crops_dir / store.FAILURES, failures, schema=FAILURE_SCHEMA)
     store.write_table_atomic(crops_dir / store.INDEX, ok, schema=ROW_SCHEMA, metadata={
@@ -306,7 +315,8 @@ def write_outputs(crops_dir: Path, cfg: Pipeline, source, ok: list[dict], failur
         "num_classes": int(source.num_classes),
         "layout": cfg.data.layout,
         "crops": asdict(cfg.crops),
-        "digest": crop_digest(cfg),
+        "digest": crop_digest(cfg, video),
+        "modalities": list(store.MODALITIES_WITH_VIDEO if video else store.SKELETON_ONLY),
     })
 
 

@@ -4,12 +4,14 @@ Layout of the crops folder:
     shards/shard-00012-3f9a01c2.zarr/   batch 12 of N samples as written by one run (a fresh
                                suffix each time: a finished store is never rewritten in place)
         rgb [N, F, S, S, 3] uint8, one JPEG per frame, SAMPLES_PER_FILE samples per shard file
+                               (absent from the stores of a dataset without videos)
         skeleton [N, C, T, V, M] float32, keypoints [N, M, F, V, 2] float32, frame_indices [N, F]
         manifest.json          the id in each slot, and size, mtime and sha256 of every file
     parts/shard-00012.parquet  the rows of batch 12 (stored and failed), naming its store and the
                                sha256 of that store's manifest; written once the store is in place
     index.parquet              the stored rows of every part, and the stage's metadata (class
-                               names, layout, crop settings); the one file a reader opens first
+                               names, layout, crop settings, the modalities held: "video" and
+                               "skeleton", or "skeleton" alone); the one file a reader opens first
     failures.parquet           id, file, reason of what could not be read, and of the samples
                                stored with a warning (a video shorter than its skeleton)
 Every file and store appears under its final name only once complete (mmfc.atomic). A store is
@@ -48,9 +50,14 @@ MANIFEST = "manifest.json"
 META_KEY = "mmfc.crops"
 
 
+# What a store holds (the index's "modalities"): frames and skeletons, or skeletons alone.
+MODALITIES_WITH_VIDEO = ("video", "skeleton")
+SKELETON_ONLY = ("skeleton",)
+
+
 @dataclass
 class StoredSample:
-    rgb: np.ndarray  # [F, S, S, 3] uint8
+    rgb: np.ndarray | None  # [F, S, S, 3] uint8; None in a store without video
     frame_indices: np.ndarray  # [F] int64, video frame of each stored frame
     skeleton: np.ndarray  # [C, T, V, M] float32
     keypoints: np.ndarray  # [M, F, V, 2] float32, crop-normalised
@@ -112,12 +119,14 @@ class ShardWriter:
         self.small: dict[int, dict[str, np.ndarray]] = {}
 
     def add(self, slot: int, sample: StoredSample) -> None:
+        self.small[slot] = {key: getattr(sample, key) for key in SMALL_ARRAYS}
+        if sample.rgb is None:  # a store without video
+            return
         if self.rgb is None:
             self.rgb = self._create_rgb(sample.rgb.shape)
         if self.block and slot // SAMPLES_PER_FILE != next(iter(self.block)) // SAMPLES_PER_FILE:
             self._flush()
         self.block[slot] = sample.rgb
-        self.small[slot] = {key: getattr(sample, key) for key in SMALL_ARRAYS}
 
     def _create_rgb(self, frames_shape: tuple[int, ...]) -> zarr.Array:
         shape = (self.slots, *frames_shape)
@@ -251,6 +260,8 @@ class CropStore:
         self.layout: str = meta["layout"]
         self.num_classes: int = meta["num_classes"]
         self.config: dict = meta["crops"]
+        # Stores written before stage 1 could store skeletons alone all hold video.
+        self.modalities: tuple[str, ...] = tuple(meta.get("modalities", MODALITIES_WITH_VIDEO))
         # shard -> (slot, id) of each of its stored samples
         self._by_shard: dict[str, list[tuple[int, str]]] = {}
         for row in self.index:
@@ -261,6 +272,10 @@ class CropStore:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    @property
+    def has_video(self) -> bool:
+        return "video" in self.modalities
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -306,6 +321,8 @@ class CropStore:
 
     def rgb(self, i: int, frames: list[int] | np.ndarray | None = None) -> np.ndarray:
         """uint8 [F, S, S, 3]; `frames` picks stored frames (only those are decoded)."""
+        if not self.has_video:
+            raise DataError(self.root, "holds skeletons only (its dataset has no videos): there are no frames to read")
         if frames is None:
             return self._read(i, "rgb", lambda array, pos: array[pos])
         # One concurrent request per frame: zarr's orthogonal selection over a shard is several

@@ -62,7 +62,34 @@ COCO17 = Layout(
     channels=2,
 )
 
-LAYOUTS = {layout.name: layout for layout in (NTU25, COCO17)}
+# Kinect v1 (20 joints), in the SDK's joint order as NW-UCLA stores it: 0 hip centre, 1 spine,
+# 2 shoulder centre, 3 head, 4-7 left shoulder/elbow/wrist/hand, 8-11 the right arm, 12-15 left
+# hip/knee/ankle/foot, 16-19 the right leg. Centred on the spine, as CTR-GCN's NW-UCLA feeder is.
+KINECT20 = Layout(
+    name="kinect20",
+    num_joints=20,
+    bones=(
+        (1, 0), (2, 1), (3, 2), (4, 2), (5, 4), (6, 5), (7, 6), (8, 2), (9, 8), (10, 9), (11, 10),
+        (12, 0), (13, 12), (14, 13), (15, 14), (16, 0), (17, 16), (18, 17), (19, 18),
+    ),
+    center=1,
+    flip_pairs=tuple((left, left + 4) for left in (4, 5, 6, 7, 12, 13, 14, 15)),
+    channels=3,
+    align_axes=((0, 1), (8, 4)),
+)
+
+# Penn Action's 13 hand-annotated joints: 0 head, then left/right pairs of shoulders (1, 2),
+# elbows (3, 4), wrists (5, 6), hips (7, 8), knees (9, 10), ankles (11, 12); 2D pixels.
+PENN13 = Layout(
+    name="penn13",
+    num_joints=13,
+    bones=((1, 0), (2, 0), (3, 1), (4, 2), (5, 3), (6, 4), (7, 1), (8, 2), (9, 7), (10, 8), (11, 9), (12, 10)),
+    center=0,
+    flip_pairs=tuple((left, left + 1) for left in range(1, 13, 2)),
+    channels=2,
+)
+
+LAYOUTS = {layout.name: layout for layout in (NTU25, COCO17, KINECT20, PENN13)}
 
 
 def get_layout(name: str) -> Layout:

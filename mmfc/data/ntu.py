@@ -510,6 +510,7 @@ class NTUSource:
         # reason -> number of skeleton files left out
         self.excluded: dict[str, int] = {}
         self.notes: dict[str, int] = {}
+        self.unreadable: dict[str, str] = {}  # every file is listed by name
         self._samples = self._scan()
 
     def samples(self) -> list[Sample]:

@@ -91,6 +91,7 @@ class PosePickleSource:
         self._by_id = {a["frame_dir"]: a for a in self.pickle.annotations}
         self.excluded: dict[str, int] = {}
         self.notes: dict[str, int] = {}
+        self.unreadable: dict[str, str] = {}  # one pickle, read whole when opened
         self._samples = self._select()
 
     def samples(self) -> list[Sample]:

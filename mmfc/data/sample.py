@@ -7,7 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mmfc.errors import DataError
+
 SPLITS = ("train", "val", "test")
+# A sequence needs motion: a single frame has none.
+MIN_SEQUENCE_FRAMES = 2
 
 
 @dataclass
@@ -48,3 +52,16 @@ class Skeleton:
     @property
     def num_frames(self) -> int:
         return self.points.shape[1]
+
+
+def check_joint_sequence(path: str | Path, joints: np.ndarray) -> None:
+    """DataError naming the file when a recorded sequence [T, V, C] has fewer than
+    MIN_SEQUENCE_FRAMES frames or a value that is no finite number."""
+    frames = joints.shape[0]
+    if frames < MIN_SEQUENCE_FRAMES:
+        raise DataError(path, f"{frames} frame{'s' if frames != 1 else ''}: a sequence needs at least {MIN_SEQUENCE_FRAMES}")
+    bad = np.argwhere(~np.isfinite(joints).all(axis=-1))
+    if len(bad):
+        frame, joint = bad[0]
+        values = ", ".join(f"{value:g}" for value in joints[frame, joint])
+        raise DataError(path, f"frame {frame + 1}, joint {joint}: [{values}] is not finite (NaN or infinite)")

@@ -7,6 +7,8 @@ from typing import Protocol
 from mmfc.config import DataConfig
 from mmfc.data.layouts import Layout
 from mmfc.data.ntu import NTUSource
+from mmfc.data.nw_ucla import NWUCLASource
+from mmfc.data.penn_action import PennActionSource
 from mmfc.data.pose_pickle import PosePickleSource
 from mmfc.data.sample import SPLITS, Sample, Skeleton
 from mmfc.data.video_dataset import VideoFolderSource
@@ -20,6 +22,9 @@ class Source(Protocol):
     excluded: dict[str, int]
     # remark -> number of samples kept with it (e.g. a clip that is its own split group)
     notes: dict[str, int]
+    # file -> why the listing could not place it (no readable label or split); stage 1 records
+    # each as a failed sample
+    unreadable: dict[str, str]
 
     def samples(self) -> list[Sample]: ...
 
@@ -33,6 +38,8 @@ SOURCES = {
     "ntu": NTUSource,
     "pose_pickle": PosePickleSource,
     "videos": VideoFolderSource,
+    "nw_ucla": NWUCLASource,
+    "penn_action": PennActionSource,
 }
 
 
@@ -61,6 +68,7 @@ def describe_selection(cfg: DataConfig) -> dict:
         "splits": per_split,
         "video": {"with": with_video, "without": len(samples) - with_video},
         "excluded": dict(source.excluded),
+        "unreadable": dict(source.unreadable),
         "notes": dict(source.notes),
         "classes": per_class,
     }

@@ -51,6 +51,7 @@ class VideoFolderSource:
         self.layout: Layout = get_layout(cfg.layout)
         self.excluded: dict[str, int] = {}
         self.notes: dict[str, int] = {}  # kept, with a remark
+        self.unreadable: dict[str, str] = {}  # every video is listed by name
         if not self.root.exists():
             raise DataError(self.root, "no such video folder or CSV file")
         rows = self._csv_rows() if self.root.is_file() else self._folder_rows()

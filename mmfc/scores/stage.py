@@ -21,7 +21,7 @@ import torch
 from rich.console import Console
 
 from mmfc import atomic, lock
-from mmfc.branches import get_branch
+from mmfc.branches import check_store_feeds, get_branch
 from mmfc.config import Pipeline, save_pipeline
 from mmfc.cores import apply_threads, plan_cores
 from mmfc.crops.store import open_crops
@@ -100,10 +100,11 @@ class Scorer:
     model: torch.nn.Module = field(init=False)
 
     def __post_init__(self) -> None:
+        self.store = open_crops(self.cfg.paths.crops)
+        check_store_feeds(get_branch(self.modality), self.store)
         state = load_checkpoint(self.checkpoint, required=("model", "modality", "num_classes"))
         if file_digest(self.checkpoint) != self.digest:
             raise DataError(self.checkpoint, "was replaced while the scores were computed; rerun `mmfc stage scores`")
-        self.store = open_crops(self.cfg.paths.crops)
         if state["modality"] != self.modality:
             raise DataError(self.checkpoint, f"holds a {state['modality']!r} model, not {self.modality!r}")
         if state["num_classes"] != self.store.num_classes:

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mmfc import atomic, lock
-from mmfc.branches import Branch, get_branch, training_digest
+from mmfc.branches import Branch, check_store_feeds, get_branch, training_digest
 from mmfc.config import Pipeline, save_pipeline
 from mmfc.cores import CorePlan, apply_threads, loader_worker_init, plan_cores
 from mmfc.crops.store import open_crops
@@ -75,12 +75,13 @@ def _train(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
             console.print(f"{out}: training already finished with this configuration; nothing to do", markup=False)
         return
 
+    store = open_crops(cfg.paths.crops)
+    check_store_feeds(branch, store)
     _make_deterministic(tcfg.seed)
     cores = plan_cores(tcfg, env.device.type)
     apply_threads(cores.threads)
     if env.is_main:
         console.print(f"{branch.name}: {cores.describe()} ({branch.name}.train.threads, loader_workers)", highlight=False)
-    store = open_crops(cfg.paths.crops)
     model, ccl = _build_networks(cfg, branch, store, env)
     objective = Objective(model, ccl).to(env.device)
     data = _TrainData(cfg, branch, store, env, cores)

@@ -1,0 +1,136 @@
+"""Datasets without videos: stage 1 stores their skeletons alone, the store says so, and the RGB
+branch asked for on them is one clear message; a real NW-UCLA subset through stages 1 to 3."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from mmfc.branches import BRANCHES, check_store_feeds
+from mmfc.cli import app
+from mmfc.config import load_pipeline
+from mmfc.crops.stage import run_crops
+from mmfc.crops.store import INDEX, META_KEY, open_crops
+from mmfc.errors import DataError
+from mmfc.scores.format import read_scores
+from mmfc.scores.stage import run_scores
+from mmfc.train.stage import run_train
+from conftest import TINY_MODELS
+
+PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+SMALL_CROPS = ["crops.skeleton_frames=16", "crops.num_frames=4", "jobs.n_jobs=1"]
+
+
+def skeleton_only_ntu(realdata: Path, root: Path) -> Path:
+    """An NTU download of the six real .skeleton files, without nturgb+d_rgb/."""
+    (root / "nturgb+d_skeletons").mkdir(parents=True)
+    for path in sorted((realdata / "ntu_skeleton").glob("*.skeleton")):
+        os.symlink(path, root / "nturgb+d_skeletons" / path.name)
+    return root
+
+
+def test_an_ntu_download_without_videos_is_stored_as_skeletons(realdata: Path, tmp_path: Path):
+    root = skeleton_only_ntu(realdata, tmp_path / "ntu")
+    cfg = load_pipeline(None, [f"data.root={root}", f"workdir={tmp_path / 'run'}", "data.num_classes=60", *SMALL_CROPS])
+    assert run_crops(cfg, strict=True, preview=3) == 0
+    crops = open_crops(cfg.paths.crops)
+    assert len(crops) == 6 and not crops.has_video and crops.modalities == ("skeleton",)
+    assert not (cfg.paths.crops / "failures.parquet").exists() or not pq.read_table(cfg.paths.crops / "failures.parquet").num_rows
+    assert (cfg.paths.crops / "preview.png").stat().st_size > 0
+    assert not any((cfg.paths.crops / "shards").glob("*/rgb"))
+    for i, row in enumerate(crops.index):
+        assert row["video_width"] is None and row["video_frames"] is None
+        # The box is planned in the frame the colour keypoints were recorded in (1920x1080).
+        x0, y0, x1, y1 = row["box"]
+        assert x1 > x0 and y1 > y0 and -1920 < x0 < 1920 and -1080 < y0 < 1080
+        skeleton = crops.skeleton(i)
+        assert skeleton.shape == (3, 16, 25, 2) and np.abs(skeleton).sum() > 0
+        keypoints = crops.keypoints(i)
+        assert keypoints.shape == (2, 4, 25, 2) and (keypoints >= 0).all() and (keypoints <= 1).all() and keypoints.any()
+    with pytest.raises(DataError) as caught:
+        crops.rgb(0)
+    assert caught.value.path == str(cfg.paths.crops) and "holds skeletons only" in caught.value.reason
+
+
+def test_a_pose_pickle_without_video_root_is_stored_as_skeletons(realdata: Path, tmp_path: Path):
+    cfg = load_pipeline(None, [
+        f"data.root={realdata / 'pose_pkl' / 'derived_ntu6_2d_pyskl.pkl'}", f"workdir={tmp_path / 'run'}",
+        "data.source=pose_pickle", "data.train_split=xsub_train", "data.test_split=xsub_val", "data.val_by=group",
+        "data.val_fraction=0", "data.num_classes=60", *SMALL_CROPS,
+    ])
+    assert run_crops(cfg, strict=True) == 0
+    crops = open_crops(cfg.paths.crops)
+    assert len(crops) == 6 and not crops.has_video
+    metadata = json.loads(pq.read_schema(cfg.paths.crops / INDEX).metadata[META_KEY.encode()])
+    assert metadata["modalities"] == ["skeleton"]
+
+
+def test_only_the_branches_without_video_read_a_skeleton_store(realdata: Path, tmp_path: Path):
+    root = skeleton_only_ntu(realdata, tmp_path / "ntu")
+    cfg = load_pipeline(None, [f"data.root={root}", f"workdir={tmp_path / 'run'}", "data.num_classes=60", *SMALL_CROPS])
+    assert run_crops(cfg) == 0
+    crops = open_crops(cfg.paths.crops)
+    check_store_feeds(BRANCHES["skel"], crops)
+    with pytest.raises(DataError) as caught:
+        check_store_feeds(BRANCHES["rgb"], crops)
+    assert caught.value.path == str(cfg.paths.crops)
+    assert "holds skeletons only (its dataset has no videos)" in caught.value.reason
+    assert "`mmfc stage train --modality skel`" in caught.value.reason
+
+
+def test_info_says_which_branches_the_data_supports(realdata: Path):
+    result = CliRunner().invoke(app, ["info", "-p", str(PIPELINES / "nw-ucla.toml"),
+                                      "--set", f"data.root={realdata / 'nw_ucla'}"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)["data"]
+    assert data["video"] == {"with": 0, "without": 1484}
+    assert data["branches"]["skel"] == "supported"
+    assert data["branches"]["rgb"].startswith("not supported: it learns from video frames")
+
+
+def nw_ucla_subset(realdata: Path, folder: Path) -> list[str]:
+    """Subjects 1 and 2, first repetition, all 3 views, of each of the 10 actions: 60 real files."""
+    folder.mkdir(parents=True)
+    names = sorted(p.name for p in (realdata / "nw_ucla" / "all_sqe").glob("a*_s0[12]_e00_v0*.json"))
+    for name in names:
+        shutil.copy(realdata / "nw_ucla" / "all_sqe" / name, folder)
+    return names
+
+
+@pytest.mark.slow
+def test_a_real_skeleton_only_dataset_trains_and_scores_the_skeleton_branch(realdata: Path, tmp_path: Path):
+    names = nw_ucla_subset(realdata, tmp_path / "ucla" / "all_sqe")
+    assert len(names) == 60
+    cfg = load_pipeline(PIPELINES / "nw-ucla.toml", [
+        f"data.root={tmp_path / 'ucla'}", f"workdir={tmp_path / 'run'}", "data.val_by=performer",
+        "data.val_performers=[2]", *SMALL_CROPS, *TINY_MODELS,
+    ])
+    assert run_crops(cfg, preview=2) == 0
+    crops = open_crops(cfg.paths.crops)
+    assert len(crops) == 60 and not crops.has_video
+    assert {r["split"] for r in crops.index} == {"train", "val", "test"}
+    run_train(cfg, "skel")
+    assert (cfg.paths.train("skel") / "best.pt").is_file()
+    run_scores(cfg, "skel")
+    scores = read_scores(cfg.paths.scores / "skel.parquet")
+    assert sorted(scores.ids) == sorted(n[: -len(".json")] for n in names)
+    assert scores.logits.shape == (60, 10) and np.isfinite(scores.logits).all()
+    for runner in (run_train, run_scores):
+        with pytest.raises(DataError, match="holds skeletons only"):
+            runner(cfg, "rgb")
+    assert not cfg.paths.train("rgb").joinpath("last.pt").exists()
+    # The command line: one message naming the store, no traceback.
+    overrides = [f"--set={item}" for item in (f"data.root={tmp_path / 'ucla'}", f"workdir={tmp_path / 'run'}",
+                                              "data.val_by=performer", "data.val_performers=[2]")]
+    result = CliRunner().invoke(app, ["stage", "train", "-p", str(PIPELINES / "nw-ucla.toml"), "--modality", "rgb",
+                                      *overrides])
+    assert result.exit_code == 2
+    assert f"error: {cfg.paths.crops}: holds skeletons only" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
