@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mmfc.config import CropConfig
+from mmfc.config import CropConfig, Pipeline
 from mmfc.crops.box import BoxParams, CropPlan, crop_keypoints, plan_crop, render
 from mmfc.crops.skeleton import normalize_skeleton
 from mmfc.crops.store import StoredSample
+from mmfc.data.layouts import Layout, layout_of
 from mmfc.data.sample import Sample, Skeleton
 from mmfc.data.decoding import VideoInfo, probe_video, read_frames_counted, scale_pixels
 from mmfc.errors import DataError
@@ -28,6 +29,16 @@ class CropJob:
 
     crops: CropConfig
     max_bodies: int
+    layout: Layout
+    # The joint each stored sequence is centred on: crops.center_joint, else the layout's centre.
+    center: int
+
+    @classmethod
+    def of(cls, cfg: Pipeline) -> CropJob:
+        """The pipeline's job; ConfigError when crops.center_joint is no joint of its layout."""
+        layout = layout_of(cfg.data)
+        center = layout.joint(cfg.crops.center_joint, "crops.center_joint") if cfg.crops.center_joint else layout.center
+        return cls(cfg.crops, cfg.data.max_bodies, layout, center)
 
 
 def stored_frame_indices(video_frames: int, count: int) -> np.ndarray:
@@ -122,7 +133,8 @@ def crop_skeleton(skel: Skeleton, sample: Sample, job: CropJob, read: FrameReade
     stored_sample = StoredSample(
         rgb=render(frames, p.plan),
         frame_indices=p.stored,
-        skeleton=normalize_skeleton(skel, job.crops.skeleton_frames, job.max_bodies, job.crops.align),
+        skeleton=normalize_skeleton(skel, job.crops.skeleton_frames, job.max_bodies, job.center,
+                                    job.layout.align_axes if job.crops.align else None, job.crops.pad_skeleton),
         keypoints=keypoints,
     )
     row = {

@@ -145,7 +145,7 @@ def crop_digest(cfg: Pipeline) -> str:
     crops = asdict(cfg.crops)
     for key in ("samples_per_shard", "part"):
         crops.pop(key)
-    data = {k: getattr(cfg.data, k) for k in ("skeleton_frame_size", "layout", "max_bodies")}
+    data = {k: asdict(cfg.data)[k] for k in ("skeleton_frame_size", "layout", "declared_layout", "max_bodies")}
     text = json.dumps({"crops": crops, "data": data}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -171,7 +171,7 @@ def _run_crops(cfg: Pipeline, crops_dir: Path, part: tuple[int, int] | None, str
         raise DataError(cfg.data.root, "the data source lists no samples")
     for sub in (store.SHARDS, store.PARTS):
         (crops_dir / sub).mkdir(parents=True, exist_ok=True)
-    job = CropJob(cfg.crops, cfg.data.max_bodies)
+    job = CropJob.of(cfg)
     task = ShardTask(crops_dir, job, crop_digest(cfg), opener)
     size = cfg.crops.samples_per_shard
     batches = {store.shard_name(k): samples[i : i + size] for k, i in enumerate(range(0, len(samples), size))}
@@ -304,7 +304,7 @@ def write_outputs(crops_dir: Path, cfg: Pipeline, source, ok: list[dict], failur
     store.write_table_atomic(crops_dir / store.INDEX, ok, schema=ROW_SCHEMA, metadata={
         "class_names": list(source.class_names),
         "num_classes": int(source.num_classes),
-        "layout": cfg.data.layout,
+        "layout": source.layout.to_dict(),
         "crops": asdict(cfg.crops),
         "digest": crop_digest(cfg),
     })
