@@ -34,11 +34,16 @@ class CropJob:
     center: int
 
     @classmethod
-    def of(cls, cfg: Pipeline) -> CropJob:
-        """The pipeline's job; ConfigError when crops.center_joint is no joint of its layout."""
-        layout = layout_of(cfg.data)
-        center = layout.joint(cfg.crops.center_joint, "crops.center_joint") if cfg.crops.center_joint else layout.center
-        return cls(cfg.crops, cfg.data.max_bodies, layout, center)
+    def of(cls, cfg: Pipeline, layout: Layout | None = None) -> CropJob:
+        """The pipeline's job for skeletons in its layout; ConfigError when crops.center_joint is
+        no joint of it. `layout`: that of a skeleton in other joints (`mmfc predict`: one the
+        skeleton branch cannot read, whose crop still guides the RGB branch), centred on its own
+        centre."""
+        own = layout_of(cfg.data)
+        if layout is not None and layout.joints != own.joints:
+            return cls(cfg.crops, cfg.data.max_bodies, layout, layout.center)
+        center = own.joint(cfg.crops.center_joint, "crops.center_joint") if cfg.crops.center_joint else own.center
+        return cls(cfg.crops, cfg.data.max_bodies, own, center)
 
 
 def stored_frame_indices(video_frames: int, count: int) -> np.ndarray:

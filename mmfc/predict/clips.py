@@ -178,16 +178,17 @@ class CroppedClips:
         return cls(MemoryCrops(asdict(cfg.crops), layout, cfg.crops.jpeg_quality), windows)
 
     def crop(self, cfg: Pipeline, number: int, video: Path, skeleton: Skeleton, decoded: Decoded,
-             skeleton_path: Path | None = None) -> None:
+             skeleton_path: Path | None = None, layout: Layout | None = None) -> None:
         """Stage 1's crop of window `number` (its own skeleton: see window_skeleton): crop plan,
-        frames and normalised skeleton; a window that cannot be cropped is recorded as failed."""
+        frames and normalised skeleton; a window that cannot be cropped is recorded as failed.
+        `layout`: the skeleton's, when it may be another than the run's."""
         window = self.windows[number]
         whole = _whole(window, decoded.info)
         # The whole video is the video stage 1 probed; a window is a video of its own.
         info = decoded.info if whole else replace(decoded.info, frames=window.stop - window.start)
         sample = Sample(video.stem, -1, "test", skeleton_path, video)
         try:
-            stored, fields = crop_skeleton(skeleton, sample, CropJob.of(cfg),
+            stored, fields = crop_skeleton(skeleton, sample, CropJob.of(cfg, layout),
                                            read=kept_frames_reader(decoded, window, whole), video=info)
         except DataError as exc:
             self.failed[number] = exc.reason
