@@ -110,14 +110,16 @@ def _built_in(name: str, joints: tuple[str, ...], bones, center: int, pairs, cha
     }, f"built-in layout {name!r}")
 
 
+# Kinect's limbs, v1 and v2 alike, in the SDK's order: left arm, right arm, left leg, right leg.
+_KINECT_LIMBS = tuple(
+    f"{joint}_{side}" for limb in (("shoulder", "elbow", "wrist", "hand"), ("hip", "knee", "ankle", "foot"))
+    for side in ("left", "right") for joint in limb
+)
+
 # NTU-25 (Kinect v2), in the SDK's joint order. Bones 1-based as METHOD.md lists them.
 NTU25 = _built_in(
     "ntu25",
-    ("spine_base", "spine_mid", "neck", "head",
-     "shoulder_left", "elbow_left", "wrist_left", "hand_left",
-     "shoulder_right", "elbow_right", "wrist_right", "hand_right",
-     "hip_left", "knee_left", "ankle_left", "foot_left",
-     "hip_right", "knee_right", "ankle_right", "foot_right",
+    ("spine_base", "spine_mid", "neck", "head", *_KINECT_LIMBS,
      "spine_shoulder", "hand_tip_left", "thumb_left", "hand_tip_right", "thumb_right"),
     bones=[(a - 1, b - 1) for a, b in (
         (1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21), (10, 9),
@@ -149,11 +151,7 @@ COCO17 = _built_in(
 # the shoulder centre, as CTR-GCN's graph/ucla.py connects it.
 KINECT20 = _built_in(
     "kinect20",
-    ("hip_center", "spine", "shoulder_center", "head",
-     "shoulder_left", "elbow_left", "wrist_left", "hand_left",
-     "shoulder_right", "elbow_right", "wrist_right", "hand_right",
-     "hip_left", "knee_left", "ankle_left", "foot_left",
-     "hip_right", "knee_right", "ankle_right", "foot_right"),
+    ("hip_center", "spine", "shoulder_center", "head", *_KINECT_LIMBS),
     bones=[(0, 1), (1, 2), (3, 2), (4, 2), (5, 4), (6, 5), (7, 6), (8, 2), (9, 8), (10, 9), (11, 10),
            (12, 0), (13, 12), (14, 13), (15, 14), (16, 0), (17, 16), (18, 17), (19, 18)],
     center=2,
