@@ -27,6 +27,7 @@ import torch
 
 from mmfc.branches import BRANCHES
 from mmfc.config import load_pipeline
+from mmfc.data.layouts import layout_of
 from mmfc.export.graphs import OPSET, LogitsOnly
 
 
@@ -72,7 +73,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     cfg = load_pipeline(args.pipeline)
-    layout = cfg.data.layout
+    layout = layout_of(cfg.data)
     have_dynamo = all(importlib.util.find_spec(name) for name in ("onnxscript", "onnx_ir"))
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()

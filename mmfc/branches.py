@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mmfc.config import ConfigError, Pipeline, RGBConfig, SkelConfig
-from mmfc.data.layouts import get_layout
+from mmfc.data.layouts import Layout
 from mmfc.errors import DataError
 
 if TYPE_CHECKING:
@@ -40,8 +40,8 @@ class Branch:
     needs_video: bool
     # Its section of the pipeline: model, train and ccl settings.
     section: Callable[[Pipeline], RGBConfig | SkelConfig]
-    # (pipeline, number of classes, joint layout name) -> the network, freshly initialised.
-    build_model: Callable[[Pipeline, int, str], torch.nn.Module]
+    # (pipeline, number of classes, joint layout) -> the network, freshly initialised.
+    build_model: Callable[[Pipeline, int, Layout], torch.nn.Module]
     # (pipeline, network) -> loads the starting weights the pipeline names into it and returns a
     # line for the log, or None when it names none.
     load_pretrained: Callable[[Pipeline, torch.nn.Module], str | None]
@@ -49,20 +49,20 @@ class Branch:
     # (input, label, store index); `train` switches on random sampling and augmentation, `clip`
     # of `clips` picks one of several evenly spaced evaluation clips.
     build_dataset: Callable[[Pipeline, CropStore, list[int], bool, int, int], torch.utils.data.Dataset]
-    # (pipeline, joint layout name) -> the shape of one input clip, without the batch axis.
-    input_shape: Callable[[Pipeline, str], tuple[int, ...]]
-    # (pipeline, joint layout name) -> the configured network and its input, in words.
-    describe: Callable[[Pipeline, str], dict]
-    # (pipeline, joint layout name) -> the network's input for someone feeding it outside mmfc
+    # (pipeline, joint layout) -> the shape of one input clip, without the batch axis.
+    input_shape: Callable[[Pipeline, Layout], tuple[int, ...]]
+    # (pipeline, joint layout) -> the configured network and its input, in words.
+    describe: Callable[[Pipeline, Layout], dict]
+    # (pipeline, joint layout) -> the network's input for someone feeding it outside mmfc
     # (an exported graph): its name, axes, and how the values are made from a sample.
-    input_spec: Callable[[Pipeline, str], dict]
+    input_spec: Callable[[Pipeline, Layout], dict]
 
 
 # ---------------------------------------------------------------------------------------------
 # RGB: the STAA ResNet over TSN-sampled clips of the stored crops
 
 
-def _rgb_model(cfg: Pipeline, num_classes: int, layout: str):
+def _rgb_model(cfg: Pipeline, num_classes: int, layout: Layout):
     from mmfc.models import build_rgb_model
 
     return build_rgb_model(cfg.rgb.model, num_classes)
@@ -97,12 +97,12 @@ def _rgb_dataset(cfg: Pipeline, store, indices: list[int], train: bool, clip: in
     )
 
 
-def _rgb_input(cfg: Pipeline, layout: str) -> tuple[int, ...]:
+def _rgb_input(cfg: Pipeline, layout: Layout) -> tuple[int, ...]:
     m = cfg.rgb.model
     return (m.segments, 3, m.input_size, m.input_size)
 
 
-def _rgb_describe(cfg: Pipeline, layout: str) -> dict:
+def _rgb_describe(cfg: Pipeline, layout: Layout) -> dict:
     m = cfg.rgb.model
     widths = f" ({m.fragment_width}w x 4s)" if m.fragment_width else ""
     return {
@@ -112,7 +112,7 @@ def _rgb_describe(cfg: Pipeline, layout: str) -> dict:
     }
 
 
-def _rgb_input_spec(cfg: Pipeline, layout: str) -> dict:
+def _rgb_input_spec(cfg: Pipeline, layout: Layout) -> dict:
     from mmfc.train.datasets import IMAGENET_MEAN, IMAGENET_STD
 
     m = cfg.rgb.model
@@ -149,16 +149,16 @@ RGB = Branch(
 # Skeleton: CTR-GCN over the stored normalised skeleton sequences
 
 
-def _skel_model(cfg: Pipeline, num_classes: int, layout: str):
+def _skel_model(cfg: Pipeline, num_classes: int, layout: Layout):
     from mmfc.models import build_skel_model
 
-    return build_skel_model(cfg.skel.model, num_classes, get_layout(layout))
+    return build_skel_model(cfg.skel.model, num_classes, layout)
 
 
 def _skel_dataset(cfg: Pipeline, store, indices: list[int], train: bool, clip: int = 0, num_clips: int = 1):
     from mmfc.train.datasets import SkeletonDataset
 
-    t = cfg.skel.train
+    t, given = cfg.skel.train, cfg.skel.input
     return SkeletonDataset(
         store,
         indices,
@@ -166,41 +166,53 @@ def _skel_dataset(cfg: Pipeline, store, indices: list[int], train: bool, clip: i
         num_persons=cfg.skel.model.num_persons,
         train=train,
         flip=t.flip,
+        rotate_axes=t.rotate_axes,
         rotate_degrees=t.rotate_degrees,
         scale=t.skel_scale,
+        uniform_scale=(t.uniform_scale[0], t.uniform_scale[1]),
+        normalize=given.normalize,
+        sampling=given.sampling,
         seed=t.seed,
         clip=clip,
         num_clips=num_clips,
     )
 
 
-def _skel_input(cfg: Pipeline, layout: str) -> tuple[int, ...]:
-    m, joints = cfg.skel.model, get_layout(layout)
-    return (m.in_channels or joints.channels, m.num_frames, joints.num_joints, m.num_persons)
+def _skel_input(cfg: Pipeline, layout: Layout) -> tuple[int, ...]:
+    m = cfg.skel.model
+    return (m.in_channels or layout.channels, m.num_frames, layout.num_joints, m.num_persons)
 
 
-def _skel_describe(cfg: Pipeline, layout: str) -> dict:
+def _skel_describe(cfg: Pipeline, layout: Layout) -> dict:
     m = cfg.skel.model
     return {
         "model": f"CTR-GCN {m.stream}",
-        "input": f"{m.num_frames} frames x {get_layout(layout).num_joints} joints x {m.num_persons} persons",
+        "input": f"{m.num_frames} frames x {layout.num_joints} joints x {m.num_persons} persons",
         "base_channels": m.base_channels,
     }
 
 
-def _skel_input_spec(cfg: Pipeline, layout: str) -> dict:
-    m, joints = cfg.skel.model, get_layout(layout)
-    aligned = ", rotated so the spine is +z and the shoulders +x" if cfg.crops.align else ""
+def _skel_input_spec(cfg: Pipeline, layout: Layout) -> dict:
+    m, crops, given = cfg.skel.model, cfg.crops, cfg.skel.input
+    center = crops.center_joint or layout.joints[layout.center]
+    aligned = ", rotated so the spine is +z and the shoulders +x" if crops.align and layout.align_axes else ""
+    stored = (f"the frames with a body as they are, zero frames after them (a longer sequence resampled evenly to "
+              f"{crops.skeleton_frames})" if crops.pad_skeleton
+              else f"the frames with a body resampled evenly to {crops.skeleton_frames}")
+    scaled = (", then each coordinate mapped linearly onto [-1, 1] over all joints of all frames with a body "
+              "(mmfc/train/datasets.py: minmax_normalize)" if given.normalize == "minmax" else "")
+    frames = (f"{m.num_frames} of the frames with a body, evenly spaced from the first to the last "
+              "(mmfc/train/datasets.py: evenly_spaced)" if given.sampling == "random_choice"
+              else f"{m.num_frames} of the frames with a body, each the centre of one of {m.num_frames} equal segments")
     return {
         "name": "joints",
         "axes": ["batch", "coordinate", "frame", "joint", "person"],
-        "joint_layout": layout,
-        "coordinates": f"{m.in_channels or joints.channels} per joint, in the source's units (Kinect: metres in "
+        "joint_layout": layout.to_dict(),
+        "coordinates": f"{m.in_channels or layout.channels} per joint, in the source's units (Kinect: metres in "
                        "camera space; 2D keypoints: image pixels)",
         "values": f"the stage-1 normalised sequence (mmfc/crops/skeleton.py): missing joints 0, every joint moved "
-                  f"so joint {joints.center} (0-based) of the first frame with a body is the origin{aligned}, the frames with "
-                  f"a body resampled uniformly to {cfg.crops.skeleton_frames}",
-        "frames": f"{m.num_frames} of those, each the centre of one of {m.num_frames} equal segments",
+                  f"so joint {center!r} of the first frame with a body is the origin{aligned}, {stored}{scaled}",
+        "frames": frames,
         "persons": f"the first {m.num_persons} bodies, zeros where there are fewer",
         "stream": f"raw joints: the network derives its {m.stream!r} stream itself",
     }

@@ -140,18 +140,21 @@ def inspect(
 
 @app.command()
 def info(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
-    """Show the resolved configuration and the data it selects: counts per split and class, and
-    the branches the data can train (the RGB branch needs videos)."""
+    """Show the resolved configuration, its joint layout (joints, bones, centre, left/right
+    pairs) and the data it selects: counts per split and class, and the branches the data can
+    train (the RGB branch needs videos)."""
     from mmfc.branches import branch_support
+    from mmfc.crops.crop import CropJob
     from mmfc.data.sources import describe_selection
 
     try:
         cfg = _pipeline(pipeline, set_)
+        layout = CropJob.of(cfg).layout  # stage 1's: crops.center_joint must be one of its joints
         selection = describe_selection(cfg.data)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
     selection["branches"] = branch_support(selection["video"]["with"] > 0)
-    print(json.dumps({"pipeline": cfg.to_dict(), "data": selection}, indent=2, default=str))
+    print(json.dumps({"pipeline": cfg.to_dict(), "layout": layout.to_dict(), "data": selection}, indent=2, default=str))
 
 
 @app.command()

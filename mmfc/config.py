@@ -36,13 +36,19 @@ class ConfigError(ValueError):
 
 Source = Literal["ntu", "pose_pickle", "videos", "nw_ucla", "penn_action"]
 Protocol = Literal["xsub", "xview", "xset"]
-JointLayout = Literal["ntu25", "coco17", "kinect20", "penn13"]
+# The built-in joint layouts (mmfc/data/layouts.py); a pipeline may declare its own as well.
+JointLayout = Literal["ntu25", "coco17", "kinect20", "mediapipe33", "penn13", "openpose25"]
+# The layouts stage 0 writes (mmfc/poses/joints.py maps BlazePose's 33 landmarks onto each).
+PoseLayout = Literal["coco17", "ntu25", "mediapipe33"]
 ValBy = Literal["performer", "group"]
 CropMode = Literal["clip", "frame", "person", "none"]
 Backend = Literal["loky", "threading", "multiprocessing", "ray", "dask"]
 RGBBlock = Literal["plain", "tsm", "ma", "ta", "staa"]
 RGBDepth = Literal[18, 34, 50]
 SkelStream = Literal["joint", "bone", "joint_motion", "bone_motion"]
+SkelRotation = Literal["vertical", "xy"]
+SkelNormalization = Literal["none", "minmax"]
+SkelSampling = Literal["segments", "random_choice"]
 CCLKind = Literal["frhead", "supcon"]
 Schedule = Literal["cosine", "step"]
 LRStep = Literal["iteration", "epoch"]
@@ -59,6 +65,125 @@ FEATURE_LEVELS = 4
 def bounded(default, *, min=None, max=None, below=None):  # noqa: A002 (read as the bounds they are)
     """A field whose value must be >= min, <= max and < below (those given); checked when loaded."""
     return field(default=default, metadata={"min": min, "max": max, "below": below})
+
+
+@dataclass
+class DeclaredLayout:
+    """A joint layout of the pipeline's own (`[data.declared_layout]`), checked by the rules every
+    built-in one (mmfc/data/layouts.py) is also checked by: joints by name, bones between them."""
+
+    # What data.layout calls it; "" declares none.
+    name: str = ""
+    # The joint names, in the order the skeletons store their joints.
+    joints: list[str] = field(default_factory=list)
+    # The graph's edges, [joint, joint] each: a tree over all joints, so that every joint but the
+    # centre has one parent, its neighbour nearer the centre (a bone vector is joint - parent).
+    bones: list[list[str]] = field(default_factory=list)
+    # The joint the graph hangs from, and by default where stage 1 centres each sequence.
+    center: str = ""
+    # [left, right] joints that swap in a horizontal flip; a joint on the midline is in none.
+    pairs: list[list[str]] = field(default_factory=list)
+    # Coordinates per joint: 2 (image pixels) or 3 (camera space, e.g. Kinect's metres).
+    channels: int = bounded(2, min=2, max=3)
+    # 3D only, optional: [spine base, spine, right shoulder, left shoulder], which crops.align turns
+    # onto +z (base -> spine) and +x (left -> right shoulder); [] for none.
+    align: list[str] = field(default_factory=list)
+
+    def parents(self) -> dict[str, str]:
+        """Each joint the bones lead to from the centre -> its neighbour nearer the centre (the
+        centre -> itself); a joint the bones do not reach is left out."""
+        neighbours: dict[str, list[str]] = {joint: [] for joint in self.joints}
+        for a, b in self.bones:
+            neighbours[a].append(b)
+            neighbours[b].append(a)
+        parent = {self.center: self.center}
+        frontier = [self.center]
+        while frontier:
+            joint = frontier.pop()
+            for other in neighbours[joint]:
+                if other not in parent:
+                    parent[other] = joint
+                    frontier.append(other)
+        return parent
+
+    def mismatch(self) -> str | None:
+        if not self.name:
+            given = [key for key in ("joints", "bones", "center", "pairs", "align") if getattr(self, key)]
+            return f"name: {', '.join(given)} given, but no name for data.layout to use it by" if given else None
+        return self._joints_problem() or self._bones_problem() or self._pairs_problem() or self._align_problem()
+
+    def _joints_problem(self) -> str | None:
+        if len(self.joints) < 2:
+            return f"joints: a layout needs at least 2 joints, got {self.joints}"
+        named: set[str] = set()
+        for joint in self.joints:
+            if not joint.strip():
+                return "joints: a joint name is empty"
+            if joint in named:
+                return f"joints: {joint!r} is named twice"
+            named.add(joint)
+        if self.center not in named:
+            return f"center = {self.center!r} is not one of the joints"
+        return None
+
+    def _joint_pair_problem(self, key: str, pair: list[str]) -> str | None:
+        if len(pair) != 2:
+            return f"{key}: {pair} is not a pair of joints"
+        unknown = [joint for joint in pair if joint not in self.joints]
+        if unknown:
+            return f"{key}: {pair} names an unknown joint {unknown[0]!r}"
+        if pair[0] == pair[1]:
+            return f"{key}: {pair} joins {pair[0]!r} to itself"
+        return None
+
+    def _bones_problem(self) -> str | None:
+        seen: set[frozenset[str]] = set()
+        for bone in self.bones:
+            if problem := self._joint_pair_problem("bones", bone):
+                return problem
+            if frozenset(bone) in seen:
+                return f"bones: {bone} is given twice"
+            seen.add(frozenset(bone))
+        reached = self.parents()
+        apart = [joint for joint in self.joints if joint not in reached]
+        if apart:
+            return (f"bones: the graph is not connected: no bones lead from {', '.join(map(repr, apart))} "
+                    f"to the centre {self.center!r}")
+        if len(self.bones) != len(self.joints) - 1:
+            return (f"bones: {len(self.bones)} bones for {len(self.joints)} joints close a loop; the bones form a "
+                    f"tree ({len(self.joints) - 1} of them), so that each joint has one parent")
+        return None
+
+    def _pairs_problem(self) -> str | None:
+        twin: dict[str, str] = {}
+        for pair in self.pairs:
+            if problem := self._joint_pair_problem("pairs", pair):
+                return problem
+            for joint in pair:
+                if joint in twin:
+                    return f"pairs: {joint!r} is in two pairs"
+            twin[pair[0]], twin[pair[1]] = pair[1], pair[0]
+        if self.center in twin:
+            return f"pairs: the centre {self.center!r} is in a pair, but a flip must leave it in place"
+        bones = {frozenset(bone) for bone in self.bones}
+        for a, b in self.bones:
+            mirrored = [twin.get(a, a), twin.get(b, b)]
+            if frozenset(mirrored) not in bones:
+                return (f"pairs: the flip takes bone {[a, b]} to {mirrored}, which is not a bone; pair each "
+                        "joint of one side with its twin on the other")
+        return None
+
+    def _align_problem(self) -> str | None:
+        if not self.align:
+            return None
+        if len(self.align) != 4:
+            return f"align: give [spine base, spine, right shoulder, left shoulder], or [] for none; got {self.align}"
+        unknown = [joint for joint in self.align if joint not in self.joints]
+        if unknown:
+            return f"align: {unknown[0]!r} is not one of the joints"
+        if self.channels != 3:
+            return "align turns 3D bodies (channels = 3); a 2D layout has none"
+        return None
 
 
 @dataclass
@@ -86,8 +211,10 @@ class DataConfig:
     num_classes: int = bounded(60, min=1)
     # A text file with one class name per line; "" uses the dataset's built-in names.
     class_names: str = ""
-    # Joint layout of the skeletons (mmfc.data.layouts).
-    layout: JointLayout = "ntu25"
+    # Joint layout of the skeletons: a built-in one (mmfc.data.layouts) or the declared one.
+    layout: str = "ntu25"
+    # A layout of the pipeline's own, which data.layout then names (mmfc.data.layouts: layout_of).
+    declared_layout: DeclaredLayout = field(default_factory=DeclaredLayout)
     # Width and height of the space the 2D (colour) keypoints were recorded in. NTU colour
     # coordinates are in the 1920x1080 original; decoded videos may be smaller. (NW-UCLA and
     # Penn Action give their own: Kinect v1's 640x480, each clip's dimensions.)
@@ -116,6 +243,13 @@ class DataConfig:
     poses: str = ""
 
     def mismatch(self) -> str | None:
+        built_in = typing.get_args(JointLayout)
+        if self.declared_layout.name in built_in:
+            return f"declared_layout.name = {self.declared_layout.name!r} is a built-in layout's; give yours a name of its own"
+        if self.layout not in built_in and not (self.declared_layout.name and self.layout == self.declared_layout.name):
+            declared = (f"the declared layout {self.declared_layout.name!r}" if self.declared_layout.name
+                        else "one declared in [data.declared_layout]")
+            return f"layout must be one of {', '.join(map(repr, built_in))} or {declared}; got {self.layout!r}"
         if self.source == "ntu" and self.val_by != "performer":
             return f"val_by = {self.val_by!r}: NTU sources carve validation by 'performer'"
         if self.source == "penn_action" and self.val_by != "group":
@@ -187,6 +321,13 @@ class CropConfig:
     num_frames: int = bounded(32, min=1)
     # Skeleton sequence stored per sample: fixed length, up to max_bodies persons.
     skeleton_frames: int = bounded(100, min=1)
+    # false: the frames with a body resampled evenly to skeleton_frames; true: kept as they are and
+    # zero-padded to skeleton_frames (a longer sequence is still resampled down to it), so that
+    # the skeleton branch draws from the real frames (skel.input.sampling = "random_choice").
+    pad_skeleton: bool = False
+    # The joint, by its name in the layout, whose position in the first frame with a body is the
+    # stored sequence's origin; "" is the layout's centre.
+    center_joint: str = ""
     jpeg_quality: int = bounded(90, min=1, max=100)
     samples_per_shard: int = bounded(256, min=1)
     # A video that decodes fewer frames than its skeleton or its container says is a failure
@@ -251,6 +392,21 @@ class SkelModelConfig:
     num_frames: int = bounded(64, min=1)
     num_persons: int = bounded(2, min=1)
     dropout: float = bounded(0.0, min=0, below=1)
+
+
+@dataclass
+class SkelInputConfig:
+    """How a stored skeleton sequence becomes the skeleton branch's input, at training and test
+    alike (mmfc/train/datasets.py: SkeletonDataset)."""
+
+    # "none", or "minmax": per clip, each coordinate mapped linearly onto [-1, 1] over every joint
+    # of every frame with a body (after the augmentation), as CTR-GCN's NW-UCLA feeder does.
+    normalize: SkelNormalization = "none"
+    # How the skel.model.num_frames frames are picked from the stored sequence's frames with a
+    # body. "segments": one per equal segment, anywhere in it at training and its centre at test
+    # (TSN). "random_choice": drawn at random at training (repeats allowed, kept in time order)
+    # and evenly spaced from the first to the last at test (CTR-GCN's NW-UCLA feeder).
+    sampling: SkelSampling = "segments"
 
 
 @dataclass
@@ -321,11 +477,22 @@ class RGBTrainConfig(TrainConfig):
 
 @dataclass
 class SkelTrainConfig(TrainConfig):
-    # Flip with the left/right joint swap, rotation about the vertical axis by up to
-    # rotate_degrees, and each coordinate scaled by a factor in [1 - skel_scale, 1 + skel_scale].
+    # Flip with the left/right joint swap, rotation by up to rotate_degrees, each coordinate
+    # scaled by a factor in [1 - skel_scale, 1 + skel_scale], then all by one factor drawn from
+    # uniform_scale. Rotation "vertical": about the vertical axis (2D: in the image plane); "xy":
+    # about y, then about x, each angle drawn on its own (CTR-GCN's NW-UCLA feeder; 2D points are
+    # turned as if at depth 0 and seen from the front again).
     flip: bool = True
+    rotate_axes: SkelRotation = "vertical"
     rotate_degrees: float = bounded(15.0, min=0)
     skel_scale: float = bounded(0.1, min=0, below=1)
+    uniform_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
+
+    def mismatch(self) -> str | None:
+        low_high = self.uniform_scale
+        if len(low_high) != 2 or not 0 < low_high[0] <= low_high[1]:
+            return f"uniform_scale = {low_high}: give [low, high] with 0 < low <= high, e.g. [0.5, 1.5]"
+        return super().mismatch()
 
 
 @dataclass
@@ -338,6 +505,7 @@ class RGBConfig:
 @dataclass
 class SkelConfig:
     model: SkelModelConfig = field(default_factory=SkelModelConfig)
+    input: SkelInputConfig = field(default_factory=SkelInputConfig)
     train: SkelTrainConfig = field(default_factory=lambda: SkelTrainConfig(batch_size=32, lr=0.1))
     ccl: CCLConfig = field(default_factory=CCLConfig)
 
@@ -385,6 +553,10 @@ class Pipeline:
         return WorkdirLayout(Path(self.workdir), Path(self.crops_from or self.workdir))
 
     def mismatch(self) -> str | None:
+        estimated = typing.get_args(PoseLayout)
+        if self.data.source == "videos" and self.data.layout not in estimated:
+            return (f"data.layout = {self.data.layout!r}: stage 0 gives videos {', '.join(map(repr, estimated))} "
+                    "joints; name one of those")
         if self.data.source == "videos" and self.data.layout == "ntu25" and not self.skel.model.in_channels:
             return (
                 "skel.model.in_channels = 0 reads ntu25 skeletons as Kinect's 3D, but stage 0 gives "
@@ -498,6 +670,15 @@ def read_saved_pipeline(path: str | Path) -> Pipeline:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not a readable saved pipeline ({exc})") from None
     return _build(Pipeline, raw, str(path), prefix="")
+
+
+def load_layout(raw: dict, where: str) -> DeclaredLayout:
+    """A joint layout given as data (a built-in one, a crop store's or a checkpoint's copy),
+    checked by the rules of [data.declared_layout]; ConfigError naming `where` otherwise."""
+    layout = _build(DeclaredLayout, raw, where, prefix="")
+    if not layout.name:
+        raise ConfigError(f"{where}: the layout has no name")
+    return layout
 
 
 def _parse_override(item: str) -> tuple[str, object]:

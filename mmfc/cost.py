@@ -19,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mmfc.branches import BRANCHES, RGB, SKEL, Branch
 from mmfc.config import Pipeline, RGBConfig, RGBModelConfig, SkelConfig, SkelModelConfig
+from mmfc.data.layouts import layout_of
 
 # Published figures (METHOD.md sections 2, 4 and 7): GMACs and millions of parameters per clip.
 PAPER_TABLE = [
@@ -49,7 +50,7 @@ def count(model: nn.Module, example: torch.Tensor) -> dict:
 
 def branch_cost(branch: Branch, cfg: Pipeline, num_classes: int) -> dict:
     """The cost of one clip through the branch's network as `cfg` configures it."""
-    layout = cfg.data.layout
+    layout = layout_of(cfg.data)
     with torch.device("meta"):
         model = branch.build_model(cfg, num_classes, layout)
         clip = torch.empty(1, *branch.input_shape(cfg, layout))

@@ -20,6 +20,7 @@ import torch
 
 from mmfc.branches import BRANCHES, training_digest
 from mmfc.config import ConfigError, Pipeline, load_pipeline, read_saved_pipeline
+from mmfc.data.layouts import Layout, stored_layout
 from mmfc.errors import DataError
 from mmfc.fusion.files import open_fusion
 from mmfc.fusion.methods import FittedFusion
@@ -34,8 +35,8 @@ class TrainedRun:
     workdir: Path
     cfg: Pipeline
     class_names: list[str]
-    # The joint layout the skeleton branch was trained on ("ntu25", "coco17").
-    layout: str
+    # The joint layout the skeleton branch was trained on, as its checkpoint keeps it.
+    layout: Layout
     # Branch name -> its best network, in eval mode on `device`.
     models: dict[str, torch.nn.Module]
     # Branch name -> the sha256 prefix of the checkpoint loaded.
@@ -89,11 +90,15 @@ def open_run(workdir: Path, pipeline: Path | None = None, device: str = "cpu",
             raise DataError(path, f"was trained with another configuration than {pipeline or cfg.paths.pipeline} "
                                   f"(digest {state['config_digest']} vs {expected}): give the pipeline file and "
                                   "--set overrides the run was made with")
-        model = branch.build_model(cfg, state["num_classes"], state["layout"])
+        try:
+            layout = stored_layout(state["layout"], "its joint layout")
+        except ConfigError as exc:
+            raise DataError(path, str(exc)) from None
+        model = branch.build_model(cfg, state["num_classes"], layout)
         load_weights(model, state["model"], path)
         models[name] = model.to(target).eval()
         digests[name] = file_digest(path)
-        headers[name] = state
+        headers[name] = {**state, "layout": layout}
     first = headers[next(iter(headers))]
     for name, state in headers.items():
         if state["class_names"] != first["class_names"] or state["layout"] != first["layout"]:

@@ -27,7 +27,7 @@ def test_every_pipeline_loads(path: Path):
     assert isinstance(cfg, Pipeline)
     assert cfg.name == path.stem
     assert cfg.data.source in typing.get_args(config.Source)
-    assert cfg.data.layout in typing.get_args(config.JointLayout)
+    assert cfg.data.layout in typing.get_args(config.JointLayout) + (cfg.data.declared_layout.name,)
     assert cfg.data.protocol in typing.get_args(config.Protocol)
 
 
@@ -143,7 +143,7 @@ def test_valid_keys_cover_every_section():
         ("fusion.method=best", "fusion.method must be one of 'auto', 'rgb_alone', 'skel_alone'"),
         ("fusion.metric=top5", "fusion.metric must be one of 'top1', 'mean_class'"),
         ("data.source=csv", "data.source must be one of 'ntu', 'pose_pickle'"),
-        ("data.layout=mpii16", "data.layout must be one of 'ntu25', 'coco17'"),
+        ("data.layout=mpii16", "data.layout must be one of 'ntu25', 'coco17', 'kinect20'"),
         ("data.protocol=xsetup", "data.protocol must be one of 'xsub', 'xview', 'xset'"),
         ("crops.jpeg_quality=0", "crops.jpeg_quality must be at least 1, got 0"),
         ("crops.jpeg_quality=101", "crops.jpeg_quality must be at most 100, got 101"),
@@ -195,11 +195,12 @@ def test_every_table_of_variants_covers_its_choices():
     from mmfc.fusion.selection import METHOD_NAMES
     from mmfc.models.ccl import LEVEL_KINDS
     from mmfc.models.resnet import BLOCK_VARIANTS, DEPTHS
+    from mmfc.poses.joints import MAPPINGS
 
     for table, choice in [
         (SOURCES, config.Source), (PROTOCOL_TRAIN_RULES, config.Protocol), (LAYOUTS, config.JointLayout),
         (BLOCK_VARIANTS, config.RGBBlock), (DEPTHS, config.RGBDepth), (LEVEL_KINDS, config.CCLKind),
-        (METHOD_NAMES, config.FusionMethodName),
+        (METHOD_NAMES, config.FusionMethodName), (MAPPINGS, config.PoseLayout),
     ]:
         assert list(table) == list(typing.get_args(choice))
     # A branch's name is also its section of the pipeline (training digests hash that section).

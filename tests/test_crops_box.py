@@ -16,6 +16,7 @@ from mmfc.crops.box import (
     render,
 )
 from mmfc.crops.skeleton import normalize_skeleton, uniform_indices
+from mmfc.data.layouts import NTU25
 from mmfc.data.sample import Skeleton
 
 FRAME = (640, 480)
@@ -158,20 +159,32 @@ def test_skeleton_is_centred_resampled_and_padded():
     points = rng.normal(size=(1, 30, 25, 3)) + 5
     score = np.ones((1, 30, 25), np.float32)
     score[0, 3, 4] = 0  # a missing joint stays zero after centring
-    out = normalize_skeleton(make_skeleton(points, score), num_frames=16, max_bodies=2)
+    out = normalize_skeleton(make_skeleton(points, score), num_frames=16, max_bodies=2, center=NTU25.center)
     assert out.shape == (3, 16, 25, 2) and out.dtype == np.float32
     np.testing.assert_allclose(out[:, 0, 20, 0], 0, atol=1e-6)  # centre joint 21 of frame 0
     np.testing.assert_allclose(out[:, -1, :, 0], points[0, -1].T - points[0, 0, 20][:, None], rtol=1e-5)
     assert (out[..., 1] == 0).all()
     assert (uniform_indices(30, 16)[[0, -1]] == [0, 29]).all()
-    short = normalize_skeleton(make_skeleton(points[:, :5], score[:, :5]), num_frames=8, max_bodies=2)
+    short = normalize_skeleton(make_skeleton(points[:, :5], score[:, :5]), num_frames=8, max_bodies=2, center=NTU25.center)
     assert short[0, :, 4, 0].tolist().count(0.0) == 2  # frame 3's missing joint, repeated
+
+
+def test_padded_skeleton_keeps_its_frames_and_centres_on_the_joint_asked_for():
+    points = np.random.default_rng(2).normal(size=(1, 5, 25, 3)) + 5
+    spine_mid = NTU25.joints.index("spine_mid")
+    out = normalize_skeleton(make_skeleton(points), num_frames=8, max_bodies=1, center=spine_mid, pad=True)
+    np.testing.assert_allclose(out[:, :5, :, 0], (points[0] - points[0, 0, spine_mid]).transpose(2, 0, 1), atol=1e-5)
+    assert (out[:, 5:] == 0).all()
+    # Longer than the stored length: resampled down as without padding.
+    long = normalize_skeleton(make_skeleton(points), num_frames=3, max_bodies=1, center=spine_mid, pad=True)
+    np.testing.assert_array_equal(long, normalize_skeleton(make_skeleton(points), num_frames=3, max_bodies=1, center=spine_mid))
 
 
 def test_align_puts_spine_on_z_and_shoulders_on_x():
     rng = np.random.default_rng(1)
     points = rng.normal(size=(1, 4, 25, 3))
-    out = normalize_skeleton(make_skeleton(points), num_frames=4, max_bodies=1, align=True)
+    out = normalize_skeleton(make_skeleton(points), num_frames=4, max_bodies=1, center=NTU25.center,
+                             align_axes=NTU25.align_axes)
     first = out[:, 0, :, 0].T  # [V, 3]
     spine = first[1] - first[0]
     shoulders = first[8] - first[4]

@@ -79,7 +79,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def test_real_clip_crop_holds_the_whole_person(full_size_run):
     crops = full_size_run
     assert [r["id"] for r in crops.index] == [CLIP] and crops.index[0]["label"] == 0
-    assert crops.class_names[0] == "drink water" and crops.layout == "ntu25"
+    assert crops.class_names[0] == "drink water" and crops.layout.name == "ntu25"
     rgb, kp, skel = crops.rgb(0), crops.keypoints(0), crops.skeleton(0)
     assert rgb.shape == (6, 64, 64, 3) and kp.shape == (2, 6, 25, 2) and skel.shape == (3, 16, 25, 2)
     # Every joint the Kinect tracked at a stored frame is inside the crop.

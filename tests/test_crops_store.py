@@ -14,6 +14,7 @@ from mmfc import atomic
 from mmfc.crops import store
 from mmfc.crops.codec import CODEC_NAME, JpegCodec, decode_frames, encode_frames
 from mmfc.crops.stage import ROW_SCHEMA, remove_unnamed_stores
+from mmfc.data.layouts import NTU25
 from mmfc.errors import DataError
 
 
@@ -75,10 +76,10 @@ def stored(seed: int, frames: int = 3, size: int = 32) -> store.StoredSample:
     )
 
 
-META = {"class_names": ["a", "b", "c"], "num_classes": 3, "layout": "ntu25", "crops": {"size": 32}}
+META = {"class_names": ["a", "b", "c"], "num_classes": 3, "layout": NTU25.to_dict(), "crops": {"size": 32}}
 
 
-def make_store(crops_dir: Path, samples: dict[int, store.StoredSample], slots: int) -> Path:
+def make_store(crops_dir: Path, samples: dict[int, store.StoredSample], slots: int, meta: dict = META) -> Path:
     """A one-shard store whose slots not in `samples` failed, and its index. -> the store"""
     for sub in (store.SHARDS, store.PARTS):
         (crops_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -90,7 +91,7 @@ def make_store(crops_dir: Path, samples: dict[int, store.StoredSample], slots: i
         digest = writer.finish([f"s{slot}" for slot in range(slots)])
     rows = [{"id": f"s{slot}", "label": slot % 3, "split": "train", "shard": path.stem, "shard_digest": digest,
              "position": slot, "status": "ok"} for slot in samples]
-    store.write_table_atomic(crops_dir / store.INDEX, rows, ROW_SCHEMA, metadata=META)
+    store.write_table_atomic(crops_dir / store.INDEX, rows, ROW_SCHEMA, metadata=meta)
     return path
 
 
@@ -99,7 +100,7 @@ def test_reader_returns_what_was_written_across_files_and_holes(tmp_path):
     samples = {slot: stored(slot) for slot in range(20) if slot not in (1, 17)}
     make_store(tmp_path, samples, slots=20)
     crops = store.open_crops(tmp_path)
-    assert len(crops) == 18 and crops.num_classes == 3 and crops.layout == "ntu25"
+    assert len(crops) == 18 and crops.num_classes == 3 and crops.layout == NTU25
     for i, row in enumerate(crops.index):
         want = samples[row["position"]]
         assert psnr(crops.rgb(i), want.rgb) > 35
@@ -137,3 +138,17 @@ def test_a_rewritten_shard_is_a_new_store_and_the_old_one_goes_once_nothing_name
     np.testing.assert_array_equal(crops.frame_indices(0), stored(5).frame_indices)
     remove_unnamed_stores(tmp_path)
     assert sorted(p.name for p in (tmp_path / store.SHARDS).iterdir()) == [second.name]
+
+
+def test_the_index_carries_the_layout_whole(tmp_path):
+    """A declared layout reads back from the store alone; a store written before layouts were kept
+    whole names a built-in one; a broken layout is one DataError naming the index."""
+    stick = {"name": "stick3", "joints": ["neck", "hand_l", "hand_r"], "bones": [["hand_l", "neck"], ["hand_r", "neck"]],
+             "center": "neck", "pairs": [["hand_l", "hand_r"]], "channels": 2, "align": []}
+    make_store(tmp_path / "declared", {0: stored(0)}, slots=1, meta={**META, "layout": stick})
+    assert store.open_crops(tmp_path / "declared").layout.to_dict() == stick
+    make_store(tmp_path / "older", {0: stored(0)}, slots=1, meta={**META, "layout": "ntu25"})
+    assert store.open_crops(tmp_path / "older").layout == NTU25
+    make_store(tmp_path / "broken", {0: stored(0)}, slots=1, meta={**META, "layout": {**stick, "center": "head"}})
+    with pytest.raises(DataError, match="center = 'head' is not one of the joints"):
+        store.open_crops(tmp_path / "broken")

@@ -17,6 +17,7 @@ from mmfc.branches import get_branch
 from mmfc.cli import app
 from mmfc.config import load_pipeline
 from mmfc.crops.store import open_crops
+from mmfc.data.layouts import get_layout
 from mmfc.export import apply_fusion as packaged_apply_fusion
 from mmfc.export.graphs import PARITY_TOLERANCE, export_graph, onnx_logits, parity_bound, torch_logits
 from mmfc.export.recipe import fusion_recipe
@@ -108,6 +109,7 @@ def _calibrated(network: torch.nn.Module, inputs: torch.Tensor) -> torch.nn.Modu
 )
 def test_branch_graph_runs_in_onnxruntime_to_pytorchs_logits(tmp_path, branch, overrides, layout):
     torch.manual_seed(0)
+    layout = get_layout(layout)
     cfg = load_pipeline(SYNTH, [*TINY, *overrides])
     spec = get_branch(branch)
     shape = spec.input_shape(cfg, layout)

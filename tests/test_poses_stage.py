@@ -86,6 +86,28 @@ def test_the_pickle_reads_unchanged_and_feeds_the_videos_source(first_run: Path,
         source.load_skeleton(by_id["drink/empty_g04_c01"])
 
 
+def test_stage_0_can_keep_all_33_landmarks(first_run: Path, video_folders: Path, pose_models: Path, tmp_path: Path):
+    """data.layout = "mediapipe33": the same people, every landmark (COCO-17 is a subset of them),
+    and stage 1 stores all 33 joints."""
+    from mmfc.crops.crop import CropJob, crop_sample
+    from mmfc.poses.joints import COCO17
+
+    cfg = load_pipeline(REPO / "pipelines" / "videos-example.toml",
+                        [*overrides(video_folders, tmp_path, pose_models), "data.layout=mediapipe33"])
+    assert run_poses(cfg) == 0
+    every = {a["frame_dir"]: a for a in read_pose_pickle(tmp_path / "poses" / "poses.pkl").annotations}
+    subset = {a["frame_dir"]: a for a in read_pose_pickle(first_run / "poses" / "poses.pkl").annotations}
+    assert every.keys() == subset.keys()
+    coco = [next(iter(weights)) for weights in COCO17]
+    for clip, ann in every.items():
+        assert ann["keypoint"].shape[2] == 33 and ann["layout"] == "mediapipe33"
+        np.testing.assert_array_equal(ann["keypoint"][:, :, coco], subset[clip]["keypoint"])
+    source = open_source(cfg.data)
+    sample = next(s for s in source.samples() if s.id == "hug/hug_g01_c01")
+    stored, _ = crop_sample(source, sample, CropJob.of(cfg))
+    assert stored.skeleton.shape == (2, cfg.crops.skeleton_frames, 33, 2) and stored.keypoints.shape[2] == 33
+
+
 def test_a_rerun_redoes_nothing(first_run: Path, video_folders: Path, pose_models: Path):
     poses = first_run / "poses"
     before = {p.name: p.stat().st_mtime_ns for p in (poses / "videos").iterdir()}

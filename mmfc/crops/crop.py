@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mmfc.config import CropConfig
+from mmfc.config import CropConfig, Pipeline
 from mmfc.crops.box import BoxParams, CropPlan, crop_keypoints, plan_crop, render
 from mmfc.crops.skeleton import normalize_skeleton
 from mmfc.crops.store import StoredSample
+from mmfc.data.layouts import Layout, layout_of
 from mmfc.data.sample import Sample, Skeleton
 from mmfc.data.decoding import VideoInfo, probe_video, read_frames_counted, scale_pixels
 from mmfc.errors import DataError
@@ -28,10 +29,25 @@ class CropJob:
 
     crops: CropConfig
     max_bodies: int
+    layout: Layout
+    # The joint each stored sequence is centred on: crops.center_joint, else the layout's centre.
+    center: int
     # Whether the store holds video frames. A dataset of which no sample has a video (skeletons
     # only) is stored without: each sample's skeleton, and its keypoints in a box planned in the
     # frame its skeleton was recorded in.
     video: bool = True
+
+    @classmethod
+    def of(cls, cfg: Pipeline, layout: Layout | None = None, video: bool = True) -> CropJob:
+        """The pipeline's job for skeletons in its layout; ConfigError when crops.center_joint is
+        no joint of it. `layout`: that of a skeleton in other joints (`mmfc predict`: one the
+        skeleton branch cannot read, whose crop still guides the RGB branch), centred on its own
+        centre."""
+        own = layout_of(cfg.data)
+        if layout is not None and layout.joints != own.joints:
+            return cls(cfg.crops, cfg.data.max_bodies, layout, layout.center, video)
+        center = own.joint(cfg.crops.center_joint, "crops.center_joint") if cfg.crops.center_joint else own.center
+        return cls(cfg.crops, cfg.data.max_bodies, own, center, video)
 
 
 def stored_frame_indices(video_frames: int, count: int) -> np.ndarray:
@@ -127,7 +143,8 @@ def crop_skeleton(skel: Skeleton, sample: Sample, job: CropJob, read: FrameReade
     stored_sample = StoredSample(
         rgb=rgb,
         frame_indices=p.stored,
-        skeleton=normalize_skeleton(skel, job.crops.skeleton_frames, job.max_bodies, job.crops.align),
+        skeleton=normalize_skeleton(skel, job.crops.skeleton_frames, job.max_bodies, job.center,
+                                    job.layout.align_axes if job.crops.align else None, job.crops.pad_skeleton),
         keypoints=keypoints,
     )
     row = {

@@ -18,7 +18,6 @@ from mmfc import atomic
 from mmfc.crops import store
 from mmfc.crops.box import kept_joints
 from mmfc.crops.crop import CropJob, prepare_sample
-from mmfc.data.layouts import get_layout
 from mmfc.data.sample import Sample
 from mmfc.data.decoding import read_frames
 
@@ -61,7 +60,7 @@ def crop_tile(crop: np.ndarray, keypoints: np.ndarray, bones) -> np.ndarray:
 
 
 def sample_row(crops: store.CropStore, i: int, source, sample: Sample, job: CropJob) -> np.ndarray:
-    bones = get_layout(crops.layout).bones
+    bones = crops.layout.bones
     skel = source.load_skeleton(sample)
     prepared = prepare_sample(skel, sample, job, decoded=crops.index[i]["video_frames"])  # as stage 1 planned it
     picks = np.linspace(0, len(prepared.stored) - 1, SHOWN).round().astype(int)

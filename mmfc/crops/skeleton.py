@@ -1,17 +1,18 @@
 """The skeleton sequence as the skeleton branch reads it: normalised, fixed length, [C, T, V, M].
 
 Follows CTR-GCN / PYSKL pre-normalisation: missing joints are zero, every joint is moved so the
-centre joint of the first frame with a body is at the origin, optionally the body is rotated so
-the spine points along +z and the shoulders along +x (3D skeletons only), and the frames that
-have a body are resampled uniformly to a fixed count.
+centre joint (the layout's, or crops.center_joint) of the first frame with a body is at the
+origin, optionally the body is rotated so the spine points along +z and the shoulders along +x
+(3D skeletons only), and the frames that have a body are resampled uniformly to a fixed count,
+or (crops.pad_skeleton) kept as they are and zero-padded to it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from mmfc.data.layouts import get_layout
 from mmfc.data.sample import Skeleton
+
 
 def present_joints(skel: Skeleton) -> np.ndarray:
     """Joints with a usable position. -> bool [M, T, V]"""
@@ -25,9 +26,13 @@ def uniform_indices(count: int, length: int) -> np.ndarray:
     return np.round(np.linspace(0, count - 1, length)).astype(np.int64)
 
 
-def normalize_skeleton(skel: Skeleton, num_frames: int, max_bodies: int, align: bool = False) -> np.ndarray:
-    """[M0, T0, V, C] skeleton -> float32 [C, num_frames, V, max_bodies], zero-padded."""
-    layout = get_layout(skel.layout)
+def normalize_skeleton(skel: Skeleton, num_frames: int, max_bodies: int, center: int,
+                       align_axes: tuple[tuple[int, int], tuple[int, int]] | None = None,
+                       pad: bool = False) -> np.ndarray:
+    """[M0, T0, V, C] skeleton -> float32 [C, num_frames, V, max_bodies], zero-padded.
+
+    `center`: the joint moved to the origin; `align_axes`: the layout's, to turn a 3D body onto
+    them, or None; `pad`: keep up to num_frames frames as they are, zeros after them."""
     present = present_joints(skel)  # [M0, T0, V]
     points = np.where(present[..., None], np.nan_to_num(skel.points), 0).astype(np.float64)
     points, present = points[:max_bodies], present[:max_bodies]
@@ -37,12 +42,13 @@ def normalize_skeleton(skel: Skeleton, num_frames: int, max_bodies: int, align: 
     if len(with_body) == 0:
         return out
     points, present = points[:, with_body], present[:, with_body]
-    points = points - _origin(points, present, layout.center)
-    if align and channels == 3 and layout.align_axes is not None:
-        points = points @ _alignment(points, present, layout.align_axes).T
+    points = points - _origin(points, present, center)
+    if align_axes is not None and channels == 3:
+        points = points @ _alignment(points, present, align_axes).T
     points = np.where(present[..., None], points, 0)
-    picked = points[:, uniform_indices(points.shape[1], num_frames)]  # [M, T, V, C]
-    out[..., : picked.shape[0]] = picked.transpose(3, 1, 2, 0)
+    kept = points.shape[1]
+    picked = points if pad and kept <= num_frames else points[:, uniform_indices(kept, num_frames)]  # [M, T, V, C]
+    out[:, : picked.shape[1], :, : picked.shape[0]] = picked.transpose(3, 1, 2, 0)
     return out
 
 

@@ -147,7 +147,7 @@ def crop_digest(cfg: Pipeline, video: bool) -> str:
     crops = asdict(cfg.crops)
     for key in ("samples_per_shard", "part"):
         crops.pop(key)
-    data = {k: getattr(cfg.data, k) for k in ("skeleton_frame_size", "layout", "max_bodies")}
+    data = {k: asdict(cfg.data)[k] for k in ("skeleton_frame_size", "layout", "declared_layout", "max_bodies")}
     text = json.dumps({"crops": crops, "data": data, "video": video}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -174,7 +174,7 @@ def _run_crops(cfg: Pipeline, crops_dir: Path, part: tuple[int, int] | None, str
     for sub in (store.SHARDS, store.PARTS):
         (crops_dir / sub).mkdir(parents=True, exist_ok=True)
     # A dataset of which no sample has a video is stored as skeletons alone.
-    job = CropJob(cfg.crops, cfg.data.max_bodies, video=any(s.video_path is not None for s in samples))
+    job = CropJob.of(cfg, video=any(s.video_path is not None for s in samples))
     task = ShardTask(crops_dir, job, crop_digest(cfg, job.video), opener)
     if not job.video:
         console.print("no sample of the data has a video: storing skeletons only, for the branches that need no "
@@ -313,7 +313,7 @@ def write_outputs(crops_dir: Path, cfg: Pipeline, source, video: bool, ok: list[
     store.write_table_atomic(crops_dir / store.INDEX, ok, schema=ROW_SCHEMA, metadata={
         "class_names": list(source.class_names),
         "num_classes": int(source.num_classes),
-        "layout": cfg.data.layout,
+        "layout": source.layout.to_dict(),
         "crops": asdict(cfg.crops),
         "digest": crop_digest(cfg, video),
         "modalities": list(store.MODALITIES_WITH_VIDEO if video else store.SKELETON_ONLY),

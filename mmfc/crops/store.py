@@ -10,8 +10,9 @@ Layout of the crops folder:
     parts/shard-00012.parquet  the rows of batch 12 (stored and failed), naming its store and the
                                sha256 of that store's manifest; written once the store is in place
     index.parquet              the stored rows of every part, and the stage's metadata (class
-                               names, layout, crop settings, the modalities held: "video" and
-                               "skeleton", or "skeleton" alone); the one file a reader opens first
+                               names, the joint layout whole, crop settings, the modalities
+                               held: "video" and "skeleton", or "skeleton" alone); the one file
+                               a reader opens first
     failures.parquet           id, file, reason of what could not be read, and of the samples
                                stored with a warning (a video shorter than its skeleton)
 Every file and store appears under its final name only once complete (mmfc.atomic). A store is
@@ -38,7 +39,9 @@ from zarr.codecs import ZstdCodec
 from zarr.core.sync import sync
 
 from mmfc import atomic
+from mmfc.config import ConfigError
 from mmfc.crops.codec import JpegCodec, decode_frames, encode_frames
+from mmfc.data.layouts import Layout, stored_layout
 from mmfc.errors import DataError
 
 SHARDS = "shards"
@@ -257,7 +260,10 @@ class CropStore:
             raise DataError(index_path, f"not a stage-1 index of this mmfc version ({exc}); rerun `mmfc stage crops`") from None
         self.index: list[dict] = table.to_pylist()
         self.class_names: list[str] = meta["class_names"]
-        self.layout: str = meta["layout"]
+        try:
+            self.layout: Layout = stored_layout(meta["layout"], "its joint layout")
+        except ConfigError as exc:
+            raise DataError(index_path, f"{exc}; rerun `mmfc stage crops`") from None
         self.num_classes: int = meta["num_classes"]
         self.config: dict = meta["crops"]
         # Stores written before stage 1 could store skeletons alone all hold video.
@@ -374,7 +380,7 @@ class MemoryCrops:
     `config` and `layout` are the crop store's metadata: the crop settings and the joint layout.
     """
 
-    def __init__(self, config: dict, layout: str, jpeg_quality: int):
+    def __init__(self, config: dict, layout: Layout, jpeg_quality: int):
         self.config = config
         self.layout = layout
         self.jpeg_quality = jpeg_quality

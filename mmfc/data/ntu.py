@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from mmfc.config import ConfigError, DataConfig
-from mmfc.data.layouts import Layout, get_layout
+from mmfc.data.layouts import Layout, layout_of
 from mmfc.data.ntu_names import ntu_class_names, read_class_names
 from mmfc.data.numbers import FloatParser, NotANumber, parse_integers, token_at
 from mmfc.data.sample import Sample, Skeleton
@@ -491,7 +491,9 @@ class NTUSource:
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg
         self.root = Path(cfg.root)
-        self.layout: Layout = get_layout(cfg.layout)
+        self.layout: Layout = layout_of(cfg)
+        if self.layout.num_joints != NUM_JOINTS:
+            raise ConfigError(f"data.layout = {cfg.layout!r} has {self.layout.num_joints} joints; NTU skeletons have {NUM_JOINTS}")
         self.num_classes = cfg.num_classes
         if cfg.protocol == "xsub":
             bad = sorted(set(cfg.val_performers) - XSUB_TRAIN_PERFORMERS)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mmfc.config import ConfigError, DataConfig
-from mmfc.data.layouts import Layout, get_layout
+from mmfc.data.layouts import LAYOUTS, Layout, layout_of
 from mmfc.data.ntu import folder_names, parse_name
 from mmfc.data.ntu_names import read_class_names
 from mmfc.data.pickles import load_pickle
@@ -73,7 +73,7 @@ class PosePickleSource:
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg
         self.path = Path(cfg.root)
-        self.layout: Layout = get_layout(cfg.layout)
+        self.layout: Layout = layout_of(cfg)
         self.num_classes = cfg.num_classes
         self.class_names = (
             read_class_names(cfg.class_names, cfg.num_classes)
@@ -210,7 +210,7 @@ def describe_pose_pickle(path: str | Path) -> dict:
             "channels": sorted({s[3] for s in shapes}),
             "persons": sorted({s[0] for s in shapes}),
             "frames": [min(s[1] for s in shapes), max(s[1] for s in shapes)],
-            "layout_guess": {17: "coco17", 25: "ntu25"}.get(shapes[0][2], "unknown"),
+            "layout_guess": " or ".join(name for name, layout in LAYOUTS.items() if layout.num_joints == shapes[0][2]) or "unknown",
             "has_score": sum("keypoint_score" in a for a in with_keypoints),
         }
     return report

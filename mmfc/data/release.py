@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mmfc.config import ConfigError, DataConfig
-from mmfc.data.layouts import Layout, get_layout
+from mmfc.data.layouts import Layout, layout_of
 from mmfc.data.ntu_names import read_class_names
 from mmfc.data.sample import Sample, Skeleton
 from mmfc.errors import DataError
@@ -28,7 +28,7 @@ class SkeletonRelease(ABC):
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg
         self.root = Path(cfg.root)
-        self.layout: Layout = get_layout(cfg.layout)
+        self.layout: Layout = layout_of(cfg)
         if cfg.num_classes > len(self.class_names_built_in):
             raise ConfigError(f"data.num_classes = {cfg.num_classes}: {self.dataset} has "
                               f"{len(self.class_names_built_in)} actions")

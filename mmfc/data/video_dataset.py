@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 
 from mmfc.config import ConfigError, DataConfig
-from mmfc.data.layouts import Layout, get_layout
+from mmfc.data.layouts import Layout, layout_of
 from mmfc.data.ntu_names import read_class_names
 from mmfc.data.pose_pickle import annotation_skeleton, read_pose_pickle, seeded_position
 from mmfc.data.sample import SPLITS, Sample, Skeleton
@@ -48,7 +48,7 @@ class VideoFolderSource:
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg
         self.root = Path(cfg.root)
-        self.layout: Layout = get_layout(cfg.layout)
+        self.layout: Layout = layout_of(cfg)
         self.excluded: dict[str, int] = {}
         self.notes: dict[str, int] = {}  # kept, with a remark
         self.unreadable: dict[str, str] = {}  # every video is listed by name

@@ -30,10 +30,7 @@ def skeleton_stream(x: torch.Tensor, stream: str, layout: Layout) -> torch.Tenso
     if stream not in STREAMS:
         raise ValueError(f"unknown skeleton stream {stream!r}; known: {', '.join(STREAMS)}")
     if stream.startswith("bone"):
-        parent = list(range(layout.num_joints))
-        for child, par in layout.bones:
-            parent[child] = par
-        x = x - x[:, :, :, parent]
+        x = x - x[:, :, :, layout.parents()]
     if stream.endswith("motion"):
         x = F.pad(x[:, :, 1:] - x[:, :, :-1], (0, 0, 0, 0, 0, 1))
     return x

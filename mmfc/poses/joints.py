@@ -1,4 +1,5 @@
-"""BlazePose's 33 landmarks, and how they become the joints of COCO-17 or NTU-25.
+"""BlazePose's 33 landmarks, and how they become the joints of COCO-17 or NTU-25 (or stay all 33,
+the mediapipe33 layout).
 
 Each joint of the target layout is a fixed affine combination of BlazePose landmarks (weights
 summing to 1), so one matrix maps image pixels and 3D world landmarks alike; a derived joint's
@@ -34,14 +35,9 @@ from __future__ import annotations
 
 import numpy as np
 
-BLAZEPOSE = (
-    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
-    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
-    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip",
-    "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel",
-    "right_heel", "left_foot_index", "right_foot_index",
-)
+from mmfc.data.layouts import MEDIAPIPE33
+
+BLAZEPOSE = MEDIAPIPE33.joints
 NUM_BLAZEPOSE = len(BLAZEPOSE)
 
 # COCO-17: nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles (left first).
@@ -80,7 +76,8 @@ def _matrix(rows: list[dict[int, float]]) -> np.ndarray:
     return matrix
 
 
-MAPPINGS = {"coco17": _matrix(COCO17), "ntu25": _matrix(NTU25)}
+# The layouts stage 0 writes (config.PoseLayout).
+MAPPINGS = {"coco17": _matrix(COCO17), "ntu25": _matrix(NTU25), "mediapipe33": np.eye(NUM_BLAZEPOSE)}
 
 
 def mapping(layout: str) -> np.ndarray:

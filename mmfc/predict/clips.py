@@ -26,6 +26,7 @@ import numpy as np
 from mmfc.config import Pipeline
 from mmfc.crops.crop import CropJob, crop_skeleton, stored_frame_indices
 from mmfc.crops.store import MemoryCrops
+from mmfc.data.layouts import Layout
 from mmfc.data.sample import Sample, Skeleton
 from mmfc.data.decoding import VideoInfo, iter_frames, probe_video, read_frames_counted
 from mmfc.errors import DataError
@@ -173,20 +174,21 @@ class CroppedClips:
     positions: dict[int, int] = field(default_factory=dict)  # window number -> position in the store
 
     @classmethod
-    def empty(cls, cfg: Pipeline, layout: str, windows: list[Window]) -> CroppedClips:
+    def empty(cls, cfg: Pipeline, layout: Layout, windows: list[Window]) -> CroppedClips:
         return cls(MemoryCrops(asdict(cfg.crops), layout, cfg.crops.jpeg_quality), windows)
 
     def crop(self, cfg: Pipeline, number: int, video: Path, skeleton: Skeleton, decoded: Decoded,
-             skeleton_path: Path | None = None) -> None:
+             skeleton_path: Path | None = None, layout: Layout | None = None) -> None:
         """Stage 1's crop of window `number` (its own skeleton: see window_skeleton): crop plan,
-        frames and normalised skeleton; a window that cannot be cropped is recorded as failed."""
+        frames and normalised skeleton; a window that cannot be cropped is recorded as failed.
+        `layout`: the skeleton's, when it may be another than the run's."""
         window = self.windows[number]
         whole = _whole(window, decoded.info)
         # The whole video is the video stage 1 probed; a window is a video of its own.
         info = decoded.info if whole else replace(decoded.info, frames=window.stop - window.start)
         sample = Sample(video.stem, -1, "test", skeleton_path, video)
         try:
-            stored, fields = crop_skeleton(skeleton, sample, CropJob(cfg.crops, cfg.data.max_bodies),
+            stored, fields = crop_skeleton(skeleton, sample, CropJob.of(cfg, layout),
                                            read=kept_frames_reader(decoded, window, whole), video=info)
         except DataError as exc:
             self.failed[number] = exc.reason

@@ -17,7 +17,6 @@ from rich.console import Console
 from rich.table import Table
 
 from mmfc import atomic
-from mmfc.data.layouts import get_layout
 from mmfc.predict.clips import Decoded
 from mmfc.predict.predictor import Prediction
 from mmfc.predict.skeletons import SkeletonInput
@@ -137,7 +136,7 @@ def annotated_frames(prediction: Prediction, decoded: Decoded, found: SkeletonIn
     classes of its clip (the window centred nearest the frame)."""
     probabilities = prediction.probabilities["fused"]
     skel = found.skeleton
-    bones = get_layout(skel.layout).bones
+    bones = found.layout.bones
     frames = []
     for t, image in sorted(decoded.preview.items()):
         scale = image.shape[1] / decoded.info.width

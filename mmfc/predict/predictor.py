@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmfc.data.layouts import Layout
 from mmfc.errors import DataError
 from mmfc.fusion.files import open_fusion
 from mmfc.metrics import log_softmax
@@ -85,9 +86,9 @@ def predict_video(run: TrainedRun, video: Path, skeleton_file: Path | None = Non
     clips = CroppedClips.empty(cfg, run.layout, windows)
     crop_seconds = [0.0]
 
-    def timed_crop(number: int, decoded: Decoded, skeleton) -> None:
+    def timed_crop(number: int, decoded: Decoded, skeleton, layout: Layout) -> None:
         started = time.perf_counter()
-        clips.crop(cfg, number, video, skeleton, decoded, skeleton_file)
+        clips.crop(cfg, number, video, skeleton, decoded, skeleton_file, layout)
         crop_seconds[0] += time.perf_counter() - started
 
     started = time.perf_counter()
@@ -100,7 +101,7 @@ def predict_video(run: TrainedRun, video: Path, skeleton_file: Path | None = Non
             except DataError as exc:
                 clips.failed[number] = exc.reason
                 return
-            timed_crop(number, decoded, skeleton)
+            timed_crop(number, decoded, skeleton, found.layout)
 
         decoded = decode_once(info, windows, cfg.crops.num_frames, None, on_window, preview_width, preview_every)
     else:
@@ -117,7 +118,7 @@ def predict_video(run: TrainedRun, video: Path, skeleton_file: Path | None = Non
             except DataError as exc:
                 clips.failed[number] = exc.reason
                 return
-            timed_crop(number, decoded, seen.skeleton)
+            timed_crop(number, decoded, seen.skeleton, seen.layout)
 
         decoded = decode_once(info, windows, cfg.crops.num_frames, lambda t, frame: stream.step(frame), on_window,
                               preview_width, preview_every)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mmfc.config import Pipeline
-from mmfc.data.layouts import get_layout
+from mmfc.data.layouts import LAYOUTS, Layout, get_layout
 from mmfc.data.ntu import load_skeleton as load_ntu_skeleton
 from mmfc.data.pose_pickle import annotation_skeleton, read_pose_pickle
 from mmfc.data.sample import Skeleton
@@ -40,6 +40,8 @@ BLAZEPOSE_TO_KINECT = np.array([1.0, -1.0, 1.0], dtype=np.float32)
 class SkeletonInput:
     # The skeleton the crops are planned on and (when `usable`) the skeleton branch reads.
     skeleton: Skeleton
+    # Its joint layout, whole: the run's own, or the built-in one it came in.
+    layout: Layout
     # Where it came from, in words: "file S001C001P001R001A001.skeleton", "estimated (BlazePose)".
     origin: str
     # False: the skeleton branch cannot read it (another layout or coordinates); RGB alone.
@@ -48,12 +50,12 @@ class SkeletonInput:
     note: str = ""
 
 
-def skeleton_channels(cfg: Pipeline, layout: str) -> int:
+def skeleton_channels(cfg: Pipeline, layout: Layout) -> int:
     """Coordinates per joint the skeleton branch reads: skel.model.in_channels, else the layout's."""
-    return cfg.skel.model.in_channels or get_layout(layout).channels
+    return cfg.skel.model.in_channels or layout.channels
 
 
-def read_skeleton_file(path: Path, cfg: Pipeline, layout: str, video: Path) -> SkeletonInput:
+def read_skeleton_file(path: Path, cfg: Pipeline, layout: Layout, video: Path) -> SkeletonInput:
     """An NTU .skeleton file, or a pose pickle (its one annotation, or the one named after the
     video), read as the run's data source reads them. DataError naming the file otherwise."""
     path = Path(path)
@@ -62,6 +64,7 @@ def read_skeleton_file(path: Path, cfg: Pipeline, layout: str, video: Path) -> S
         raise DataError(path, "no such skeleton file")
     if path.suffix == ".skeleton":
         skeleton, _ = load_ntu_skeleton(path, cfg.data.max_bodies, (size[0], size[1]))
+        found = get_layout(skeleton.layout)
     else:
         annotations = read_pose_pickle(path).annotations
         if len(annotations) != 1:
@@ -71,43 +74,46 @@ def read_skeleton_file(path: Path, cfg: Pipeline, layout: str, video: Path) -> S
                                       f"{video.stem!r}: give a pickle of this video alone")
             annotations = named
         ann = annotations[0]
-        ann_layout = str(ann.get("layout", layout))
-        if ann_layout not in ("ntu25", "coco17"):
-            raise DataError(path, f"annotation layout {ann_layout!r} is not one mmfc knows")
-        skeleton = annotation_skeleton(ann, path, get_layout(ann_layout), size)
-    return _checked(SkeletonInput(skeleton, f"file {path.name}"), cfg, layout)
+        ann_layout = str(ann.get("layout", layout.name))
+        found = layout if ann_layout == layout.name else LAYOUTS.get(ann_layout)
+        if found is None:
+            raise DataError(path, f"annotation layout {ann_layout!r} is neither the run's ({layout.name!r}) nor "
+                                  f"a built-in one ({', '.join(LAYOUTS)})")
+        skeleton = annotation_skeleton(ann, path, found, size)
+    return _checked(SkeletonInput(skeleton, found, f"file {path.name}"), cfg, layout)
 
 
-def estimator_layout(layout: str) -> str:
+def estimator_layout(layout: Layout) -> str:
     """The layout to ask the estimator for: the run's own when it maps to it, else COCO-17
     (whose boxes still guide the RGB crops)."""
-    return layout if layout in MAPPINGS else "coco17"
+    return layout.name if layout.name in MAPPINGS else "coco17"
 
 
-def from_tracks(tracks: PoseTracks, cfg: Pipeline, layout: str, video_id: str, fps: float) -> SkeletonInput:
+def from_tracks(tracks: PoseTracks, cfg: Pipeline, layout: Layout, video_id: str, fps: float) -> SkeletonInput:
     """The estimator's tracks as the skeleton the run's branch reads, through stage 0's annotation."""
     if tracks.num_persons == 0:
         raise DataError(video_id, f"the pose estimator found nobody in any of its {tracks.total_frames} frames")
     ann = tracks.annotation(video_id, 0, fps)
     channels = skeleton_channels(cfg, layout)
     note = ""
-    if tracks.layout == layout and channels == 3:
+    if tracks.layout == layout.name and channels == 3:
         ann["keypoint"] = tracks.keypoint_3d * BLAZEPOSE_TO_KINECT
-        note = (f"the skeleton branch saw estimated joints: BlazePose's 3D keypoints mapped to {layout} "
+        note = (f"the skeleton branch saw estimated joints: BlazePose's 3D keypoints mapped to {layout.name} "
                 "(the run was trained on a depth sensor's 3D joints)")
-    skeleton = annotation_skeleton(ann, Path(video_id), get_layout(tracks.layout), list(tracks.frame_size))
+    found = get_layout(tracks.layout)
+    skeleton = annotation_skeleton(ann, Path(video_id), found, list(tracks.frame_size))
     if channels == 3:
         # The crops are planned on the 2D keypoints whatever the branch reads.
         skeleton = replace(skeleton, pixels=np.ascontiguousarray(tracks.keypoint))
-    return _checked(SkeletonInput(skeleton, "estimated (BlazePose)", note=note), cfg, layout)
+    return _checked(SkeletonInput(skeleton, found, "estimated (BlazePose)", note=note), cfg, layout)
 
 
-def _checked(found: SkeletonInput, cfg: Pipeline, layout: str) -> SkeletonInput:
+def _checked(found: SkeletonInput, cfg: Pipeline, layout: Layout) -> SkeletonInput:
     """Mark a skeleton the branch cannot read (another layout or number of coordinates)."""
     channels = skeleton_channels(cfg, layout)
     have = found.skeleton.points.shape[-1]
-    if found.skeleton.layout != layout or have != channels:
-        reason = (f"the run's skeleton branch reads {layout} joints with {channels} coordinates, the skeleton "
+    if found.layout.joints != layout.joints or have != channels:
+        reason = (f"the run's skeleton branch reads {layout.name} joints with {channels} coordinates, the skeleton "
                   f"({found.origin}) has {found.skeleton.layout} with {have}, and no mapping between them exists")
         return replace(found, usable=False, note=f"RGB branch alone: {reason}")
     return found

@@ -9,12 +9,13 @@ whether the run was resumed.
 from __future__ import annotations
 
 import math
+import typing
 
 import cv2
 import numpy as np
 import torch
 
-from mmfc.data.layouts import get_layout
+from mmfc.config import SkelNormalization, SkelRotation, SkelSampling
 from mmfc.train.distributed import derive_seed
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -156,11 +157,13 @@ def crop_resize(frames: np.ndarray, box: tuple[int, int, int, int], size: int) -
 
 
 class SkeletonDataset(_StoreDataset):
-    """Uniformly sampled skeleton clips: item i -> (float32 [C, T, V, M], label, store index).
+    """Skeleton clips: item i -> (float32 [C, T, V, M], label, store index).
 
     C = 3 is camera space: x right, y up, z depth, or z up when stage 1 aligned the spine to +z
-    (crops.align); rotation turns about that vertical axis. C = 2 is image space: rotation is in
-    the image plane.
+    (crops.align); "vertical" rotation turns about that vertical axis. C = 2 is image space:
+    "vertical" rotation is in the image plane. The T frames are picked from the stored
+    sequence's frames with a body (all of them, unless stage 1 zero-padded it: crops.pad_skeleton);
+    augmentation and min-max normalisation see the whole sequence, as CTR-GCN's NW-UCLA feeder.
     """
 
     def __init__(
@@ -171,37 +174,104 @@ class SkeletonDataset(_StoreDataset):
         num_persons: int,
         train: bool,
         flip: bool = True,
+        rotate_axes: str = "vertical",
         rotate_degrees: float = 0.0,
         scale: float = 0.0,
+        uniform_scale: tuple[float, float] = (1.0, 1.0),
+        normalize: str = "none",
+        sampling: str = "segments",
         seed: int = 0,
         clip: int = 0,
         num_clips: int = 1,
     ):
         super().__init__(store, indices, train, seed, clip, num_clips)
+        for value, choice in ((rotate_axes, SkelRotation), (normalize, SkelNormalization), (sampling, SkelSampling)):
+            if value not in typing.get_args(choice):
+                raise ValueError(f"{value!r} is not one of {', '.join(typing.get_args(choice))}")
         self.num_frames = num_frames
         self.num_persons = num_persons
         self.flip = flip
+        self.rotate_axes = rotate_axes
         self.rotate_degrees = rotate_degrees
         self.scale = scale
-        self.flip_perm = np.array(get_layout(store.layout).flip_permutation())
+        self.uniform_scale = tuple(uniform_scale)
+        self.normalize = normalize
+        self.sampling = sampling
+        self.flip_perm = np.array(store.layout.flip_permutation())
         self.vertical_axis = 2 if store.config.get("align", False) else 1
+        self.padded = store.config.get("pad_skeleton", False)
 
     def __getitem__(self, item: int):
         index = self.indices[item]
         rng = self._rng(index)
-        x = keep_persons(self.store.skeleton(index), self.num_persons)  # [C, T, V, M]
-        x = x[:, segment_indices(x.shape[1], self.num_frames, self._offsets(rng, self.num_frames))]
+        stored = self.store.skeleton(index)  # [C, T, V, M']
+        length = frames_with_body(stored) if self.padded else stored.shape[1]
+        picked = self._frames(rng, length)
+        x = keep_persons(stored[:, :length], self.num_persons)  # [C, T, V, M]
         if self.train:
             x = self._augment(x, rng)
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), int(self.store.index[index]["label"]), index
+        if self.normalize == "minmax":
+            x = minmax_normalize(x)
+        return torch.from_numpy(np.ascontiguousarray(x[:, picked], dtype=np.float32)), int(self.store.index[index]["label"]), index
+
+    def _frames(self, rng: np.random.Generator, length: int) -> np.ndarray:
+        if self.sampling == "segments":
+            return segment_indices(length, self.num_frames, self._offsets(rng, self.num_frames))
+        if self.train:
+            return random_choice_indices(length, self.num_frames, rng)
+        return evenly_spaced(length, self.num_frames, self.clip, self.num_clips)
 
     def _augment(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.flip and rng.random() < 0.5:
             x = flip_skeleton(x, self.flip_perm)
-        angle = math.radians(rng.uniform(-self.rotate_degrees, self.rotate_degrees))
-        x = rotate_skeleton(x, angle, self.vertical_axis)
+        if self.rotate_axes == "xy":
+            angle_x, angle_y = np.radians(rng.uniform(-self.rotate_degrees, self.rotate_degrees, size=2))
+            x = rotate_xy(x, float(angle_x), float(angle_y))
+        else:
+            angle = math.radians(rng.uniform(-self.rotate_degrees, self.rotate_degrees))
+            x = rotate_skeleton(x, angle, self.vertical_axis)
         factors = rng.uniform(1 - self.scale, 1 + self.scale, size=x.shape[0]).astype(np.float32)
-        return x * factors[:, None, None, None]
+        x = x * factors[:, None, None, None]
+        if self.uniform_scale != (1.0, 1.0):
+            x = x * np.float32(rng.uniform(*self.uniform_scale))
+        return x
+
+
+def frames_with_body(x: np.ndarray) -> int:
+    """[C, T, V, M] zero-padded after its last frame with a body -> frames up to that one (all T
+    when no frame has one)."""
+    has_body = np.flatnonzero((x != 0).any(axis=(0, 2, 3)))
+    return int(has_body[-1]) + 1 if len(has_body) else x.shape[1]
+
+
+def random_choice_indices(length: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` frames of range(length) at random, in time order. As CTR-GCN's NW-UCLA feeder
+    (random.sample of 100 copies of every frame): `count` distinct draws from `copies` copies of
+    each frame, so a frame repeats only as often as drawing without replacement allows."""
+    copies = max(100, math.ceil(count / length))
+    return np.sort(rng.choice(length * copies, size=count, replace=False) % length)
+
+
+def evenly_spaced(length: int, count: int, clip: int = 0, num_clips: int = 1) -> np.ndarray:
+    """`count` frames from the first to the last of range(length), rounded down (CTR-GCN's test
+    sampling); clip `clip` of `num_clips` moved on by that share of one step."""
+    step = (length - 1) / max(count - 1, 1)
+    positions = np.linspace(0, length - 1, count) + step * clip / num_clips
+    return np.minimum(positions.astype(np.int64), length - 1)
+
+
+def minmax_normalize(x: np.ndarray) -> np.ndarray:
+    """[C, T, V, M] -> each coordinate mapped linearly onto [-1, 1] over every joint of every
+    (frame, person) with a body; the rest stays 0, and so does a coordinate that never varies."""
+    body = (x != 0).any(axis=(0, 2))  # [T, M]
+    if not body.any():
+        return x
+    values = x.transpose(1, 3, 0, 2)[body]  # [bodies, C, V]
+    low = values.min(axis=(0, 2)).astype(np.float64)
+    span = values.max(axis=(0, 2)) - low
+    scaled = np.divide(x - low[:, None, None, None], span[:, None, None, None], out=np.full(x.shape, 0.5),
+                       where=span[:, None, None, None] > 0) * 2 - 1
+    return np.where(body[None, :, None, :], scaled, 0).astype(np.float32)
 
 
 def keep_persons(x: np.ndarray, persons: int) -> np.ndarray:
@@ -217,6 +287,16 @@ def flip_skeleton(x: np.ndarray, flip_perm: np.ndarray) -> np.ndarray:
     x = x[:, :, flip_perm].copy()
     x[0] = -x[0]
     return x
+
+
+def rotate_xy(x: np.ndarray, angle_x: float, angle_y: float) -> np.ndarray:
+    """Turn about y, then about x, as CTR-GCN's NW-UCLA feeder does (rows times Ry Rx). A 2D
+    skeleton is turned as if at depth 0 and seen from the front again."""
+    cos_x, sin_x, cos_y, sin_y = math.cos(angle_x), math.sin(angle_x), math.cos(angle_y), math.sin(angle_y)
+    turn_x = np.array([[1, 0, 0], [0, cos_x, sin_x], [0, -sin_x, cos_x]])
+    turn_y = np.array([[cos_y, 0, -sin_y], [0, 1, 0], [sin_y, 0, cos_y]])
+    channels = x.shape[0]
+    return np.einsum("ctvm,cd->dtvm", x, (turn_y @ turn_x)[:channels, :channels]).astype(np.float32)
 
 
 def rotate_skeleton(x: np.ndarray, angle: float, vertical_axis: int = 1) -> np.ndarray:
