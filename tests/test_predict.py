@@ -267,21 +267,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def demo_run() -> tuple[Path, Path | None]:
-    """A fully trained synthetic run: $MMFC_DEMO_RUN (with $MMFC_DEMO_PIPELINE when it has no
-    pipeline.json), else the checkout's runs/synth from `make demo`; skips when there is none."""
+def demo_run() -> Path:
+    """A fully trained synthetic run: $MMFC_DEMO_RUN, else the checkout's runs/synth from `make
+    demo`; skips when there is none."""
     run = Path(os.environ.get("MMFC_DEMO_RUN", REPO / "runs" / "synth"))
-    pipeline = os.environ.get("MMFC_DEMO_PIPELINE")
     if not (run / "fusion" / "weights.json").is_file():
         pytest.skip(f"no trained demo run at {run} (run `make demo`, or set MMFC_DEMO_RUN)")
-    return run, Path(pipeline) if pipeline else None
+    return run
 
 
 def test_segments_of_known_clips_overlap_them(demo_run, tmp_path):
     """Four test-side clips of four classes in a row: the segments of the demo run's fused top
     class overlap the true clips, the class of the segment overlapping a clip most being its own
     for at least three of the four."""
-    run = open_run(*demo_run)
+    run = open_run(demo_run)
     keys = [SampleKey(1, 1, 3, 1, action) for action in (1, 4, 7, 10)]
     sequence = write_sequence(tmp_path / "seq", keys, frame_size=(480, 270))
     prediction, *_ = predict_video(run, Path(sequence["video"]), Path(sequence["skeleton"]), window=1.5, stride=0.25)
