@@ -414,6 +414,11 @@ class NTUName:
         return self.action - 1
 
     @property
+    def group(self) -> str:
+        """The performer, as a sample's group: "P008"."""
+        return f"P{self.performer:03d}"
+
+    @property
     def meta(self) -> dict:
         return {
             "setup": self.setup,
@@ -492,6 +497,7 @@ class NTUSource:
         self.cfg = cfg
         self.root = Path(cfg.root)
         self.layout: Layout = get_layout(cfg.layout)
+        self.group_kind = "performer"
         self.num_classes = cfg.num_classes
         if cfg.protocol == "xsub":
             bad = sorted(set(cfg.val_performers) - XSUB_TRAIN_PERFORMERS)
@@ -555,6 +561,7 @@ class NTUSource:
                     split=split,
                     skeleton_path=skeleton_dir / file_name,
                     video_path=self.root / RGB_DIR / video if video in videos else None,
+                    group=name.group,
                     meta=name.meta,
                 )
             )
