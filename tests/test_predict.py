@@ -217,9 +217,10 @@ def test_a_real_ntu_clip_end_to_end_with_estimated_joints(tiny_run, realdata, po
         turned = from_blazepose * np.array(axes, dtype=np.float32)[:, None, None, None]
         return float(np.linalg.norm((from_kinect - turned)[:, :, limbs, 0], axis=0).mean())
 
-    assert error([1, 1, 1]) < 0.15  # 0.135 m
+    # 0.135 m measured; the bounds leave room for a release of OpenCV or LiteRT to move it.
+    assert error([1, 1, 1]) < 0.2
     # BlazePose's own y (down) is near a metre off; x or z turned as well, 0.23 and 0.32 m.
-    assert error([1, -1, 1]) > 0.5 and min(error([-1, 1, 1]), error([1, 1, -1])) > 1.5 * error([1, 1, 1])
+    assert error([1, -1, 1]) > 0.5 and min(error([-1, 1, 1]), error([1, 1, -1])) > 1.25 * error([1, 1, 1])
     # The box of either skeleton lands on the person: the two crop boxes overlap mostly.
     box_file, box_estimated = with_file.boxes[0], estimated.boxes[0]
     inter = overlap((box_file[0], box_file[2]), (box_estimated[0], box_estimated[2])) * \

@@ -37,7 +37,7 @@ def checkpoint_header(cfg: Pipeline, branch: str, store, digest: str) -> dict:
     return {
         "format": FORMAT,
         "modality": branch,
-        "settings": trained_settings(cfg, branch),
+        "settings": trained_settings(cfg, branch, store),
         "num_classes": store.num_classes,
         "class_names": list(store.class_names),
         # The joint layout of the skeletons the network was trained on, as the crop store names it.
@@ -46,21 +46,20 @@ def checkpoint_header(cfg: Pipeline, branch: str, store, digest: str) -> dict:
     }
 
 
-def trained_settings(cfg: Pipeline, branch: str) -> dict:
+def trained_settings(cfg: Pipeline, branch: str, store) -> dict:
     """The settings a branch's network and its input were made with, as sections of a pipeline
     (mmfc.config.pipeline_from_dict reads them back): the branch's own section (network,
-    training, contrastive loss; its batch size and autocast score clips too), stage 1's crops
-    and skeleton normalisation (`crops`), how a skeleton file is read (`data`: the bodies kept,
-    the frame size 2D keypoints were recorded in; the joint layout is the header's own entry),
-    stage 0's estimator
-    (`poses`, which `mmfc predict` runs on a video without a skeleton) and the clips averaged
-    per sample at test time (`scores`)."""
+    training, contrastive loss; its batch size and autocast score clips too), stage 1's crops and
+    skeleton normalisation as the crop store `store` records them (`crops`), how a skeleton file
+    is read (`data`: the bodies kept, the frame size 2D keypoints were recorded in; the joint
+    layout is the header's own entry), stage 0's estimator (`poses`, which `mmfc predict` runs
+    on a video without a skeleton) and the clips averaged per sample at test time (`scores`)."""
     sections = cfg.to_dict()
     return {
         "name": cfg.name,
         "data": {key: sections["data"][key] for key in ("max_bodies", "skeleton_frame_size")},
         "poses": sections["poses"],
-        "crops": sections["crops"],
+        "crops": dict(store.config),
         branch: sections[branch],
         "scores": sections["scores"],
     }
