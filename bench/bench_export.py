@@ -28,7 +28,7 @@ import torch
 from mmfc.branches import BRANCHES
 from mmfc.config import load_pipeline
 from mmfc.data.layouts import layout_of
-from mmfc.export.graphs import OPSET, LogitsOnly
+from mmfc.export.graphs import OPSET
 
 
 def calibrated(network: torch.nn.Module, inputs: torch.Tensor) -> torch.nn.Module:
@@ -47,12 +47,12 @@ def export(network: torch.nn.Module, shape: tuple[int, ...], dynamo: bool) -> by
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dynamo:
-            program = torch.onnx.export(LogitsOnly(network).eval(), example, dynamo=True, input_names=["x"],
+            program = torch.onnx.export(network, example, dynamo=True, input_names=["x"],
                                         output_names=["logits"], opset_version=OPSET,
                                         dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, verbose=False)
             return program.model_proto.SerializeToString()
         buffer = io.BytesIO()
-        torch.onnx.export(LogitsOnly(network).eval(), example, buffer, input_names=["x"], output_names=["logits"],
+        torch.onnx.export(network, example, buffer, input_names=["x"], output_names=["logits"],
                           dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET, dynamo=False)
     return buffer.getvalue()
 
@@ -87,7 +87,7 @@ def main() -> None:
         network = calibrated(branch.build_model(cfg, cfg.data.num_classes, layout), torch.randn(4, *shape))
         inputs = torch.randn(4, *shape)
         with torch.no_grad():
-            ours = network(inputs)[0].numpy()
+            ours = network(inputs).numpy()
             torch_ms = best_ms(lambda: network(inputs[:1]), args.repeats)
         for dynamo in (False, True):
             label = "dynamo" if dynamo else "torchscript"

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmfc.config import DataConfig, FusionConfig
+from mmfc.config import FusionConfig
 from mmfc.fusion.methods import best_fixed_ratio
 from mmfc.fusion.selection import CANDIDATES, FIXED_RATIOS, make_folds, sample_groups, select_fusion
 from mmfc.metrics import topk_accuracy
@@ -61,7 +61,7 @@ def fit_and_score(val_rgb: ScoreTable, val_skel: ScoreTable, test_rgb: ScoreTabl
     """Stage 4's fitting on the validation rows; which test clips each candidate and auto get right,
     auto's pick, and whether a single modality was the best baseline in CV NLL (the guarantee
     then allows no fixed ratio)."""
-    groups, grouped_by = sample_groups(val_rgb.ids, DataConfig())
+    groups, grouped_by = sample_groups(val_rgb, "the validation rows")
     folds = make_folds(val_rgb.labels, groups, grouped_by, fusion.cv_folds, seed)
     selection = select_fusion(val_rgb.logits, val_skel.logits, val_rgb.labels, folds, fusion.grid, fusion.metric)
     correct = {
@@ -85,8 +85,8 @@ def real_scores(args) -> None:
     val_rgb, val_skel, test_rgb, test_skel = rgb.rows("val"), skel.rows("val"), rgb.rows("test"), skel.rows("test")
     n_val, k = len(val_rgb.ids), rgb.num_classes
     fusion = FusionConfig()
-    groups, grouped_by = sample_groups(val_rgb.ids, DataConfig())
-    performers = f"{len(set(groups))} performers" if groups else "ids name no performers"
+    groups, grouped_by = sample_groups(val_rgb, paths[0])
+    performers = f"{len(set(groups))} {grouped_by}s" if groups else "every clip its own group"
     print(f"part 1: {paths[0]} and {paths[1]}, {n_val} validation clips ({performers}), "
           f"{len(test_rgb.ids)} test clips, {k} classes; {args.seeds} seeds per size; test top-1 %, mean ± sd")
     sizes = [s for s in args.sizes if s < n_val] + [n_val]

@@ -40,7 +40,7 @@ def sync(device: str) -> None:
 def step(model: torch.nn.Module, clips: torch.Tensor, labels: torch.Tensor, bf16: bool) -> None:
     autocast = torch.autocast(clips.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     with autocast:
-        logits, _ = model(clips)
+        logits = model(clips)
         loss = F.cross_entropy(logits.float(), labels)
     loss.backward()
     model.zero_grad(set_to_none=True)

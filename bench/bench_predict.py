@@ -7,7 +7,6 @@ the video), poses (BlazePose on every frame), crop (stage 1's crop of the clip),
 of the total.
 
     python bench/bench_predict.py --run runs/synth
-    python bench/bench_predict.py --run /work/main/runs/synth --pipeline pipelines/synth.toml
 """
 
 from __future__ import annotations
@@ -45,7 +44,6 @@ def looped_clip(source: Path, seconds: float, out: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, default=Path("runs/synth"))
-    parser.add_argument("--pipeline", type=Path, default=None, help="for a run without pipeline.json")
     parser.add_argument("--video", type=Path, default=REALDATA / "videos" / "S001C001P001R001A001_rgb.avi")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=2)
@@ -55,7 +53,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     clip = looped_clip(args.video, args.seconds, Path("/tmp") / f"mmfc-bench-predict-{args.seconds:g}s-1080p.mp4")
-    run = open_run(args.run, args.pipeline)
+    run = open_run(args.run)
     poses = PoseModels(run.cfg.poses.models_dir, args.threads)
     best = None
     for attempt in range(args.repeat + 1):

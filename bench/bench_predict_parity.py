@@ -7,8 +7,7 @@ of clips with the same fused top-1 class, and the top-1 accuracy of each (goal: 
 accuracies within 0.5 points).
 
     python bench/bench_predict_parity.py --run runs/synth --data data/synth
-    python bench/bench_predict_parity.py --run /work/main/runs/synth --data /work/main/data/synth \
-        --pipeline pipelines/synth.toml --out /tmp/parity      # a run made before pipeline.json
+    python bench/bench_predict_parity.py --run /work/main/runs/synth --data /work/main/data/synth --out /tmp/parity
 
 The output folder keeps one result file per video, so an interrupted bench goes on where it stopped.
 """
@@ -34,7 +33,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, default=Path("runs/synth"))
     parser.add_argument("--data", type=Path, default=Path("data/synth"), help="the run's dataset (NTU layout)")
-    parser.add_argument("--pipeline", type=Path, default=None, help="for a run without pipeline.json")
     parser.add_argument("--out", type=Path, default=Path("/tmp/mmfc-predict-parity"))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="only the first N test clips (0: all)")
@@ -47,8 +45,6 @@ def main() -> None:
     listing.write_text("".join(f"{(args.data / 'nturgb+d_rgb' / f'{i}_rgb.avi').resolve()}\n" for i in ids))
     command = [str(MMFC), "predict", str(listing), "--run", str(args.run), "--skeleton",
                str(args.data / "nturgb+d_skeletons"), "--out", str(args.out), "--no-draw", "--json", "--jobs", str(args.jobs)]
-    if args.pipeline is not None:
-        command += ["--pipeline", str(args.pipeline)]
     print(" ".join(command), flush=True)
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)

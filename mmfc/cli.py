@@ -59,6 +59,16 @@ SetOpt = Annotated[
     ),
 ]
 
+RunSetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--set",
+        "-s",
+        help="How this machine runs the trained run (its checkpoints fix everything else): jobs.backend, "
+        "jobs.n_jobs, poses.models_dir, crops_from, data.video_exts; e.g. --set poses.models_dir=/opt/blazepose.",
+    ),
+]
+
 
 # The choices of --modality: the branches of mmfc.branches.
 Modality = Enum("Modality", {name: name for name in BRANCHES}, type=str)
@@ -220,12 +230,7 @@ def export(
             "0 skips the check.",
         ),
     ] = 8,
-    pipeline: Annotated[
-        Optional[Path],
-        typer.Option("--pipeline", "-p", help="The pipeline file the run was made with; only for a run without "
-                     "<run>/pipeline.json (the stages save it)."),
-    ] = None,
-    set_: SetOpt = None,
+    set_: RunSetOpt = None,
 ) -> None:
     """Export a trained run for use outside mmfc, on any ONNX runtime.
 
@@ -241,7 +246,7 @@ def export(
 
     try:
         require_extra()
-        trained = open_run(run, pipeline, overrides=set_ or [])
+        trained = open_run(run, overrides=set_ or [])
         target = out if out is not None else run / "export" / format_.value
         manifest = export_onnx(trained, target, check_samples=check)
     except (ConfigError, DataError, MissingExtra) as exc:
@@ -373,11 +378,7 @@ def stage_report(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
 def predict(
     videos: Annotated[list[Path], typer.Argument(help="Videos, folders of videos, or list files (.txt, one path a line).")],
     run: Annotated[Path, typer.Option("--run", help="The trained run's workdir (stages 1-4 done).")],
-    pipeline: Annotated[
-        Optional[Path],
-        typer.Option("--pipeline", "-p", help="The pipeline file the run was made with; default: the run's pipeline.json."),
-    ] = None,
-    set_: SetOpt = None,
+    set_: RunSetOpt = None,
     skeleton: Annotated[
         Optional[Path],
         typer.Option(help="A .skeleton file or pose pickle of the video, or a folder of them named after the videos; "
@@ -395,7 +396,7 @@ def predict(
     stride: Annotated[Optional[float], typer.Option(help="Seconds between window starts (default: the window).")] = None,
     threshold: Annotated[float, typer.Option(help="A segment's class must stay on top above this probability.")] = 0.5,
     device: Annotated[str, typer.Option(help="torch device of the networks, e.g. cpu or cuda.")] = "cpu",
-    jobs: Annotated[Optional[int], typer.Option(help="Videos at once (default: the pipeline's jobs.n_jobs).")] = None,
+    jobs: Annotated[Optional[int], typer.Option(help="Videos at once (default: jobs.n_jobs, -1: one per core).")] = None,
 ) -> None:
     """Predict the action in new videos with a trained run, by the code of stages 1 to 4.
 
@@ -411,7 +412,7 @@ def predict(
         _fail("--window and --stride must be positive seconds")
     console = Console(stderr=True)
     try:
-        recipe = (run, pipeline, device, tuple(set_ or ()))
+        recipe = (run, device, tuple(set_ or ()))
         trained = open_run(*recipe)
         if jobs is not None:
             trained.cfg.jobs.n_jobs = jobs

@@ -642,13 +642,11 @@ def load_pipeline(path: str | Path | None = None, overrides: list[str] | tuple[s
             raise ConfigError(f"{path}: cannot read the pipeline file ({exc.strerror})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    for item in overrides:
-        key, value = _parse_override(item)
-        _set_nested(raw, key.split("."), value)
+    apply_overrides(raw, overrides)
     where = str(path) if path is not None else "defaults"
     if overrides:
         where += " with --set overrides"
-    cfg = _build(Pipeline, raw, where, prefix="")
+    cfg = pipeline_from_dict(raw, where)
     if cfg.data.source == "videos" and not cfg.data.poses:
         cfg.data.poses = str(cfg.paths.poses / "poses.pkl")
     return cfg
@@ -660,16 +658,20 @@ def save_pipeline(cfg: Pipeline) -> None:
     write_text(cfg.paths.pipeline, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
-def read_saved_pipeline(path: str | Path) -> Pipeline:
-    """The pipeline save_pipeline wrote, validated as a pipeline file is."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no saved pipeline here") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: not a readable saved pipeline ({exc})") from None
-    return _build(Pipeline, raw, str(path), prefix="")
+def pipeline_from_dict(raw: dict, where: str) -> Pipeline:
+    """A pipeline from its sections as plain data (a parsed file, or the settings a checkpoint
+    carries), validated as a pipeline file is; ConfigError naming `where` otherwise."""
+    return _build(Pipeline, raw, where, prefix="")
+
+
+def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> list[str]:
+    """Set each `key=value` of `overrides` in the raw sections `raw`. -> the keys set"""
+    keys = []
+    for item in overrides:
+        key, value = _parse_override(item)
+        _set_nested(raw, key.split("."), value)
+        keys.append(key)
+    return keys
 
 
 def load_layout(raw: dict, where: str) -> DeclaredLayout:

@@ -1,41 +1,49 @@
-"""A trained run opened for use on new clips: its pipeline, both branches' best networks and the
-fitted fusion, read through each stage's file reader.
+"""A trained run opened for use on new clips: both branches' best networks, rebuilt from their
+checkpoints alone, and the fitted fusion, read through each stage's file reader.
 
-    run = open_run(Path("runs/synth"))                 # <workdir>/pipeline.json, saved by the stages
-    run = open_run(Path("runs/synth"), Path("pipelines/synth.toml"))  # a run made before that
-    run.models["rgb"](clips)                           # eval mode, on run.device
+    run = open_run(Path("runs/synth"))
+    run = open_run(Path("runs/synth"), overrides=["poses.models_dir=/opt/blazepose"])
+    run.models["rgb"](clips)                           # logits; eval mode, on run.device
     run.fusion.log_probabilities(rgb_logits, skel_logits)
 
-Every checkpoint is checked against the pipeline: its configuration digest (the data, crops and
-branch sections stage 2 trained with) must be the pipeline's, so a pipeline file that is not the
-one the run was made with is refused rather than silently cropping or sampling otherwise.
+Each checkpoint carries the settings its network and that network's input were made with
+(mmfc.train.checkpoint.checkpoint_header), so the run's pipeline is rebuilt from the two
+checkpoints: no pipeline file is read, and a run folder copied without its pipeline.json
+predicts and exports as it did where it was trained. The settings both checkpoints carry
+(crops, how skeletons are read, the estimator, the test clips) must agree, or the two were not
+trained as one run. What the checkpoints do not fix is how this machine runs the run (workers,
+where the pose models are, where the crop store is); `--set` changes those, and only those.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from mmfc.branches import BRANCHES, training_digest
-from mmfc.config import ConfigError, Pipeline, load_pipeline, read_saved_pipeline
-from mmfc.data.layouts import Layout, stored_layout
+from mmfc.branches import BRANCHES
+from mmfc.config import ConfigError, Pipeline, apply_overrides, pipeline_from_dict
+from mmfc.data.layouts import LAYOUTS, Layout, stored_layout
 from mmfc.errors import DataError
 from mmfc.fusion.files import open_fusion
 from mmfc.fusion.methods import FittedFusion
-from mmfc.train.checkpoint import file_digest, load_checkpoint, load_weights
+from mmfc.train.checkpoint import FORMAT, HEADER, file_digest, load_checkpoint, load_weights
 
 CHECKPOINT = "best.pt"
-HEADER = ("model", "modality", "num_classes", "class_names", "layout", "config_digest")
+# The settings `--set` may change in an opened run: how this machine runs it, never what the
+# networks were trained on or how their inputs are made (those are the checkpoints').
+MACHINE_KEYS = ("jobs.backend", "jobs.n_jobs", "poses.models_dir", "crops_from", "data.video_exts")
 
 
 @dataclass
 class TrainedRun:
     workdir: Path
+    # The pipeline rebuilt from the checkpoints' settings, with the machine's (MACHINE_KEYS).
     cfg: Pipeline
     class_names: list[str]
-    # The joint layout the skeleton branch was trained on, as its checkpoint keeps it.
+    # The joint layout the skeleton branch was trained on.
     layout: Layout
     # Branch name -> its best network, in eval mode on `device`.
     models: dict[str, torch.nn.Module]
@@ -50,62 +58,87 @@ class TrainedRun:
         return len(self.class_names)
 
 
-def run_pipeline(workdir: Path, pipeline: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Pipeline:
-    """The pipeline a run was made with: `pipeline` (a TOML file, with `overrides`) when given,
-    else the run's saved <workdir>/pipeline.json; its workdir is the run's folder either way."""
+def open_run(workdir: Path, device: str = "cpu", overrides: list[str] | tuple[str, ...] = ()) -> TrainedRun:
+    """Open a trained run; DataError naming the missing, damaged or mismatching file (a branch not
+    trained: the make target that trains it; no fusion: `mmfc stage fuse`), ConfigError for an
+    override of a setting the checkpoints fix."""
+    workdir = Path(workdir)
     if not workdir.is_dir():
         raise DataError(workdir, "no such run folder")
-    if pipeline is not None:
-        cfg = load_pipeline(pipeline, list(overrides))
-    else:
-        saved = Pipeline(workdir=str(workdir)).paths.pipeline
-        if not saved.is_file():
-            raise DataError(saved, "missing: this run was made before the stages saved their pipeline; "
-                                   "pass --pipeline with the pipeline file (and --set overrides) it was run with")
-        if overrides:
-            raise ConfigError("--set applies to a --pipeline file; a saved pipeline.json is used as it was run")
-        cfg = read_saved_pipeline(saved)
-    cfg.workdir = str(workdir)
-    return cfg
-
-
-def open_run(workdir: Path, pipeline: Path | None = None, device: str = "cpu",
-             overrides: list[str] | tuple[str, ...] = ()) -> TrainedRun:
-    """Open a trained run; DataError naming the missing or mismatching file (a branch not trained:
-    the make target that trains it; no fusion: `mmfc stage fuse`)."""
-    workdir = Path(workdir)
-    cfg = run_pipeline(workdir, pipeline, overrides)
+    headers = {name: read_header(workdir / "train" / name / CHECKPOINT, name) for name in BRANCHES}
+    cfg = trained_pipeline(workdir, headers, overrides)
+    first = next(iter(headers))
     target = torch.device(device)
-    models, digests, headers = {}, {}, {}
-    for name, branch in BRANCHES.items():
+    models, digests = {}, {}
+    for name, state in headers.items():
         path = cfg.paths.train(name) / CHECKPOINT
-        if not path.is_file():
-            raise DataError(path, f"missing: the {branch.label} branch is not trained; "
-                                  f"run `make train-{name}` (`mmfc stage train --modality {name}`)")
-        state = load_checkpoint(path, required=HEADER)
-        if state["modality"] != name:
-            raise DataError(path, f"holds a {state['modality']!r} model, not {name!r}")
-        expected = training_digest(cfg, branch)
-        if state["config_digest"] != expected:
-            raise DataError(path, f"was trained with another configuration than {pipeline or cfg.paths.pipeline} "
-                                  f"(digest {state['config_digest']} vs {expected}): give the pipeline file and "
-                                  "--set overrides the run was made with")
-        try:
-            layout = stored_layout(state["layout"], "its joint layout")
-        except ConfigError as exc:
-            raise DataError(path, str(exc)) from None
-        model = branch.build_model(cfg, state["num_classes"], layout)
+        if state["class_names"] != headers[first]["class_names"] or state["layout"] != headers[first]["layout"]:
+            raise DataError(path, f"its classes or joint layout differ from the {first} branch's checkpoint")
+        model = BRANCHES[name].build_model(cfg, len(state["class_names"]), state["layout"])
         load_weights(model, state["model"], path)
         models[name] = model.to(target).eval()
         digests[name] = file_digest(path)
-        headers[name] = {**state, "layout": layout}
-    first = headers[next(iter(headers))]
-    for name, state in headers.items():
-        if state["class_names"] != first["class_names"] or state["layout"] != first["layout"]:
-            raise DataError(cfg.paths.train(name) / CHECKPOINT,
-                            "its classes or joint layout differ from the other branch's checkpoint")
     method, fusion = open_fusion(cfg.paths.fusion).fitted()
     return TrainedRun(
-        workdir=workdir, cfg=cfg, class_names=list(first["class_names"]), layout=first["layout"], models=models,
-        checkpoint_digests=digests, fusion_method=method, fusion=fusion, device=target,
+        workdir=workdir, cfg=cfg, class_names=list(headers[first]["class_names"]), layout=headers[first]["layout"],
+        models=models, checkpoint_digests=digests, fusion_method=method, fusion=fusion, device=target,
     )
+
+
+def read_header(path: Path, branch: str) -> dict:
+    """A branch's checkpoint with its whole header (mmfc.train.checkpoint.HEADER); DataError
+    naming it when it is missing, damaged, foreign, another branch's, or an older mmfc's."""
+    if not path.is_file():
+        raise DataError(path, f"missing: the {BRANCHES[branch].label} branch is not trained; "
+                              f"run `make train-{branch}` (`mmfc stage train --modality {branch}`)")
+    state = load_checkpoint(path)
+    if state.get("format") != FORMAT:
+        if "modality" in state:
+            raise DataError(path, "written by an older mmfc, whose checkpoints do not carry the settings their network "
+                                  f"was built with; retrain it (`make train-{branch}`)")
+        raise DataError(path, "not an mmfc checkpoint: its header names no mmfc checkpoint format")
+    missing = [key for key in HEADER if key not in state]
+    if missing:
+        raise DataError(path, f"not a whole mmfc checkpoint: its header lacks {', '.join(missing)}")
+    if state["modality"] != branch:
+        raise DataError(path, f"holds a {state['modality']!r} model, not {branch!r}")
+    try:
+        state["layout"] = stored_layout(state["layout"], "its joint layout")
+    except ConfigError as exc:
+        raise DataError(path, str(exc)) from None
+    return state
+
+
+def trained_pipeline(workdir: Path, headers: dict[str, dict], overrides: list[str] | tuple[str, ...] = ()) -> Pipeline:
+    """The pipeline the checkpoints `headers` (branch -> checkpoint) were trained with, as their
+    settings give it, its workdir the run's folder and `overrides` (MACHINE_KEYS only) applied."""
+    raw: dict = {}
+    owner: dict[str, str] = {}  # section -> the branch whose checkpoint gave it
+    for name, state in headers.items():
+        for section, value in state["settings"].items():
+            if section in raw and raw[section] != value:
+                raise DataError(workdir / "train" / name / CHECKPOINT,
+                                f"its {section!r} settings differ from those of the {owner[section]} branch's "
+                                f"checkpoint ({_first_difference(raw[section], value)}): the two were not trained "
+                                "as one run; retrain one of them")
+            raw[section], owner[section] = copy.deepcopy(value), name
+    layout = next(iter(headers.values()))["layout"]
+    raw.setdefault("data", {})["layout"] = layout.name
+    if LAYOUTS.get(layout.name) != layout:  # a layout the pipeline declared: the checkpoint carries it whole
+        raw["data"]["declared_layout"] = layout.to_dict()
+    for key in apply_overrides(raw, overrides):
+        if key not in MACHINE_KEYS:
+            raise ConfigError(f"--set {key}: a trained run's networks and their inputs are set by its checkpoints; "
+                              f"--set changes only how this machine runs it: {', '.join(MACHINE_KEYS)}")
+    raw["workdir"] = str(workdir)
+    where = f"the settings of the checkpoints in {workdir / 'train'}" + (" with --set overrides" if overrides else "")
+    return pipeline_from_dict(raw, where)
+
+
+def _first_difference(a, b, where: str = "") -> str:
+    """The first key whose values differ in two sections, with both values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{where}.{key}".lstrip("."))
+    return f"{where or 'the section'}: {a!r} vs {b!r}"

@@ -76,7 +76,8 @@ def stored(seed: int, frames: int = 3, size: int = 32) -> store.StoredSample:
     )
 
 
-META = {"class_names": ["a", "b", "c"], "num_classes": 3, "layout": NTU25.to_dict(), "crops": {"size": 32}}
+META = {"class_names": ["a", "b", "c"], "num_classes": 3, "layout": NTU25.to_dict(), "group_kind": "performer",
+        "crops": {"size": 32}}
 
 
 def make_store(crops_dir: Path, samples: dict[int, store.StoredSample], slots: int, meta: dict = META) -> Path:
@@ -89,8 +90,8 @@ def make_store(crops_dir: Path, samples: dict[int, store.StoredSample], slots: i
         for slot, sample in samples.items():
             writer.add(slot, sample)
         digest = writer.finish([f"s{slot}" for slot in range(slots)])
-    rows = [{"id": f"s{slot}", "label": slot % 3, "split": "train", "shard": path.stem, "shard_digest": digest,
-             "position": slot, "status": "ok"} for slot in samples]
+    rows = [{"id": f"s{slot}", "label": slot % 3, "split": "train", "group": f"P{slot % 2}", "shard": path.stem,
+             "shard_digest": digest, "position": slot, "status": "ok"} for slot in samples]
     store.write_table_atomic(crops_dir / store.INDEX, rows, ROW_SCHEMA, metadata=meta)
     return path
 
@@ -110,6 +111,17 @@ def test_reader_returns_what_was_written_across_files_and_holes(tmp_path):
         np.testing.assert_array_equal(crops.rgb(i, [2, 0]), crops.rgb(i)[[2, 0]])
     assert not list(tmp_path.rglob(".tmp-*"))
 
+
+
+def test_an_index_without_groups_is_refused_with_what_to_rerun(tmp_path):
+    make_store(tmp_path, {0: stored(0)}, slots=1)
+    rows = [{k: v for k, v in row.items() if k != "group"} for row in store.read_index_rows(tmp_path)]
+    older = {k: v for k, v in META.items() if k != "group_kind"}
+    store.write_table_atomic(tmp_path / store.INDEX, rows, ROW_SCHEMA.remove(ROW_SCHEMA.get_field_index("group")),
+                             metadata=older)
+    with pytest.raises(DataError, match=r"index.parquet: written by an older mmfc, without the samples' groups; "
+                                        r"rerun `mmfc stage crops`"):
+        store.open_crops(tmp_path)
 
 def _read_in_child(crops: store.CropStore) -> np.ndarray:
     return crops.rgb(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import pyarrow.parquet as pq
 import pytest
@@ -92,3 +93,51 @@ def test_plain_videos_through_poses_crops_train_scores_fuse(video_folders, pose_
     assert len(skel.ids) == 6 and skel.logits.shape == (6, 3)
     assert sorted(fused.ids) == sorted(skel.ids)
     assert json.loads((run / "fusion" / "weights.json").read_text())["fit_split"] == "val"
+
+
+def test_a_csv_s_groups_shape_the_fusion_s_folds(tmp_path):
+    """A CSV whose group column differs from the file names (the recording, shared by clips of
+    every class): stage 1 writes each clip's group into the crop index, stage 3 copies it into the
+    score files, and stage 4's cross-validation folds keep those groups apart."""
+    from mmfc.config import load_pipeline
+    from mmfc.crops.stage import run_crops
+    from mmfc.crops.store import open_crops
+    from mmfc.data.ntu import load_skeleton, parse_name
+    from mmfc.fusion.stage import run_fuse
+    from mmfc.scores.stage import run_scores
+    from mmfc.train.stage import run_train
+
+    data = tmp_path / "synth"
+    generate(data, per_class=2, actions=[1, 2, 3], performers=[1, 3, 8], cameras=[1], frame_size=(160, 90), n_jobs=1)
+    rows, annotations, group_of = ["path,label,split,group"], [], {}
+    for skeleton_file in sorted((data / "nturgb+d_skeletons").glob("*.skeleton")):
+        name = parse_name(skeleton_file.stem)
+        sample_id = f"nturgb+d_rgb/{skeleton_file.stem}_rgb"
+        split = {1: "train", 8: "val", 3: "test"}[name.performer]
+        group_of[sample_id] = f"take{name.replication}"
+        rows.append(f"{sample_id}.avi,action{name.action},{split},{group_of[sample_id]}")
+        # The Kinect joints' colour pixels as 2D poses, as stage 0 would write them.
+        skeleton, _ = load_skeleton(skeleton_file)
+        annotations.append({"frame_dir": sample_id, "label": name.label, "keypoint": skeleton.pixels,
+                            "keypoint_score": skeleton.score, "frame_inds": skeleton.frame_indices,
+                            "img_shape": (1080, 1920), "total_frames": skeleton.total_frames})
+    (data / "clips.csv").write_text("\n".join(rows) + "\n")
+    (data / "poses.pkl").write_bytes(pickle.dumps({"annotations": annotations}))
+    cfg = load_pipeline("pipelines/synth.toml", [
+        *tiny_run_overrides(data, tmp_path / "run"), "data.source=videos",
+        f"data.root={json.dumps(str(data / 'clips.csv'))}", f"data.poses={json.dumps(str(data / 'poses.pkl'))}",
+        "skel.model.in_channels=2",
+    ])
+    assert run_crops(cfg) == 0
+    store = open_crops(cfg.paths.crops)
+    assert {row["id"]: row["group"] for row in store.index} == group_of and store.group_kind == "group"
+    for modality in ("rgb", "skel"):
+        run_train(cfg, modality)
+        run_scores(cfg, modality)
+        scores = read_scores(cfg.paths.scores / f"{modality}.parquet")
+        assert scores.groups == [group_of[i] for i in scores.ids] and scores.group_kind == "group"
+    run_fuse(cfg)
+    # Validation: 6 clips in 2 recordings. Named by their files alone, each clip would be its own
+    # group and the 5 folds stratified by class.
+    cv = json.loads((cfg.paths.fusion / "weights.json").read_text())["cv"]
+    assert (cv["grouped_by"], cv["num_groups"], cv["folds"], cv["fold_sizes"]) == ("group", 2, 2, [3, 3])

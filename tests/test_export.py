@@ -131,7 +131,7 @@ def test_branch_graph_runs_in_onnxruntime_to_pytorchs_logits(tmp_path, branch, o
     for batch in (1, 3):  # the graph was traced at batch 2: the batch axis is dynamic
         inputs = rng.normal(size=(batch, *shape)).astype(np.float32)
         with torch.no_grad():
-            ours = network(torch.from_numpy(inputs))[0].numpy()
+            ours = network(torch.from_numpy(inputs)).numpy()
         theirs = onnx_logits(path, name, inputs)
         assert theirs.shape == (batch, 5) and theirs.dtype == np.float32
         assert 0.1 < np.abs(ours).max() < 20  # logits of a trained network's size, where 1e-4 means something

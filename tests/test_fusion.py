@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmfc.config import DataConfig, Pipeline
+from mmfc.config import Pipeline
 from mmfc.errors import DataError
 from mmfc.fusion.methods import (
     GlobalFusion,
@@ -260,16 +260,16 @@ def test_folds_keep_performers_apart_and_stratify_otherwise():
     np.testing.assert_array_equal(stratified.index, make_folds(labels, None, None, 5, 0).index)  # seeded
 
 
-def test_fold_groups_come_from_the_sample_ids():
-    ntu = ["S001C001P008R001A001", "S001C002P016R001A002", "S001C003P008R001A003"]
-    assert sample_groups(ntu, DataConfig()) == (["P008", "P016", "P008"], "performer")
-    assert sample_groups(["clip 1", "clip 2"], DataConfig()) == (None, None)  # not NTU names
-    gym = ["abc_E_000001_000010_A_0001_0002", "abc_E_000020_000030_A_0003_0004", "xyz_E_000001_000010_A_0001_0002"]
-    assert sample_groups(gym, DataConfig(source="pose_pickle", val_by="group")) == (["abc", "abc", "xyz"], "source video")
-    ucf = ["ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c02", "Archery/v_Archery_g09_c01"]
-    assert sample_groups(ucf, DataConfig(source="videos", group_pattern=r"_g(\d+)_")) == (["08", "08", "09"], "group")
-    # Without a pattern every clip is its own group: nothing to keep apart, so stratified folds.
-    assert sample_groups(ucf, DataConfig(source="videos")) == (None, None)
+def test_fold_groups_come_from_the_score_file():
+    table = ScoreTable(["a", "b", "c"], ["val"] * 3, np.zeros(3, np.int64), np.zeros((3, 2), np.float32), "rgb",
+                       "ck", "pd", ["x", "y"], groups=["P008", "P016", "P008"], group_kind="performer")
+    assert sample_groups(table, "rgb.parquet") == (["P008", "P016", "P008"], "performer")
+    # Every clip its own group (a dataset that names none): nothing to keep apart, so stratified folds.
+    table.groups = ["a", "b", "c"]
+    assert sample_groups(table, "rgb.parquet") == (None, None)
+    table.groups = None
+    with pytest.raises(DataError, match="rgb.parquet: names no sample groups .*rerun `mmfc stage scores`"):
+        sample_groups(table, "rgb.parquet")
 
 
 def test_adaptive_with_zero_parameters_is_plain_averaging():
@@ -321,7 +321,8 @@ def _tables(rng, n_per_split=(300, 400, 400), k=8):
 
     def table(logits, modality):
         return ScoreTable(
-            list(ids), list(splits), labels.copy(), logits.astype(np.float32), modality, f"ck-{modality}", "pd", list(names)
+            list(ids), list(splits), labels.copy(), logits.astype(np.float32), modality, f"ck-{modality}", "pd",
+            list(names), groups=list(ids), group_kind="group",
         )
 
     return table(rgb_logits, "rgb"), table(skel_logits, "skel")
@@ -361,7 +362,7 @@ def test_run_fuse_writes_weights_and_fused_scores(tmp_path):
     choice = weights["methods"]["global"]["choice"]
     assert choice["name"] == "alpha" and len(choice["cv_nll"]) == 21 and choice["chosen"] in choice["values"]
     assert weights["methods"]["per_class"]["choice"]["values"][0] == "inf"
-    assert weights["cv"]["folds"] == 5 and weights["cv"]["grouped_by"] is None  # ids are not NTU names
+    assert weights["cv"]["folds"] == 5 and weights["cv"]["grouped_by"] is None  # every sample its own group
     # Fusing two informative streams beats the better one alone, cross-validated.
     picked = weights["methods"][weights["selected"]]["cv"]["top1"]
     assert picked > weights["methods"]["rgb_alone"]["cv"]["top1"] + 0.05
@@ -371,9 +372,10 @@ def test_a_named_method_is_used_and_performers_make_the_folds(tmp_path):
     cfg = _pipeline(tmp_path)
     cfg.fusion.method = "pyskl_1_2"
     rgb, skel = _tables(np.random.default_rng(18), (20, 60, 20), k=4)
-    # NTU names: validation comes from three performers.
-    names = [f"S001C001P{1 + i % 3:03d}R001A{1 + i % 50:03d}" for i in range(len(rgb.ids))]
-    rgb.ids, skel.ids = list(names), list(names)
+    # Validation comes from three performers.
+    performers = [f"P{1 + i % 3:03d}" for i in range(len(rgb.ids))]
+    for table in (rgb, skel):
+        table.groups, table.group_kind = list(performers), "performer"
     _write(cfg, rgb, skel)
     run_fuse(cfg)
     weights = json.loads((cfg.paths.fusion / "weights.json").read_text())
@@ -405,6 +407,7 @@ def test_weights_depend_on_validation_rows_only(tmp_path):
         ("ids", "sample sets differ"),
         ("labels", "labels differ"),
         ("classes", "class counts differ"),
+        ("groups", "sample groups differ"),
     ],
 )
 def test_mismatched_score_files_are_refused(tmp_path, change, message):
@@ -414,6 +417,8 @@ def test_mismatched_score_files_are_refused(tmp_path, change, message):
         skel.ids[3] = "other"
     elif change == "labels":
         skel.labels[4] = (skel.labels[4] + 1) % 5
+    elif change == "groups":
+        skel.groups[5] = "another recording"
     else:
         skel.logits = np.concatenate([skel.logits, skel.logits[:, :1]], axis=1)
         skel.class_names = skel.class_names + ["extra"]

@@ -32,9 +32,11 @@ def clips(n: int = 2, size: int = 32) -> torch.Tensor:
 @pytest.mark.parametrize("block", BLOCKS)
 def test_output_shapes(block, depth):
     torch.manual_seed(0)
-    model = tiny(block, depth)
-    logits, features = model(clips())
+    model = tiny(block, depth).eval()
+    x = clips()
+    logits, features = model.forward_intermediates(x)
     assert logits.shape == (2, 5)
+    assert torch.equal(model(x), logits)  # forward: the logits alone
     expansion = 4 if depth == 50 else 1
     assert model.feature_dims == [8 * expansion, 16 * expansion, 32 * expansion, 64 * expansion]
     assert [tuple(f.shape) for f in features] == [(2, d) for d in model.feature_dims]
@@ -47,7 +49,7 @@ def assert_every_parameter_gets_a_gradient(model: torch.nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             torch.nn.init.uniform_(module.weight, 0.5, 1.5)
-    logits, features = model(clips())
+    logits, features = model.forward_intermediates(clips())
     (logits.sum() + sum(f.sum() for f in features)).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None, name
@@ -68,7 +70,7 @@ def test_res2net_widths(block):
     stages = (model.layer1, model.layer2, model.layer3, model.layer4)
     assert [stage[0].conv1.out_channels for stage in stages] == [12, 24, 52, 104]
     assert model.feature_dims == [32, 64, 128, 256]
-    logits, features = model(clips())
+    logits, features = model.forward_intermediates(clips())
     assert logits.shape == (2, 5)
     assert [tuple(f.shape) for f in features] == [(2, d) for d in model.feature_dims]
     assert_every_parameter_gets_a_gradient(model)
@@ -174,7 +176,7 @@ def test_bf16_autocast_forward_backward_on_cpu():
     torch.manual_seed(0)
     model = tiny("staa", 18)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        logits, features = model(clips())
+        logits, features = model.forward_intermediates(clips())
         loss = F.cross_entropy(logits.float(), torch.tensor([0, 1]))
     loss.backward()
     assert torch.isfinite(loss)

@@ -72,9 +72,11 @@ def tiny(stream="joint", layout=NTU25, persons=2, classes=7):
 @pytest.mark.parametrize("layout, channels, persons", [(NTU25, 3, 2), (COCO17, 2, 1)])
 def test_output_shapes(stream, layout, channels, persons):
     torch.manual_seed(0)
-    model = tiny(stream, layout, persons)
-    logits, features = model(torch.randn(3, channels, 16, layout.num_joints, persons))
+    model = tiny(stream, layout, persons).eval()
+    x = torch.randn(3, channels, 16, layout.num_joints, persons)
+    logits, features = model.forward_intermediates(x)
     assert logits.shape == (3, 7)
+    assert torch.equal(model(x), logits)  # forward: the logits alone
     assert model.feature_dims == [8, 16, 32, 32]
     assert [tuple(f.shape) for f in features] == [(3, d) for d in model.feature_dims]
     assert torch.isfinite(logits).all()
@@ -87,7 +89,7 @@ def test_every_parameter_gets_a_gradient():
     for name, p in model.named_parameters():
         if name.endswith("alpha"):
             p.data.fill_(0.5)
-    logits, features = model(torch.randn(2, 3, 16, 25, 2))
+    logits, features = model.forward_intermediates(torch.randn(2, 3, 16, 25, 2))
     (logits.sum() + sum(f.sum() for f in features)).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None, name
@@ -100,8 +102,8 @@ def test_model_applies_its_own_stream():
     bone_model = tiny("bone").eval()
     bone_model.load_state_dict(joint_model.state_dict())
     x = torch.randn(2, 3, 16, 25, 2)
-    expected, _ = joint_model(skeleton_stream(x, "bone", NTU25))
-    got, _ = bone_model(x)
+    expected = joint_model(skeleton_stream(x, "bone", NTU25))
+    got = bone_model(x)
     assert torch.allclose(got, expected, atol=1e-5)
 
 
@@ -123,7 +125,7 @@ def test_bf16_autocast_forward_backward_on_cpu():
     torch.manual_seed(0)
     model = tiny()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        logits, _ = model(torch.randn(2, 3, 16, 25, 2))
+        logits = model(torch.randn(2, 3, 16, 25, 2))
         loss = F.cross_entropy(logits.float(), torch.tensor([0, 1]))
     loss.backward()
     assert torch.isfinite(loss)

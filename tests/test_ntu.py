@@ -423,6 +423,7 @@ def test_source_splits(tmp_path: Path, realdata: Path):
     assert samples["S002C001P003R001A003"].split == "test"
     assert samples["S001C003P008R002A058"].label == 57
     assert samples["S001C003P008R002A058"].meta == {"setup": 1, "camera": 3, "performer": 8, "replication": 2}
+    assert samples["S001C003P008R002A058"].group == "P008" and source.group_kind == "performer"
     assert samples["S001C001P001R001A001"].video_path.name == "S001C001P001R001A001_rgb.avi"
     assert samples["S001C001P001R001A011"].video_path is None
     assert source.class_names[57] == "handshaking"

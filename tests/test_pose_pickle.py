@@ -38,6 +38,8 @@ def test_ucf_split_pickle(realdata: Path):
     source = PosePickleSource(cfg)
     (sample,) = source.samples()
     assert (sample.id, sample.split, sample.label) == ("v_ApplyEyeMakeup_g01_c01", "test", 0)
+    # val_by "performer", but not an NTU name: the clip is its own group.
+    assert sample.group == "v_ApplyEyeMakeup_g01_c01" and source.group_kind == "performer"
     # The clip on disk is named ucf101_v_..., so there is no video under this frame_dir.
     assert sample.video_path is None
     skeleton = source.load_skeleton(sample)
@@ -111,9 +113,11 @@ def test_group_val_is_stable_and_video_disjoint(tmp_path: Path):
     (videos / f"{annotations[0]['frame_dir']}.mp4").write_bytes(b"")
     cfg = DataConfig(source="pose_pickle", root=str(path), test_split="val", num_classes=5, layout="coco17",
                      val_by="group", val_fraction=0.25, video_root=str(videos))
-    samples = PosePickleSource(cfg).samples()
-    val_groups = {s.meta["group"] for s in samples if s.split == "val"}
-    train_groups = {s.meta["group"] for s in samples if s.split == "train"}
+    source = PosePickleSource(cfg)
+    samples = source.samples()
+    assert samples[0].group == "vid000" and source.group_kind == "source video"
+    val_groups = {s.group for s in samples if s.split == "val"}
+    train_groups = {s.group for s in samples if s.split == "train"}
     assert val_groups and not val_groups & train_groups
     assert 4 <= len(val_groups) <= 18  # ~25% of 40 videos
     again = PosePickleSource(cfg).samples()

@@ -217,9 +217,10 @@ def test_a_real_ntu_clip_end_to_end_with_estimated_joints(tiny_run, realdata, po
         turned = from_blazepose * np.array(axes, dtype=np.float32)[:, None, None, None]
         return float(np.linalg.norm((from_kinect - turned)[:, :, limbs, 0], axis=0).mean())
 
-    assert error([1, 1, 1]) < 0.15  # 0.135 m
+    # 0.135 m measured; the bounds leave room for a release of OpenCV or LiteRT to move it.
+    assert error([1, 1, 1]) < 0.2
     # BlazePose's own y (down) is near a metre off; x or z turned as well, 0.23 and 0.32 m.
-    assert error([1, -1, 1]) > 0.5 and min(error([-1, 1, 1]), error([1, 1, -1])) > 1.5 * error([1, 1, 1])
+    assert error([1, -1, 1]) > 0.5 and min(error([-1, 1, 1]), error([1, 1, -1])) > 1.25 * error([1, 1, 1])
     # The box of either skeleton lands on the person: the two crop boxes overlap mostly.
     box_file, box_estimated = with_file.boxes[0], estimated.boxes[0]
     inter = overlap((box_file[0], box_file[2]), (box_estimated[0], box_estimated[2])) * \
@@ -267,21 +268,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def demo_run() -> tuple[Path, Path | None]:
-    """A fully trained synthetic run: $MMFC_DEMO_RUN (with $MMFC_DEMO_PIPELINE when it has no
-    pipeline.json), else the checkout's runs/synth from `make demo`; skips when there is none."""
+def demo_run() -> Path:
+    """A fully trained synthetic run: $MMFC_DEMO_RUN, else the checkout's runs/synth from `make
+    demo`; skips when there is none."""
     run = Path(os.environ.get("MMFC_DEMO_RUN", REPO / "runs" / "synth"))
-    pipeline = os.environ.get("MMFC_DEMO_PIPELINE")
     if not (run / "fusion" / "weights.json").is_file():
         pytest.skip(f"no trained demo run at {run} (run `make demo`, or set MMFC_DEMO_RUN)")
-    return run, Path(pipeline) if pipeline else None
+    return run
 
 
 def test_segments_of_known_clips_overlap_them(demo_run, tmp_path):
     """Four test-side clips of four classes in a row: the segments of the demo run's fused top
     class overlap the true clips, the class of the segment overlapping a clip most being its own
     for at least three of the four."""
-    run = open_run(*demo_run)
+    run = open_run(demo_run)
     keys = [SampleKey(1, 1, 3, 1, action) for action in (1, 4, 7, 10)]
     sequence = write_sequence(tmp_path / "seq", keys, frame_size=(480, 270))
     prediction, *_ = predict_video(run, Path(sequence["video"]), Path(sequence["skeleton"]), window=1.5, stride=0.25)

@@ -30,8 +30,8 @@ def _scores(rng, k, n_per_split=(60, 120, 120)):
     rgb = (2.0 * onehot + rng.normal(size=(n, k))).astype(np.float32)
     skel = (1.5 * onehot + rng.normal(size=(n, k))).astype(np.float32)
     return (
-        ScoreTable(list(ids), list(splits), labels, rgb, "rgb", "ck-r", "pd", list(names)),
-        ScoreTable(list(ids), list(splits), labels.copy(), skel, "skel", "ck-s", "pd", list(names)),
+        ScoreTable(list(ids), list(splits), labels, rgb, "rgb", "ck-r", "pd", list(names), groups=list(ids)),
+        ScoreTable(list(ids), list(splits), labels.copy(), skel, "skel", "ck-s", "pd", list(names), groups=list(ids)),
     )
 
 

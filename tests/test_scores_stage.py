@@ -59,6 +59,9 @@ def test_scores_cover_every_sample_with_digests(trained, modality, n_jobs):
     assert table.ids == [row["id"] for row in store.index]
     assert table.splits == [row["split"] for row in store.index]
     assert set(table.splits) == {"train", "val", "test"}
+    # Each sample's group, the NTU performer stage 1 wrote into the index, for stage 4's folds.
+    assert table.groups == [row["group"] for row in store.index] and table.group_kind == "performer"
+    assert set(table.groups) == {"P001", "P003", "P008"}
     np.testing.assert_array_equal(table.labels, [row["label"] for row in store.index])
     assert table.logits.shape == (len(store), store.num_classes) and table.logits.dtype == np.float32
     assert table.modality == modality and table.class_names == store.class_names

@@ -46,9 +46,9 @@ def test_nw_ucla_reads_every_real_file_with_the_cross_view_split(realdata: Path)
     assert len(by_split["train"]) + len(by_split["val"]) == 1020
     assert 0.05 < len(by_split["val"]) / 1020 < 0.15
     # Validation takes whole recordings: no recording has a training view on each side.
-    val_groups = {s.meta["group"] for s in by_split["val"]}
-    assert val_groups and not val_groups & {s.meta["group"] for s in by_split["train"]}
-    assert all(s.meta["group"] == s.id[:11] for s in samples)
+    val_groups = {s.group for s in by_split["val"]}
+    assert val_groups and not val_groups & {s.group for s in by_split["train"]}
+    assert all(s.group == s.id[:11] for s in samples)
     one_frame = []
     for s in samples:
         try:
@@ -143,8 +143,8 @@ def test_penn_action_reads_every_real_file_with_its_train_flag(realdata: Path):
     # Validation takes whole runs of training clips, each of one action, never test clips.
     groups = defaultdict(set)
     for s in samples:
-        groups[s.meta["group"]].add(s.split)
-        assert s.meta["group"].startswith(source.class_names[s.label] + "-")
+        groups[s.group].add(s.split)
+        assert s.group.startswith(source.class_names[s.label] + "-")
     assert all(len(sides) == 1 for sides in groups.values())
     assert sum(sides & {"train", "val"} != set() for sides in groups.values()) == 392
     first = source.load_skeleton(samples[0])

@@ -38,7 +38,7 @@ def test_class_folders(tmp_path: Path):
     assert source.class_names == ["Archery", "Biking", "Diving"] and source.num_classes == 3
     assert len(samples) == 3 * 12 * 2
     first = min(samples, key=lambda s: s.id)
-    assert first.id == "Archery/v_Archery_g01_c01" and first.label == 0 and first.meta["group"] == "01"
+    assert first.id == "Archery/v_Archery_g01_c01" and first.label == 0 and first.group == "01"
     assert first.video_path == root / "Archery" / "v_Archery_g01_c01.avi"
     assert source.excluded == {"not a video file (extension not in data.video_exts): .txt": 1}
     with pytest.raises(ConfigError, match="set data.num_classes = 3"):
@@ -53,7 +53,7 @@ def test_the_split_is_seeded_and_group_disjoint(tmp_path: Path):
     samples = VideoFolderSource(cfg).samples()
     sides: dict[str, set[str]] = {}
     for s in samples:
-        sides.setdefault(s.meta["group"], set()).add(s.split)
+        sides.setdefault(s.group, set()).add(s.split)
     assert all(len(v) == 1 for v in sides.values())  # every group on one side only
     counts = {split: sum(s.split == split for s in samples) for split in ("train", "val", "test")}
     assert all(counts.values()) and counts["train"] > counts["val"] and counts["train"] > counts["test"]
@@ -63,7 +63,7 @@ def test_the_split_is_seeded_and_group_disjoint(tmp_path: Path):
     assert [s.split for s in other.samples()] != [s.split for s in samples]
     # Without a pattern each clip is its own group, so the two clips of a group may part.
     alone = VideoFolderSource(config(root, test_fraction=0.5)).samples()
-    assert len({s.meta["group"] for s in alone}) == len(alone)
+    assert len({s.group for s in alone}) == len(alone)
 
 
 def test_clips_without_a_group_are_kept_and_counted_apart_from_the_excluded(tmp_path: Path):
@@ -88,7 +88,7 @@ def test_csv_with_splits_groups_and_missing_files(tmp_path: Path):
     source = VideoFolderSource(config(tmp_path / "clips" / "list.csv", num_classes=2))
     by_id = {s.id: s for s in source.samples()}
     assert source.class_names == ["run", "walk"]
-    assert {i: (s.label, s.split, s.meta["group"]) for i, s in by_id.items()} == {
+    assert {i: (s.label, s.split, s.group) for i, s in by_id.items()} == {
         "a": (1, "train", "p1"), "b": (0, "train", "p2"), "c": (1, "test", "p3"),
         "sub/e": (0, "val", "p4"), "d": (1, "test", "p6"),
     }
@@ -103,8 +103,8 @@ def test_csv_without_val_carves_it_from_training_groups(tmp_path: Path):
     (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
     samples = VideoFolderSource(config(tmp_path / "list.csv", num_classes=2, val_fraction=0.3)).samples()
     assert {s.split for s in samples if int(s.id) < 10} == {"test"}  # the CSV's test stays test
-    val = {s.meta["group"] for s in samples if s.split == "val"}
-    train = {s.meta["group"] for s in samples if s.split == "train"}
+    val = {s.group for s in samples if s.split == "val"}
+    train = {s.group for s in samples if s.split == "train"}
     assert val and train and not val & train
 
 

@@ -44,8 +44,10 @@ from mmfc.jobs import PerWorker, print_failures, run_jobs
 FAILURE_SCHEMA = pa.schema([("id", pa.string()), ("file", pa.string()), ("reason", pa.string()), ("status", pa.string())])
 # One row per sample of a part file; index.parquet holds the "ok" ones. A failed sample has
 # no crop fields (null). `shard` names the store, `shard_digest` the sha256 of its manifest.
+# `group` (the sample's, mmfc.data.sample.Sample) is set in the index alone, from the data source
+# when the index is written: it changes nothing stored, so no batch is redone for it.
 ROW_SCHEMA = pa.schema([
-    ("id", pa.string()), ("label", pa.int64()), ("split", pa.string()),
+    ("id", pa.string()), ("label", pa.int64()), ("split", pa.string()), ("group", pa.string()),
     ("shard", pa.string()), ("shard_digest", pa.string()), ("position", pa.int64()), ("status", pa.string()),
     ("num_frames", pa.int64()), ("frame_indices", pa.list_(pa.int64())),
     ("box", pa.list_(pa.float64())),  # x0, y0, x1, y1 in decoded video pixels (no video: the skeleton's frame)
@@ -102,7 +104,7 @@ def sample_signature(sample: Sample, digest: str) -> dict:
     }
 
 
-SIGNATURE_KEYS = tuple(sample_signature(Sample("", 0, "train", None, None), "").keys())
+SIGNATURE_KEYS = tuple(sample_signature(Sample("", 0, "train", None, None, ""), "").keys())
 
 
 def crop_batch(samples: list[Sample], batch: str, task: ShardTask) -> list[dict]:
@@ -224,7 +226,8 @@ def _run_crops(cfg: Pipeline, crops_dir: Path, part: tuple[int, int] | None, str
         console.print(f"part {part[0]}/{part[1]}: {len(mine)} of {len(batches)} shards; run `mmfc stage crops` "
                       "without crops.part once every part is done, to assemble the index", markup=False)
         return 0 if ok or not rows else 1
-    write_outputs(crops_dir, cfg, source, job.video, ok, failed + warned)
+    group_of = {sample.id: sample.group for sample in samples}
+    write_outputs(crops_dir, cfg, source, job.video, [{**row, "group": group_of[row["id"]]} for row in ok], failed + warned)
     remove_unnamed_stores(crops_dir)
     summarize(console, crops_dir, fresh_rows, len(rows) - len(fresh_rows), ok, failed, warned, elapsed)
     if preview > 0 and ok:
@@ -314,6 +317,7 @@ def write_outputs(crops_dir: Path, cfg: Pipeline, source, video: bool, ok: list[
         "class_names": list(source.class_names),
         "num_classes": int(source.num_classes),
         "layout": source.layout.to_dict(),
+        "group_kind": source.group_kind,
         "crops": asdict(cfg.crops),
         "digest": crop_digest(cfg, video),
         "modalities": list(store.MODALITIES_WITH_VIDEO if video else store.SKELETON_ONLY),

@@ -9,10 +9,10 @@ Layout of the crops folder:
         manifest.json          the id in each slot, and size, mtime and sha256 of every file
     parts/shard-00012.parquet  the rows of batch 12 (stored and failed), naming its store and the
                                sha256 of that store's manifest; written once the store is in place
-    index.parquet              the stored rows of every part, and the stage's metadata (class
-                               names, the joint layout whole, crop settings, the modalities
-                               held: "video" and "skeleton", or "skeleton" alone); the one file
-                               a reader opens first
+    index.parquet              the stored rows of every part, each with its sample's group, and
+                               the stage's metadata (class names, the joint layout whole, what
+                               the groups are, crop settings, the modalities held: "video" and
+                               "skeleton", or "skeleton" alone); the one file a reader opens first
     failures.parquet           id, file, reason of what could not be read, and of the samples
                                stored with a warning (a video shorter than its skeleton)
 Every file and store appears under its final name only once complete (mmfc.atomic). A store is
@@ -258,12 +258,17 @@ class CropStore:
             meta = json.loads((table.schema.metadata or {})[META_KEY.encode()])
         except (pa.ArrowInvalid, OSError, KeyError, json.JSONDecodeError) as exc:
             raise DataError(index_path, f"not a stage-1 index of this mmfc version ({exc}); rerun `mmfc stage crops`") from None
+        if "group" not in table.column_names or "group_kind" not in meta:
+            raise DataError(index_path, "written by an older mmfc, without the samples' groups; rerun `mmfc stage crops` "
+                                        "(it keeps the stored shards and rewrites the index)")
         self.index: list[dict] = table.to_pylist()
         self.class_names: list[str] = meta["class_names"]
         try:
             self.layout: Layout = stored_layout(meta["layout"], "its joint layout")
         except ConfigError as exc:
             raise DataError(index_path, f"{exc}; rerun `mmfc stage crops`") from None
+        # What the index rows' `group` are: "performer", "source video", "group".
+        self.group_kind: str = meta["group_kind"]
         self.num_classes: int = meta["num_classes"]
         self.config: dict = meta["crops"]
         # Stores written before stage 1 could store skeletons alone all hold video.

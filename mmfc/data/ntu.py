@@ -414,6 +414,11 @@ class NTUName:
         return self.action - 1
 
     @property
+    def group(self) -> str:
+        """The performer, as a sample's group: "P008"."""
+        return f"P{self.performer:03d}"
+
+    @property
     def meta(self) -> dict:
         return {
             "setup": self.setup,
@@ -494,6 +499,7 @@ class NTUSource:
         self.layout: Layout = layout_of(cfg)
         if self.layout.num_joints != NUM_JOINTS:
             raise ConfigError(f"data.layout = {cfg.layout!r} has {self.layout.num_joints} joints; NTU skeletons have {NUM_JOINTS}")
+        self.group_kind = "performer"
         self.num_classes = cfg.num_classes
         if cfg.protocol == "xsub":
             bad = sorted(set(cfg.val_performers) - XSUB_TRAIN_PERFORMERS)
@@ -558,6 +564,7 @@ class NTUSource:
                     split=split,
                     skeleton_path=skeleton_dir / file_name,
                     video_path=self.root / RGB_DIR / video if video in videos else None,
+                    group=name.group,
                     meta=name.meta,
                 )
             )

@@ -113,6 +113,7 @@ class NWUCLASource(SkeletonRelease):
     dataset = "NW-UCLA"
     class_names_built_in = CLASS_NAMES
     files_folder = SEQUENCE_DIR
+    group_kind = "recording"  # aXX_sYY_eZZ: one performance, filmed from every view at once
 
     def load_skeleton(self, sample: Sample) -> Skeleton:
         label, joints = read_sequence(sample.skeleton_path)
@@ -147,7 +148,8 @@ class NWUCLASource(SkeletonRelease):
                 split=split,
                 skeleton_path=folder / file_name,
                 video_path=None,
-                meta={"group": name.recording, "action": name.action, "subject": name.subject,
+                group=name.recording,
+                meta={"action": name.action, "subject": name.subject,
                       "repetition": name.repetition, "view": name.view},
             ))
         if not samples:

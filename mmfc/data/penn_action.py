@@ -97,6 +97,7 @@ class PennActionSource(SkeletonRelease):
     dataset = "Penn Action"
     class_names_built_in = CLASS_NAMES
     files_folder = LABEL_DIR
+    group_kind = "run of clips"  # consecutively numbered clips of one action on one side of the flag
 
     def load_skeleton(self, sample: Sample) -> Skeleton:
         return read_clip(sample.skeleton_path)
@@ -126,5 +127,5 @@ class PennActionSource(SkeletonRelease):
             if side == "train" and in_val_fraction(group, self.cfg.val_fraction, self.cfg.val_seed):
                 side = "val"
             samples.append(Sample(id=path.stem, label=label, split=side, skeleton_path=path, video_path=None,
-                                  meta={"group": group}))
+                                  group=group))
         return samples

@@ -74,6 +74,7 @@ class PosePickleSource:
         self.cfg = cfg
         self.path = Path(cfg.root)
         self.layout: Layout = layout_of(cfg)
+        self.group_kind = "performer" if cfg.val_by == "performer" else "source video"
         self.num_classes = cfg.num_classes
         self.class_names = (
             read_class_names(cfg.class_names, cfg.num_classes)
@@ -125,7 +126,8 @@ class PosePickleSource:
                     split=split,
                     skeleton_path=self.path,
                     video_path=Path(self.cfg.video_root) / video if video in videos else None,
-                    meta={"group": source_group(frame_dir), "total_frames": ann.get("total_frames")},
+                    group=self._group(frame_dir),
+                    meta={"total_frames": ann.get("total_frames")},
                 )
             )
         return samples
@@ -139,6 +141,16 @@ class PosePickleSource:
                 available = ", ".join(split)
                 raise ConfigError(f"{self.path}: no split {name!r} in the pickle; its splits: {available}")
         return set(split[self.cfg.train_split]), set(split[self.cfg.test_split])
+
+    def _group(self, frame_dir: str) -> str:
+        """What validation is carved by: the performer of an NTU name (val_by "performer"; the
+        clip itself for another name) or the clip's source video."""
+        if self.cfg.val_by != "performer":
+            return source_group(frame_dir)
+        try:
+            return parse_name(frame_dir).group
+        except DataError:
+            return frame_dir
 
     def _is_val(self, frame_dir: str) -> bool:
         if self.cfg.val_by == "performer":

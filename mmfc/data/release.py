@@ -24,6 +24,8 @@ class SkeletonRelease(ABC):
     dataset: str
     class_names_built_in: tuple[str, ...]
     files_folder: str
+    # What its samples' groups are, in words (mmfc.data.sources.Source.group_kind).
+    group_kind: str
 
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg

@@ -22,7 +22,11 @@ class Sample:
     split: str
     skeleton_path: Path | None
     video_path: Path | None
-    # Source-specific fields: NTU setup/camera/performer/replication, a FineGym source video...
+    # What validation is carved by and stage 4's folds keep apart: the performer (NTU), the
+    # source video (FineGym), a CSV's group column or what data.group_pattern finds in a file
+    # name; the clip itself where the dataset names none. Stage 1 writes it into the crop index.
+    group: str
+    # Source-specific fields: NTU setup/camera/performer/replication, a pickle's total frames...
     meta: dict = field(default_factory=dict)
 
 

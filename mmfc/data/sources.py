@@ -18,6 +18,8 @@ class Source(Protocol):
     class_names: list[str]
     num_classes: int
     layout: Layout
+    # What its samples' groups are, in words for reports: "performer", "source video", "group".
+    group_kind: str
     # reason -> number of samples of the dataset that the configuration leaves out
     excluded: dict[str, int]
     # remark -> number of samples kept with it (e.g. a clip that is its own split group)

@@ -49,6 +49,7 @@ class VideoFolderSource:
         self.cfg = cfg
         self.root = Path(cfg.root)
         self.layout: Layout = layout_of(cfg)
+        self.group_kind = "group"
         self.excluded: dict[str, int] = {}
         self.notes: dict[str, int] = {}  # kept, with a remark
         self.unreadable: dict[str, str] = {}  # every video is listed by name
@@ -149,7 +150,7 @@ class VideoFolderSource:
                 # Stage 1 redoes a sample when this file changes: the poses stage 0 wrote.
                 skeleton_path=Path(self.cfg.poses) if self.cfg.poses else None,
                 video_path=path,
-                meta={"group": group},
+                group=group,
             ))
         ids = [s.id for s in samples]
         if len(set(ids)) != len(ids):

@@ -58,18 +58,6 @@ def require_extra() -> None:
         raise MissingExtra(f"exporting needs {' and '.join(missing)}, the optional extra: pip install 'mmfc[export]'")
 
 
-class LogitsOnly(nn.Module):
-    """A branch network with its logits as the one output: the per-stage features it also
-    returns feed contrastive learning during training and mean nothing to a consumer."""
-
-    def __init__(self, network: nn.Module):
-        super().__init__()
-        self.network = network
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x)[0]
-
-
 def export_graph(
     network: nn.Module,
     input_shape: tuple[int, ...],
@@ -86,9 +74,6 @@ def export_graph(
     require_extra()
     import onnx
 
-    # In eval mode, wrapper too: the exporter puts the module it is given back into the mode it
-    # found it in, and a fresh wrapper's is training, which would leave `network` training.
-    wrapped = LogitsOnly(network).eval()
     # A batch of 2: a trace at batch 1 could fold the batch size into a reshape as a constant.
     example = torch.zeros(2, *input_shape)
     buffer = io.BytesIO()
@@ -101,7 +86,7 @@ def export_graph(
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message="Constant folding")
         torch.onnx.export(
-            wrapped,
+            network,
             (example,),
             buffer,
             input_names=[input_name],
@@ -137,11 +122,11 @@ def onnx_logits(path: Path, input_name: str, inputs: np.ndarray) -> np.ndarray:
 def torch_logits(network: nn.Module, inputs: np.ndarray) -> np.ndarray:
     """The logits of the network itself (in eval mode), on its device. -> float32 [N, K]"""
     device = next(network.parameters()).device
-    return network(torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(device))[0].cpu().numpy()
+    return network(torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(device)).cpu().numpy()
 
 
 @torch.no_grad()
 def float64_logits(network: nn.Module, inputs: np.ndarray) -> np.ndarray:
     """The logits of a float64 copy of the network on the CPU: what float32 approximates."""
     reference = copy.deepcopy(network).cpu().double()
-    return reference(torch.from_numpy(np.asarray(inputs, dtype=np.float64)))[0].numpy()
+    return reference(torch.from_numpy(np.asarray(inputs, dtype=np.float64))).numpy()

@@ -1,9 +1,9 @@
 """Choosing by cross-validation inside the validation split: each method's free choices, and the
 method that `fusion.method = "auto"` uses.
 
-The validation rows are split into k folds: by performer, source video or group when the sample
-ids name one (a held-out fold then holds people or videos the other folds never saw, as the test
-split does), else stratified by class. Each candidate is fitted on k - 1 folds, temperatures
+The validation rows are split into k folds: by performer, source video or group, the samples'
+groups of the score files (a held-out fold then holds people or videos the other folds never
+saw, as the test split does), else stratified by class. Each candidate is fitted on k - 1 folds, temperatures
 included, and scores the held-out fold. The criterion is the negative log-likelihood of these
 out-of-fold scores over every validation sample: a proper scoring rule, which sees how sure each
 answer was, where accuracy sees only the argmax, a coarse signal on a few dozen samples.
@@ -35,10 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mmfc.config import DataConfig
-from mmfc.data.ntu import parse_name
-from mmfc.data.pose_pickle import source_group
-from mmfc.data.video_dataset import group_in_name
 from mmfc.errors import DataError
 from mmfc.fusion.methods import (
     AdaptiveFusion,
@@ -52,6 +48,7 @@ from mmfc.fusion.methods import (
     Temperatures,
 )
 from mmfc.metrics import log_softmax, mean_class_accuracy, topk_accuracy
+from mmfc.scores.format import ScoreTable
 
 NEAR_TIE_NATS = 1.0
 # Shrinkage strengths (sum form, see fit_per_class) tried for the adaptive gate and the per-class
@@ -102,28 +99,15 @@ class Folds:
         }
 
 
-def sample_groups(ids: list[str], data: DataConfig) -> tuple[list[str] | None, str | None]:
-    """The groups validation was carved by, read from the sample ids, and their kind.
-
-    NTU names (SsssCcccPpppRrrrAaaa) give the performer, FineGym names the source video, a video
-    dataset's file names what `data.group_pattern` finds in them. (None, None) when the ids do
-    not say (a CSV's group column, for one, is not in them), and the folds are then stratified
-    by class instead.
-    """
-    if data.source == "videos":
-        if not data.group_pattern:
-            return None, None
-        names = [Path(i).name for i in ids]
-        groups, kind = [group_in_name(name, data.group_pattern) or name for name in names], "group"
-    elif data.val_by == "performer":
-        try:
-            return [f"P{parse_name(i).performer:03d}" for i in ids], "performer"
-        except DataError:
-            return None, None
-    else:
-        groups, kind = [source_group(i) for i in ids], "source video"
-    if len(set(groups)) < len(groups):
-        return groups, kind
+def sample_groups(table: ScoreTable, path: str | Path) -> tuple[list[str] | None, str | None]:
+    """The groups validation was carved by, as stage 1 wrote them into the crop index and stage 3
+    copied them into the score file at `path`, and their kind ("performer", "source video",
+    "group"). (None, None) when every row is its own group (a dataset that names none): nothing
+    to keep apart, and the folds are stratified by class instead."""
+    if table.groups is None:
+        raise DataError(path, "names no sample groups (written by an older mmfc); rerun `mmfc stage scores` (stage 3)")
+    if len(set(table.groups)) < len(table.groups):
+        return list(table.groups), table.group_kind
     return None, None
 
 

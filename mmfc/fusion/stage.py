@@ -55,7 +55,7 @@ def _fuse(cfg: Pipeline) -> None:
             "validation only, never on test, and that needs at least 2 samples; carve a validation split out of "
             "training (data.val_performers or data.val_fraction) and rerun stages 1-3",
         )
-    groups, grouped_by = sample_groups(val_rgb.ids, cfg.data)
+    groups, grouped_by = sample_groups(val_rgb, rgb_path)
     folds = make_folds(val_rgb.labels, groups, grouped_by, cfg.fusion.cv_folds, cfg.fusion.cv_seed)
     selection = select_fusion(
         val_rgb.logits, val_skel.logits, val_rgb.labels, folds, cfg.fusion.grid, cfg.fusion.metric

@@ -1,8 +1,12 @@
 """The two branches and the contrastive loss, built from their configs.
 
-RGB:      build_rgb_model(cfg, num_classes) -> RGBNet; forward [N, T, 3, H, W] -> (logits, 4 features)
-Skeleton: build_skel_model(cfg, num_classes, layout) -> SkelNet; forward [N, C, T, V, M] -> (logits, 4 features)
+RGB:      build_rgb_model(cfg, num_classes) -> RGBNet; forward [N, T, 3, H, W] -> logits
+Skeleton: build_skel_model(cfg, num_classes, layout) -> SkelNet; forward [N, C, T, V, M] -> logits
 CCL:      build_ccl(cfg, num_classes, model.feature_dims); forward (features, logits, labels) -> weighted term
+
+Both networks' `forward` gives the logits alone (what scoring and the exported graphs use);
+`forward_intermediates` gives (logits, the pooled features of four depths) for the
+contrastive loss during training.
 
 The configs were validated when the pipeline was loaded (mmfc.config); mmfc.branches builds
 the right one for a branch name.

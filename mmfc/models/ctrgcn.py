@@ -158,7 +158,13 @@ class SkelNet(nn.Module):
         self.fc = nn.Linear(BLOCKS[-1][1] * base_channels, num_classes)
         init_weights(self, num_classes)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Joints [N, C, T, V, M] -> logits [N, K]."""
+        return self.forward_intermediates(x)[0]
+
+    def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Joints [N, C, T, V, M] -> (logits [N, K], the pooled feature after each block of
+        FEATURE_BLOCKS, [N, C_l]): what contrastive learning reads."""
         n, c, t, v, m = x.shape
         if (c, v, m) != (self.in_channels, self.layout.num_joints, self.num_persons):
             raise ValueError(

@@ -192,7 +192,13 @@ class RGBNet(nn.Module):
         self.fc = nn.Linear(inplanes, num_classes)
         init_weights(self)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Clips [N, T, 3, H, W] -> logits [N, K]."""
+        return self.forward_intermediates(x)[0]
+
+    def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Clips [N, T, 3, H, W] -> (logits [N, K], the feature of each stage averaged over its
+        pixels and the segments, [N, C_l] for the 4 stages): what contrastive learning reads."""
         n, t = x.shape[:2]
         if x.dim() != 5 or t != self.segments or x.shape[2] != 3:
             raise ValueError(f"expected clips [N, {self.segments}, 3, H, W], got {list(x.shape)}")

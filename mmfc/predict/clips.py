@@ -186,7 +186,7 @@ class CroppedClips:
         whole = _whole(window, decoded.info)
         # The whole video is the video stage 1 probed; a window is a video of its own.
         info = decoded.info if whole else replace(decoded.info, frames=window.stop - window.start)
-        sample = Sample(video.stem, -1, "test", skeleton_path, video)
+        sample = Sample(video.stem, -1, "test", skeleton_path, video, group=video.stem)
         try:
             stored, fields = crop_skeleton(skeleton, sample, CropJob.of(cfg, layout),
                                            read=kept_frames_reader(decoded, window, whole), video=info)

@@ -5,9 +5,12 @@ label, modality, checkpoint_digest, pipeline_digest and logits (fixed_size_list<
 The class names and a format tag live in the schema metadata, so a file carries everything
 needed to read it without the pipeline file.
 
-Scores of windows of a longer video (`mmfc predict --window`) add two optional columns,
-window_start and window_end (float64 seconds into the video), and may be unlabelled (label -1,
-UNLABELLED); a file without them reads as before.
+Stage 3 adds the optional column group: each sample's group from the crop index (the
+performer, source video or group column that validation was carved by; its kind in the schema
+metadata), which stage 4's cross-validation folds keep apart. Scores of windows of a longer
+video (`mmfc predict --window`) add two optional columns, window_start and window_end (float64
+seconds into the video), and may be unlabelled (label -1, UNLABELLED); a file without them reads
+as before.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ FORMAT_TAG = b"mmfc-scores/1"
 SPLITS = ("train", "val", "test")
 _COLUMNS = ("id", "split", "label", "modality", "checkpoint_digest", "pipeline_digest", "logits")
 WINDOW_COLUMNS = ("window_start", "window_end")
+GROUP_COLUMN = "group"
 # The label of a row whose class nobody knows: a clip given to `mmfc predict`.
 UNLABELLED = -1
 
@@ -46,6 +50,10 @@ class ScoreTable:
     # float64 [N, 2]: start and end (seconds) of each row's window of its video; None when the
     # rows are whole clips.
     windows: np.ndarray | None = None
+    # Each row's sample group (stage 1's) and what the groups are ("performer", "source video",
+    # "group"); None when the rows name none.
+    groups: list[str] | None = None
+    group_kind: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -65,6 +73,7 @@ class ScoreTable:
             labels=self.labels[index],
             logits=self.logits[index],
             windows=None if self.windows is None else self.windows[index],
+            groups=None if self.groups is None else [self.groups[i] for i in index],
         )
 
     def aligned_to(self, ids: list[str]) -> ScoreTable:
@@ -92,6 +101,9 @@ def write_scores(path: str | Path, table: ScoreTable) -> None:
         for column, values in zip(WINDOW_COLUMNS, windows.T):
             columns[column] = pa.array(values, type=pa.float64())
     metadata = {b"mmfc.format": FORMAT_TAG, b"mmfc.class_names": json.dumps(table.class_names).encode()}
+    if table.groups is not None:
+        columns[GROUP_COLUMN] = pa.array(table.groups, type=pa.string())
+        metadata[b"mmfc.group_kind"] = table.group_kind.encode()
     arrow = pa.table(columns).replace_schema_metadata(metadata)
     with atomic_path(path) as tmp:
         pq.write_table(arrow, tmp)
@@ -144,6 +156,9 @@ def read_scores(path: str | Path, data: bytes | None = None) -> ScoreTable:
     )
     if all(c in arrow.column_names for c in WINDOW_COLUMNS):
         table.windows = np.stack([arrow.column(c).to_numpy().astype(np.float64) for c in WINDOW_COLUMNS], axis=1)
+    if GROUP_COLUMN in arrow.column_names:
+        table.groups = arrow.column(GROUP_COLUMN).to_pylist()
+        table.group_kind = metadata.get(b"mmfc.group_kind", b"").decode()
     _validate(table, path)
     return table
 
@@ -189,6 +204,10 @@ def check_compatible(a: ScoreTable, b: ScoreTable, a_path: str | Path, b_path: s
     split_diff = [i for i, s in zip(a.ids, a.splits) if b.splits[b_row[i]] != s]
     if split_diff:
         raise DataError(where, f"splits differ for {len(split_diff)} samples, e.g. {split_diff[0]}")
+    if a.groups is not None and b.groups is not None:
+        group_diff = [i for i, g in zip(a.ids, a.groups) if b.groups[b_row[i]] != g]
+        if group_diff:
+            raise DataError(where, f"sample groups differ for {len(group_diff)} samples, e.g. {group_diff[0]}")
 
 
 def _validate(table: ScoreTable, path: str | Path) -> None:
@@ -211,6 +230,8 @@ def _validate(table: ScoreTable, path: str | Path) -> None:
     if n and (table.labels.min() < UNLABELLED or table.labels.max() >= k):
         raise DataError(path, f"labels outside [0, {k}) (or {UNLABELLED}, unlabelled): "
                               f"{table.labels.min()}..{table.labels.max()}")
+    if table.groups is not None and (len(table.groups) != n or not all(isinstance(g, str) for g in table.groups)):
+        raise DataError(path, f"{len(table.groups)} sample groups for {n} rows, or groups that are not text")
     if table.windows is not None and np.shape(table.windows) != (n, 2):
         raise DataError(path, f"windows of shape {np.shape(table.windows)} for {n} rows, expected ({n}, 2)")
     if not np.isfinite(logits).all():

@@ -2,7 +2,8 @@
 
 Writes <workdir>/scores/<modality>.parquet in the ScoreTable format of mmfc.scores.format,
 stamped with the sha256 of best.pt and the pipeline digest so later stages can tell which
-weights and configuration produced it.
+weights and configuration produced it, with each sample's group copied from the crop index:
+stage 4 reads the groups there, and so needs no more than the score files.
 
 Scoring is embarrassingly parallel over samples. On CPU the samples go out in jobs (mmfc.jobs,
 the pipeline's [jobs] backend: one worker per core here, or a Ray or Dask cluster), each worker
@@ -82,6 +83,8 @@ def _scores(cfg: Pipeline, modality: str, console: Console) -> None:
         checkpoint_digest=here.digest,
         pipeline_digest=cfg.digest(),
         class_names=list(store.class_names),
+        groups=[row["group"] for row in store.index],
+        group_kind=store.group_kind,
     )
     write_scores(cfg.paths.scores / f"{modality}.parquet", table)
 

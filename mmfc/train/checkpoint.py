@@ -1,4 +1,5 @@
-"""Checkpoints, the file stage 2 hands to stage 3: atomic writes, validated reads, and the
+"""Checkpoints, the file stage 2 hands to stage 3, `mmfc predict` and `mmfc export`: atomic
+writes, validated reads, the header that lets a checkpoint rebuild its network alone, and the
 random state needed to resume exactly."""
 
 from __future__ import annotations
@@ -15,10 +16,53 @@ import numpy as np
 import torch
 
 from mmfc import atomic
+from mmfc.config import Pipeline
 from mmfc.errors import DataError, DataWarning
 
 
 DIGEST_SUFFIX = ".sha256"
+# The header of this version's checkpoints (checkpoint_header); one without it was written by
+# an mmfc whose checkpoints did not carry their settings.
+FORMAT = "mmfc-checkpoint/2"
+HEADER = ("format", "modality", "settings", "num_classes", "class_names", "layout", "config_digest")
+
+
+def checkpoint_header(cfg: Pipeline, branch: str, store, digest: str) -> dict:
+    """What a branch's checkpoint says about itself beside its weights: enough to rebuild its
+    network, and that network's input from a new clip, with no pipeline file (the nanoGPT way:
+    the model's arguments saved, the model rebuilt from them; mmfc/run_folder.py).
+
+    `store`: the crop store it was trained on (mmfc.crops.store); `digest`: the training digest
+    that stage 2's resume compares (mmfc.branches.training_digest)."""
+    return {
+        "format": FORMAT,
+        "modality": branch,
+        "settings": trained_settings(cfg, branch, store),
+        "num_classes": store.num_classes,
+        "class_names": list(store.class_names),
+        # The joint layout of the skeletons the network was trained on, whole (Layout.to_dict).
+        "layout": store.layout.to_dict(),
+        "config_digest": digest,
+    }
+
+
+def trained_settings(cfg: Pipeline, branch: str, store) -> dict:
+    """The settings a branch's network and its input were made with, as sections of a pipeline
+    (mmfc.config.pipeline_from_dict reads them back): the branch's own section (network,
+    training, contrastive loss; its batch size and autocast score clips too), stage 1's crops and
+    skeleton normalisation as the crop store `store` records them (`crops`), how a skeleton file
+    is read (`data`: the bodies kept, the frame size 2D keypoints were recorded in; the joint
+    layout is the header's own entry), stage 0's estimator (`poses`, which `mmfc predict` runs
+    on a video without a skeleton) and the clips averaged per sample at test time (`scores`)."""
+    sections = cfg.to_dict()
+    return {
+        "name": cfg.name,
+        "data": {key: sections["data"][key] for key in ("max_bodies", "skeleton_frame_size")},
+        "poses": sections["poses"],
+        "crops": dict(store.config),
+        branch: sections[branch],
+        "scores": sections["scores"],
+    }
 
 
 def digest_path(path: str | Path) -> Path:

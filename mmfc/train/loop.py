@@ -29,7 +29,7 @@ class Objective(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor):
         """-> logits [N, K], cross-entropy, CCL term (already weighted; 0 when switched off)."""
-        logits, features = self.model(x)
+        logits, features = self.model.forward_intermediates(x)
         ce = F.cross_entropy(logits.float(), labels)
         return logits, ce, self.ccl(features, logits, labels)
 
@@ -103,7 +103,7 @@ def predict(
     indices, labels, logits = [], [], []
     for x, y, index in loader:
         with autocast(device, amp):
-            out, _ = model(x.to(device, non_blocking=True))
+            out = model(x.to(device, non_blocking=True))
         logits.append(out.float().cpu().numpy())
         labels.append(y.numpy())
         indices.append(index.numpy())

@@ -26,7 +26,15 @@ from mmfc.cores import CorePlan, apply_threads, loader_worker_init, plan_cores
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.models import build_ccl
-from mmfc.train.checkpoint import capture_rng, digest_path, load_checkpoint, load_weights, restore_rng, save_checkpoint
+from mmfc.train.checkpoint import (
+    capture_rng,
+    checkpoint_header,
+    digest_path,
+    load_checkpoint,
+    load_weights,
+    restore_rng,
+    save_checkpoint,
+)
 from mmfc.train.distributed import (
     DistEnv,
     ShardedSampler,
@@ -108,8 +116,7 @@ def _train(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
 
     trainer = wrap_model(objective, env)
     amp = amp_enabled(tcfg, env.device)
-    header = {"modality": branch.name, "config_digest": digest, "num_classes": store.num_classes,
-              "class_names": list(store.class_names), "layout": store.layout.to_dict()}
+    header = checkpoint_header(cfg, branch.name, store, digest)
     while epoch < tcfg.epochs:
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
