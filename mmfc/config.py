@@ -13,6 +13,7 @@ code that implements it takes its names from there.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -56,9 +57,24 @@ FusionMethodName = Literal[
 FEATURE_LEVELS = 4
 
 
-def bounded(default, *, min=None, max=None, below=None):  # noqa: A002 (read as the bounds they are)
+# Every field of a section is declared through `bounded` or `setting`, which say whether its value
+# shapes what the stages produce. Those that do not (threads, workers, the jobs backend, paths of
+# the run) only decide how or where a run goes: Pipeline.digest leaves them out, so changing one
+# leaves every output current. tests/test_config.py checks that no field is declared otherwise.
+AFFECTS_RESULTS = "affects_results"
+
+
+def bounded(default, *, min=None, max=None, below=None, affects_results=True):  # noqa: A002 (read as the bounds they are)
     """A field whose value must be >= min, <= max and < below (those given); checked when loaded."""
-    return field(default=default, metadata={"min": min, "max": max, "below": below})
+    return field(default=default, metadata={"min": min, "max": max, "below": below, AFFECTS_RESULTS: affects_results})
+
+
+def setting(default, *, affects_results=True):
+    """A field without bounds (a list default is copied for every instance)."""
+    metadata = {AFFECTS_RESULTS: affects_results}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -67,47 +83,47 @@ class DataConfig:
     # `mmfc synth` writes. "pose_pickle": a PYSKL annotation pickle (FineGym, NTU HRNet 2D, ...).
     # "videos": your own videos without skeletons (class folders or a CSV; mmfc/data/video_dataset.py),
     # their poses estimated by stage 0 (`mmfc stage poses`).
-    source: Source = "ntu"
+    source: Source = setting("ntu")
     # ntu: the folder holding nturgb+d_skeletons/ and nturgb+d_rgb/; pose_pickle: the .pkl file;
     # videos: the folder of class folders, or the CSV file.
-    root: str = "data/synth"
+    root: str = setting("data/synth")
     # pose_pickle: folder of videos named <frame_dir><video_ext>; "" when there are none.
-    video_root: str = ""
-    video_ext: str = ".mp4"
+    video_root: str = setting("")
+    video_ext: str = setting(".mp4")
     # ntu: "xsub" or "xview" (NTU60), "xsub" or "xset" (NTU120).
-    protocol: Protocol = "xsub"
+    protocol: Protocol = setting("xsub")
     # pose_pickle: names of the training and test splits inside the pickle.
-    train_split: str = "train"
-    test_split: str = "test"
+    train_split: str = setting("train")
+    test_split: str = setting("test")
     num_classes: int = bounded(60, min=1)
     # A text file with one class name per line; "" uses the dataset's built-in names.
-    class_names: str = ""
+    class_names: str = setting("")
     # Joint layout of the skeletons (mmfc.data.layouts).
-    layout: JointLayout = "ntu25"
+    layout: JointLayout = setting("ntu25")
     # Width and height of the space the 2D (colour) keypoints were recorded in. NTU colour
     # coordinates are in the 1920x1080 original; decoded videos may be smaller.
-    skeleton_frame_size: list[int] = field(default_factory=lambda: [1920, 1080])
+    skeleton_frame_size: list[int] = setting([1920, 1080])
     # Samples without usable skeletons (NTU), left out: "ntu60" or "ntu120" (the official lists,
     # shipped with mmfc), the path of another list file, or "" for none.
-    missing_list: str = ""
+    missing_list: str = setting("")
     # Body selection (NTU): at most this many bodies, ranked by motion.
     max_bodies: int = bounded(2, min=1)
     # Validation carved out of the training split, never out of test. "performer": the
     # performers listed in val_performers (NTU); "group": a fraction of source groups, e.g.
     # the source video of a FineGym clip, so no video is on both sides.
-    val_by: ValBy = "performer"
-    val_performers: list[int] = field(default_factory=list)
+    val_by: ValBy = setting("performer")
+    val_performers: list[int] = setting([])
     val_fraction: float = bounded(0.1, min=0, max=1)
-    val_seed: int = 0
+    val_seed: int = setting(0)
     # videos: the file extensions that count as videos in class folders.
-    video_exts: list[str] = field(default_factory=lambda: [".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg"])
+    video_exts: list[str] = setting([".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg"])
     # videos without a split column: the share of groups held out for test (seeded by val_seed).
     test_fraction: float = bounded(0.2, min=0, below=1)
     # videos: a regular expression finding a clip's group (source video or person) in its file
     # name, its first parenthesised group if any; "" makes every clip its own group.
-    group_pattern: str = ""
+    group_pattern: str = setting("")
     # videos: the pose pickle stage 0 writes and stages 1-4 read; "" is <workdir>/poses/poses.pkl.
-    poses: str = ""
+    poses: str = setting("", affects_results=False)
 
     def mismatch(self) -> str | None:
         if self.source == "ntu" and self.val_by != "performer":
@@ -121,10 +137,10 @@ class JobsConfig:
 
     # "loky" (worker processes on this machine), "threading", "multiprocessing", or a cluster:
     # "ray" (RAY_ADDRESS) or "dask" (DASK_SCHEDULER_ADDRESS); README, "Scale-out".
-    backend: Backend = "loky"
+    backend: Backend = setting("loky", affects_results=False)
     # Workers at once: -1 one per core (of the cluster, on ray and dask); 1 runs the jobs in this
     # process on the joblib backends.
-    n_jobs: int = -1
+    n_jobs: int = setting(-1, affects_results=False)
 
     def mismatch(self) -> str | None:
         if self.n_jobs == 0 or self.n_jobs < -1:
@@ -138,7 +154,7 @@ class PoseConfig:
 
     # The folder with the pose model files (BlazePose's two, the face and hand models of
     # close-ups), unpacked by `make setup-pose`.
-    models_dir: str = "models/blazepose"
+    models_dir: str = setting("models/blazepose", affects_results=False)
     # People tracked per video; each keeps one index m of keypoint[m] for the whole video.
     max_persons: int = bounded(2, min=1)
     # While fewer than max_persons are tracked, the detector looks for newcomers every this many
@@ -154,16 +170,16 @@ class PoseConfig:
 class CropConfig:
     # METHOD.md section 1. "clip": one box for the whole clip; "frame": per-frame boxes smoothed
     # over time; "person": one clip box per person, side by side; "none": the whole frame.
-    mode: CropMode = "clip"
+    mode: CropMode = setting("clip")
     padding: float = bounded(0.25, min=0)
     # Height/width ratio of the box; 0 keeps the box shape.
     hw_ratio: float = bounded(1.0, min=0)
-    min_box: float = 10.0
-    allow_pad: bool = True
+    min_box: float = setting(10.0)
+    allow_pad: bool = setting(True)
     # "frame" mode: exponential smoothing factor of the box centre and size over time.
     smooth: float = bounded(0.8, min=0, below=1)
     # Rotate 3D skeletons so the spine is +z and the shoulders +x (PYSKL PreNormalize3D align).
-    align: bool = False
+    align: bool = setting(False)
     # Side of the stored square frames; larger than the training input so stage 2 can still
     # random-crop.
     size: int = bounded(256, min=1)
@@ -171,13 +187,13 @@ class CropConfig:
     # Skeleton sequence stored per sample: fixed length, up to max_bodies persons.
     skeleton_frames: int = bounded(100, min=1)
     jpeg_quality: int = bounded(90, min=1, max=100)
-    samples_per_shard: int = bounded(256, min=1)
+    samples_per_shard: int = bounded(256, min=1, affects_results=False)
     # A video that decodes fewer frames than its skeleton or its container says is a failure
     # below this share of them, and stored with a warning row in failures.parquet above it.
     min_video_fraction: float = bounded(0.9, min=0, max=1)
     # "k/n": crop only part k of n (every n-th shard, starting with the k-th), for one driver per
     # machine on a shared workdir; a run without a part then assembles the index. "": all.
-    part: str = ""
+    part: str = setting("", affects_results=False)
 
     def mismatch(self) -> str | None:
         if self.part and self.part_of() is None:
@@ -195,10 +211,10 @@ class CropConfig:
 
 @dataclass
 class RGBModelConfig:
-    depth: RGBDepth = 50
+    depth: RGBDepth = setting(50)
     base_width: int = bounded(64, min=1)
     # "plain" (TSN), "tsm", "ma", "ta" or "staa" (MA + TA).
-    block: RGBBlock = "staa"
+    block: RGBBlock = setting("staa")
     segments: int = bounded(8, min=1)
     input_size: int = bounded(224, min=1)
     dropout: float = bounded(0.5, min=0, below=1)
@@ -209,7 +225,7 @@ class RGBModelConfig:
     # the paper's cost.
     fragment_width: int = bounded(0, min=0)
     # Local ImageNet ResNet state dict in torchvision's key layout; "" starts from scratch.
-    pretrained: str = ""
+    pretrained: str = setting("")
 
     def mismatch(self) -> str | None:
         if not self.fragment_width:
@@ -227,7 +243,7 @@ class RGBModelConfig:
 
 @dataclass
 class SkelModelConfig:
-    stream: SkelStream = "joint"
+    stream: SkelStream = setting("joint")
     base_channels: int = bounded(64, min=1)
     # Coordinates per joint; 0 takes them from the layout (ntu25: 3D, coco17: 2D).
     in_channels: int = bounded(0, min=0)
@@ -239,13 +255,13 @@ class SkelModelConfig:
 @dataclass
 class CCLConfig:
     # "frhead": class-aware contrastive learning of FR-Head; "supcon": supervised contrastive.
-    kind: CCLKind = "frhead"
+    kind: CCLKind = setting("frhead")
     # lambda; 0 switches the loss off exactly.
     weight: float = bounded(0.1, min=0)
-    level_weights: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.5, 1.0])
+    level_weights: list[float] = setting([0.1, 0.2, 0.5, 1.0])
     dim: int = bounded(256, min=1)
     momentum: float = bounded(0.9, min=0, max=1)
-    margin: float = 0.125
+    margin: float = setting(0.125)
     tau: float = bounded(0.125, min=0)
     supcon_tau: float = bounded(0.07, min=0)
 
@@ -265,22 +281,22 @@ class TrainConfig:
     lr: float = bounded(0.01, min=0)
     momentum: float = bounded(0.9, min=0)
     weight_decay: float = bounded(5e-4, min=0)
-    nesterov: bool = True
+    nesterov: bool = setting(True)
     warmup_epochs: int = bounded(1, min=0)
     # "cosine" or "step" (step multiplies lr by 0.1 at each milestone epoch).
-    schedule: Schedule = "cosine"
-    milestones: list[int] = field(default_factory=lambda: [20, 25])
+    schedule: Schedule = setting("cosine")
+    milestones: list[int] = setting([20, 25])
     # Update the learning rate every "iteration" (smooth) or once per "epoch".
-    lr_step: LRStep = "iteration"
-    seed: int = 0
+    lr_step: LRStep = setting("iteration")
+    seed: int = setting(0)
     # torch's intra-op threads in the training process and its DataLoader's worker processes:
     # "auto" fits both to the cores this process may use, less those other processes keep busy
     # (mmfc/cores.py), or a number (threads at least 1; 0 workers loads in the training process).
-    threads: str = "auto"
-    loader_workers: str = "auto"
+    threads: str = setting("auto", affects_results=False)
+    loader_workers: str = setting("auto", affects_results=False)
     # bf16 autocast on CUDA (and on CPU when set explicitly with amp_cpu).
-    amp: bool = True
-    amp_cpu: bool = False
+    amp: bool = setting(True)
+    amp_cpu: bool = setting(False)
     # Largest number of training samples per epoch; 0 uses all.
     max_samples: int = bounded(0, min=0)
 
@@ -295,8 +311,8 @@ class TrainConfig:
 @dataclass
 class RGBTrainConfig(TrainConfig):
     # Horizontal flip, and random resized crops covering this range of the stored frame's area.
-    flip: bool = True
-    scale_range: list[float] = field(default_factory=lambda: [0.5, 1.0])
+    flip: bool = setting(True)
+    scale_range: list[float] = setting([0.5, 1.0])
     # Brightness, contrast and saturation each scaled by a factor in [1 - c, 1 + c], one draw
     # per clip (hue is left alone: colour tells held objects apart). 0 turns it off.
     color_jitter: float = bounded(0.0, min=0, max=1)
@@ -306,7 +322,7 @@ class RGBTrainConfig(TrainConfig):
 class SkelTrainConfig(TrainConfig):
     # Flip with the left/right joint swap, rotation about the vertical axis by up to
     # rotate_degrees, and each coordinate scaled by a factor in [1 - skel_scale, 1 + skel_scale].
-    flip: bool = True
+    flip: bool = setting(True)
     rotate_degrees: float = bounded(15.0, min=0)
     skel_scale: float = bounded(0.1, min=0, below=1)
 
@@ -334,26 +350,26 @@ class ScoresConfig:
 @dataclass
 class FusionConfig:
     # Accuracy that breaks near-ties in cross-validated NLL: "top1" or "mean_class".
-    metric: FusionMetric = "top1"
+    metric: FusionMetric = setting("top1")
     # Grid over the global weight alpha in [0, 1]; at least 2 points, so it holds 0 and 1.
     grid: int = bounded(101, min=2)
     # Folds of the cross-validation inside the validation split (fewer when there are fewer
     # performers or groups), and the seed that assigns them.
     cv_folds: int = bounded(5, min=2)
-    cv_seed: int = 0
+    cv_seed: int = setting(0)
     # Method whose scores become fusion/fused.parquet (every candidate is fitted and reported):
     # "auto" chooses by cross-validation, never worse in it than a single modality or a fixed
     # ratio (mmfc/fusion/selection.py); or one candidate by name.
-    method: FusionMethodName = "auto"
+    method: FusionMethodName = setting("auto")
 
 
 @dataclass
 class Pipeline:
-    name: str = "synth"
-    workdir: str = "runs/synth"
+    name: str = setting("synth", affects_results=False)
+    workdir: str = setting("runs/synth", affects_results=False)
     # Read stage-1 crops from another workdir instead of this one's: ablation variants that
     # differ only in the model share one set of crops.
-    crops_from: str = ""
+    crops_from: str = setting("", affects_results=False)
     data: DataConfig = field(default_factory=DataConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     poses: PoseConfig = field(default_factory=PoseConfig)
@@ -378,10 +394,25 @@ class Pipeline:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def digest(self, section: str | None = None) -> str:
-        """A short stable hash of the whole configuration or of one top-level section."""
-        data = self.to_dict() if section is None else self.to_dict()[section]
-        text = json.dumps(data, sort_keys=True)
+    def result_settings(self, *keys: str) -> dict:
+        """The settings that shape results (see `setting`), nested as in the pipeline file: of the
+        sections and fields named by dotted keys ("crops", "data.layout"), or of the whole pipeline."""
+        if not keys:
+            return _result_values(self)
+        chosen: dict = {}
+        for key in keys:
+            node, value = chosen, self
+            *sections, last = key.split(".")
+            for name in sections:
+                node, value = node.setdefault(name, {}), getattr(value, name)
+            value = getattr(value, last)
+            node[last] = _result_values(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+        return chosen
+
+    def digest(self, *keys: str) -> str:
+        """A short stable hash of `result_settings(*keys)`: the one digest that tells whether an
+        output made with other settings is still current (mmfc/stage_frame.py)."""
+        text = json.dumps(self.result_settings(*keys), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -430,6 +461,18 @@ class WorkdirLayout:
         "train-<branch>", "scores-<branch>", "fusion", "report"; in .locks/, so that no output
         folder holds anything but its outputs, and the crops' lock beside the crops it guards."""
         return (self.crops_root if output.startswith("crops") else self.root) / ".locks" / output
+
+
+def _result_values(section) -> dict:
+    """A section's fields that shape results, sections within it as nested dicts."""
+    values = {}
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            values[f.name] = _result_values(value)
+        elif f.metadata[AFFECTS_RESULTS]:
+            values[f.name] = copy.deepcopy(value)
+    return values
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from mmfc.branches import BRANCHES, training_digest
+from mmfc.branches import BRANCHES, training_settings
 from mmfc.config import ConfigError, Pipeline, load_pipeline, read_saved_pipeline
 from mmfc.errors import DataError
 from mmfc.fusion.files import open_fusion
@@ -84,7 +84,7 @@ def open_run(workdir: Path, pipeline: Path | None = None, device: str = "cpu",
         state = load_checkpoint(path, required=HEADER)
         if state["modality"] != name:
             raise DataError(path, f"holds a {state['modality']!r} model, not {name!r}")
-        expected = training_digest(cfg, branch)
+        expected = cfg.digest(*training_settings(branch))
         if state["config_digest"] != expected:
             raise DataError(path, f"was trained with another configuration than {pipeline or cfg.paths.pipeline} "
                                   f"(digest {state['config_digest']} vs {expected}): give the pipeline file and "

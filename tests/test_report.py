@@ -44,9 +44,10 @@ def _epochs(n, start_acc):
     ]
 
 
-def _make_run(tmp_path, k=12, name="synth"):
+def _make_run(tmp_path, k=12, name="synth", cv_seed=0):
     cfg = Pipeline(name=name, workdir=str(tmp_path / "run"))
     cfg.data.num_classes = k
+    cfg.fusion.cv_seed = cv_seed
     cfg.fusion.grid = 11
     rgb, skel = _scores(np.random.default_rng(k), k)
     write_scores(cfg.paths.scores / "rgb.parquet", rgb)
@@ -195,8 +196,9 @@ def test_a_killed_fuse_rerun_leaves_the_previous_set_whole(tmp_path, monkeypatch
 
 def test_a_mixed_fusion_set_is_refused_by_the_report(tmp_path):
     cfg, _ = _make_run(tmp_path)
-    other, _ = _make_run(tmp_path / "other", name="other")
-    # What an interrupted writer of the old, file-by-file stage left: one method's file from another run.
+    other, _ = _make_run(tmp_path / "other", cv_seed=1)
+    # What an interrupted writer of the old, file-by-file stage left: one method's file from another run
+    # (one with other settings: a run whose settings shape the same results writes the same bytes).
     shutil.copyfile(other.paths.fusion / "global.parquet", cfg.paths.fusion / "global.parquet")
     with pytest.raises(DataError, match=r"fusion/global.parquet: not the file written with .*weights.json"):
         run_report(cfg)

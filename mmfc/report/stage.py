@@ -16,16 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
-from mmfc import atomic, lock
+from rich.console import Console
+
+from mmfc import atomic
 from mmfc.branches import BRANCHES
 from mmfc.config import Pipeline
 from mmfc.errors import DataError
-from mmfc.fusion.files import FUSED, open_fusion
+from mmfc.fusion.files import FUSED, WEIGHTS, open_fusion
 from mmfc.fusion.methods import best_fixed_ratio, mix_probabilities
 from mmfc.metrics import confusion_matrix, most_confused_pairs, topk_accuracy
 from mmfc.report.plots import plot_confusion, plot_curves
 from mmfc.report.render import Block, Figure, Heading, Paragraph, Table, render_html, render_markdown
 from mmfc.scores.format import ScoreTable, read_scores, split_metrics
+from mmfc.stage_frame import Stage, run_stage
 from mmfc.stats import Interval, accuracy_interval, compare_paired, mean_class_interval
 
 METRIC_LABEL = {"top1": "top-1", "mean_class": "mean class accuracy"}
@@ -87,14 +90,24 @@ class Scored:
     table: ScoreTable
 
 
+def report_stage(cfg: Pipeline) -> Stage:
+    """The report describes the whole run and only reads what the stages made (no pipeline.json)."""
+    return Stage("report", "mmfc stage report", lock="report", settings=(), outputs=(cfg.paths.report,),
+                 saves_pipeline=False)
+
+
 def run_report(cfg: Pipeline) -> None:
-    with lock.hold(cfg.paths.lock("report"), "mmfc stage report"):
-        _report(cfg)
+    paths = cfg.paths
+    inputs = [paths.fusion / WEIGHTS, *(paths.scores / f"{m}.parquet" for m in BRANCHES),
+              *(paths.train(m) / "metrics.jsonl" for m in BRANCHES)]
+    with run_stage(cfg, report_stage(cfg), Console(stderr=True)) as run:
+        with run.producing(paths.report, inputs):
+            _report(cfg)
+        run.summary = f"{paths.report / 'report.html'} and {paths.report / 'report.md'}"
 
 
 def _report(cfg: Pipeline) -> None:
     paths = cfg.paths
-    atomic.remove_leftovers(paths.report)  # what a killed run left half-written
     fusion = open_fusion(paths.fusion)
     weights = fusion.weights
     modalities = []

@@ -16,6 +16,7 @@ import torch
 
 from mmfc import atomic
 from mmfc.errors import DataError, DataWarning
+from mmfc.stage_frame import sha256_of
 
 
 DIGEST_SUFFIX = ".sha256"
@@ -146,11 +147,6 @@ def _non_finite_tensors(value, where: str = "") -> list[str]:
     if isinstance(value, (list, tuple)):
         return [bad for i, item in enumerate(value) for bad in _non_finite_tensors(item, f"{where}[{i}]")]
     return []
-
-
-def sha256_of(path: str | Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def file_digest(path: str | Path) -> str:
