@@ -2,9 +2,9 @@
 
 Each video is one job (mmfc.jobs, on the backend of the pipeline's [jobs] section): estimate and track
 everyone's pose (mmfc/poses/video_poses.py) and write the result to poses/videos/<video>.pkl,
-atomically. That file records the video's size and mtime and a digest of the pose settings; a
-rerun skips every video whose file is current, so a killed run keeps each finished video and
-redoes none. A video that cannot be read, or where nobody is found, is a failure: recorded the
+atomically. That file records the video's size and mtime, the digest of the pose settings
+(Pipeline.digest) and the model files' hashes; a rerun skips every video whose file is current,
+so a killed run keeps each finished video and redoes none. A video that cannot be read, or where nobody is found, is a failure: recorded the
 same way, listed in poses/failures.parquet and shown at the end; the others go on.
 
 Then poses/poses.pkl is assembled from the per-video files: a PYSKL pose pickle
