@@ -60,7 +60,7 @@ FEATURE_LEVELS = 4
 # Every field of a section is declared through `bounded` or `setting`, which say whether its value
 # shapes what the stages produce. Those that do not (threads, workers, the jobs backend, paths of
 # the run) only decide how or where a run goes: Pipeline.digest leaves them out, so changing one
-# leaves every output current. tests/test_config.py checks that no field is declared otherwise.
+# leaves every output current. tests/test_config.py checks that every field goes through one.
 AFFECTS_RESULTS = "affects_results"
 
 

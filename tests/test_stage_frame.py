@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def test_a_run_holds_the_lock_times_itself_saves_the_pipeline_and_sums_up(tmp_pa
 
 def test_a_stage_that_saves_no_pipeline_leaves_it_alone(tmp_path):
     cfg, stage, _ = example(tmp_path)
-    with run_stage(cfg, Stage(**{**stage.__dict__, "saves_pipeline": False}), quiet()[0]):
+    with run_stage(cfg, replace(stage, saves_pipeline=False), quiet()[0]):
         pass
     assert not cfg.paths.pipeline.exists()
 
