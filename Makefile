@@ -102,38 +102,38 @@ $(WORKDIR)/report/report.html: $(WORKDIR)/fusion/weights.json
 	$(STAGE) report --pipeline $(PIPELINE)
 report: $(WORKDIR)/report/report.html
 
-# The paper's ablation on this pipeline's data, each variant in $(ABLATION)/<variant>: the RGB
-# steps without CCL, then STAA with CCL; and the skeleton branch without and with CCL. "pose"
-# and "full" are the main run's skeleton and fused scores.
+# The paper's ablation on this pipeline's data, as declared in mmfc/report/ablation.toml (the
+# table the report reads too): each variant with overrides is trained and scored in
+# $(ABLATION)/<variant>, on the main run's crops unless it crops its own; the others ("pose",
+# "full") are the main run's scores. The table is read with the standard library, as above.
 ABLATION := $(WORKDIR)/ablation
-ABLATION_RGB := baseline crop crop_ma crop_staa crop_staa_ccl
-ABLATION_SKEL := skel_noccl skel_ccl
-# "With CCL" is the method's default weight (METHOD.md), whatever the pipeline trains with.
-CCL_WEIGHT ?= 0.1
-NO_CCL := --set rgb.ccl.weight=0
-ABL_baseline := --set workdir=$(ABLATION)/baseline --set crops.mode=none --set rgb.model.block=plain $(NO_CCL)
-ABL_crop := --set workdir=$(ABLATION)/crop --set crops_from=$(WORKDIR) --set rgb.model.block=plain $(NO_CCL)
-ABL_crop_ma := --set workdir=$(ABLATION)/crop_ma --set crops_from=$(WORKDIR) --set rgb.model.block=ma $(NO_CCL)
-ABL_crop_staa := --set workdir=$(ABLATION)/crop_staa --set crops_from=$(WORKDIR) --set rgb.model.block=staa $(NO_CCL)
-ABL_crop_staa_ccl := --set workdir=$(ABLATION)/crop_staa_ccl --set crops_from=$(WORKDIR) --set rgb.model.block=staa --set rgb.ccl.weight=$(CCL_WEIGHT)
-ABL_skel_noccl := --set workdir=$(ABLATION)/skel_noccl --set crops_from=$(WORKDIR) --set skel.ccl.weight=0
-ABL_skel_ccl := --set workdir=$(ABLATION)/skel_ccl --set crops_from=$(WORKDIR) --set skel.ccl.weight=$(CCL_WEIGHT)
+ABLATION_TABLE := mmfc/report/ablation.toml
+READ_ABLATION = $(PYTHON) -c "import tomllib; variants = {v['name']: v for v in tomllib.load(open('$(ABLATION_TABLE)', 'rb'))['variant']}; $(1)"
+# The trained variants whose number comes from branch $(1)'s scores; those with crops of their own.
+ablation_variants = $(shell $(call READ_ABLATION,print(*(n for n, v in variants.items() if v.get('overrides') and v['scores'] == '$(1)'))))
+ABLATION_RGB := $(call ablation_variants,rgb)
+ABLATION_SKEL := $(call ablation_variants,skel)
+ABLATION_OWN_CROPS := $(shell $(call READ_ABLATION,print(*(n for n, v in variants.items() if v.get('own_crops')))))
+# The --set options of variant $(1): its folder, the crops it reads, its overrides.
+ABL = --set workdir=$(ABLATION)/$(1) $(if $(filter $(1),$(ABLATION_OWN_CROPS)),,--set crops_from=$(WORKDIR)) \
+  $(shell $(call READ_ABLATION,print(*('--set ' + o for o in variants['$(1)']['overrides']))))
+ablation_crops = $(if $(filter $(1),$(ABLATION_OWN_CROPS)),$(ABLATION)/$(1)/crops/index.parquet,$(WORKDIR)/crops/index.parquet)
 ABLATION_SCORES := $(ABLATION_RGB:%=$(ABLATION)/%/scores/rgb.parquet)
 ABLATION_SKEL_SCORES := $(ABLATION_SKEL:%=$(ABLATION)/%/scores/skel.parquet)
+ABLATION_CROPS := $(ABLATION_OWN_CROPS:%=$(ABLATION)/%/crops/index.parquet)
 
-# The baseline has crops of its own (whole frames); the others share the main run's crops.
-$(ABLATION)/baseline/crops/index.parquet: $(PIPELINE) $(CROP_INPUTS) | setup
-	$(STAGE) crops --pipeline $(PIPELINE) $(ABL_baseline)
-$(ABLATION)/baseline/scores/rgb.parquet: $(ABLATION)/baseline/crops/index.parquet
-$(filter-out %/baseline/scores/rgb.parquet,$(ABLATION_SCORES)) $(ABLATION_SKEL_SCORES): $(WORKDIR)/crops/index.parquet
+$(ABLATION_CROPS): $(ABLATION)/%/crops/index.parquet: $(PIPELINE) $(CROP_INPUTS) | setup
+	$(STAGE) crops --pipeline $(PIPELINE) $(call ABL,$*)
+$(foreach v,$(ABLATION_RGB),$(eval $(ABLATION)/$(v)/scores/rgb.parquet: $(call ablation_crops,$(v))))
+$(foreach v,$(ABLATION_SKEL),$(eval $(ABLATION)/$(v)/scores/skel.parquet: $(call ablation_crops,$(v))))
 
 $(ABLATION_SCORES): $(ABLATION)/%/scores/rgb.parquet:
-	$(STAGE) train --modality rgb --pipeline $(PIPELINE) $(ABL_$*) --resume
-	$(STAGE) scores --modality rgb --pipeline $(PIPELINE) $(ABL_$*)
+	$(STAGE) train --modality rgb --pipeline $(PIPELINE) $(call ABL,$*) --resume
+	$(STAGE) scores --modality rgb --pipeline $(PIPELINE) $(call ABL,$*)
 
 $(ABLATION_SKEL_SCORES): $(ABLATION)/%/scores/skel.parquet:
-	$(STAGE) train --modality skel --pipeline $(PIPELINE) $(ABL_$*) --resume
-	$(STAGE) scores --modality skel --pipeline $(PIPELINE) $(ABL_$*)
+	$(STAGE) train --modality skel --pipeline $(PIPELINE) $(call ABL,$*) --resume
+	$(STAGE) scores --modality skel --pipeline $(PIPELINE) $(call ABL,$*)
 
 ablation: $(ABLATION_SCORES) $(ABLATION_SKEL_SCORES) $(WORKDIR)/fusion/weights.json
 	$(STAGE) report --pipeline $(PIPELINE)
@@ -143,7 +143,7 @@ ablation: $(ABLATION_SCORES) $(ABLATION_SKEL_SCORES) $(WORKDIR)/fusion/weights.j
 # (train --resume), so a stage's outputs are kept: deleting best.pt would throw away the training.
 .PRECIOUS: $(WORKDIR)/poses/poses.pkl $(WORKDIR)/crops/index.parquet $(WORKDIR)/train/%/best.pt \
   $(WORKDIR)/scores/%.parquet $(WORKDIR)/fusion/weights.json $(WORKDIR)/report/report.html \
-  $(ABLATION)/baseline/crops/index.parquet $(ABLATION_SCORES) $(ABLATION_SKEL_SCORES)
+  $(ABLATION_CROPS) $(ABLATION_SCORES) $(ABLATION_SKEL_SCORES)
 
 demo: setup $(WORKDIR)/report/report.html
 	@$(MMFC) timings --pipeline $(PIPELINE)

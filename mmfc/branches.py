@@ -14,8 +14,6 @@ table without loading them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -235,18 +233,13 @@ SKEL = Branch(
 BRANCHES: dict[str, Branch] = {branch.name: branch for branch in (RGB, SKEL)}
 
 
-def training_digest(cfg: Pipeline, branch: Branch) -> str:
-    """Hash of everything that shapes a branch's trained weights: the data, the crops, the
-    branch's section. Stage 2 stamps it on every checkpoint; whoever loads one checks it.
-
-    The branch's threads and loader workers are left out: a run resumed on a busier or larger
-    machine continues (math kernels may then round differently in the last bits; README)."""
-    section = cfg.to_dict()[branch.name]
-    for key in ("threads", "loader_workers"):
-        del section["train"][key]
-    parts = {key: cfg.digest(key) for key in ("data", "crops")}
-    parts[branch.name] = hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()[:16]
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+def training_settings(branch: Branch) -> tuple[str, ...]:
+    """The pipeline's sections that shape a branch's trained weights: the data, the crops and its
+    own. Stage 2 stamps their digest (Pipeline.digest) on every checkpoint; whoever loads one
+    checks it. Settings that do not shape results (the branch's threads and loader workers) are
+    in no digest: a run resumed on a busier or larger machine continues (math kernels may then
+    round differently in the last bits; README)."""
+    return ("data", "crops", branch.name)
 
 
 def branch_support(has_video: bool) -> dict[str, str]:

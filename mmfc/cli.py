@@ -278,8 +278,7 @@ def stage_poses(
 
     try:
         cfg = _pipeline(pipeline, set_)
-        with timed(cfg.paths.timings, "poses"):
-            code = run_poses(cfg, strict=strict, preview=preview)
+        code = run_poses(cfg, strict=strict, preview=preview)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
     raise typer.Exit(code)
@@ -302,8 +301,7 @@ def stage_crops(
 
     try:
         cfg = _pipeline(pipeline, set_)
-        with timed(cfg.paths.timings, "crops"):
-            code = run_crops(cfg, strict=strict, preview=preview, verify=verify)
+        code = run_crops(cfg, strict=strict, preview=preview, verify=verify)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
     raise typer.Exit(code)
@@ -321,8 +319,7 @@ def stage_train(
 
     try:
         cfg = _pipeline(pipeline, set_)
-        with timed(cfg.paths.timings, f"train-{modality.value}"):
-            run_train(cfg, modality.value, resume=resume)
+        run_train(cfg, modality.value, resume=resume)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
 
@@ -338,8 +335,7 @@ def stage_scores(
 
     try:
         cfg = _pipeline(pipeline, set_)
-        with timed(cfg.paths.timings, f"scores-{modality.value}"):
-            run_scores(cfg, modality.value)
+        run_scores(cfg, modality.value)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
 
@@ -351,8 +347,7 @@ def stage_fuse(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
 
     try:
         cfg = _pipeline(pipeline, set_)
-        with timed(cfg.paths.timings, "fuse"):
-            run_fuse(cfg)
+        run_fuse(cfg)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
 
@@ -364,8 +359,7 @@ def stage_report(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
 
     try:
         cfg = _pipeline(pipeline, set_)
-        with timed(cfg.paths.timings, "report"):
-            run_report(cfg)
+        run_report(cfg)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
 

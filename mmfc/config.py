@@ -13,6 +13,7 @@ code that implements it takes its names from there.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -62,9 +63,24 @@ FusionMethodName = Literal[
 FEATURE_LEVELS = 4
 
 
-def bounded(default, *, min=None, max=None, below=None):  # noqa: A002 (read as the bounds they are)
+# Every field of a section is declared through `bounded` or `setting`, which say whether its value
+# shapes what the stages produce. Those that do not (threads, workers, the jobs backend, paths of
+# the run) only decide how or where a run goes: Pipeline.digest leaves them out, so changing one
+# leaves every output current. tests/test_config.py checks that every field goes through one.
+AFFECTS_RESULTS = "affects_results"
+
+
+def bounded(default, *, min=None, max=None, below=None, affects_results=True):  # noqa: A002 (read as the bounds they are)
     """A field whose value must be >= min, <= max and < below (those given); checked when loaded."""
-    return field(default=default, metadata={"min": min, "max": max, "below": below})
+    return field(default=default, metadata={"min": min, "max": max, "below": below, AFFECTS_RESULTS: affects_results})
+
+
+def setting(default, *, affects_results=True):
+    """A field without bounds (a list default is copied for every instance)."""
+    metadata = {AFFECTS_RESULTS: affects_results}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -73,21 +89,21 @@ class DeclaredLayout:
     built-in one (mmfc/data/layouts.py) is also checked by: joints by name, bones between them."""
 
     # What data.layout calls it; "" declares none.
-    name: str = ""
+    name: str = setting("")
     # The joint names, in the order the skeletons store their joints.
-    joints: list[str] = field(default_factory=list)
+    joints: list[str] = setting([])
     # The graph's edges, [joint, joint] each: a tree over all joints, so that every joint but the
     # centre has one parent, its neighbour nearer the centre (a bone vector is joint - parent).
-    bones: list[list[str]] = field(default_factory=list)
+    bones: list[list[str]] = setting([])
     # The joint the graph hangs from, and by default where stage 1 centres each sequence.
-    center: str = ""
+    center: str = setting("")
     # [left, right] joints that swap in a horizontal flip; a joint on the midline is in none.
-    pairs: list[list[str]] = field(default_factory=list)
+    pairs: list[list[str]] = setting([])
     # Coordinates per joint: 2 (image pixels) or 3 (camera space, e.g. Kinect's metres).
     channels: int = bounded(2, min=2, max=3)
     # 3D only, optional: [spine base, spine, right shoulder, left shoulder], which crops.align turns
     # onto +z (base -> spine) and +x (left -> right shoulder); [] for none.
-    align: list[str] = field(default_factory=list)
+    align: list[str] = setting([])
 
     def parents(self) -> dict[str, str]:
         """Each joint the bones lead to from the centre -> its neighbour nearer the centre (the
@@ -194,53 +210,53 @@ class DataConfig:
     # their poses estimated by stage 0 (`mmfc stage poses`). "nw_ucla": NW-UCLA's JSON sequences
     # (Kinect v1, layout "kinect20", cross-view); "penn_action": Penn Action's .mat label files
     # (layout "penn13", its train/test flag). Both are skeletons without videos.
-    source: Source = "ntu"
+    source: Source = setting("ntu")
     # ntu: the folder holding nturgb+d_skeletons/ and nturgb+d_rgb/; pose_pickle: the .pkl file;
     # videos: the folder of class folders, or the CSV file; nw_ucla: the folder holding all_sqe/
     # (or all_sqe/ itself); penn_action: the folder holding labels/ (or labels/ itself).
-    root: str = "data/synth"
+    root: str = setting("data/synth")
     # pose_pickle: folder of videos named <frame_dir><video_ext>; "" when there are none.
-    video_root: str = ""
-    video_ext: str = ".mp4"
+    video_root: str = setting("")
+    video_ext: str = setting(".mp4")
     # ntu: "xsub" or "xview" (NTU60), "xsub" or "xset" (NTU120); nw_ucla: "xview" (views 1 and 2
     # train, view 3 tests).
-    protocol: Protocol = "xsub"
+    protocol: Protocol = setting("xsub")
     # pose_pickle: names of the training and test splits inside the pickle.
-    train_split: str = "train"
-    test_split: str = "test"
+    train_split: str = setting("train")
+    test_split: str = setting("test")
     num_classes: int = bounded(60, min=1)
     # A text file with one class name per line; "" uses the dataset's built-in names.
-    class_names: str = ""
+    class_names: str = setting("")
     # Joint layout of the skeletons: a built-in one (mmfc.data.layouts) or the declared one.
-    layout: str = "ntu25"
+    layout: str = setting("ntu25")
     # A layout of the pipeline's own, which data.layout then names (mmfc.data.layouts: layout_of).
     declared_layout: DeclaredLayout = field(default_factory=DeclaredLayout)
     # Width and height of the space the 2D (colour) keypoints were recorded in. NTU colour
     # coordinates are in the 1920x1080 original; decoded videos may be smaller. (NW-UCLA and
     # Penn Action give their own: Kinect v1's 640x480, each clip's dimensions.)
-    skeleton_frame_size: list[int] = field(default_factory=lambda: [1920, 1080])
+    skeleton_frame_size: list[int] = setting([1920, 1080])
     # Samples without usable skeletons (NTU), left out: "ntu60" or "ntu120" (the official lists,
     # shipped with mmfc), the path of another list file, or "" for none.
-    missing_list: str = ""
+    missing_list: str = setting("")
     # Body selection (NTU): at most this many bodies, ranked by motion.
     max_bodies: int = bounded(2, min=1)
     # Validation carved out of the training split, never out of test. "performer": the
     # performers listed in val_performers (NTU, NW-UCLA's subjects); "group": a fraction of
     # source groups, e.g. the source video of a FineGym clip, so no video is on both sides
     # (NW-UCLA: a recording, filmed from several views; Penn Action: a run of clips, below).
-    val_by: ValBy = "performer"
-    val_performers: list[int] = field(default_factory=list)
+    val_by: ValBy = setting("performer")
+    val_performers: list[int] = setting([])
     val_fraction: float = bounded(0.1, min=0, max=1)
-    val_seed: int = 0
+    val_seed: int = setting(0)
     # videos: the file extensions that count as videos in class folders.
-    video_exts: list[str] = field(default_factory=lambda: [".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg"])
+    video_exts: list[str] = setting([".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg"])
     # videos without a split column: the share of groups held out for test (seeded by val_seed).
     test_fraction: float = bounded(0.2, min=0, below=1)
     # videos: a regular expression finding a clip's group (source video or person) in its file
     # name, its first parenthesised group if any; "" makes every clip its own group.
-    group_pattern: str = ""
+    group_pattern: str = setting("")
     # videos: the pose pickle stage 0 writes and stages 1-4 read; "" is <workdir>/poses/poses.pkl.
-    poses: str = ""
+    poses: str = setting("", affects_results=False)
 
     def mismatch(self) -> str | None:
         built_in = typing.get_args(JointLayout)
@@ -272,10 +288,10 @@ class JobsConfig:
 
     # "loky" (worker processes on this machine), "threading", "multiprocessing", or a cluster:
     # "ray" (RAY_ADDRESS) or "dask" (DASK_SCHEDULER_ADDRESS); README, "Scale-out".
-    backend: Backend = "loky"
+    backend: Backend = setting("loky", affects_results=False)
     # Workers at once: -1 one per core (of the cluster, on ray and dask); 1 runs the jobs in this
     # process on the joblib backends.
-    n_jobs: int = -1
+    n_jobs: int = setting(-1, affects_results=False)
 
     def mismatch(self) -> str | None:
         if self.n_jobs == 0 or self.n_jobs < -1:
@@ -289,7 +305,7 @@ class PoseConfig:
 
     # The folder with the pose model files (BlazePose's two, the face and hand models of
     # close-ups), unpacked by `make setup-pose`.
-    models_dir: str = "models/blazepose"
+    models_dir: str = setting("models/blazepose", affects_results=False)
     # People tracked per video; each keeps one index m of keypoint[m] for the whole video.
     max_persons: int = bounded(2, min=1)
     # While fewer than max_persons are tracked, the detector looks for newcomers every this many
@@ -305,16 +321,16 @@ class PoseConfig:
 class CropConfig:
     # METHOD.md section 1. "clip": one box for the whole clip; "frame": per-frame boxes smoothed
     # over time; "person": one clip box per person, side by side; "none": the whole frame.
-    mode: CropMode = "clip"
+    mode: CropMode = setting("clip")
     padding: float = bounded(0.25, min=0)
     # Height/width ratio of the box; 0 keeps the box shape.
     hw_ratio: float = bounded(1.0, min=0)
-    min_box: float = 10.0
-    allow_pad: bool = True
+    min_box: float = setting(10.0)
+    allow_pad: bool = setting(True)
     # "frame" mode: exponential smoothing factor of the box centre and size over time.
     smooth: float = bounded(0.8, min=0, below=1)
     # Rotate 3D skeletons so the spine is +z and the shoulders +x (PYSKL PreNormalize3D align).
-    align: bool = False
+    align: bool = setting(False)
     # Side of the stored square frames; larger than the training input so stage 2 can still
     # random-crop.
     size: int = bounded(256, min=1)
@@ -324,18 +340,18 @@ class CropConfig:
     # false: the frames with a body resampled evenly to skeleton_frames; true: kept as they are and
     # zero-padded to skeleton_frames (a longer sequence is still resampled down to it), so that
     # the skeleton branch draws from the real frames (skel.input.sampling = "random_choice").
-    pad_skeleton: bool = False
+    pad_skeleton: bool = setting(False)
     # The joint, by its name in the layout, whose position in the first frame with a body is the
     # stored sequence's origin; "" is the layout's centre.
-    center_joint: str = ""
+    center_joint: str = setting("")
     jpeg_quality: int = bounded(90, min=1, max=100)
-    samples_per_shard: int = bounded(256, min=1)
+    samples_per_shard: int = bounded(256, min=1, affects_results=False)
     # A video that decodes fewer frames than its skeleton or its container says is a failure
     # below this share of them, and stored with a warning row in failures.parquet above it.
     min_video_fraction: float = bounded(0.9, min=0, max=1)
     # "k/n": crop only part k of n (every n-th shard, starting with the k-th), for one driver per
     # machine on a shared workdir; a run without a part then assembles the index. "": all.
-    part: str = ""
+    part: str = setting("", affects_results=False)
 
     def mismatch(self) -> str | None:
         if self.part and self.part_of() is None:
@@ -353,10 +369,10 @@ class CropConfig:
 
 @dataclass
 class RGBModelConfig:
-    depth: RGBDepth = 50
+    depth: RGBDepth = setting(50)
     base_width: int = bounded(64, min=1)
     # "plain" (TSN), "tsm", "ma", "ta" or "staa" (MA + TA).
-    block: RGBBlock = "staa"
+    block: RGBBlock = setting("staa")
     segments: int = bounded(8, min=1)
     input_size: int = bounded(224, min=1)
     dropout: float = bounded(0.5, min=0, below=1)
@@ -367,7 +383,7 @@ class RGBModelConfig:
     # the paper's cost.
     fragment_width: int = bounded(0, min=0)
     # Local ImageNet ResNet state dict in torchvision's key layout; "" starts from scratch.
-    pretrained: str = ""
+    pretrained: str = setting("")
 
     def mismatch(self) -> str | None:
         if not self.fragment_width:
@@ -385,7 +401,7 @@ class RGBModelConfig:
 
 @dataclass
 class SkelModelConfig:
-    stream: SkelStream = "joint"
+    stream: SkelStream = setting("joint")
     base_channels: int = bounded(64, min=1)
     # Coordinates per joint; 0 takes them from the layout (ntu25: 3D, coco17: 2D).
     in_channels: int = bounded(0, min=0)
@@ -401,24 +417,24 @@ class SkelInputConfig:
 
     # "none", or "minmax": per clip, each coordinate mapped linearly onto [-1, 1] over every joint
     # of every frame with a body (after the augmentation), as CTR-GCN's NW-UCLA feeder does.
-    normalize: SkelNormalization = "none"
+    normalize: SkelNormalization = setting("none")
     # How the skel.model.num_frames frames are picked from the stored sequence's frames with a
     # body. "segments": one per equal segment, anywhere in it at training and its centre at test
     # (TSN). "random_choice": drawn at random at training (repeats allowed, kept in time order)
     # and evenly spaced from the first to the last at test (CTR-GCN's NW-UCLA feeder).
-    sampling: SkelSampling = "segments"
+    sampling: SkelSampling = setting("segments")
 
 
 @dataclass
 class CCLConfig:
     # "frhead": class-aware contrastive learning of FR-Head; "supcon": supervised contrastive.
-    kind: CCLKind = "frhead"
+    kind: CCLKind = setting("frhead")
     # lambda; 0 switches the loss off exactly.
     weight: float = bounded(0.1, min=0)
-    level_weights: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.5, 1.0])
+    level_weights: list[float] = setting([0.1, 0.2, 0.5, 1.0])
     dim: int = bounded(256, min=1)
     momentum: float = bounded(0.9, min=0, max=1)
-    margin: float = 0.125
+    margin: float = setting(0.125)
     tau: float = bounded(0.125, min=0)
     supcon_tau: float = bounded(0.07, min=0)
 
@@ -438,22 +454,22 @@ class TrainConfig:
     lr: float = bounded(0.01, min=0)
     momentum: float = bounded(0.9, min=0)
     weight_decay: float = bounded(5e-4, min=0)
-    nesterov: bool = True
+    nesterov: bool = setting(True)
     warmup_epochs: int = bounded(1, min=0)
     # "cosine" or "step" (step multiplies lr by 0.1 at each milestone epoch).
-    schedule: Schedule = "cosine"
-    milestones: list[int] = field(default_factory=lambda: [20, 25])
+    schedule: Schedule = setting("cosine")
+    milestones: list[int] = setting([20, 25])
     # Update the learning rate every "iteration" (smooth) or once per "epoch".
-    lr_step: LRStep = "iteration"
-    seed: int = 0
+    lr_step: LRStep = setting("iteration")
+    seed: int = setting(0)
     # torch's intra-op threads in the training process and its DataLoader's worker processes:
     # "auto" fits both to the cores this process may use, less those other processes keep busy
     # (mmfc/cores.py), or a number (threads at least 1; 0 workers loads in the training process).
-    threads: str = "auto"
-    loader_workers: str = "auto"
+    threads: str = setting("auto", affects_results=False)
+    loader_workers: str = setting("auto", affects_results=False)
     # bf16 autocast on CUDA (and on CPU when set explicitly with amp_cpu).
-    amp: bool = True
-    amp_cpu: bool = False
+    amp: bool = setting(True)
+    amp_cpu: bool = setting(False)
     # Largest number of training samples per epoch; 0 uses all.
     max_samples: int = bounded(0, min=0)
 
@@ -468,8 +484,8 @@ class TrainConfig:
 @dataclass
 class RGBTrainConfig(TrainConfig):
     # Horizontal flip, and random resized crops covering this range of the stored frame's area.
-    flip: bool = True
-    scale_range: list[float] = field(default_factory=lambda: [0.5, 1.0])
+    flip: bool = setting(True)
+    scale_range: list[float] = setting([0.5, 1.0])
     # Brightness, contrast and saturation each scaled by a factor in [1 - c, 1 + c], one draw
     # per clip (hue is left alone: colour tells held objects apart). 0 turns it off.
     color_jitter: float = bounded(0.0, min=0, max=1)
@@ -482,11 +498,11 @@ class SkelTrainConfig(TrainConfig):
     # uniform_scale. Rotation "vertical": about the vertical axis (2D: in the image plane); "xy":
     # about y, then about x, each angle drawn on its own (CTR-GCN's NW-UCLA feeder; 2D points are
     # turned as if at depth 0 and seen from the front again).
-    flip: bool = True
-    rotate_axes: SkelRotation = "vertical"
+    flip: bool = setting(True)
+    rotate_axes: SkelRotation = setting("vertical")
     rotate_degrees: float = bounded(15.0, min=0)
     skel_scale: float = bounded(0.1, min=0, below=1)
-    uniform_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    uniform_scale: list[float] = setting([1.0, 1.0])
 
     def mismatch(self) -> str | None:
         low_high = self.uniform_scale
@@ -519,26 +535,26 @@ class ScoresConfig:
 @dataclass
 class FusionConfig:
     # Accuracy that breaks near-ties in cross-validated NLL: "top1" or "mean_class".
-    metric: FusionMetric = "top1"
+    metric: FusionMetric = setting("top1")
     # Grid over the global weight alpha in [0, 1]; at least 2 points, so it holds 0 and 1.
     grid: int = bounded(101, min=2)
     # Folds of the cross-validation inside the validation split (fewer when there are fewer
     # performers or groups), and the seed that assigns them.
     cv_folds: int = bounded(5, min=2)
-    cv_seed: int = 0
+    cv_seed: int = setting(0)
     # Method whose scores become fusion/fused.parquet (every candidate is fitted and reported):
     # "auto" chooses by cross-validation, never worse in it than a single modality or a fixed
     # ratio (mmfc/fusion/selection.py); or one candidate by name.
-    method: FusionMethodName = "auto"
+    method: FusionMethodName = setting("auto")
 
 
 @dataclass
 class Pipeline:
-    name: str = "synth"
-    workdir: str = "runs/synth"
+    name: str = setting("synth", affects_results=False)
+    workdir: str = setting("runs/synth", affects_results=False)
     # Read stage-1 crops from another workdir instead of this one's: ablation variants that
     # differ only in the model share one set of crops.
-    crops_from: str = ""
+    crops_from: str = setting("", affects_results=False)
     data: DataConfig = field(default_factory=DataConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     poses: PoseConfig = field(default_factory=PoseConfig)
@@ -567,10 +583,25 @@ class Pipeline:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def digest(self, section: str | None = None) -> str:
-        """A short stable hash of the whole configuration or of one top-level section."""
-        data = self.to_dict() if section is None else self.to_dict()[section]
-        text = json.dumps(data, sort_keys=True)
+    def result_settings(self, *keys: str) -> dict:
+        """The settings that shape results (see `setting`), nested as in the pipeline file: of the
+        sections and fields named by dotted keys ("crops", "data.layout"), or of the whole pipeline."""
+        if not keys:
+            return _result_values(self)
+        chosen: dict = {}
+        for key in keys:
+            node, value = chosen, self
+            *sections, last = key.split(".")
+            for name in sections:
+                node, value = node.setdefault(name, {}), getattr(value, name)
+            value = getattr(value, last)
+            node[last] = _result_values(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+        return chosen
+
+    def digest(self, *keys: str) -> str:
+        """A short stable hash of `result_settings(*keys)`: the one digest that tells whether an
+        output made with other settings is still current (mmfc/stage_frame.py)."""
+        text = json.dumps(self.result_settings(*keys), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -619,6 +650,18 @@ class WorkdirLayout:
         "train-<branch>", "scores-<branch>", "fusion", "report"; in .locks/, so that no output
         folder holds anything but its outputs, and the crops' lock beside the crops it guards."""
         return (self.crops_root if output.startswith("crops") else self.root) / ".locks" / output
+
+
+def _result_values(section) -> dict:
+    """A section's fields that shape results, sections within it as nested dicts."""
+    values = {}
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            values[f.name] = _result_values(value)
+        elif f.metadata[AFFECTS_RESULTS]:
+            values[f.name] = copy.deepcopy(value)
+    return values
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mmfc"
 # Bottom to top, as drawn in ARCHITECTURE.md.
 FLOORS = [
     ("mmfc", "mmfc.errors", "mmfc.config", "mmfc.atomic", "mmfc.lock", "mmfc.jobs", "mmfc.metrics", "mmfc.stats",
-     "mmfc.cores", "mmfc.timings"),
+     "mmfc.cores", "mmfc.timings", "mmfc.stage_frame"),
     ("mmfc.data",),
     ("mmfc.poses",),  # stage 0
     ("mmfc.crops",),  # stage 1

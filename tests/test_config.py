@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import typing
 from pathlib import Path
@@ -225,3 +226,71 @@ def test_videos_with_ntu25_need_2d_skeleton_input():
     with pytest.raises(ConfigError, match="set skel.model.in_channels = 2"):
         load_pipeline(None, ["data.source=videos", "data.layout=ntu25"])
     assert load_pipeline(None, ["data.source=videos", "data.layout=ntu25", "skel.model.in_channels=2"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Which settings shape results: declared once, beside each field, and read by the one digest
+
+# The settings that only decide how or where a run goes. A change here is a decision: it makes
+# outputs made with other values current (or stale) under the new rule.
+NOT_AFFECTING_RESULTS = {
+    "name", "workdir", "crops_from", "data.poses", "jobs.backend", "jobs.n_jobs", "poses.models_dir",
+    "crops.samples_per_shard", "crops.part", "rgb.train.threads", "rgb.train.loader_workers",
+    "skel.train.threads", "skel.train.loader_workers",
+}
+
+
+def leaf_fields(cls: type = Pipeline, prefix: str = "") -> dict[str, dataclasses.Field]:
+    found = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            found |= leaf_fields(hints[f.name], prefix + f.name + ".")
+        else:
+            found[prefix + f.name] = f
+    return found
+
+
+def test_every_field_declares_whether_it_affects_results():
+    fields = leaf_fields()
+    undeclared = [key for key, f in fields.items() if config.AFFECTS_RESULTS not in f.metadata]
+    assert not undeclared, f"declare these through config.bounded or config.setting: {undeclared}"
+    assert {key for key, f in fields.items() if not f.metadata[config.AFFECTS_RESULTS]} == NOT_AFFECTING_RESULTS
+
+
+def _changed(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, list):
+        return [*value, value[-1] if value else 1]
+    return value + "-changed"
+
+
+@pytest.mark.parametrize("key", sorted(leaf_fields()))
+def test_the_digest_follows_the_declaration_of_each_field(key: str):
+    cfg = load_pipeline(None)
+    before = cfg.digest()
+    *sections, name = key.split(".")
+    section = cfg
+    for part in sections:
+        section = getattr(section, part)
+    setattr(section, name, _changed(getattr(section, name)))
+    changes = cfg.digest() != before
+    assert changes == (key not in NOT_AFFECTING_RESULTS)
+    if sections:  # a section's own digest moves with it; another section's stays
+        assert (cfg.digest(sections[0]) != load_pipeline(None).digest(sections[0])) == changes
+        other = "fusion" if sections[0] != "fusion" else "data"
+        assert cfg.digest(other) == load_pipeline(None).digest(other)
+
+
+def test_result_settings_nest_sections_and_single_fields():
+    cfg = load_pipeline(None, ["crops.part=1/2", "data.layout=coco17"])
+    chosen = cfg.result_settings("crops", "data.layout", "rgb.train.lr")
+    assert set(chosen) == {"crops", "data", "rgb"} and chosen["data"] == {"layout": "coco17"}
+    assert chosen["rgb"] == {"train": {"lr": 0.01}}
+    assert "part" not in chosen["crops"] and chosen["crops"]["mode"] == "clip"
+    assert "threads" not in cfg.result_settings()["rgb"]["train"]
+
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -36,10 +37,15 @@ def test_crops_train_scores_fuse_report_through_the_cli(tmp_path):
 
     mmfc("stage", "crops")
     for modality in ("rgb", "skel"):
-        mmfc("stage", "train", "--modality", modality)
-        mmfc("stage", "scores", "--modality", modality)
-    mmfc("stage", "fuse")
-    mmfc("stage", "report")
+        # Each stage ends with its summary line.
+        assert re.search(rf"train-{modality}: best val top-1 \d+\.\d% at epoch 1 of 1 \(.*best.pt\)",
+                         mmfc("stage", "train", "--modality", modality))
+        assert re.search(rf"scores-{modality}: top-1 train \d+\.\d%, val \d+\.\d%, test \d+\.\d% \(.*parquet\)",
+                         mmfc("stage", "scores", "--modality", modality))
+    fused = mmfc("stage", "fuse")
+    assert re.search(r"fuse: selected \w+ \(.*\); top-1 val / test: \w+ [\d.]+% / [\d.]+%, rgb [\d.]+% / [\d.]+%, "
+                     r"skel [\d.]+% / [\d.]+%", fused)
+    assert re.search(r"report: .*report.html and .*report.md", mmfc("stage", "report"))
     # Each stage's wall time, in the order they ran, as `make demo` prints them at its end.
     table = mmfc("timings").splitlines()
     assert [line.split()[0] for line in table[1:]] == [

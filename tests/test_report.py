@@ -1,6 +1,10 @@
 import json
+import os
 import re
 import shutil
+import subprocess
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,9 +48,10 @@ def _epochs(n, start_acc):
     ]
 
 
-def _make_run(tmp_path, k=12, name="synth"):
+def _make_run(tmp_path, k=12, name="synth", cv_seed=0):
     cfg = Pipeline(name=name, workdir=str(tmp_path / "run"))
     cfg.data.num_classes = k
+    cfg.fusion.cv_seed = cv_seed
     cfg.fusion.grid = 11
     rgb, skel = _scores(np.random.default_rng(k), k)
     write_scores(cfg.paths.scores / "rgb.parquet", rgb)
@@ -195,8 +200,9 @@ def test_a_killed_fuse_rerun_leaves_the_previous_set_whole(tmp_path, monkeypatch
 
 def test_a_mixed_fusion_set_is_refused_by_the_report(tmp_path):
     cfg, _ = _make_run(tmp_path)
-    other, _ = _make_run(tmp_path / "other", name="other")
-    # What an interrupted writer of the old, file-by-file stage left: one method's file from another run.
+    other, _ = _make_run(tmp_path / "other", cv_seed=1)
+    # What an interrupted writer of the old, file-by-file stage left: one method's file from another run
+    # (one with other settings: a run whose settings shape the same results writes the same bytes).
     shutil.copyfile(other.paths.fusion / "global.parquet", cfg.paths.fusion / "global.parquet")
     with pytest.raises(DataError, match=r"fusion/global.parquet: not the file written with .*weights.json"):
         run_report(cfg)
@@ -238,3 +244,57 @@ def test_fusion_older_than_its_inputs_or_without_digests_is_refused(tmp_path):
     weights_path.write_text(json.dumps(weights))
     with pytest.raises(DataError, match="lists no digests of its files"):
         run_report(cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# The ablation, declared once (mmfc/report/ablation.toml) for the report and `make ablation`
+
+
+def test_every_ablation_variant_is_a_valid_pipeline_and_steps_from_a_variant():
+    from mmfc.config import load_pipeline
+    from mmfc.report.ablation import read_ablation
+
+    variants = read_ablation()
+    assert [v.name for v in variants][:3] == ["baseline", "pose", "crop"] and variants[-1].scores == "fusion"
+    for variant in variants:
+        load_pipeline(Path(__file__).parents[1] / "pipelines" / "synth.toml", list(variant.overrides))
+    assert {v.name for v in variants if not v.trained} == {"pose", "full"}  # the main run's scores
+
+
+def test_a_table_entry_that_does_not_fit_is_named(tmp_path):
+    from mmfc.report.ablation import read_ablation
+
+    table = tmp_path / "ablation.toml"
+    table.write_text('[[variant]]\nname = "a"\nlabel = "A"\nscores = "rgb"\nstep_form = "b"\n')
+    with pytest.raises(ValueError, match=r"ablation.toml: variant 1 \('a'\) has unknown keys \['step_form'\]"):
+        read_ablation(table)
+    table.write_text('[[variant]]\nname = "a"\nlabel = "A"\nscores = "rgb"\nstep_from = "b"\n')
+    with pytest.raises(ValueError, match="variant 'a' steps from 'b', which is no variant"):
+        read_ablation(table)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_make_ablation_trains_the_variants_of_the_table(tmp_path):
+    from mmfc.report.ablation import read_ablation
+
+    root = Path(__file__).parents[1]
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "venv" / ".installed").touch()
+    os.utime(tmp_path / "venv" / ".installed", (time.time() + 60,) * 2)  # newer: setup has nothing to do
+    result = subprocess.run(["make", "-n", "-f", str(root / "Makefile"), f"PIPELINE={root / 'pipelines' / 'synth.toml'}",
+                             f"ABLATION_TABLE={root / 'mmfc' / 'report' / 'ablation.toml'}", f"VENV={tmp_path / 'venv'}",
+                             "MMFC=mmfc", "ablation"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    trained = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("mmfc stage train") and "ablation/" in line:
+            args = line.split()
+            workdir = next(a for a in args if a.startswith("workdir="))
+            trained[workdir.rsplit("/", 1)[1]] = (args[args.index("--modality") + 1], line)
+    variants = [v for v in read_ablation() if v.trained]
+    assert sorted(trained) == sorted(v.name for v in variants)
+    for v in variants:
+        modality, line = trained[v.name]
+        assert modality == v.scores and all(f"--set {o}" in line for o in v.overrides)
+        assert ("crops_from=" in line) != v.own_crops

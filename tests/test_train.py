@@ -342,6 +342,11 @@ def test_tiny_run_writes_checkpoints_metrics_and_done(tmp_path, store_root, caps
     killed.write_bytes(b"half a checkpoint")
     train_stage.run_train(cfg, "skel", resume=True)  # finished with this config: nothing to do
     assert (out / "last.pt").stat().st_mtime_ns == stamp and not killed.exists()
+    capsys.readouterr()
+    cfg.skel.train.threads = "2"  # how it runs, not what it learns: still finished
+    train_stage.run_train(cfg, "skel", resume=True)
+    assert (out / "last.pt").stat().st_mtime_ns == stamp
+    assert f"train-skel: best val top-1 {100 * done['best_val_top1']:.1f}% at epoch {done['best_epoch']} of 2" in capsys.readouterr().err
     train_stage.run_train(cfg, "skel")  # without --resume an existing run starts over, with a warning
     assert "starting over" in capsys.readouterr().err
     assert (out / "last.pt").stat().st_mtime_ns != stamp and len(read_metrics(out)) == 2

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from mmfc import atomic, lock
-from mmfc.config import JobsConfig, Pipeline, save_pipeline
+from mmfc.config import JobsConfig, Pipeline
 from mmfc.crops import store
 from mmfc.crops.crop import CropJob, crop_sample
 from mmfc.crops.preview import write_preview
@@ -39,6 +39,7 @@ from mmfc.data.sample import Sample
 from mmfc.data.sources import Source, open_source
 from mmfc.errors import DataError, DiskFull, format_bytes
 from mmfc.jobs import PerWorker, print_failures, run_jobs
+from mmfc.stage_frame import Stage, run_stage
 
 # What could not be stored ("failed") and what was stored with a warning ("warning").
 FAILURE_SCHEMA = pa.schema([("id", pa.string()), ("file", pa.string()), ("reason", pa.string()), ("status", pa.string())])
@@ -143,15 +144,30 @@ def batch_is_current(part: list[dict] | None, samples: list[Sample], digest: str
 # The stage
 
 
+# What a stored crop depends on besides its sample's files (the digest in every part row).
+CROP_SETTINGS = ("crops", "data.skeleton_frame_size", "data.layout", "data.declared_layout", "data.max_bodies")
+# The batch number in the name of a shard's store or part file (store.shard_name).
+SHARD_NUMBER = re.compile(r"shard-(\d+)[-.]")
+
+
 def crop_digest(cfg: Pipeline, video: bool) -> str:
-    """Hash of every setting that changes what is stored (not how it is computed), and of whether
-    the store holds video (CropJob.video)."""
-    crops = asdict(cfg.crops)
-    for key in ("samples_per_shard", "part"):
-        crops.pop(key)
-    data = {k: asdict(cfg.data)[k] for k in ("skeleton_frame_size", "layout", "declared_layout", "max_bodies")}
-    text = json.dumps({"crops": crops, "data": data, "video": video}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """The digest of CROP_SETTINGS, told apart for a store of skeletons alone (CropJob.video):
+    a dataset that gains its videos is cropped anew."""
+    digest = cfg.digest(*CROP_SETTINGS)
+    return digest if video else hashlib.sha256(f"{digest} skeletons only".encode()).hexdigest()[:16]
+
+
+def crops_stage(cfg: Pipeline, part: tuple[int, int] | None) -> Stage:
+    """A part run owns only its own shards' and part files' temporary files (others write beside)."""
+    crops_dir = cfg.paths.crops
+
+    def own(target: str) -> bool:
+        found = SHARD_NUMBER.match(target)
+        return found is not None and int(found[1]) % part[1] == part[0] - 1
+
+    return Stage("crops", "mmfc stage crops", lock="crops", settings=CROP_SETTINGS,
+                 outputs=(crops_dir, crops_dir / store.SHARDS, crops_dir / store.PARTS),
+                 own=None if part is None else own)
 
 
 def run_crops(cfg: Pipeline, strict: bool = False, preview: int = 0, verify: bool = False) -> int:
@@ -161,8 +177,7 @@ def run_crops(cfg: Pipeline, strict: bool = False, preview: int = 0, verify: boo
     console = Console(stderr=True)
     crops_dir = cfg.paths.crops
     part = cfg.crops.part_of()
-    with crops_lock(cfg.paths.lock("crops"), part, console):
-        save_pipeline(cfg)
+    with run_stage(cfg, crops_stage(cfg, part), console, hold=crops_lock(cfg.paths.lock("crops"), part, console)):
         return _run_crops(cfg, crops_dir, part, strict, preview, verify, console)
 
 
@@ -188,9 +203,6 @@ def _run_crops(cfg: Pipeline, crops_dir: Path, part: tuple[int, int] | None, str
     }
     if part is None:
         remove_stale(crops_dir, set(batches))
-    else:  # other parts write beside: only this part's leftovers are ours to clear
-        for folder in (crops_dir / store.SHARDS, crops_dir / store.PARTS):
-            atomic.remove_leftovers(folder, of=lambda target: target.startswith(tuple(f"{n}-" for n in mine) + tuple(f"{n}." for n in mine)))
     parts = store.read_parts(crops_dir)
     todo = []
     for name, batch in mine.items():
@@ -278,13 +290,11 @@ def stage_disk_full(exc: DiskFull, crops_dir: Path, fresh: dict[str, list[dict]]
 
 
 def remove_stale(crops_dir: Path, names: set[str]) -> None:
-    """Part files of batches past the end (the dataset shrank), temp files of a killed run, and
-    stores that neither the index nor a part file names (a kill between a store and its part)."""
+    """Part files of batches past the end (the dataset shrank), and stores that neither the index
+    nor a part file names (a kill between a store and its part)."""
     for part in (crops_dir / store.PARTS).glob("shard-*.parquet"):
         if part.stem not in names:
             part.unlink()
-    for folder in (crops_dir / store.SHARDS, crops_dir / store.PARTS, crops_dir):
-        atomic.remove_leftovers(folder)
     remove_unnamed_stores(crops_dir)
 
 

@@ -18,14 +18,16 @@ import math
 import shutil
 from pathlib import Path
 
+from rich.console import Console
 
-from mmfc import atomic, lock
-from mmfc.config import Pipeline, save_pipeline
+from mmfc import atomic
+from mmfc.config import Pipeline
 from mmfc.errors import DataError
-from mmfc.fusion.files import FUSED, WEIGHTS, file_digests
+from mmfc.fusion.files import FUSED, WEIGHTS, FusionSet, file_digests, open_fusion
 from mmfc.fusion.methods import FittedFusion
 from mmfc.fusion.selection import AUTO_TIE_ORDER, BASELINES, Candidate, make_folds, sample_groups, select_fusion
-from mmfc.scores.format import ScoreTable, check_compatible, read_scores, split_metrics, write_scores
+from mmfc.scores.format import ScoreTable, check_compatible, read_scores, split_metrics, top1_text, write_scores
+from mmfc.stage_frame import Stage, run_stage
 from mmfc.stats import accuracy_interval, mean_class_interval
 
 FIT_SPLIT = "val"
@@ -33,16 +35,20 @@ FIT_SPLIT = "val"
 INTERVAL_SEED = 0
 
 
+def fuse_stage(cfg: Pipeline) -> Stage:
+    """Its output is the fusion folder, swapped in whole; the folds' groups come from the data settings."""
+    return Stage("fuse", "mmfc stage fuse", lock="fusion", settings=("data", "fusion"), outputs=(cfg.paths.fusion,))
+
+
 def run_fuse(cfg: Pipeline) -> None:
-    with lock.hold(cfg.paths.lock("fusion"), "mmfc stage fuse"):
-        save_pipeline(cfg)
-        _fuse(cfg)
+    with run_stage(cfg, fuse_stage(cfg), Console(stderr=True)) as run:
+        rgb_path, skel_path = score_path(cfg, "rgb"), score_path(cfg, "skel")
+        with run.producing(cfg.paths.fusion, inputs=[rgb_path, skel_path]):
+            _fuse(cfg, rgb_path, skel_path)
+        run.summary = summary_line(open_fusion(cfg.paths.fusion), {"rgb": rgb_path, "skel": skel_path})
 
 
-def _fuse(cfg: Pipeline) -> None:
-    # A killed run's unfinished folder, or the old set it had renamed aside.
-    atomic.remove_leftovers(cfg.paths.fusion.parent, of=lambda target: target == cfg.paths.fusion.name)
-    rgb_path, skel_path = score_path(cfg, "rgb"), score_path(cfg, "skel")
+def _fuse(cfg: Pipeline, rgb_path: Path, skel_path: Path) -> None:
     rgb, skel = read_scores(rgb_path), read_scores(skel_path)
     check_compatible(rgb, skel, rgb_path, skel_path)
     skel = skel.aligned_to(rgb.ids)
@@ -98,6 +104,19 @@ def _fuse(cfg: Pipeline) -> None:
             "files": file_digests(out),  # sha256 of every Parquet file of the set: readers refuse a mixed one
         }
         atomic.write_text(out / WEIGHTS, json.dumps(_json_safe(weights), indent=2) + "\n")
+
+
+def summary_line(fusion: FusionSet, branches: dict[str, Path]) -> str:
+    """The selected method, why (one line), and the val and test top-1 of it and of each branch."""
+    weights = fusion.weights
+    if weights["requested"] == "auto":
+        # The reason's first two sentences: the pick's cross-validated figures, and against what.
+        why = "auto: " + ". ".join(weights["auto"]["reason"].split(". ")[:2]).rstrip(".")
+    else:
+        why = f"fusion.method = {weights['requested']!r}"
+    tables = {weights["selected"]: fusion.scores(FUSED)} | {name: read_scores(path) for name, path in branches.items()}
+    figures = ", ".join(f"{name} {top1_text(table, 'val')} / {top1_text(table, 'test')}" for name, table in tables.items())
+    return f"selected {weights['selected']} ({why}); top-1 val / test: {figures}"
 
 
 def score_path(cfg: Pipeline, modality: str) -> Path:

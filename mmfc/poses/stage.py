@@ -2,9 +2,9 @@
 
 Each video is one job (mmfc.jobs, on the backend of the pipeline's [jobs] section): estimate and track
 everyone's pose (mmfc/poses/video_poses.py) and write the result to poses/videos/<video>.pkl,
-atomically. That file records the video's size and mtime and a digest of the pose settings; a
-rerun skips every video whose file is current, so a killed run keeps each finished video and
-redoes none. A video that cannot be read, or where nobody is found, is a failure: recorded the
+atomically. That file records the video's size and mtime, the digest of the pose settings
+(Pipeline.digest) and the model files' hashes; a rerun skips every video whose file is current,
+so a killed run keeps each finished video and redoes none. A video that cannot be read, or where nobody is found, is a failure: recorded the
 same way, listed in poses/failures.parquet and shown at the end; the others go on.
 
 Then poses/poses.pkl is assembled from the per-video files: a PYSKL pose pickle
@@ -17,12 +17,11 @@ its content changes, so make sees stage 1 as out of date only then.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pickle
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -31,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
-from mmfc import atomic, lock
+from mmfc import atomic
 from mmfc.config import ConfigError, Pipeline
 from mmfc.data.pickles import load_pickle
 from mmfc.data.sample import Sample
@@ -43,6 +42,7 @@ from mmfc.poses.video_poses import estimate_poses
 from mmfc.poses.frame_poses import BlazePose, EstimatorSettings
 from mmfc.poses.model_files import MODEL_FILES, model_paths
 from mmfc.poses.preview import write_preview
+from mmfc.stage_frame import Stage, run_stage
 
 PICKLE = "poses.pkl"
 VIDEOS = "videos"
@@ -63,15 +63,17 @@ class PoseJob:
     models: PerWorker[BlazePose]
 
 
-def pose_digest(cfg: Pipeline) -> str:
-    """Hash of every setting that changes the poses (not how fast they are computed)."""
-    poses = asdict(cfg.poses)
-    poses.pop("models_dir")
-    # The model files' hashes: a new estimator version that brings models (as the close-up
-    # path did) redoes every video.
-    models = {name: sha for name, (_, sha) in MODEL_FILES.items()}
-    text = json.dumps({"poses": poses, "layout": cfg.data.layout, "models": models}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+# What a video's poses depend on besides the video and the model files.
+POSE_SETTINGS = ("poses", "data.layout")
+# The model files' hashes: a new estimator version that brings models (as the close-up path did)
+# redoes every video.
+MODELS = {name: sha for name, (_, sha) in MODEL_FILES.items()}
+
+
+def poses_stage(cfg: Pipeline) -> Stage:
+    """Stage 0 makes no part of a trained run by itself: stage 1 saves the pipeline."""
+    return Stage("poses", "mmfc stage poses", lock="poses", settings=POSE_SETTINGS,
+                 outputs=(cfg.paths.poses, cfg.paths.poses / VIDEOS), saves_pipeline=False)
 
 
 def result_name(sample_id: str) -> str:
@@ -81,12 +83,15 @@ def result_name(sample_id: str) -> str:
 
 
 def video_signature(sample: Sample, digest: str) -> dict:
+    """What a video's result is made from: the video (its size and mtime), the settings (their
+    digest) and the model files (their hashes)."""
     try:
         st = os.stat(sample.video_path)
         size, mtime = st.st_size, st.st_mtime_ns
     except (OSError, TypeError):
         size, mtime = -1, -1
-    return {"id": sample.id, "video": str(sample.video_path), "size": size, "mtime": mtime, "digest": digest}
+    return {"id": sample.id, "video": str(sample.video_path), "size": size, "mtime": mtime, "digest": digest,
+            "models": MODELS}
 
 
 def read_result(path: Path) -> dict | None:
@@ -139,11 +144,11 @@ def pose_video(sample: Sample, job: PoseJob) -> dict:
 
 def run_poses(cfg: Pipeline, strict: bool = False, preview: int = 0) -> int:
     """Stage 0 over every video of the pipeline's data. -> exit code."""
-    if cfg.data.source != "videos":
-        raise ConfigError(f"stage poses is for data.source = 'videos' (plain videos); this pipeline's is {cfg.data.source!r}")
-    model_paths(cfg.poses.models_dir)  # missing models: one message naming `make setup-pose`, before any job
     console = Console(stderr=True)
-    with lock.hold(cfg.paths.lock("poses"), "mmfc stage poses", console=console):
+    with run_stage(cfg, poses_stage(cfg), console):
+        if cfg.data.source != "videos":
+            raise ConfigError(f"stage poses is for data.source = 'videos' (plain videos); this pipeline's is {cfg.data.source!r}")
+        model_paths(cfg.poses.models_dir)  # missing models: one message naming `make setup-pose`, before any job
         return _run_poses(cfg, strict, preview, console)
 
 
@@ -151,15 +156,14 @@ def _run_poses(cfg: Pipeline, strict: bool, preview: int, console: Console) -> i
     poses_dir = cfg.paths.poses
     videos_dir = poses_dir / VIDEOS
     videos_dir.mkdir(parents=True, exist_ok=True)
-    atomic.remove_leftovers(videos_dir)
-    atomic.remove_leftovers(poses_dir)
     source = open_source(cfg.data)
     samples = sorted(source.samples(), key=lambda s: s.id)
     if not samples:
         raise DataError(cfg.data.root, "the data source lists no videos")
     p = cfg.poses
     settings = EstimatorSettings.of(p)
-    job = PoseJob(videos_dir, settings, cfg.data.layout, pose_digest(cfg), PerWorker(worker_models, (p.models_dir,)))
+    job = PoseJob(videos_dir, settings, cfg.data.layout, cfg.digest(*POSE_SETTINGS),
+                  PerWorker(worker_models, (p.models_dir,)))
     names = {s.id: result_name(s.id) for s in samples}
     for stale in set(f.name for f in videos_dir.glob("*.pkl")) - set(names.values()):
         (videos_dir / stale).unlink()

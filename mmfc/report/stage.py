@@ -16,16 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
-from mmfc import atomic, lock
+from rich.console import Console
+
+from mmfc import atomic
 from mmfc.branches import BRANCHES
 from mmfc.config import Pipeline
 from mmfc.errors import DataError
-from mmfc.fusion.files import FUSED, open_fusion
+from mmfc.fusion.files import FUSED, WEIGHTS, open_fusion
 from mmfc.fusion.methods import best_fixed_ratio, mix_probabilities
 from mmfc.metrics import confusion_matrix, most_confused_pairs, topk_accuracy
+from mmfc.report.ablation import Variant, read_ablation
 from mmfc.report.plots import plot_confusion, plot_curves
 from mmfc.report.render import Block, Figure, Heading, Paragraph, Table, render_html, render_markdown
 from mmfc.scores.format import ScoreTable, read_scores, split_metrics
+from mmfc.stage_frame import Stage, run_stage
 from mmfc.stats import Interval, accuracy_interval, compare_paired, mean_class_interval
 
 METRIC_LABEL = {"top1": "top-1", "mean_class": "mean class accuracy"}
@@ -34,39 +38,6 @@ SINGLE_CANDIDATES = {f"{name}_alone": branch.label for name, branch in BRANCHES.
 CURVE_KEYS = ("epoch", "train_loss", "val_loss", "val_top1")
 CONFUSED_PAIRS = 10
 
-# The paper's ablation (METHOD.md section 7, NTU60 X-Sub top-1 %), and the rows it does not
-# report that measure the contrastive term (CCL) on each branch alone; None: not in the paper.
-PAPER_ABLATION = [
-    ("baseline", "Baseline: plain RGB on whole frames", 92.3),
-    ("pose", "Pose: skeleton branch alone (this run's)", 92.8),
-    ("crop", "+crop: plain RGB on skeleton-guided crops", 95.3),
-    ("crop_ma", "+crop+MA", 96.9),
-    ("crop_staa", "+crop+STAA (RGB, no CCL)", 97.6),
-    ("crop_staa_ccl", "+crop+STAA+CCL (RGB with CCL)", None),
-    ("skel_noccl", "Skeleton branch without CCL", None),
-    ("skel_ccl", "Skeleton branch with CCL", None),
-    ("full", "Full: +CCL and fusion with the skeleton branch (this run's selected fusion)", 98.8),
-]
-# The score file that gives each variant's number, relative to a run's workdir.
-VARIANT_FILE = {
-    "baseline": "scores/rgb.parquet",
-    "pose": "scores/skel.parquet",
-    "crop": "scores/rgb.parquet",
-    "crop_ma": "scores/rgb.parquet",
-    "crop_staa": "scores/rgb.parquet",
-    "crop_staa_ccl": "scores/rgb.parquet",
-    "skel_noccl": "scores/skel.parquet",
-    "skel_ccl": "scores/skel.parquet",
-    "full": f"fusion/{FUSED}.parquet",
-}
-# Each step of the ablation against the row it adds to, by a paired test on the same test clips.
-ABLATION_STEP = {
-    "crop": "baseline",
-    "crop_ma": "crop",
-    "crop_staa": "crop_ma",
-    "crop_staa_ccl": "crop_staa",
-    "skel_ccl": "skel_noccl",
-}
 # Seed of every bootstrap interval in the report.
 INTERVAL_SEED = 0
 # Published results: (method, NTU60 X-Sub, NTU60 X-View, FineGym, cost); None where not reported.
@@ -87,14 +58,24 @@ class Scored:
     table: ScoreTable
 
 
+def report_stage(cfg: Pipeline) -> Stage:
+    """The report describes the whole run and only reads what the stages made (no pipeline.json)."""
+    return Stage("report", "mmfc stage report", lock="report", settings=(), outputs=(cfg.paths.report,),
+                 saves_pipeline=False)
+
+
 def run_report(cfg: Pipeline) -> None:
-    with lock.hold(cfg.paths.lock("report"), "mmfc stage report"):
-        _report(cfg)
+    paths = cfg.paths
+    inputs = [paths.fusion / WEIGHTS, *(paths.scores / f"{m}.parquet" for m in BRANCHES),
+              *(paths.train(m) / "metrics.jsonl" for m in BRANCHES)]
+    with run_stage(cfg, report_stage(cfg), Console(stderr=True)) as run:
+        with run.producing(paths.report, inputs):
+            _report(cfg)
+        run.summary = f"{paths.report / 'report.html'} and {paths.report / 'report.md'}"
 
 
 def _report(cfg: Pipeline) -> None:
     paths = cfg.paths
-    atomic.remove_leftovers(paths.report)  # what a killed run left half-written
     fusion = open_fusion(paths.fusion)
     weights = fusion.weights
     modalities = []
@@ -356,14 +337,15 @@ def _curves_caption(curves: dict[str, list[dict]], num_val: dict[str, int]) -> s
 
 def _ablation_section(cfg: Pipeline) -> list[Block]:
     text, comparable = dataset_description(cfg)
-    results = {variant: _variant_scores(cfg, variant) for variant, _, _ in PAPER_ABLATION}
+    variants = read_ablation()
+    results = {variant.name: _variant_scores(cfg, variant) for variant in variants}
     rows = []
-    for variant, description, paper in PAPER_ABLATION:
-        path, test = results[variant]
-        step = ABLATION_STEP.get(variant)
+    for variant in variants:
+        path, test = results[variant.name]
+        step = variant.step_from
         rows.append([
-            description,
-            _num(paper),
+            variant.label,
+            _num(variant.paper),
             _accuracy_cells(test)[0] if test is not None else "—",
             _step_change(test, results[step][1]) if step else "",
             _rel(cfg, path) if path else "—",
@@ -394,15 +376,15 @@ def _ablation_section(cfg: Pipeline) -> list[Block]:
     ]
 
 
-def _variant_scores(cfg: Pipeline, variant: str) -> tuple[Path | None, ScoreTable | None]:
+def _variant_scores(cfg: Pipeline, variant: Variant) -> tuple[Path | None, ScoreTable | None]:
     """The score file of an ablation variant and its test rows; (None, None) when not run yet."""
-    candidates = [cfg.paths.root / "ablation" / variant / VARIANT_FILE[variant]]
-    if variant in ("pose", "full"):
-        candidates.append(cfg.paths.root / VARIANT_FILE[variant])
+    candidates = [cfg.paths.root / "ablation" / variant.name / variant.score_file]
+    if not variant.trained:  # the main run's scores stand for it
+        candidates.append(cfg.paths.root / variant.score_file)
     for path in candidates:
         if path.is_file():
-            # The full model's scores are the selected fusion of that run's whole fusion set.
-            table = open_fusion(path.parent).scores(FUSED) if variant == "full" else read_scores(path)
+            # Fused scores are the selected fusion of that run's whole fusion set.
+            table = open_fusion(path.parent).scores(FUSED) if variant.scores == "fusion" else read_scores(path)
             return path, table.rows("test")
     return None, None
 

@@ -176,6 +176,12 @@ def split_metrics(table: ScoreTable) -> dict:
     }
 
 
+def top1_text(table: ScoreTable, split: str) -> str:
+    """A split's top-1 as a percentage for a summary line, "-" when the split has no rows."""
+    metrics = split_metrics(table.rows(split))
+    return f"{100 * metrics['top1']:.1f}%" if metrics["num_samples"] else "-"
+
+
 def check_compatible(a: ScoreTable, b: ScoreTable, a_path: str | Path, b_path: str | Path) -> None:
     """Refuse two score files that do not describe the same samples with the same labels."""
     where = f"{a_path} vs {b_path}"

@@ -21,15 +21,15 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from mmfc import atomic, lock
 from mmfc.branches import check_store_feeds, get_branch
-from mmfc.config import Pipeline, save_pipeline
+from mmfc.config import Pipeline
 from mmfc.cores import apply_threads, plan_cores
-from mmfc.crops.store import open_crops
+from mmfc.crops.store import INDEX, open_crops
 from mmfc.errors import DataError
 from mmfc.jobs import PerWorker, run_jobs
-from mmfc.scores.format import ScoreTable, write_scores
+from mmfc.scores.format import SPLITS, ScoreTable, top1_text, write_scores
 from mmfc.scores.logits import branch_logits
+from mmfc.stage_frame import Stage, run_stage
 from mmfc.train.checkpoint import file_digest, load_checkpoint, load_weights
 
 # Samples per job: in a pool, a few batches (jobs spread evenly over the workers and the progress
@@ -38,20 +38,25 @@ POOL_JOB_BATCHES = 8
 SINGLE_JOB_SAMPLES = 4096
 
 
+def scores_stage(cfg: Pipeline, modality: str) -> Stage:
+    """One lock and one output per branch: both branches can be scored at once (make -j2 scores)."""
+    return Stage(f"scores-{modality}", f"mmfc stage scores --modality {modality}", lock=f"scores-{modality}",
+                 settings=(modality, "scores"), outputs=(cfg.paths.scores / f"{modality}.parquet",))
+
+
 def run_scores(cfg: Pipeline, modality: str) -> None:
     branch = get_branch(modality)
     console = Console(stderr=True)
-    # One lock per score file: both branches can be scored at once (make -j2 scores).
-    with lock.hold(cfg.paths.lock(f"scores-{branch.name}"), f"mmfc stage scores --modality {branch.name}",
-                   console=console):
-        save_pipeline(cfg)
-        _scores(cfg, branch.name, console)
+    stage = scores_stage(cfg, branch.name)
+    (path,), checkpoint = stage.outputs, cfg.paths.train(branch.name) / "best.pt"
+    with run_stage(cfg, stage, console) as run:
+        with run.producing(path, inputs=[checkpoint, cfg.paths.crops / INDEX]):
+            table = _scores(cfg, branch.name, checkpoint, console)
+            write_scores(path, table)
+        run.summary = f"top-1 {', '.join(f'{split} {top1_text(table, split)}' for split in SPLITS)} ({path})"
 
 
-def _scores(cfg: Pipeline, modality: str, console: Console) -> None:
-    # What a killed run left half-written of this score file (the other branch's is not ours).
-    atomic.remove_leftovers(cfg.paths.scores, of=lambda target: target == f"{modality}.parquet")
-    checkpoint = cfg.paths.train(modality) / "best.pt"
+def _scores(cfg: Pipeline, modality: str, checkpoint: Path, console: Console) -> ScoreTable:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     one_process = device == "cuda" or cfg.jobs.n_jobs == 1
     tcfg = get_branch(modality).section(cfg).train
@@ -74,7 +79,7 @@ def _scores(cfg: Pipeline, modality: str, console: Console) -> None:
         sizes=[len(c) for c in chunks], console=console,
     ):
         logits[chunks[position]] = part
-    table = ScoreTable(
+    return ScoreTable(
         ids=[row["id"] for row in store.index],
         splits=[row["split"] for row in store.index],
         labels=np.array([row["label"] for row in store.index], dtype=np.int64),
@@ -86,7 +91,6 @@ def _scores(cfg: Pipeline, modality: str, console: Console) -> None:
         groups=[row["group"] for row in store.index],
         group_kind=store.group_kind,
     )
-    write_scores(cfg.paths.scores / f"{modality}.parquet", table)
 
 
 @dataclass

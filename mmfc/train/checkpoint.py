@@ -18,6 +18,7 @@ import torch
 from mmfc import atomic
 from mmfc.config import Pipeline
 from mmfc.errors import DataError, DataWarning
+from mmfc.stage_frame import sha256_of
 
 
 DIGEST_SUFFIX = ".sha256"
@@ -33,7 +34,7 @@ def checkpoint_header(cfg: Pipeline, branch: str, store, digest: str) -> dict:
     the model's arguments saved, the model rebuilt from them; mmfc/run_folder.py).
 
     `store`: the crop store it was trained on (mmfc.crops.store); `digest`: the training digest
-    that stage 2's resume compares (mmfc.branches.training_digest)."""
+    that stage 2's resume compares (the pipeline digest of mmfc.branches.training_settings)."""
     return {
         "format": FORMAT,
         "modality": branch,
@@ -190,11 +191,6 @@ def _non_finite_tensors(value, where: str = "") -> list[str]:
     if isinstance(value, (list, tuple)):
         return [bad for i, item in enumerate(value) for bad in _non_finite_tensors(item, f"{where}[{i}]")]
     return []
-
-
-def sha256_of(path: str | Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def file_digest(path: str | Path) -> str:

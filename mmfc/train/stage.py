@@ -7,7 +7,6 @@ Only the "train" split is learnt from and only "val" selects the best epoch; "te
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import time
@@ -19,13 +18,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mmfc import atomic, lock
-from mmfc.branches import Branch, check_store_feeds, get_branch, training_digest
-from mmfc.config import Pipeline, save_pipeline
+from mmfc import atomic
+from mmfc.branches import Branch, check_store_feeds, get_branch, training_settings
+from mmfc.config import Pipeline
 from mmfc.cores import CorePlan, apply_threads, loader_worker_init, plan_cores
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.models import build_ccl
+from mmfc.stage_frame import Stage, StageRun, run_stage
 from mmfc.train.checkpoint import (
     capture_rng,
     checkpoint_header,
@@ -52,18 +52,20 @@ from mmfc.train.schedule import build_optimizer, make_scheduler
 console = Console(stderr=True)
 
 
+def train_stage(cfg: Pipeline, branch: Branch) -> Stage:
+    """Each branch has its own folder and lock, so both can train at once (make -j2 train)."""
+    return Stage(f"train-{branch.name}", f"mmfc stage train --modality {branch.name}", lock=f"train-{branch.name}",
+                 settings=training_settings(branch), outputs=(cfg.paths.train(branch.name),))
+
+
 def run_train(cfg: Pipeline, modality: str, resume: bool = False) -> None:
     """Train one branch (mmfc.branches: "rgb" or "skel"); under torchrun every process calls this."""
     branch = get_branch(modality)
     env = setup_distributed()
     try:
-        # Rank 0 writes the folder, so it alone holds its lock (each branch has its own folder).
-        held = lock.hold(cfg.paths.lock(f"train-{branch.name}"), f"mmfc stage train --modality {branch.name}",
-                         console=console) if env.is_main else contextlib.nullcontext()
-        with held:
-            if env.is_main:
-                save_pipeline(cfg)
-            _train(cfg, branch, resume, env)
+        # Rank 0 writes the folder: it alone goes through the frame (lock, leftovers, manifest).
+        with run_stage(cfg, train_stage(cfg, branch), console, main=env.is_main) as run:
+            _train(cfg, branch, resume, env, run)
     finally:
         teardown_distributed(env)
 
@@ -72,16 +74,31 @@ def split_indices(store, split: str) -> list[int]:
     return [i for i, row in enumerate(store.index) if row["split"] == split]
 
 
-def _train(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
-    tcfg = branch.section(cfg).train
+def _train(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv, run: StageRun) -> None:
     out = cfg.paths.train(branch.name)
-    if env.is_main:
-        atomic.remove_leftovers(out)  # what a killed run left half-written: checkpoints, metrics
-    digest = training_digest(cfg, branch)
-    if resume and _finished(out, digest):
+    # Whether it is finished is the manifest's to say: the training settings alone, as a resumed
+    # run continues last.pt by them (the crop store is named by the data and crop settings).
+    if resume and run.is_current(out) and all((out / name).is_file() for name in ("best.pt", "done.json")):
         if env.is_main:
             console.print(f"{out}: training already finished with this configuration; nothing to do", markup=False)
+            run.summary = _summary(out)
         return
+    with run.producing(out):
+        _fit(cfg, branch, resume, env)
+    if env.is_main:
+        run.summary = _summary(out)
+
+
+def _summary(out: Path) -> str:
+    done = json.loads((out / "done.json").read_text())
+    return (f"best val top-1 {100 * done['best_val_top1']:.1f}% at epoch {done['best_epoch']} of {done['epochs']} "
+            f"({out / 'best.pt'})")
+
+
+def _fit(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
+    tcfg = branch.section(cfg).train
+    out = cfg.paths.train(branch.name)
+    digest = cfg.digest(*training_settings(branch))
 
     store = open_crops(cfg.paths.crops)
     check_store_feeds(branch, store)
@@ -146,7 +163,6 @@ def _train(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
     if env.is_main:
         atomic.write_text(out / "done.json", json.dumps({
             "epochs": tcfg.epochs, "best_epoch": best["epoch"], "best_val_top1": best["val_top1"],
-            "config_digest": digest,
         }, indent=2))
 
 
@@ -198,14 +214,6 @@ def _print_epoch(modality: str, row: dict) -> None:
         f"val top1 {row['val_top1']:.3f} val loss {row['val_loss']:.4f} ({row['seconds']:.1f}s)",
         highlight=False,
     )
-
-
-def _finished(out: Path, digest: str) -> bool:
-    try:
-        done = json.loads((out / "done.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False
-    return done.get("config_digest") == digest and (out / "best.pt").is_file()
 
 
 def _start_state(out: Path, digest: str, resume: bool, env: DistEnv) -> dict | None:
