@@ -4,7 +4,7 @@ fitted fusion, read through each stage's file reader.
     run = open_run(Path("runs/synth"))                 # <workdir>/pipeline.json, saved by the stages
     run = open_run(Path("runs/synth"), Path("pipelines/synth.toml"))  # a run made before that
     run.models["rgb"](clips)                           # eval mode, on run.device
-    run.fusion.log_probabilities(rgb_logits, skel_logits)
+    run.fusion.log_probabilities({"rgb": rgb_logits, "skel": skel_logits})
 
 Every checkpoint is checked against the pipeline: its configuration digest (the data, crops and
 branch sections stage 2 trained with) must be the pipeline's, so a pipeline file that is not the
