@@ -69,7 +69,9 @@ RULES: dict[str, Callable[[dict], FusionRule]] = {
     FixedRatio.kind: lambda p: FixedRatio(_by_branch(p["weights"]), _number(p["scale"])),
     LogitSum.kind: lambda p: LogitSum(_by_branch(p["weights"]), _number(p["scale"])),
     GlobalFusion.kind: lambda p: GlobalFusion(_by_branch(p["weights"]), _number(p["scale"])),
-    AdaptiveFusion.kind: lambda p: AdaptiveFusion(_number(p["gain"]), _by_branch(p["bias"]), _number(p["scale"]), _number(p["l2"])),
+    AdaptiveFusion.kind: lambda p: AdaptiveFusion(
+        _number(p["gain"]), _by_branch(p["bias"]), _number(p["scale"]), _number(p["l2"])
+    ),
     PerClassFusion.kind: lambda p: PerClassFusion(
         {str(b): _array(a) for b, a in p["class_weights"].items()}, _array(p["bias"]), _number(p["l2"])
     ),

@@ -19,6 +19,7 @@ mmfc/fusion/selection.py.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import ClassVar
@@ -185,57 +186,53 @@ def best_fixed_ratio(
 
 
 @dataclass
-class FixedRatio:
-    """PYSKL's fixed ratio of the branches' raw probabilities."""
+class FixedWeights(ABC):
+    """Fixed weights on the branches' raw scores, as the anchors use them: only the output scale
+    is fitted, and it changes no prediction. Each recipe says how it combines the raw scores."""
 
-    kind: ClassVar[str] = "fixed_ratio"
     weights: dict[str, float]
-    scale: float = 1.0  # fitted; the ratio, and so every prediction, is not
+    scale: float = 1.0
 
     @property
     def branches(self) -> tuple[str, ...]:
         return tuple(self.weights)
 
-    def fitted(self, x: Calibrated, labels: np.ndarray) -> FixedRatio:
-        return replace(self, scale=fit_scale(mix_probabilities(x.raw, self.weights), labels))
+    @abstractmethod
+    def combined(self, raw: Logits) -> np.ndarray: ...
+
+    def fitted(self, x: Calibrated, labels: np.ndarray) -> FixedWeights:
+        return replace(self, scale=fit_scale(self.combined(x.raw), labels))
 
     def scores(self, x: Calibrated) -> np.ndarray:
-        return self.scale * mix_probabilities(x.raw, self.weights)
+        return self.scale * self.combined(x.raw)
+
+    def params(self) -> dict:
+        return {"weights": dict(self.weights), "scale": self.scale}
+
+
+class FixedRatio(FixedWeights):
+    """PYSKL's fixed ratio of the branches' raw probabilities."""
+
+    kind: ClassVar[str] = "fixed_ratio"
+
+    def combined(self, raw: Logits) -> np.ndarray:
+        return mix_probabilities(raw, self.weights)
 
     def terms(self, x: Calibrated) -> None:
         """None: a mixture of probabilities is no sum of one term per branch."""
         return None
 
-    def params(self) -> dict:
-        return {"weights": dict(self.weights), "scale": self.scale}
 
-
-@dataclass
-class LogitSum:
+class LogitSum(FixedWeights):
     """CTR-GCN's ensemble.py: a fixed weighted sum of the branches' raw logits."""
 
     kind: ClassVar[str] = "logit_sum"
-    weights: dict[str, float]
-    scale: float = 1.0  # fitted; the weights, and so every prediction, are not
 
-    @property
-    def branches(self) -> tuple[str, ...]:
-        return tuple(self.weights)
-
-    def fitted(self, x: Calibrated, labels: np.ndarray) -> LogitSum:
-        return replace(self, scale=fit_scale(self._sum(x), labels))
-
-    def _sum(self, x: Calibrated) -> np.ndarray:
-        return sum(w * x.raw[b] for b, w in self.weights.items())
-
-    def scores(self, x: Calibrated) -> np.ndarray:
-        return self.scale * self._sum(x)
+    def combined(self, raw: Logits) -> np.ndarray:
+        return sum(w * raw[b] for b, w in self.weights.items())
 
     def terms(self, x: Calibrated) -> dict[str, np.ndarray]:
         return {b: self.scale * w * x.raw[b] for b, w in self.weights.items()}
-
-    def params(self) -> dict:
-        return {"weights": dict(self.weights), "scale": self.scale}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from mmfc.fusion.methods import (
     Calibrated,
     FittedFusion,
     FixedRatio,
+    FixedWeights,
     FusionRule,
     GlobalFusion,
     Logits,
@@ -87,14 +88,14 @@ def single_name(branch: str) -> str:
     return f"{branch}_alone"
 
 
-def fixed_recipes(branches: tuple[str, ...]) -> dict[str, FixedRatio | LogitSum]:
+def fixed_recipes(branches: tuple[str, ...]) -> dict[str, FixedWeights]:
     """The anchors' fixed recipes for these branches, by candidate name: PYSKL's equal ratio of
     raw probabilities (pyskl_1_1, pyskl_1_1_1, ...), its 2:1 and 1:2 where there are exactly two
     branches (the first's weight first), CTR-GCN's sum of raw logits ("ctrgcn") where its four
     streams are among them (its weights on those, none on the rest). None for one branch."""
     if len(branches) < 2:
         return {}
-    recipes: dict[str, FixedRatio | LogitSum] = {
+    recipes: dict[str, FixedWeights] = {
         "pyskl_" + "_".join("1" * len(branches)): FixedRatio(dict.fromkeys(branches, 1))
     }
     if len(branches) == 2:
@@ -387,15 +388,15 @@ def select_fusion(logits: Logits, labels: np.ndarray, folds: Folds, grid: int, m
 
     def candidate(fit: RuleFitter, score: CVScore, **choice) -> Candidate:
         rule = fit(everything)
-        return Candidate(FittedFusion(temperatures, rule), score, shares=branch_shares(rule, everything.x, labels), **choice)
+        shares = branch_shares(rule, everything.x, labels)
+        return Candidate(FittedFusion(temperatures, rule), score, shares=shares, **choice)
 
     def without_choice(fit: RuleFitter) -> Candidate:
         return candidate(fit, cv.score(fit))
 
     found = {single_name(b): without_choice(lambda _rows, b=b: SingleBranch(b)) for b in branches}
-    found.update(
-        {name: without_choice(lambda rows, r=recipe: r.fitted(rows.x, rows.labels)) for name, recipe in fixed_recipes(branches).items()}
-    )
+    for name, recipe in fixed_recipes(branches).items():
+        found[name] = without_choice(lambda rows, r=recipe: r.fitted(rows.x, rows.labels))
     if len(branches) == 1:
         reason = f"One branch, `{branches[0]}`: the fusion is that branch, temperature-scaled; there is nothing to fuse."
         return Selection(branches, found, single_name(branches[0]), reason)
