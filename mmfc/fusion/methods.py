@@ -131,12 +131,6 @@ def _minimise(params: list[torch.Tensor], objective) -> None:
     optimiser.step(closure)
 
 
-def _true_class_margins(terms: Logits, labels: np.ndarray) -> dict[str, float]:
-    """Each term's mean margin of the true class over the mean of all classes, [N, K] -> float."""
-    rows = np.arange(len(labels))
-    return {b: float((t[rows, labels] - t.mean(axis=1)).mean()) for b, t in terms.items()}
-
-
 # ---------------------------------------------------------------------------------------------
 # One branch alone, calibrated: the candidate that says fusion does not help
 
@@ -497,7 +491,9 @@ def branch_shares(rule: FusionRule, x: Calibrated, labels: np.ndarray) -> dict[s
     terms = rule.terms(x)
     if terms is None:
         return None
-    margins = _true_class_margins(terms, np.asarray(labels, dtype=np.int64))
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = np.arange(labels.size)
+    margins = {b: float((t[rows, labels] - t.mean(axis=1)).mean()) for b, t in terms.items()}
     total = sum(margins.values())
     return {b: m / total for b, m in margins.items()} if total > 0 else None
 
