@@ -16,9 +16,16 @@ samples; each modality better on some classes, a third of the skeletons degraded
 fit and cross-validate every candidate, their test top-1, and writing and reading a score file
 of every sample (56,578 rows).
 
+Part 3, five simulated branches at NTU120 scale (RGB and CTR-GCN's four skeleton streams, which
+see one skeleton and so share most of their errors; 120 classes, 3,000 validation clips of 30
+performers, 6,000 test clips): the time to fit and cross-validate every candidate, the global
+weights' search alone, and each candidate's CV NLL, test top-1, global weights and each
+branch's share of the fused evidence (methods.branch_shares).
+
     .venv/bin/python bench/bench_fusion.py                      # runs/synth, a few minutes on 2 cores
     .venv/bin/python bench/bench_fusion.py /work/main/runs/synth --seeds 5
     .venv/bin/python bench/bench_fusion.py --skip-simulated
+    .venv/bin/python bench/bench_fusion.py --branches                   # part 3 alone
     .venv/bin/python bench/bench_fusion.py --skip-simulated \
         --rgb runs/synth/ablation/crop/scores/rgb.parquet --skel runs/synth/ablation/skel_noccl/scores/skel.parquet
 """
@@ -35,12 +42,23 @@ import torch
 
 from mmfc.config import FusionConfig
 from mmfc.fusion.methods import best_fixed_ratio
-from mmfc.fusion.selection import CANDIDATES, FIXED_RATIOS, make_folds, sample_groups, select_fusion
+from mmfc.fusion.methods import GlobalFusion, Temperatures, fit_weights
+from mmfc.fusion.selection import (
+    CANDIDATES,
+    PIPELINE_BRANCHES,
+    SHRINKAGE_GRID,
+    CrossValidation,
+    fixed_recipes,
+    make_folds,
+    sample_groups,
+    select_fusion,
+)
 from mmfc.metrics import topk_accuracy
 from mmfc.scores.format import ScoreTable, read_scores, write_scores
 from mmfc.stats import compare_paired
 
 SINGLES = ("rgb_alone", "skel_alone")
+FIXED_RATIOS = tuple(fixed_recipes(PIPELINE_BRANCHES))
 
 
 def stratified_subset(rng: np.random.Generator, labels: np.ndarray, size: int) -> np.ndarray:
@@ -63,9 +81,11 @@ def fit_and_score(val_rgb: ScoreTable, val_skel: ScoreTable, test_rgb: ScoreTabl
     then allows no fixed ratio)."""
     groups, grouped_by = sample_groups(val_rgb, "the validation rows")
     folds = make_folds(val_rgb.labels, groups, grouped_by, fusion.cv_folds, seed)
-    selection = select_fusion(val_rgb.logits, val_skel.logits, val_rgb.labels, folds, fusion.grid, fusion.metric)
+    val = {"rgb": val_rgb.logits, "skel": val_skel.logits}
+    selection = select_fusion(val, val_rgb.labels, folds, fusion.grid, fusion.metric)
+    test = {"rgb": test_rgb.logits, "skel": test_skel.logits}
     correct = {
-        name: c.fitted.apply(test_rgb.logits, test_skel.logits).argmax(axis=1) == test_rgb.labels
+        name: c.fitted.apply(test).argmax(axis=1) == test_rgb.labels
         for name, c in selection.candidates.items()
     }
     correct["auto"] = correct[selection.auto_pick]
@@ -168,14 +188,14 @@ def simulated_scores(args) -> None:
     fusion = FusionConfig()
     start = time.perf_counter()
     folds = make_folds(val[2], None, None, fusion.cv_folds, fusion.cv_seed)
-    selection = select_fusion(*val, folds, fusion.grid, fusion.metric)
+    selection = select_fusion({"rgb": val[0], "skel": val[1]}, val[2], folds, fusion.grid, fusion.metric)
     seconds = time.perf_counter() - start
     print(f"part 2: simulated, {k} classes, {n_val} val / {n_test} test samples, torch threads {args.threads}")
     print(f"fit and cross-validate every candidate ({fusion.cv_folds} folds): {seconds:.1f} s; auto picked "
           f"{selection.auto_pick}")
     print(f"{'candidate':<12} {'CV NLL':>8} {'test top-1':>10} {'chosen':>8}")
     for name, c in selection.candidates.items():
-        top1 = 100 * topk_accuracy(c.fitted.apply(rgb, skel), labels, 1)
+        top1 = 100 * topk_accuracy(c.fitted.apply({"rgb": rgb, "skel": skel}), labels, 1)
         chosen = "" if c.chosen is None else f"{c.chosen:g}"
         print(f"{name:<12} {c.cv.nll:>8.4f} {top1:>10.2f} {chosen:>8}")
 
@@ -202,6 +222,54 @@ def simulated_scores(args) -> None:
     print(f"score file, {n_all} rows x {k} classes: write {written:.2f} s, read {read:.2f} s, {size:.1f} MiB")
 
 
+# Each skeleton stream's share of the one skeleton signal it sees (the rest is its own noise).
+STREAMS = {"joint": 1.0, "bone": 0.95, "joint_motion": 0.75, "bone_motion": 0.7}
+
+
+def simulate_branches(rng, n: int, k: int, class_snr_rgb: np.ndarray, class_snr_skel: np.ndarray):
+    """RGB and four skeleton streams: each stream is one shared skeleton signal, scaled, plus
+    noise of its own, so the streams err together as CTR-GCN's do."""
+    labels = rng.integers(0, k, n)
+    onehot = np.eye(k)[labels]
+    logits = {"rgb": class_snr_rgb[labels, None] * onehot + rng.normal(size=(n, k))}
+    skeleton = class_snr_skel[labels, None] * onehot + 0.7 * rng.normal(size=(n, k))
+    for name, strength in STREAMS.items():
+        logits[name] = 3 * (strength * skeleton + 0.7 * rng.normal(size=(n, k)))
+    return {b: z.astype(np.float32) for b, z in logits.items()}, labels
+
+
+def simulated_branches(args) -> None:
+    rng = np.random.default_rng(0)
+    k, n_val, n_test, performers = 120, 3000, 6000, 30
+    class_snr_rgb, class_snr_skel = rng.uniform(1.0, 3.0, k), rng.uniform(1.0, 3.0, k)
+    val, val_labels = simulate_branches(rng, n_val, k, class_snr_rgb, class_snr_skel)
+    test, test_labels = simulate_branches(rng, n_test, k, class_snr_rgb, class_snr_skel)
+    fusion = FusionConfig()
+    folds = make_folds(val_labels, [f"P{i % performers:03d}" for i in range(n_val)], "performer", fusion.cv_folds, 0)
+    start = time.perf_counter()
+    cv = CrossValidation(val, val_labels, folds)
+    for l2 in SHRINKAGE_GRID:
+        cv.score(lambda rows, l2=l2: GlobalFusion.fit(rows.x, rows.labels, fit_weights(rows.x.logp, rows.labels, l2)))
+    x = Temperatures.fit(val, val_labels).calibrate(val)
+    fit_weights(x.logp, val_labels, SHRINKAGE_GRID[-1])
+    weights_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    selection = select_fusion(val, val_labels, folds, fusion.grid, fusion.metric)
+    seconds = time.perf_counter() - start
+    print(f"part 3: simulated, {len(val)} branches ({', '.join(val)}), {k} classes, {n_val} val clips of "
+          f"{performers} performers / {n_test} test, torch threads {args.threads}")
+    print(f"the global weights' search ({len(SHRINKAGE_GRID)} shrinkages x {folds.count} folds, temperatures "
+          f"included): {weights_seconds:.1f} s; every candidate: {seconds:.1f} s; auto picked {selection.auto_pick}")
+    print(f"{'candidate':<19} {'CV NLL':>8} {'test top-1':>10} {'chosen':>7}  each branch's share of the evidence")
+    for name, c in selection.candidates.items():
+        top1 = 100 * topk_accuracy(c.fitted.apply(test), test_labels, 1)
+        chosen = "" if c.chosen is None else f"{c.chosen:g}"
+        shares = " ".join(f"{b} {v:.2f}" for b, v in (c.shares or {}).items())
+        print(f"{name:<19} {c.cv.nll:>8.4f} {top1:>10.2f} {chosen:>7}  {shares}")
+    weights = selection.candidates["global"].fitted.rule.weights
+    print("global weights: " + " ".join(f"{b} {w:.3f}" for b, w in weights.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", nargs="?", default="runs/synth", help="a run folder with scores/{rgb,skel}.parquet")
@@ -210,12 +278,17 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[24, 48, 96])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--skip-simulated", action="store_true")
+    parser.add_argument("--skip-simulated", action="store_true", help="skip parts 2 and 3")
+    parser.add_argument("--branches", action="store_true", help="part 3 alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.branches:
+        simulated_branches(args)
+        return
     real_scores(args)
     if not args.skip_simulated:
         simulated_scores(args)
+        simulated_branches(args)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ checkpoints alone, and the fitted fusion, read through each stage's file reader.
     run = open_run(Path("runs/synth"))
     run = open_run(Path("runs/synth"), overrides=["poses.models_dir=/opt/blazepose"])
     run.models["rgb"](clips)                           # logits; eval mode, on run.device
-    run.fusion.log_probabilities(rgb_logits, skel_logits)
+    run.fusion.log_probabilities({"rgb": rgb_logits, "skel": skel_logits})
 
 Each checkpoint carries the settings its network and that network's input were made with
 (mmfc.train.checkpoint.checkpoint_header), so the run's pipeline is rebuilt from the two

@@ -26,8 +26,9 @@ from mmfc.fusion.methods import (
     FittedFusion,
     FixedRatio,
     GlobalFusion,
+    LogitSum,
     PerClassFusion,
-    SingleModality,
+    SingleBranch,
     Temperatures,
 )
 from mmfc.scores.format import read_scores
@@ -48,30 +49,39 @@ TINY = ["rgb.model.depth=18", "rgb.model.base_width=8", "rgb.model.input_size=32
 # The fusion recipe
 
 
-def _rules(k: int, rng) -> dict[str, FittedFusion]:
-    temperatures = Temperatures(1.7, 0.6)
-    return {
-        "rgb_alone": FittedFusion(temperatures, SingleModality("rgb")),
-        "skel_alone": FittedFusion(temperatures, SingleModality("skel")),
-        "pyskl_2_1": FittedFusion(temperatures, FixedRatio(2, 1, 1.3)),
-        "global": FittedFusion(temperatures, GlobalFusion(0.35, 1.8)),
-        "adaptive": FittedFusion(temperatures, AdaptiveFusion(2.5, -0.4, 1.2, 30.0)),
-        "per_class": FittedFusion(
-            temperatures, PerClassFusion(rng.uniform(0, 2, k), rng.uniform(0, 2, k), rng.normal(size=k), 10.0)
-        ),
+def _rules(branches: tuple[str, ...], k: int, rng) -> dict[str, FittedFusion]:
+    temperatures = Temperatures({b: float(t) for b, t in zip(branches, rng.uniform(0.5, 2, len(branches)))})
+    weights = dict(zip(branches, rng.dirichlet(np.ones(len(branches))).tolist()))
+    rules = {
+        "rgb_alone": SingleBranch("rgb"),
+        f"{branches[-1]}_alone": SingleBranch(branches[-1]),
+        "pyskl_2_1": FixedRatio(dict(zip(branches, rng.integers(1, 3, len(branches)).tolist())), 1.3),
+        "global": GlobalFusion(weights, 1.8),
+        "adaptive": AdaptiveFusion(2.5, dict(zip(branches, rng.normal(size=len(branches)).tolist())), 1.2, 30.0),
+        "per_class": PerClassFusion({b: rng.uniform(0, 2, k) for b in branches}, rng.normal(size=k), 10.0),
     }
+    if "joint" in branches:
+        rules["ctrgcn"] = LogitSum({"joint": 0.6, "bone": 0.6, "joint_motion": 0.4, "bone_motion": 0.4}, 0.7)
+    return {name: FittedFusion(temperatures, rule) for name, rule in rules.items()}
 
 
-def test_the_recipe_applied_with_numpy_is_mmfcs_fusion_for_every_rule():
+@pytest.mark.parametrize("branches", [("rgb", "skel"), ("rgb", "joint", "bone", "joint_motion", "bone_motion")])
+def test_the_recipe_applied_with_numpy_is_mmfcs_fusion_for_every_rule(branches):
     rng = np.random.default_rng(0)
-    rgb, skel = 3 * rng.normal(size=(50, 7)), 5 * rng.normal(size=(50, 7))
-    # One class almost impossible in both: the fixed ratio's probability floor.
-    rgb[0, 0] = skel[0, 0] = -800.0
-    for method, fitted in _rules(7, rng).items():
+    logits = {b: rng.uniform(2, 5) * rng.normal(size=(50, 7)) for b in branches}
+    # One class almost impossible in every branch: the fixed ratio's probability floor.
+    for z in logits.values():
+        z[0, 0] = -800.0
+    for method, fitted in _rules(branches, 7, rng).items():
         recipe = json.loads(json.dumps(fusion_recipe(method, fitted)))  # plain JSON, as a consumer reads it
         assert recipe["method"] == method and recipe["formula"][-1].startswith("s = ")
-        fused = packaged_apply_fusion.apply_fusion(recipe, rgb, skel)
-        np.testing.assert_allclose(fused, fitted.apply(rgb, skel), rtol=1e-12, atol=1e-12, err_msg=method)
+        assert recipe["branches"] == list(fitted.branches)
+        # The consumer gives only the branches the recipe names.
+        fused = packaged_apply_fusion.apply_fusion(recipe, {b: logits[b] for b in recipe["branches"]})
+        np.testing.assert_allclose(fused, fitted.apply(logits), rtol=1e-12, atol=1e-12, err_msg=method)
+    recipe = fusion_recipe("global", _rules(branches, 7, rng)["global"])
+    with pytest.raises(ValueError, match="missing: rgb"):
+        packaged_apply_fusion.apply_fusion(recipe, {b: z for b, z in logits.items() if b != "rgb"})
 
 
 def test_apply_fusion_needs_nothing_but_numpy():
@@ -181,8 +191,8 @@ def test_export_of_a_trained_run_matches_pytorch_and_mmfcs_fusion(tiny_run, tmp_
         onnx_out[name] = onnx_logits(out / entry["file"], entry["input"]["name"], inputs)
         torch_out[name] = torch_logits(run.models[name], inputs)
         assert np.abs(onnx_out[name] - torch_out[name]).max() < parity_bound(torch_out[name], 0.0), name
-    fused = consumer.apply_fusion(manifest["fusion"], onnx_out["rgb"], onnx_out["skel"])
-    ours = run.fusion.apply(torch_out["rgb"], torch_out["skel"])
+    fused = consumer.apply_fusion(manifest["fusion"], onnx_out)
+    ours = run.fusion.apply(torch_out)
     assert np.abs(fused - ours).max() < parity_bound(ours, 0.0)
     # ... and so reproduces what stage 4 wrote for these samples (log-probabilities, float32).
     stored = read_scores(tiny_run / "fusion" / "fused.parquet").aligned_to([row["id"] for row in store.index])

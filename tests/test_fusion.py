@@ -7,21 +7,23 @@ import torch
 
 from mmfc.config import Pipeline
 from mmfc.errors import DataError
+from mmfc.fusion.files import fitted_from_params
 from mmfc.fusion.methods import (
     GlobalFusion,
     Temperatures,
     fit_adaptive,
     fit_per_class,
     fit_scale,
+    fit_weights,
     fuse_adaptive,
     mix_probabilities,
 )
 from mmfc.fusion.selection import (
-    BASELINES,
     CANDIDATES,
     Candidate,
     CVScore,
     best_index,
+    candidate_names,
     choose_auto,
     make_folds,
     near_tie,
@@ -51,7 +53,7 @@ def _gaussian_streams(rng, n, k, snr_rgb=2.0, snr_skel=1.0):
 
 def _select(rgb, skel, labels, grid=51, metric="top1", groups=None):
     folds = make_folds(labels, groups, "performer" if groups else None, 5, 0)
-    return select_fusion(rgb, skel, labels, folds, grid, metric)
+    return select_fusion({"rgb": rgb, "skel": skel}, labels, folds, grid, metric)
 
 
 def test_output_scale_recovers_known_temperature():
@@ -81,10 +83,10 @@ def test_global_fusion_recovers_the_bayes_weight_of_gaussian_streams():
     # temperatures 1/snr; in raw logits that is the Bayes ratio snr_rgb : snr_skel = 2 : 1.
     rng = np.random.default_rng(3)
     rgb, skel, labels = _gaussian_streams(rng, 20000, 10)
-    temperatures = Temperatures.fit(rgb, skel, labels)
-    assert temperatures.rgb == pytest.approx(0.5, rel=0.05)
-    assert temperatures.skel == pytest.approx(1.0, rel=0.05)
-    fitted = GlobalFusion.fit(temperatures.calibrate(rgb, skel), labels, 0.5)
+    temperatures = Temperatures.fit({"rgb": rgb, "skel": skel}, labels)
+    assert temperatures.values["rgb"] == pytest.approx(0.5, rel=0.05)
+    assert temperatures.values["skel"] == pytest.approx(1.0, rel=0.05)
+    fitted = GlobalFusion.fit(temperatures.calibrate({"rgb": rgb, "skel": skel}), labels, {"rgb": 0.5, "skel": 0.5})
     # The sum of two calibrated log-probabilities: weight 1/2 each at scale 2.
     assert fitted.scale == pytest.approx(2.0, rel=0.05)
 
@@ -97,8 +99,8 @@ def test_cross_validation_picks_a_known_weight():
     rgb, skel = 3 * rng.normal(size=(1200, 6)), 2 * rng.normal(size=(1200, 6))
     labels = _sample_labels(rng, 0.3 * log_softmax(rgb) + 0.7 * log_softmax(skel))
     selection = _select(rgb, skel, labels, grid=51)
-    t = selection.candidates["global"].fitted.temperatures
-    assert selection.candidates["global"].chosen == pytest.approx(0.3 * t.rgb / (0.3 * t.rgb + 0.7 * t.skel), abs=0.04)
+    t = selection.candidates["global"].fitted.temperatures.values
+    assert selection.candidates["global"].chosen == pytest.approx(0.3 * t["rgb"] / (0.3 * t["rgb"] + 0.7 * t["skel"]), abs=0.04)
     # Every value of the grid was cross-validated, and the chosen one has the lowest NLL or
     # is within noise of it.
     choices = selection.candidates["global"].choices
@@ -116,7 +118,8 @@ def test_per_class_is_the_global_weight_with_two_samples_per_class():
     per_class, global_ = selection.candidates["per_class"], selection.candidates["global"]
     assert per_class.chosen == math.inf and "per_class is the global weight" in per_class.note
     new_rgb, new_skel = rng.normal(size=(50, k)), rng.normal(size=(50, k))
-    np.testing.assert_allclose(per_class.fitted.apply(new_rgb, new_skel), global_.fitted.apply(new_rgb, new_skel))
+    new = {"rgb": new_rgb, "skel": new_skel}
+    np.testing.assert_allclose(per_class.fitted.apply(new), global_.fitted.apply(new))
     assert per_class.cv.nll == pytest.approx(global_.cv.nll)
 
 
@@ -143,7 +146,7 @@ def test_auto_falls_back_to_the_fixed_ratio_that_made_the_labels():
     rng = np.random.default_rng(16)
     n, k = 600, 8
     rgb, skel = 4 * rng.normal(size=(n, k)), 4 * rng.normal(size=(n, k))
-    labels = _sample_labels(rng, mix_probabilities(rgb, skel, 1, 2))
+    labels = _sample_labels(rng, mix_probabilities({"rgb": rgb, "skel": skel}, {"rgb": 1, "skel": 2}))
     selection = _select(rgb, skel, labels)
     assert selection.auto_pick == "pyskl_1_2"
     assert "best of the single modalities and fixed ratios" in selection.auto_reason
@@ -157,7 +160,7 @@ def test_auto_is_never_worse_in_cv_nll_than_any_baseline():
         selection = _select(rgb, skel, labels, grid=21)
         assert list(selection.candidates) == list(CANDIDATES)
         picked = selection.candidates[selection.auto_pick].cv.nll
-        assert picked <= min(selection.candidates[b].cv.nll for b in BASELINES)
+        assert picked <= min(selection.candidates[b].cv.nll for b in selection.baselines)
 
 
 def test_auto_keeps_the_single_modality_when_the_other_is_noise():
@@ -168,7 +171,7 @@ def test_auto_keeps_the_single_modality_when_the_other_is_noise():
     picked = selection.candidates[selection.auto_pick]
     assert picked.cv.nll <= selection.candidates["rgb_alone"].cv.nll
     # Calibrated, the noise is almost uniform: whatever its weight, the predictions are RGB's.
-    assert np.mean(picked.fitted.apply(rgb, skel).argmax(axis=1) == rgb.argmax(axis=1)) > 0.95
+    assert np.mean(picked.fitted.apply({"rgb": rgb, "skel": skel}).argmax(axis=1) == rgb.argmax(axis=1)) > 0.95
 
 
 def _cv_score(losses, correct, labels=None):
@@ -224,11 +227,11 @@ def test_auto_keeps_both_modalities_when_the_data_cannot_tell_fusion_from_one():
     cv["skel_alone"] = _cv_score(losses, correct)  # the best baseline
     cv["global"] = _cv_score(losses - 0.002, correct)  # a hair lower: a near-tie
     candidates = {name: Candidate(fitted=None, cv=score) for name, score in cv.items()}
-    pick, reason = choose_auto(candidates, "top1")
+    pick, reason = choose_auto(candidates, "top1", ("rgb", "skel"))
     assert pick == "global"
     assert "within noise too, so the simpler candidate was taken" not in reason  # global is the lowest NLL
     cv["global"] = _cv_score(losses + 0.002, correct)  # now above skel_alone: not eligible
-    pick, reason = choose_auto({n: Candidate(fitted=None, cv=s) for n, s in cv.items()}, "top1")
+    pick, reason = choose_auto({n: Candidate(fitted=None, cv=s) for n, s in cv.items()}, "top1", ("rgb", "skel"))
     assert pick == "skel_alone" and "hence not eligible" in reason
 
 
@@ -237,7 +240,7 @@ def test_cross_validated_choices_are_never_above_the_best_baseline_when_they_nee
         rng = np.random.default_rng(200 + seed)
         rgb, skel, labels = _gaussian_streams(rng, 40, 5, rng.uniform(0, 2), rng.uniform(0, 2))
         selection = _select(rgb, skel, labels, grid=21)
-        bar = min(selection.candidates[b].cv.nll for b in BASELINES)
+        bar = min(selection.candidates[b].cv.nll for b in selection.baselines)
         for name in ("global", "adaptive"):
             candidate = selection.candidates[name]
             if min(c.cv.nll for c in candidate.choices) <= bar:
@@ -275,7 +278,8 @@ def test_fold_groups_come_from_the_score_file():
 def test_adaptive_with_zero_parameters_is_plain_averaging():
     rng = np.random.default_rng(4)
     logp_rgb, logp_skel = log_softmax(rng.normal(size=(50, 7))), log_softmax(rng.normal(size=(50, 7)))
-    np.testing.assert_allclose(fuse_adaptive(logp_rgb, logp_skel, 0.0, 0.0), (logp_rgb + logp_skel) / 2)
+    logp = {"rgb": logp_rgb, "skel": logp_skel}
+    np.testing.assert_allclose(fuse_adaptive(logp, 0.0, {"rgb": 0.0, "skel": 0.0}), (logp_rgb + logp_skel) / 2)
 
 
 def test_adaptive_fit_recovers_known_gain_and_offset():
@@ -284,28 +288,162 @@ def test_adaptive_fit_recovers_known_gain_and_offset():
     # Rows of varied sharpness so the confidence gap spreads out.
     logp_rgb = log_softmax(rng.normal(size=(n, k)) * rng.uniform(0.2, 3, (n, 1)))
     logp_skel = log_softmax(rng.normal(size=(n, k)) * rng.uniform(0.2, 3, (n, 1)))
-    labels = _sample_labels(rng, fuse_adaptive(logp_rgb, logp_skel, 3.0, 0.4))
-    g, d, scale = fit_adaptive(logp_rgb, logp_skel, labels, GlobalFusion(0.5, 1.0), l2=0.0)
+    logp = {"rgb": logp_rgb, "skel": logp_skel}
+    labels = _sample_labels(rng, fuse_adaptive(logp, 3.0, {"rgb": 0.4, "skel": 0.0}))
+    g, bias, scale = fit_adaptive(logp, labels, GlobalFusion({"rgb": 0.5, "skel": 0.5}, 1.0), l2=0.0)
     assert g == pytest.approx(3.0, abs=0.4)
-    assert d == pytest.approx(0.4, abs=0.1)
+    assert bias["rgb"] - bias["skel"] == pytest.approx(0.4, abs=0.1)
     assert scale == pytest.approx(1.0, abs=0.05)
     # Infinite shrinkage is the constant global weight.
-    g, d, scale = fit_adaptive(logp_rgb, logp_skel, labels, GlobalFusion(0.25, 1.7), l2=math.inf)
-    assert g == 0 and d == pytest.approx(math.log(0.25 / 0.75)) and scale == 1.7
+    g, bias, scale = fit_adaptive(logp, labels, GlobalFusion({"rgb": 0.25, "skel": 0.75}, 1.7), l2=math.inf)
+    assert g == 0 and bias["rgb"] - bias["skel"] == pytest.approx(math.log(0.25 / 0.75)) and scale == 1.7
 
 
 def test_per_class_shrinks_to_global_weight_under_a_huge_penalty():
     rng = np.random.default_rng(6)
     logp_rgb, logp_skel = log_softmax(rng.normal(size=(500, 6)) * 2), log_softmax(rng.normal(size=(500, 6)) * 2)
     labels = rng.integers(0, 6, 500)
-    target = GlobalFusion(0.7, 2.0)
-    a, b, beta = fit_per_class(logp_rgb, logp_skel, labels, target, l2=1e9)
-    np.testing.assert_allclose(a, 1.4, atol=1e-4)
-    np.testing.assert_allclose(b, 0.6, atol=1e-4)
+    logp = {"rgb": logp_rgb, "skel": logp_skel}
+    target = GlobalFusion({"rgb": 0.7, "skel": 0.3}, 2.0)
+    class_weights, beta = fit_per_class(logp, labels, target, l2=1e9)
+    np.testing.assert_allclose(class_weights["rgb"], 1.4, atol=1e-4)
+    np.testing.assert_allclose(class_weights["skel"], 0.6, atol=1e-4)
     np.testing.assert_allclose(beta, 0.0, atol=1e-4)
     # With a weak penalty the class weights move to fit the (uninformative-for-rgb) data.
-    a_free, _, _ = fit_per_class(logp_rgb, logp_skel, labels, target, l2=1e-3)
-    assert np.abs(a_free - 1.4).max() > 0.05
+    free, _ = fit_per_class(logp, labels, target, l2=1e-3)
+    assert np.abs(free["rgb"] - 1.4).max() > 0.05
+
+
+# ---------------------------------------------------------------------------------------------
+# More than two branches
+
+
+STREAMS = ("joint", "bone", "joint_motion", "bone_motion")
+
+
+def _branches(rng, n, k, snrs: dict[str, float]):
+    """Independent Gaussian streams of the given signal-to-noise ratios, by branch name."""
+    labels = rng.integers(0, k, n)
+    onehot = np.eye(k)[labels]
+    return {b: snr * onehot + rng.normal(size=(n, k)) for b, snr in snrs.items()}, labels
+
+
+def _select_branches(logits, labels, groups=None):
+    folds = make_folds(labels, groups, "performer" if groups else None, 5, 0)
+    return select_fusion(logits, labels, folds, 21, "top1")
+
+
+def test_a_branch_of_pure_noise_carries_no_weight_in_effect():
+    rng = np.random.default_rng(40)
+    logits, labels = _branches(rng, 1500, 10, {"rgb": 2.0, "joint": 1.5})
+    logits["bone"] = 5 * rng.normal(size=logits["rgb"].shape)  # confident, and unrelated to the labels
+    selection = _select_branches(logits, labels)
+    for name in ("global", "adaptive", "per_class", selection.auto_pick):
+        shares = selection.candidates[name].shares
+        # Calibrated, the noise is flat: its share of the fused evidence is nil whatever its weight.
+        assert abs(shares["bone"]) < 0.01, name
+        assert shares["rgb"] > shares["joint"] > 0.2, name
+    fused = selection.candidates[selection.auto_pick].fitted.apply(logits)
+    without = _select_branches({b: logits[b] for b in ("rgb", "joint")}, labels)
+    alone = without.candidates[without.auto_pick].fitted.apply(logits)
+    assert np.mean(fused.argmax(axis=1) == alone.argmax(axis=1)) > 0.97
+    # The fusion beats the better branch alone, cross-validated.
+    assert selection.candidates[selection.auto_pick].cv.nll < selection.candidates["rgb_alone"].cv.nll - 0.1
+
+
+def test_two_identical_branches_split_the_weight():
+    rng = np.random.default_rng(41)
+    logits, labels = _branches(rng, 600, 8, {"rgb": 1.0, "joint": 2.0})
+    # Two branches: the global weight is 1/2 (the grid's values tie, and 1/2 is the simplest).
+    pair = _select_branches({"joint": logits["joint"], "bone": logits["joint"].copy()}, labels)
+    assert pair.candidates["global"].fitted.rule.weights == {"joint": 0.5, "bone": 0.5}
+    # Three: the copy and its original share one weight evenly at every shrinkage.
+    logits["bone"] = logits["joint"].copy()
+    selection = _select_branches(logits, labels)
+    for l2 in (math.inf, 10.0, 1.0):
+        weights = fit_weights(selection.candidates["global"].fitted.temperatures.calibrate(logits).logp, labels, l2)
+        assert weights["joint"] == pytest.approx(weights["bone"], abs=1e-6), l2
+    rule = selection.candidates["global"].fitted.rule
+    assert rule.weights["joint"] == pytest.approx(rule.weights["bone"], abs=1e-6)
+    shares = selection.candidates["global"].shares
+    assert shares["joint"] == pytest.approx(shares["bone"], abs=1e-6)
+
+
+def test_the_convex_fit_recovers_known_weights_of_three_branches():
+    # Labels drawn from softmax(sum_b w_b log_softmax(z_b)); after the fitted temperatures T_b the
+    # true weights are proportional to w_b T_b (see test_cross_validation_picks_a_known_weight).
+    rng = np.random.default_rng(42)
+    n, k = 6000, 6
+    logits = {"rgb": 3 * rng.normal(size=(n, k)), "joint": 2 * rng.normal(size=(n, k)), "bone": 2.5 * rng.normal(size=(n, k))}
+    truth = {"rgb": 0.2, "joint": 0.5, "bone": 0.3}
+    labels = _sample_labels(rng, sum(w * log_softmax(logits[b]) for b, w in truth.items()))
+    temperatures = Temperatures.fit(logits, labels)
+    weights = fit_weights(temperatures.calibrate(logits).logp, labels, 0.0)
+    expected = {b: w * temperatures.values[b] for b, w in truth.items()}
+    for b in truth:
+        assert weights[b] == pytest.approx(expected[b] / sum(expected.values()), abs=0.03), b
+    assert fit_weights(temperatures.calibrate(logits).logp, labels, math.inf) == pytest.approx(dict.fromkeys(truth, 1 / 3))
+
+
+def test_auto_is_never_worse_in_cv_nll_than_any_baseline_with_three_to_five_branches():
+    for seed in range(4):
+        rng = np.random.default_rng(300 + seed)
+        count, n, k = 3 + seed % 3, int(rng.integers(30, 120)), int(rng.integers(3, 8))
+        names = ("rgb", *STREAMS)[:count] if seed != 3 else ("rgb", *STREAMS)
+        logits, labels = _branches(rng, n, k, {b: rng.uniform(0, 2.5) for b in names})
+        groups = [f"P{i % 4:03d}" for i in range(n)]
+        selection = _select_branches(logits, labels, groups)
+        assert list(selection.candidates) == list(candidate_names(tuple(names)))
+        picked = selection.candidates[selection.auto_pick].cv.nll
+        assert picked <= min(selection.candidates[b].cv.nll for b in selection.baselines), seed
+        # The free choices keep the guarantee where one of their values can.
+        bar = min(selection.candidates[b].cv.nll for b in selection.baselines)
+        for name in ("global", "adaptive", "per_class"):
+            candidate = selection.candidates[name]
+            if min(c.cv.nll for c in candidate.choices) <= bar:
+                assert candidate.cv.nll <= bar, (seed, name)
+
+
+def test_one_branch_is_the_fusion():
+    rng = np.random.default_rng(43)
+    logits, labels = _branches(rng, 60, 5, {"joint": 1.5})
+    selection = _select_branches(logits, labels)
+    assert list(selection.candidates) == ["joint_alone"] and selection.auto_pick == "joint_alone"
+    assert selection.baselines == ("joint_alone",) and "One branch, `joint`: the fusion is that branch" in selection.auto_reason
+    fitted = selection.candidates["joint_alone"].fitted
+    temperature = fitted.temperatures.values["joint"]
+    np.testing.assert_allclose(fitted.apply(logits), log_softmax(logits["joint"] / temperature))
+    assert selection.candidates["joint_alone"].shares == {"joint": 1.0}
+
+
+def test_ctrgcns_recipe_is_a_baseline_exactly_when_its_four_streams_are_there():
+    assert "ctrgcn" in candidate_names(STREAMS) and "ctrgcn" in candidate_names(("rgb", *STREAMS))
+    for missing in STREAMS:
+        assert "ctrgcn" not in candidate_names(tuple(s for s in ("rgb", *STREAMS) if s != missing))
+    assert candidate_names(("rgb", "skel")) == CANDIDATES
+    assert candidate_names(("joint", "bone"))[:5] == ("joint_alone", "bone_alone", "pyskl_1_1", "pyskl_2_1", "pyskl_1_2")
+    assert "pyskl_1_1_1_1_1" in candidate_names(("rgb", *STREAMS)) and "pyskl_2_1" not in candidate_names(STREAMS)
+    rng = np.random.default_rng(44)
+    logits, labels = _branches(rng, 200, 6, {"rgb": 1.0, **dict.fromkeys(STREAMS, 1.0)})
+    selection = _select_branches(logits, labels)
+    assert "ctrgcn" in selection.baselines and "ctrgcn" in selection.tie_order
+    ctrgcn = selection.candidates["ctrgcn"].fitted
+    # ensemble.py: 0.6 joint + 0.6 bone + 0.4 joint motion + 0.4 bone motion, raw scores; RGB not in it.
+    summed = 0.6 * logits["joint"] + 0.6 * logits["bone"] + 0.4 * logits["joint_motion"] + 0.4 * logits["bone_motion"]
+    np.testing.assert_allclose(ctrgcn.apply(logits), ctrgcn.rule.scale * summed)
+    assert ctrgcn.branches == STREAMS
+
+
+def test_every_candidate_of_five_branches_round_trips_through_its_params():
+    rng = np.random.default_rng(45)
+    logits, labels = _branches(rng, 300, 5, {"rgb": 1.0, "joint": 1.5, "bone": 1.2, "joint_motion": 0.8, "bone_motion": 0.7})
+    selection = _select_branches(logits, labels)
+    new = {b: rng.normal(size=(20, 5)) for b in logits}
+    for name, candidate in selection.candidates.items():
+        back = fitted_from_params(json.loads(json.dumps(candidate.fitted.params())))
+        np.testing.assert_array_equal(back.apply(new), candidate.fitted.apply(new), err_msg=name)
+    with pytest.raises(ValueError, match="needs the logits of bone_motion"):
+        selection.candidates["global"].fitted.apply({b: z for b, z in new.items() if b != "bone_motion"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,8 +486,8 @@ def test_run_fuse_writes_weights_and_fused_scores(tmp_path):
     weights = json.loads((cfg.paths.fusion / "weights.json").read_text())
     assert weights["fit_split"] == "val" and weights["num_fit_samples"] == 400
     assert list(weights["methods"]) == list(CANDIDATES)
-    assert 0.0 <= weights["methods"]["global"]["params"]["alpha"] <= 1.0
-    assert len(weights["methods"]["per_class"]["params"]["a"]) == 8
+    assert 0.0 <= weights["methods"]["global"]["params"]["weights"]["rgb"] <= 1.0
+    assert len(weights["methods"]["per_class"]["params"]["class_weights"]["rgb"]) == 8
     fused = read_scores(cfg.paths.fusion / "fused.parquet")
     assert weights["requested"] == "auto" and weights["selected"] == weights["auto"]["pick"]
     assert fused.modality == f"fusion:{weights['selected']}" and fused.ids == rgb.ids

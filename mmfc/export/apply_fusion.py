@@ -1,14 +1,15 @@
-"""Apply the fusion recipe of an mmfc export to the logits of its two ONNX graphs, with numpy only.
+"""Apply the fusion recipe of an mmfc export to the logits of its ONNX graphs, with numpy only.
 
     import json, numpy as np
     from apply_fusion import apply_fusion
     recipe = json.load(open("manifest.json"))["fusion"]
-    scores = apply_fusion(recipe, z_rgb, z_skel)      # [N, K]; softmax: class probabilities
+    scores = apply_fusion(recipe, {"rgb": z_rgb, "skel": z_skel})   # [N, K]; softmax: class probabilities
 
-`mmfc export` copies this file into every export folder, so a consumer needs nothing from mmfc:
-it imports numpy and nothing else, on purpose. It is the recipe's formula (manifest.json,
-fusion.formula) written out, the consumer's side of mmfc/fusion/methods.py; mmfc's tests check
-that the two agree for every rule.
+The logits are given by branch name, one array [N, K] per graph (`recipe["branches"]` names the
+ones it needs). `mmfc export` copies this file into every export folder, so a consumer needs
+nothing from mmfc: it imports numpy and nothing else, on purpose. It is the recipe's formula
+(manifest.json, fusion.formula) written out, the consumer's side of mmfc/fusion/methods.py;
+mmfc's tests check that the two agree for every rule.
 """
 
 from __future__ import annotations
@@ -21,54 +22,65 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return x - top - np.log(np.exp(x - top).sum(axis=1, keepdims=True))
 
 
-def _calibrated(p: dict, z_rgb: np.ndarray, z_skel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return log_softmax(z_rgb / p["temperature_rgb"]), log_softmax(z_skel / p["temperature_skel"])
+def _calibrated(p: dict, z: dict) -> dict:
+    return {b: log_softmax(z[b] / p["temperatures"][b]) for b in z}
 
 
-def _single(p: dict, z_rgb: np.ndarray, z_skel: np.ndarray) -> np.ndarray:
-    logp_rgb, logp_skel = _calibrated(p, z_rgb, z_skel)
-    return logp_rgb if p["modality"] == "rgb" else logp_skel
+def _single(p: dict, z: dict) -> np.ndarray:
+    return _calibrated(p, z)[p["branch"]]
 
 
-def _fixed_ratio(p: dict, z_rgb: np.ndarray, z_skel: np.ndarray) -> np.ndarray:
-    mixed = (p["rgb"] * np.exp(log_softmax(z_rgb)) + p["skel"] * np.exp(log_softmax(z_skel))) / (p["rgb"] + p["skel"])
+def _fixed_ratio(p: dict, z: dict) -> np.ndarray:
+    weights = p["weights"]
+    mixed = sum(w * np.exp(log_softmax(z[b])) for b, w in weights.items()) / sum(weights.values())
     return p["scale"] * np.log(np.maximum(mixed, np.finfo(np.float64).tiny))
 
 
-def _global(p: dict, z_rgb: np.ndarray, z_skel: np.ndarray) -> np.ndarray:
-    logp_rgb, logp_skel = _calibrated(p, z_rgb, z_skel)
-    return p["scale"] * (p["alpha"] * logp_rgb + (1 - p["alpha"]) * logp_skel)
+def _logit_sum(p: dict, z: dict) -> np.ndarray:
+    return p["scale"] * sum(w * z[b] for b, w in p["weights"].items())
+
+
+def _global(p: dict, z: dict) -> np.ndarray:
+    logp = _calibrated(p, z)
+    return p["scale"] * sum(w * logp[b] for b, w in p["weights"].items())
 
 
 def _confidence(logp: np.ndarray) -> np.ndarray:
     return 1 + (np.exp(logp) * logp).sum(axis=1) / np.log(logp.shape[1])
 
 
-def _adaptive(p: dict, z_rgb: np.ndarray, z_skel: np.ndarray) -> np.ndarray:
-    logp_rgb, logp_skel = _calibrated(p, z_rgb, z_skel)
-    w = 1 / (1 + np.exp(-(p["g"] * (_confidence(logp_rgb) - _confidence(logp_skel)) + p["d"])))
-    return p["scale"] * (w[:, None] * logp_rgb + (1 - w[:, None]) * logp_skel)
+def _adaptive(p: dict, z: dict) -> np.ndarray:
+    logp = _calibrated(p, z)
+    branches = list(p["bias"])
+    gate = np.stack([p["gain"] * _confidence(logp[b]) + p["bias"][b] for b in branches], axis=1)
+    w = np.exp(log_softmax(gate))
+    return p["scale"] * sum(w[:, [i]] * logp[b] for i, b in enumerate(branches))
 
 
-def _per_class(p: dict, z_rgb: np.ndarray, z_skel: np.ndarray) -> np.ndarray:
-    logp_rgb, logp_skel = _calibrated(p, z_rgb, z_skel)
-    return np.asarray(p["a"]) * logp_rgb + np.asarray(p["b"]) * logp_skel + np.asarray(p["beta"])
+def _per_class(p: dict, z: dict) -> np.ndarray:
+    logp = _calibrated(p, z)
+    return sum(np.asarray(a) * logp[b] for b, a in p["class_weights"].items()) + np.asarray(p["bias"])
 
 
 RULES = {
     "single": _single,
     "fixed_ratio": _fixed_ratio,
+    "logit_sum": _logit_sum,
     "global": _global,
     "adaptive": _adaptive,
     "per_class": _per_class,
 }
 
 
-def apply_fusion(recipe: dict, z_rgb, z_skel) -> np.ndarray:
-    """Fused scores [N, K] (float64) of the two graphs' logits [N, K] for the same samples."""
-    z_rgb, z_skel = np.asarray(z_rgb, dtype=np.float64), np.asarray(z_skel, dtype=np.float64)
-    if z_rgb.ndim != 2 or z_rgb.shape != z_skel.shape:
-        raise ValueError(f"expected two logit arrays [N, K] of one shape, got {z_rgb.shape} and {z_skel.shape}")
+def apply_fusion(recipe: dict, logits: dict) -> np.ndarray:
+    """Fused scores [N, K] (float64) of the graphs' logits, {branch: [N, K]}, for the same samples."""
+    missing = [b for b in recipe["branches"] if b not in logits]
+    if missing:
+        raise ValueError(f"the recipe takes the logits of {', '.join(recipe['branches'])}; missing: {', '.join(missing)}")
+    z = {b: np.asarray(logits[b], dtype=np.float64) for b in recipe["branches"]}
+    shapes = {x.shape for x in z.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"expected logit arrays [N, K] of one shape, got {', '.join(str(x.shape) for x in z.values())}")
     if recipe["rule"] not in RULES:
         raise ValueError(f"unknown fusion rule {recipe['rule']!r}; known: {', '.join(RULES)}")
-    return RULES[recipe["rule"]](recipe["parameters"], z_rgb, z_skel)
+    return RULES[recipe["rule"]](recipe["parameters"], z)

@@ -45,7 +45,7 @@ from mmfc.export.recipe import fusion_recipe
 from mmfc.run_folder import TrainedRun
 
 FORMAT = "mmfc-onnx-export"
-VERSION = 1
+VERSION = 2  # 2: the fusion recipe takes the logits by branch name
 MANIFEST = "manifest.json"
 
 
@@ -148,9 +148,9 @@ def check_parity(run: TrainedRun, folder: Path, manifest: dict, samples: int) ->
         theirs[name] = onnx_logits(folder / entry["file"], entry["input"]["name"], inputs)
         ours[name] = torch_logits(run.models[name], inputs)
         exact[name] = float64_logits(run.models[name], inputs)
-    theirs["fused"] = apply_fusion.apply_fusion(manifest["fusion"], theirs["rgb"], theirs["skel"])
-    ours["fused"] = run.fusion.apply(ours["rgb"], ours["skel"])
-    exact["fused"] = run.fusion.apply(exact["rgb"], exact["skel"])
+    theirs["fused"] = apply_fusion.apply_fusion(manifest["fusion"], dict(theirs))
+    ours["fused"] = run.fusion.apply(dict(ours))
+    exact["fused"] = run.fusion.apply(dict(exact))
     float32_error = {name: float(np.abs(ours[name] - exact[name]).max()) for name in ours}
     return {
         "samples": len(indices),

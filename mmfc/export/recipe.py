@@ -1,6 +1,6 @@
-"""A fitted fusion (mmfc/fusion/methods.py) as a recipe for a consumer: the method, its fitted
-parameters as plain JSON numbers, and the formula that turns the two branches' logits into
-fused scores, step by step. apply_fusion.py is that formula in numpy.
+"""A fitted fusion (mmfc/fusion/methods.py) as a recipe for a consumer: the method, the branches
+it takes, its fitted parameters as plain JSON numbers, and the formula that turns those branches'
+logits into fused scores, step by step. apply_fusion.py is that formula in numpy.
 """
 
 from __future__ import annotations
@@ -12,77 +12,85 @@ from mmfc.fusion.methods import (
     FittedFusion,
     FixedRatio,
     GlobalFusion,
+    LogitSum,
     PerClassFusion,
-    SingleModality,
+    SingleBranch,
 )
 
-INPUTS = "z_rgb, z_skel: the `logits` [N, K] of rgb.onnx and skel.onnx for the same N samples"
+INPUTS = "z_b for each branch b of `branches`: the `logits` [N, K] of b.onnx, for the same N samples"
 LOG_SOFTMAX = "log_softmax(x) = x - m - log(sum_k exp(x_k - m)) with m = max_k x_k, per sample (row)"
-CALIBRATED = "logp_rgb = log_softmax(z_rgb / temperature_rgb), logp_skel = log_softmax(z_skel / temperature_skel)"
+CALIBRATED = "logp_b = log_softmax(z_b / temperatures[b]) for each branch b"
 OUTPUT = "s [N, K]: the fused class scores; softmax(s) is the fused class distribution, argmax_k s_k the predicted class"
-# mix_probabilities' floor under a probability both branches give as 0.
+# mix_probabilities' floor under a probability every branch gives as 0.
 PROBABILITY_FLOOR = float(np.finfo(np.float64).tiny)
 
 
-def _single(rule: SingleModality, fitted: FittedFusion) -> tuple[dict, list[str]]:
-    return {**_temperatures(fitted), "modality": rule.modality}, [CALIBRATED, f"s = logp_{rule.modality}"]
+def _single(rule: SingleBranch, temperatures: dict) -> tuple[dict, list[str]]:
+    return {"temperatures": temperatures, "branch": rule.branch}, [CALIBRATED, f"s = logp_{rule.branch}"]
 
 
-def _fixed_ratio(rule: FixedRatio, fitted: FittedFusion) -> tuple[dict, list[str]]:
-    return {"rgb": rule.rgb, "skel": rule.skel, "scale": rule.scale}, [
-        "p_rgb = exp(log_softmax(z_rgb)), p_skel = exp(log_softmax(z_skel)): the raw logits, no temperatures",
-        f"s = scale * log(max((rgb * p_rgb + skel * p_skel) / (rgb + skel), {PROBABILITY_FLOOR!r}))",
+def _fixed_ratio(rule: FixedRatio, temperatures: dict) -> tuple[dict, list[str]]:
+    return {"weights": dict(rule.weights), "scale": rule.scale}, [
+        "p_b = exp(log_softmax(z_b)) for each branch b: the raw logits, no temperatures",
+        f"s = scale * log(max(sum_b weights[b] * p_b / sum_b weights[b], {PROBABILITY_FLOOR!r}))",
     ]
 
 
-def _global(rule: GlobalFusion, fitted: FittedFusion) -> tuple[dict, list[str]]:
-    return {**_temperatures(fitted), "alpha": rule.alpha, "scale": rule.scale}, [
-        CALIBRATED,
-        "s = scale * (alpha * logp_rgb + (1 - alpha) * logp_skel)",
+def _logit_sum(rule: LogitSum, temperatures: dict) -> tuple[dict, list[str]]:
+    return {"weights": dict(rule.weights), "scale": rule.scale}, [
+        "s = scale * sum_b weights[b] * z_b: the raw logits, no temperatures",
     ]
 
 
-def _adaptive(rule: AdaptiveFusion, fitted: FittedFusion) -> tuple[dict, list[str]]:
-    return {**_temperatures(fitted), "g": rule.g, "d": rule.d, "scale": rule.scale}, [
+def _global(rule: GlobalFusion, temperatures: dict) -> tuple[dict, list[str]]:
+    return {"temperatures": temperatures, "weights": dict(rule.weights), "scale": rule.scale}, [
         CALIBRATED,
-        "c_rgb = 1 + sum_k exp(logp_rgb_k) * logp_rgb_k / log(K), c_skel likewise: each branch's confidence "
+        "s = scale * sum_b weights[b] * logp_b",
+    ]
+
+
+def _adaptive(rule: AdaptiveFusion, temperatures: dict) -> tuple[dict, list[str]]:
+    return {"temperatures": temperatures, "gain": rule.gain, "bias": dict(rule.bias), "scale": rule.scale}, [
+        CALIBRATED,
+        "c_b = 1 + sum_k exp(logp_b_k) * logp_b_k / log(K) for each branch b: its confidence "
         "(1 - its entropy / log K), per sample",
-        "w = 1 / (1 + exp(-(g * (c_rgb - c_skel) + d))), per sample",
-        "s = scale * (w * logp_rgb + (1 - w) * logp_skel)",
+        "w_b = exp(gain * c_b + bias[b]) / sum_j exp(gain * c_j + bias[j]), per sample (a softmax over the branches)",
+        "s = scale * sum_b w_b * logp_b",
     ]
 
 
-def _per_class(rule: PerClassFusion, fitted: FittedFusion) -> tuple[dict, list[str]]:
-    return {**_temperatures(fitted), "a": rule.a.tolist(), "b": rule.b.tolist(), "beta": rule.beta.tolist()}, [
+def _per_class(rule: PerClassFusion, temperatures: dict) -> tuple[dict, list[str]]:
+    class_weights = {b: a.tolist() for b, a in rule.class_weights.items()}
+    return {"temperatures": temperatures, "class_weights": class_weights, "bias": rule.bias.tolist()}, [
         CALIBRATED,
-        "s = a * logp_rgb + b * logp_skel + beta, one value of a, b, beta per class: "
-        "s_k = a[k] * logp_rgb_k + b[k] * logp_skel_k + beta[k]",
+        "s = sum_b class_weights[b] * logp_b + bias, one value of each per class: "
+        "s_k = sum_b class_weights[b][k] * logp_b_k + bias[k]",
     ]
 
 
-def _temperatures(fitted: FittedFusion) -> dict:
-    return {"temperature_rgb": fitted.temperatures.rgb, "temperature_skel": fitted.temperatures.skel}
-
-
-# Rule type -> its recipe name and builder; apply_fusion.RULES holds the same names.
+# Rule type -> its recipe's builder; the recipe's rule is the rule's kind, as in apply_fusion.RULES.
 RECIPES = {
-    SingleModality: ("single", _single),
-    FixedRatio: ("fixed_ratio", _fixed_ratio),
-    GlobalFusion: ("global", _global),
-    AdaptiveFusion: ("adaptive", _adaptive),
-    PerClassFusion: ("per_class", _per_class),
+    SingleBranch: _single,
+    FixedRatio: _fixed_ratio,
+    LogitSum: _logit_sum,
+    GlobalFusion: _global,
+    AdaptiveFusion: _adaptive,
+    PerClassFusion: _per_class,
 }
 
 
 def fusion_recipe(method: str, fitted: FittedFusion) -> dict:
-    """The recipe of candidate `method` (a name of mmfc.fusion.selection.CANDIDATES), fitted."""
-    rule, build = RECIPES[type(fitted.rule)]
-    parameters, steps = build(fitted.rule, fitted)
+    """The recipe of candidate `method` (a name of mmfc.fusion.selection.candidate_names), fitted."""
+    # Only the branches the rule reads: a consumer without the others can still apply it.
+    temperatures = {b: fitted.temperatures.values[b] for b in fitted.branches}
+    parameters, steps = RECIPES[type(fitted.rule)](fitted.rule, temperatures)
     return {
         "method": method,
-        "rule": rule,
+        "rule": fitted.rule.kind,
+        "branches": list(fitted.branches),
         "parameters": parameters,
         "formula": [INPUTS, LOG_SOFTMAX, *steps],
         "output": OUTPUT,
-        "reference": "apply_fusion.py (numpy only) applies this recipe: apply_fusion(manifest['fusion'], z_rgb, z_skel)",
+        "reference": "apply_fusion.py (numpy only) applies this recipe: "
+                     "apply_fusion(manifest['fusion'], {'rgb': z_rgb, 'skel': z_skel, ...})",
     }

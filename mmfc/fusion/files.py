@@ -11,7 +11,8 @@ while a reader was between two files) is refused when read, never mixed in.
     name, fitted = fusion.fitted()  # the selected method as a FittedFusion, to apply to new clips
 
 weights.json holds, for every candidate, its fitted parameters (`FittedFusion.params()`: the
-rule's own parameters and the two input temperatures); `fitted` rebuilds a candidate from them,
+rule's kind, its own parameters and every branch's temperature); `fitted` rebuilds a candidate
+from them,
 so whatever scores new clips (`mmfc predict`, an export) applies exactly the fusion that made
 fused.parquet, without importing the stage.
 """
@@ -34,8 +35,9 @@ from mmfc.fusion.methods import (
     FixedRatio,
     FusionRule,
     GlobalFusion,
+    LogitSum,
     PerClassFusion,
-    SingleModality,
+    SingleBranch,
     Temperatures,
 )
 from mmfc.scores.format import ScoreTable, read_scores
@@ -56,24 +58,30 @@ def _array(values) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
-# Candidate name (mmfc.fusion.selection.CANDIDATES) -> its rule from the written parameters.
+def _by_branch(values: dict) -> dict[str, float]:
+    """A parameter written per branch ({branch: number}), in the order written."""
+    return {str(branch): _number(value) for branch, value in values.items()}
+
+
+# A rule's kind (the `kind` of each rule in mmfc.fusion.methods) -> the rule from its parameters.
 RULES: dict[str, Callable[[dict], FusionRule]] = {
-    "rgb_alone": lambda p: SingleModality(p["modality"]),
-    "skel_alone": lambda p: SingleModality(p["modality"]),
-    "pyskl_1_1": lambda p: FixedRatio(_number(p["rgb"]), _number(p["skel"]), _number(p["scale"])),
-    "pyskl_2_1": lambda p: FixedRatio(_number(p["rgb"]), _number(p["skel"]), _number(p["scale"])),
-    "pyskl_1_2": lambda p: FixedRatio(_number(p["rgb"]), _number(p["skel"]), _number(p["scale"])),
-    "global": lambda p: GlobalFusion(_number(p["alpha"]), _number(p["scale"])),
-    "adaptive": lambda p: AdaptiveFusion(_number(p["g"]), _number(p["d"]), _number(p["scale"]), _number(p["l2"])),
-    "per_class": lambda p: PerClassFusion(_array(p["a"]), _array(p["b"]), _array(p["beta"]), _number(p["l2"])),
+    SingleBranch.kind: lambda p: SingleBranch(str(p["branch"])),
+    FixedRatio.kind: lambda p: FixedRatio(_by_branch(p["weights"]), _number(p["scale"])),
+    LogitSum.kind: lambda p: LogitSum(_by_branch(p["weights"]), _number(p["scale"])),
+    GlobalFusion.kind: lambda p: GlobalFusion(_by_branch(p["weights"]), _number(p["scale"])),
+    AdaptiveFusion.kind: lambda p: AdaptiveFusion(
+        _number(p["gain"]), _by_branch(p["bias"]), _number(p["scale"]), _number(p["l2"])
+    ),
+    PerClassFusion.kind: lambda p: PerClassFusion(
+        {str(b): _array(a) for b, a in p["class_weights"].items()}, _array(p["bias"]), _number(p["l2"])
+    ),
 }
 
 
-def fitted_from_params(name: str, params: dict) -> FittedFusion:
-    """The FittedFusion whose `params()` are `params`, for candidate `name`. KeyError or
-    ValueError for parameters that do not fit the candidate."""
-    temperatures = Temperatures(_number(params["temperature_rgb"]), _number(params["temperature_skel"]))
-    return FittedFusion(temperatures, RULES[name](params))
+def fitted_from_params(params: dict) -> FittedFusion:
+    """The FittedFusion whose `params()` are `params`. KeyError, TypeError or ValueError for
+    parameters that do not make one (weights.json of an older mmfc wrote no rule kind)."""
+    return FittedFusion(Temperatures(_by_branch(params["temperatures"])), RULES[params["rule"]](params))
 
 
 def file_digests(folder: Path) -> dict[str, str]:
@@ -114,11 +122,11 @@ class FusionSet:
         weights.json when it holds no complete parameters for it."""
         path = self.folder / WEIGHTS
         name = name or self.selected
-        if name not in RULES:
-            raise DataError(path, f"unknown fusion method {name!r}; known: {', '.join(RULES)}")
+        if name not in self.weights["methods"]:
+            raise DataError(path, f"unknown fusion method {name!r}; known: {', '.join(self.weights['methods'])}")
         try:
-            return name, fitted_from_params(name, self.weights["methods"][name]["params"])
-        except (KeyError, TypeError, ValueError) as exc:
+            return name, fitted_from_params(self.weights["methods"][name]["params"])
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise DataError(path, f"the parameters of fusion method {name!r} are missing or incomplete ({exc!r}); "
                                   f"{RERUN}") from None
 

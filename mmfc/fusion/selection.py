@@ -1,5 +1,5 @@
 """Choosing by cross-validation inside the validation split: each method's free choices, and the
-method that `fusion.method = "auto"` uses.
+method that `fusion.method = "auto"` uses, over any number of named branches.
 
 The validation rows are split into k folds: by performer, source video or group, the samples'
 groups of the score files (a held-out fold then holds people or videos the other folds never
@@ -12,18 +12,25 @@ standard error of the paired per-sample difference (or by less than NEAR_TIE_NAT
 likelihood ratio under e) is no evidence either way. Among those, accuracy decides only where it
 is evidence itself: an accuracy below the highest by less than one standard error of the paired
 per-sample difference (or by one sample) is a tie too, and a tie goes to the simpler option: the
-stronger shrinkage, the global weight nearer 1/2 (equal weights of the calibrated modalities),
-the candidate earlier in AUTO_TIE_ORDER. Taking the highest of a few dozen noisy accuracies
-instead picks noise: on 24 validation clips it cost the global weight a point of test accuracy.
+stronger shrinkage, the global weights nearer equal, the candidate earlier in the tie order
+(`tie_order`). Taking the highest of a few dozen noisy accuracies instead picks noise: on 24
+validation clips it cost the global weight a point of test accuracy.
 
-The candidates of "auto" are the two modalities alone, the anchors' fixed ratios (together the
-baselines) and the three fitted methods. The guarantee: the selected method's cross-validated
-NLL is never above that of any baseline. Among the candidates that satisfy it (the best baseline
-always does), the lowest NLL wins, near-ties decided as above, the simpler being the earlier in
-AUTO_TIE_ORDER. So that a fitted method can take part, its free choice is made among the values
-that satisfy the guarantee too, where any does: a value within noise of the method's lowest NLL
-but above the best baseline's would shut out a method that, at another value, beats every
-baseline.
+The candidates of "auto" (`candidate_names`) are each branch alone and the anchors' fixed recipes
+(together the baselines: PYSKL's equal ratio of probabilities, its 2:1 and 1:2 where there are
+two branches, CTR-GCN's weighted sum of logits where its four skeleton streams are present) and
+the three fitted methods. The guarantee: the selected method's cross-validated NLL is never above
+that of any baseline. Among the candidates that satisfy it (the best baseline always does), the
+lowest NLL wins, near-ties decided as above, the simpler being the earlier in the tie order. So
+that a fitted method can take part, its free choice is made among the values that satisfy the
+guarantee too, where any does: a value within noise of the method's lowest NLL but above the
+best baseline's would shut out a method that, at another value, beats every baseline.
+
+The global weights of two branches are chosen on a grid of `grid` values of the first one's
+weight (a simplex grid, every point cross-validated). With three or more a grid grows too fast
+(5 branches at steps of 0.01: 4.6 million points), so each fold fits them instead
+(`methods.fit_weights`: a convex fit shrunk toward equal weights), and cross-validation chooses
+the shrinkage strength. With one branch there is nothing to fuse: the fusion is that branch.
 """
 
 from __future__ import annotations
@@ -41,33 +48,83 @@ from mmfc.fusion.methods import (
     Calibrated,
     FittedFusion,
     FixedRatio,
+    FixedWeights,
     FusionRule,
     GlobalFusion,
+    Logits,
+    LogitSum,
     PerClassFusion,
-    SingleModality,
+    SingleBranch,
     Temperatures,
+    branch_shares,
+    fit_weights,
 )
 from mmfc.metrics import log_softmax, mean_class_accuracy, topk_accuracy
 from mmfc.scores.format import ScoreTable
 
 NEAR_TIE_NATS = 1.0
-# Shrinkage strengths (sum form, see fit_per_class) tried for the adaptive gate and the per-class
-# weights, strongest first so that exact ties go to the stronger. inf is the global method.
+# A free choice's values whose cross-validated NLL is above the best baseline's by less than this
+# (relative) meet the bar: every output scale is found to 1e-8 (fit_scale), and two identical
+# branches mixed at any weight, the same scores, came out within 1e-10 of either alone, on either
+# side by chance. (Auto's guarantee itself is kept strictly.)
+ROUNDING = 1e-9
+# Shrinkage strengths (sum form, see fit_per_class) tried for the adaptive gate, the per-class
+# weights and the global weights of three or more branches, strongest first so that exact ties
+# go to the stronger. inf is the global method (for the global weights: equal weights).
 SHRINKAGE_GRID = (math.inf, 1000.0, 300.0, 100.0, 30.0, 10.0, 3.0, 1.0)
-# A class's own weights (a_c, b_c, beta_c) are three parameters; with fewer samples per class
-# than that in a cross-validation training fold, they cannot be told from noise, and per_class
-# is the global method.
-PER_CLASS_MIN_SAMPLES = 3
+FITTED = ("global", "adaptive", "per_class")
+# CTR-GCN's ensemble.py (github.com/Uason-Chen/CTR-GCN): the four streams' scores, the networks'
+# raw outputs, summed with these weights; the same on every dataset it knows (NTU60, NTU120,
+# NW-UCLA: its --dataset picks only the labels).
+CTRGCN_WEIGHTS = {"joint": 0.6, "bone": 0.6, "joint_motion": 0.4, "bone_motion": 0.4}
+# The branches of today's pipelines; config.FusionMethodName lists their candidates.
+PIPELINE_BRANCHES = ("rgb", "skel")
 
-FIXED_RATIOS = {"pyskl_1_1": FixedRatio(1, 1), "pyskl_2_1": FixedRatio(2, 1), "pyskl_1_2": FixedRatio(1, 2)}
-BASELINES = ("rgb_alone", "skel_alone", *FIXED_RATIOS)
-CANDIDATES = (*BASELINES, "global", "adaptive", "per_class")
-# Which of the candidates tied for "auto" is taken, first to last: the fixed ratios (nothing
-# fitted that changes a prediction), the fitted methods from simple to flexible, and last a
-# modality alone. Dropping a modality is the strong claim: where the data cannot tell fusing
-# from leaving one out, both are kept (on the demo's scores, a modality alone chosen on such a
-# tie cost up to 9 points of test top-1; beside an RGB branch at 7.9%, fusing cost nothing).
-AUTO_TIE_ORDER = (*FIXED_RATIOS, "global", "adaptive", "per_class", "rgb_alone", "skel_alone")
+
+def single_name(branch: str) -> str:
+    return f"{branch}_alone"
+
+
+def fixed_recipes(branches: tuple[str, ...]) -> dict[str, FixedWeights]:
+    """The anchors' fixed recipes for these branches, by candidate name: PYSKL's equal ratio of
+    raw probabilities (pyskl_1_1, pyskl_1_1_1, ...), its 2:1 and 1:2 where there are exactly two
+    branches (the first's weight first), CTR-GCN's sum of raw logits ("ctrgcn") where its four
+    streams are among them (its weights on those, none on the rest). None for one branch."""
+    if len(branches) < 2:
+        return {}
+    recipes: dict[str, FixedWeights] = {
+        "pyskl_" + "_".join("1" * len(branches)): FixedRatio(dict.fromkeys(branches, 1))
+    }
+    if len(branches) == 2:
+        first, second = branches
+        recipes["pyskl_2_1"] = FixedRatio({first: 2, second: 1})
+        recipes["pyskl_1_2"] = FixedRatio({first: 1, second: 2})
+    if set(CTRGCN_WEIGHTS) <= set(branches):
+        recipes["ctrgcn"] = LogitSum(dict(CTRGCN_WEIGHTS))
+    return recipes
+
+
+def baseline_names(branches: tuple[str, ...]) -> tuple[str, ...]:
+    """The candidates the guarantee compares with: each branch alone and the fixed recipes."""
+    return (*(single_name(b) for b in branches), *fixed_recipes(branches))
+
+
+def candidate_names(branches: tuple[str, ...]) -> tuple[str, ...]:
+    """Every candidate for these branches, in the order stage 4 writes them: the baselines, then
+    the fitted methods (none for one branch)."""
+    return (*baseline_names(branches), *(FITTED if len(branches) > 1 else ()))
+
+
+def tie_order(branches: tuple[str, ...]) -> tuple[str, ...]:
+    """Which of the candidates tied for "auto" is taken, first to last: the fixed recipes
+    (nothing fitted that changes a prediction), the fitted methods from simple to flexible, and
+    last a branch alone. Dropping a branch is the strong claim: where the data cannot tell fusing
+    from leaving one out, both are kept (on the demo's scores, a modality alone chosen on such a
+    tie cost up to 9 points of test top-1; beside an RGB branch at 7.9%, fusing cost nothing)."""
+    return (*fixed_recipes(branches), *(FITTED if len(branches) > 1 else ()), *(single_name(b) for b in branches))
+
+
+CANDIDATES = candidate_names(PIPELINE_BRANCHES)
 # The values of `fusion.method` (config.FusionMethodName).
 METHOD_NAMES = ("auto", *CANDIDATES)
 
@@ -171,7 +228,7 @@ class CVScore:
 
 @dataclass
 class Rows:
-    """The rows a rule is fitted on: calibrated scores, labels, and (once its weight is chosen)
+    """The rows a rule is fitted on: calibrated scores, labels, and (once its weights are chosen)
     the global method fitted on them, which the adaptive and per-class rules are shrunk toward."""
 
     x: Calibrated
@@ -185,20 +242,21 @@ RuleFitter = Callable[[Rows], FusionRule]
 class CrossValidation:
     """Out-of-fold scores of any rule fitter on fixed folds, temperatures refitted per fold."""
 
-    def __init__(self, rgb: np.ndarray, skel: np.ndarray, labels: np.ndarray, folds: Folds):
+    def __init__(self, logits: Logits, labels: np.ndarray, folds: Folds):
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.num_classes = rgb.shape[1]
+        self.num_classes = next(iter(logits.values())).shape[1]
         self.splits = folds.splits()
         # Each fold's temperatures come from its training rows only: (training, held-out) rows.
         self.folds: list[tuple[Rows, Calibrated]] = []
         for train, held in self.splits:
-            x = Temperatures.fit(rgb[train], skel[train], self.labels[train]).calibrate(rgb, skel)
+            temperatures = Temperatures.fit({b: z[train] for b, z in logits.items()}, self.labels[train])
+            x = temperatures.calibrate(logits)
             self.folds.append((Rows(x.take(train), self.labels[train]), x.take(held)))
 
-    def set_target(self, alpha: float) -> None:
-        """Fit each fold's global method at the chosen weight, once for all shrunk rules."""
+    def set_target(self, fit: Callable[[Rows], GlobalFusion]) -> None:
+        """Fit each fold's global method at the chosen value, once for all shrunk rules."""
         for rows, _ in self.folds:
-            rows.target = GlobalFusion.fit(rows.x, rows.labels, alpha)
+            rows.target = fit(rows)
 
     def score(self, fit: RuleFitter) -> CVScore:
         out_of_fold = np.empty((self.labels.size, self.num_classes))
@@ -237,14 +295,19 @@ def accuracy_tie(score: CVScore, highest: CVScore, metric: str) -> bool:
     return difference.mean() <= max(one_sample, difference.std() / np.sqrt(n))
 
 
+def not_above(nll: float, bar: float) -> bool:
+    """nll <= bar, up to rounding (ROUNDING)."""
+    return nll <= bar + ROUNDING * max(1.0, abs(bar))
+
+
 def best_index(
     scores: list[CVScore], metric: str, complexity: list[float] | None = None, ceiling: float = math.inf
 ) -> int:
     """The lowest NLL, except that among the options within noise of it (`near_tie`) the highest
     accuracy wins where it is evidence (`accuracy_tie`), and a tie goes to the simplest: the
     lowest `complexity`, by default the earliest (lists run from simple to flexible). Only the
-    options with an NLL at most `ceiling` are considered, unless none is."""
-    allowed = [i for i, s in enumerate(scores) if s.nll <= ceiling] or list(range(len(scores)))
+    options with an NLL at most `ceiling` (up to ROUNDING) are considered, unless none is."""
+    allowed = [i for i, s in enumerate(scores) if not_above(s.nll, ceiling)] or list(range(len(scores)))
     lowest = min((scores[i] for i in allowed), key=lambda s: s.nll)
     complexity = list(range(len(scores))) if complexity is None else complexity
     tied = [i for i in allowed if near_tie(scores[i], lowest)]
@@ -268,50 +331,61 @@ class Choice:
 class Candidate:
     fitted: FittedFusion  # on every validation row, at the chosen value
     cv: CVScore  # at the chosen value
-    choice_name: str = ""  # "alpha", "l2"; "" when there is nothing to choose
+    choice_name: str = ""  # "alpha" (the first branch's global weight), "l2"; "" when there is nothing to choose
     choices: list[Choice] = field(default_factory=list)
     chosen: float | None = None
     note: str = ""
+    # Each branch's share of the fused evidence for the true class on every validation row
+    # (methods.branch_shares); None for a fixed ratio of probabilities.
+    shares: dict[str, float] | None = None
 
 
 @dataclass
 class Selection:
-    candidates: dict[str, Candidate]  # in CANDIDATES order
+    branches: tuple[str, ...]
+    candidates: dict[str, Candidate]  # in candidate_names order
     auto_pick: str  # the candidate "auto" selects
     auto_reason: str
 
+    @property
+    def baselines(self) -> tuple[str, ...]:
+        return baseline_names(self.branches)
 
-def select_fusion(
-    rgb: np.ndarray,
-    skel: np.ndarray,
-    labels: np.ndarray,
-    folds: Folds,
-    grid: int,
-    metric: str,
-) -> Selection:
-    """Fit every candidate on the validation logits ([N, K] each) and labels [N]; choose."""
+    @property
+    def tie_order(self) -> tuple[str, ...]:
+        return tie_order(self.branches)
+
+
+def select_fusion(logits: Logits, labels: np.ndarray, folds: Folds, grid: int, metric: str) -> Selection:
+    """Fit every candidate on the validation logits of each branch ({branch: [N, K]}, in the
+    branches' order) and labels [N]; choose. `grid`: the values of the global weight tried for
+    two branches."""
+    branches = tuple(logits)
     labels = np.asarray(labels, dtype=np.int64)
-    n, k = rgb.shape
-    cv = CrossValidation(rgb, skel, labels, folds)
-    temperatures = Temperatures.fit(rgb, skel, labels)
-    everything = Rows(temperatures.calibrate(rgb, skel), labels)
+    shapes = {np.shape(z) for z in logits.values()}
+    if not branches or len(shapes) != 1 or len(next(iter(shapes))) != 2 or next(iter(shapes))[0] != labels.size:
+        raise ValueError(f"expected logits [N, K] of one shape for N = {labels.size} labels, got {shapes or 'none'}")
+    k = next(iter(shapes))[1]
+    cv = CrossValidation(logits, labels, folds)
+    temperatures = Temperatures.fit(logits, labels)
+    everything = Rows(temperatures.calibrate(logits), labels)
 
     def candidate(fit: RuleFitter, score: CVScore, **choice) -> Candidate:
-        return Candidate(FittedFusion(temperatures, fit(everything)), score, **choice)
+        rule = fit(everything)
+        shares = branch_shares(rule, everything.x, labels)
+        return Candidate(FittedFusion(temperatures, rule), score, shares=shares, **choice)
 
     def without_choice(fit: RuleFitter) -> Candidate:
         return candidate(fit, cv.score(fit))
 
-    found = {
-        "rgb_alone": without_choice(lambda _rows: SingleModality("rgb")),
-        "skel_alone": without_choice(lambda _rows: SingleModality("skel")),
-        **{
-            name: without_choice(lambda rows, r=ratio: r.fitted(rows.x, rows.labels))
-            for name, ratio in FIXED_RATIOS.items()
-        },
-    }
+    found = {single_name(b): without_choice(lambda _rows, b=b: SingleBranch(b)) for b in branches}
+    for name, recipe in fixed_recipes(branches).items():
+        found[name] = without_choice(lambda rows, r=recipe: r.fitted(rows.x, rows.labels))
+    if len(branches) == 1:
+        reason = f"One branch, `{branches[0]}`: the fusion is that branch, temperature-scaled; there is nothing to fuse."
+        return Selection(branches, found, single_name(branches[0]), reason)
     # A fitted method's free choice keeps the guarantee where one of its values can.
-    best_baseline = min(found[name].cv.nll for name in BASELINES)
+    best_baseline = min(found[name].cv.nll for name in baseline_names(branches))
 
     def chosen_by_cv(
         name: str, values, fitter: Callable[[float], RuleFitter], complexity=None, note: str = ""
@@ -321,7 +395,11 @@ def select_fusion(
         return candidate(fitter(best.value), best.cv, choice_name=name, choices=choices, chosen=best.value, note=note)
 
     def global_at(alpha: float) -> RuleFitter:
-        return lambda rows: GlobalFusion.fit(rows.x, rows.labels, alpha)
+        first, second = branches
+        return lambda rows: GlobalFusion.fit(rows.x, rows.labels, {first: alpha, second: 1 - alpha})
+
+    def global_shrunk(l2: float) -> RuleFitter:
+        return lambda rows: GlobalFusion.fit(rows.x, rows.labels, fit_weights(rows.x.logp, rows.labels, l2))
 
     def adaptive_at(l2: float) -> RuleFitter:
         return lambda rows: AdaptiveFusion.fit(rows.x, rows.labels, rows.target, l2)
@@ -329,36 +407,48 @@ def select_fusion(
     def per_class_at(l2: float) -> RuleFitter:
         return lambda rows: PerClassFusion.fit(rows.x, rows.labels, rows.target, l2)
 
-    # The simplest weight is 1/2: the product of the calibrated modalities, Bayes' rule for
-    # independent evidence.
-    alphas = np.linspace(0.0, 1.0, grid)
-    found["global"] = chosen_by_cv("alpha", alphas, global_at, complexity=list(np.abs(alphas - 0.5)))
-    # The adaptive and per-class rules are shrunk toward the global method at the chosen weight.
-    cv.set_target(found["global"].chosen)
+    if len(branches) == 2:
+        # The simplest weight is 1/2: the product of the calibrated branches, Bayes' rule for
+        # independent evidence.
+        alphas = np.linspace(0.0, 1.0, grid)
+        found["global"] = chosen_by_cv("alpha", alphas, global_at, complexity=list(np.abs(alphas - 0.5)))
+        global_fitter = global_at(found["global"].chosen)
+    else:
+        note = "weights fitted in each fold, shrunk toward equal weights (l2 = inf: equal weights)"
+        found["global"] = chosen_by_cv("l2", SHRINKAGE_GRID, global_shrunk, note=note)
+        global_fitter = global_shrunk(found["global"].chosen)
+    # The adaptive and per-class rules are shrunk toward the global method at the chosen value.
+    cv.set_target(global_fitter)
     everything.target = found["global"].fitted.rule
     found["adaptive"] = chosen_by_cv("l2", SHRINKAGE_GRID, adaptive_at)
+    # A class's own parameters: one weight per branch and a bias. With fewer samples per class
+    # than that in a cross-validation training fold, they cannot be told from noise.
+    own_parameters = len(branches) + 1
     per_fold = cv.smallest_training_fold() / k
-    if per_fold < PER_CLASS_MIN_SAMPLES:
+    if per_fold < own_parameters:
         note = (
             f"{per_fold:.1f} samples per class in the smallest cross-validation training fold, fewer than "
-            f"{PER_CLASS_MIN_SAMPLES} (a class's own parameters): per_class is the global weight (l2 = inf)"
+            f"{own_parameters} (a class's own parameters: a weight per branch and a bias): per_class is the "
+            "global weight (l2 = inf)"
         )
         found["per_class"] = chosen_by_cv("l2", [math.inf], per_class_at, note=note)
     else:
         found["per_class"] = chosen_by_cv("l2", SHRINKAGE_GRID, per_class_at)
 
-    pick, reason = choose_auto(found, metric)
-    return Selection(found, pick, reason)
+    pick, reason = choose_auto(found, metric, branches)
+    return Selection(branches, found, pick, reason)
 
 
-def choose_auto(candidates: dict[str, Candidate], metric: str) -> tuple[str, str]:
-    """The candidate "auto" selects and why, by the rule in this module's docstring."""
-    names = [c for c in CANDIDATES if c in candidates]
+def choose_auto(candidates: dict[str, Candidate], metric: str, branches: tuple[str, ...]) -> tuple[str, str]:
+    """The candidate "auto" selects among those fitted for `branches` and why, by the rule in
+    this module's docstring."""
+    names = [c for c in candidate_names(branches) if c in candidates]
     scores = {c: candidates[c].cv for c in names}
-    bar_name = min((c for c in names if c in BASELINES), key=lambda c: scores[c].nll)
+    baselines, order = baseline_names(branches), tie_order(branches)
+    bar_name = min((c for c in names if c in baselines), key=lambda c: scores[c].nll)
     bar = scores[bar_name].nll
     eligible = [c for c in names if scores[c].nll <= bar]
-    pick = eligible[best_index([scores[c] for c in eligible], metric, [AUTO_TIE_ORDER.index(c) for c in eligible])]
+    pick = eligible[best_index([scores[c] for c in eligible], metric, [order.index(c) for c in eligible])]
     lowest = min(eligible, key=lambda c: scores[c].nll)
 
     label = "top-1" if metric == "top1" else "mean class accuracy"

@@ -25,7 +25,7 @@ from mmfc.config import Pipeline
 from mmfc.errors import DataError
 from mmfc.fusion.files import FUSED, WEIGHTS, FusionSet, file_digests, open_fusion
 from mmfc.fusion.methods import FittedFusion
-from mmfc.fusion.selection import AUTO_TIE_ORDER, BASELINES, Candidate, make_folds, sample_groups, select_fusion
+from mmfc.fusion.selection import Candidate, make_folds, sample_groups, select_fusion
 from mmfc.scores.format import ScoreTable, check_compatible, read_scores, split_metrics, top1_text, write_scores
 from mmfc.stage_frame import Stage, run_stage
 from mmfc.stats import accuracy_interval, mean_class_interval
@@ -64,7 +64,7 @@ def _fuse(cfg: Pipeline, rgb_path: Path, skel_path: Path) -> None:
     groups, grouped_by = sample_groups(val_rgb, rgb_path)
     folds = make_folds(val_rgb.labels, groups, grouped_by, cfg.fusion.cv_folds, cfg.fusion.cv_seed)
     selection = select_fusion(
-        val_rgb.logits, val_skel.logits, val_rgb.labels, folds, cfg.fusion.grid, cfg.fusion.metric
+        {"rgb": val_rgb.logits, "skel": val_skel.logits}, val_rgb.labels, folds, cfg.fusion.grid, cfg.fusion.metric
     )
     selected = selection.auto_pick if cfg.fusion.method == "auto" else cfg.fusion.method
 
@@ -76,9 +76,10 @@ def _fuse(cfg: Pipeline, rgb_path: Path, skel_path: Path) -> None:
         for name, candidate in selection.candidates.items():
             fused = _fused_table(rgb, skel, candidate.fitted, name, checkpoint_digest, cfg.digest())
             write_scores(out / f"{name}.parquet", fused)
-            methods[name] = _describe_candidate(name, candidate, fused.rows(FIT_SPLIT))
+            methods[name] = _describe_candidate(candidate, name in selection.baselines, fused.rows(FIT_SPLIT))
         shutil.copyfile(out / f"{selected}.parquet", out / f"{FUSED}.parquet")
         weights = {
+            "branches": list(selection.branches),
             "fit_split": FIT_SPLIT,
             "num_fit_samples": len(val_rgb.ids),
             "num_classes": rgb.num_classes,
@@ -90,10 +91,10 @@ def _fuse(cfg: Pipeline, rgb_path: Path, skel_path: Path) -> None:
             "auto": {
                 "pick": selection.auto_pick,
                 "reason": selection.auto_reason,
-                "baselines": list(BASELINES),
+                "baselines": list(selection.baselines),
                 "near_tie": "within one standard error of the paired per-sample NLL difference, or 1 nat in total",
                 "accuracy_tie": "within one standard error of the paired per-sample accuracy difference, or one sample",
-                "tie_order": list(AUTO_TIE_ORDER),
+                "tie_order": list(selection.tie_order),
             },
             "cv": {**folds.describe(), "seed": cfg.fusion.cv_seed},
             "inputs": {
@@ -127,7 +128,7 @@ def score_path(cfg: Pipeline, modality: str) -> Path:
     return path
 
 
-def _describe_candidate(name: str, candidate: Candidate, val: ScoreTable) -> dict:
+def _describe_candidate(candidate: Candidate, baseline: bool, val: ScoreTable) -> dict:
     cv = candidate.cv
     top1 = accuracy_interval(int(cv.correct.sum()), cv.correct.size, INTERVAL_SEED)
     mean_class = mean_class_interval(cv.correct, val.labels, val.num_classes, INTERVAL_SEED)
@@ -139,8 +140,10 @@ def _describe_candidate(name: str, candidate: Candidate, val: ScoreTable) -> dic
             "top1_interval": [top1.low, top1.high],
             "mean_class_interval": [mean_class.low, mean_class.high],
         },
-        "baseline": name in BASELINES,
+        "baseline": baseline,
     }
+    if candidate.shares is not None:
+        entry["branch_shares"] = candidate.shares
     if candidate.choice_name:
         entry["choice"] = {
             "name": candidate.choice_name,
@@ -158,7 +161,7 @@ def _describe_candidate(name: str, candidate: Candidate, val: ScoreTable) -> dic
 def _fused_table(
     rgb: ScoreTable, skel: ScoreTable, method: FittedFusion, name: str, checkpoint_digest: str, pipeline_digest: str
 ) -> ScoreTable:
-    scores = method.log_probabilities(rgb.logits, skel.logits)
+    scores = method.log_probabilities({"rgb": rgb.logits, "skel": skel.logits})
     return ScoreTable(
         ids=rgb.ids,
         splits=rgb.splits,

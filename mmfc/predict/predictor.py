@@ -140,10 +140,10 @@ def predict_video(run: TrainedRun, video: Path, skeleton_file: Path | None = Non
     started = time.perf_counter()
     notes = [found.note] if found.note else []
     if found.usable:
-        method, fused = run.fusion_method, run.fusion.log_probabilities(logits["rgb"], logits["skel"])
+        method, fused = run.fusion_method, run.fusion.log_probabilities(logits)
     else:
         method, rgb_alone = open_fusion(cfg.paths.fusion).fitted("rgb_alone")
-        fused = rgb_alone.log_probabilities(logits["rgb"], np.zeros_like(logits["rgb"]))
+        fused = rgb_alone.log_probabilities(logits)
     timings["fusion"] = time.perf_counter() - started
     for number, reason in sorted(clips.failed.items()):
         start, stop = windows[number].seconds(fps)

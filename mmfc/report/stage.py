@@ -196,7 +196,8 @@ def _accuracy_section(modalities: list[Scored], fused: list[Scored], weights: di
     if test_rgb.ids:
         skel = test_skel.aligned_to(test_rgb.ids)
         w, _ = best_fixed_ratio(test_rgb.logits, skel.logits, test_rgb.labels, metric)
-        oracle = replace(test_rgb, logits=mix_probabilities(test_rgb.logits, skel.logits, w, 1 - w))
+        mixed = mix_probabilities({"rgb": test_rgb.logits, "skel": skel.logits}, {"rgb": w, "skel": 1 - w})
+        oracle = replace(test_rgb, logits=mixed)
         rows.append(
             [f"**oracle**: fixed ratio chosen on test (what peers report), RGB:skeleton {w:.2f}:{1 - w:.2f}",
              "—", "—", "—", *_accuracy_cells(oracle)]
@@ -404,7 +405,9 @@ def _rel(cfg: Pipeline, path: Path) -> str:
 def _describe_params(params: dict) -> str:
     parts = []
     for key, value in params.items():
-        if isinstance(value, list):
+        if isinstance(value, dict):
+            parts.append(f"{key} ({_describe_params(value)})")
+        elif isinstance(value, list):
             arr = np.asarray(value, dtype=float)
             parts.append(f"{key}: {len(arr)} values in [{arr.min():.3g}, {arr.max():.3g}]")
         elif isinstance(value, float):
