@@ -139,16 +139,28 @@ def inspect(
 
 
 @app.command()
-def info(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
-    """Show the resolved configuration and the data it selects: counts per split and class."""
-    from mmfc.data.sources import describe_selection
+def info(
+    pipeline: PipelineOpt,
+    set_: SetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the resolved configuration and every count as JSON.")] = False,
+) -> None:
+    """Show the data a pipeline selects: counts per split and class, the validation groups, what
+    was left out and why (--json: with the resolved configuration)."""
+    from mmfc.data.sources import describe_selection, few_groups_warning, format_selection
 
     try:
         cfg = _pipeline(pipeline, set_)
         selection = describe_selection(cfg.data)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
-    print(json.dumps({"pipeline": cfg.to_dict(), "data": selection}, indent=2, default=str))
+    if as_json:
+        print(json.dumps({"pipeline": cfg.to_dict(), "data": selection}, indent=2, default=str))
+    else:
+        print(format_selection(cfg.name, selection))
+        print("\n--json: the resolved configuration and every count, as JSON")
+    few_groups = few_groups_warning(selection["validation_groups"])
+    if few_groups:
+        warnings.warn(f"{cfg.data.root}: {few_groups}", DataWarning)
 
 
 @app.command()

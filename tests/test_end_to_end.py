@@ -75,7 +75,7 @@ def test_plain_videos_through_poses_crops_train_scores_fuse(video_folders, pose_
         assert result.exit_code == 0, result.output
         return result.output
 
-    info = json.loads(mmfc("info"))["data"]
+    info = json.loads(mmfc("info", "--json"))["data"]
     assert info["samples"] == 8 and info["splits"] == {"train": 4, "val": 2, "test": 2}
     mmfc("stage", "poses", "--preview", "2")
     mmfc("stage", "crops")

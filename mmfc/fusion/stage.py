@@ -16,12 +16,14 @@ import hashlib
 import json
 import math
 import shutil
+import warnings
+from collections import Counter
 from pathlib import Path
-
 
 from mmfc import atomic, lock
 from mmfc.config import Pipeline, save_pipeline
-from mmfc.errors import DataError
+from mmfc.data.sources import few_groups_warning
+from mmfc.errors import DataError, DataWarning
 from mmfc.fusion.files import FUSED, WEIGHTS, file_digests
 from mmfc.fusion.methods import FittedFusion
 from mmfc.fusion.selection import AUTO_TIE_ORDER, BASELINES, Candidate, make_folds, sample_groups, select_fusion
@@ -57,6 +59,11 @@ def _fuse(cfg: Pipeline) -> None:
         )
     groups, grouped_by = sample_groups(val_rgb.ids, cfg.data)
     folds = make_folds(val_rgb.labels, groups, grouped_by, cfg.fusion.cv_folds, cfg.fusion.cv_seed)
+    few_groups = few_groups_warning(dict(sorted(Counter(groups or ()).items())))
+    if few_groups:
+        held_out = (f"each of its {folds.count} cross-validation folds holds out one {grouped_by}" if folds.grouped_by
+                    else f"its cross-validation folds are class-stratified instead, every fold of the same {grouped_by}")
+        warnings.warn(f"{rgb_path}: {few_groups}; {held_out}", DataWarning)
     selection = select_fusion(
         val_rgb.logits, val_skel.logits, val_rgb.labels, folds, cfg.fusion.grid, cfg.fusion.metric
     )
