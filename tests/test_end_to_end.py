@@ -52,7 +52,8 @@ def test_crops_train_scores_fuse_report_through_the_cli(tmp_path):
     weights = json.loads((run / "fusion" / "weights.json").read_text())
     assert weights["fit_split"] == "val"
     report = (run / "report" / "report.md").read_text()
-    assert "fusion: global" in report and "Ablation" in report
+    # Synthetic data, no ablation variant trained: neither the paper's ablation nor its published results.
+    assert "fusion: global" in report and "Per-class accuracy" in report and "Ablation" not in report
     assert (run / "report" / "confusion.png").stat().st_size > 0
 
 
