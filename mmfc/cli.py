@@ -238,8 +238,9 @@ def export(
     Writes rgb.onnx and skel.onnx (each: one named float32 input with a dynamic batch axis,
     output `logits`, batch x classes), manifest.json (what feeds each input: axes, value range,
     normalisation; the class names; the fitted fusion as a recipe with its formula; the parity
-    measured) and apply_fusion.py (the recipe in numpy). Needs the optional extra `export`:
-    pip install 'mmfc\\[export]'.
+    measured; the poses the run needs), apply_fusion.py (the recipe in numpy) and preprocess.py
+    (a clip's frames and keypoints to both inputs, with numpy and OpenCV, as mmfc crops and
+    samples them). Needs the optional extra `export`: pip install 'mmfc\\[export]'.
     """
     from mmfc.export.bundle import export_onnx
     from mmfc.export.graphs import MissingExtra, require_extra
@@ -252,7 +253,8 @@ def export(
         manifest = export_onnx(trained, target, check_samples=check)
     except (ConfigError, DataError, MissingExtra) as exc:
         _fail(str(exc))
-    files = [entry["file"] for entry in manifest["branches"].values()] + ["manifest.json", "apply_fusion.py"]
+    files = [entry["file"] for entry in manifest["branches"].values()] + ["manifest.json", "apply_fusion.py",
+                                                                          "preprocess.py"]
     summary = {"out": str(target), "files": files, "fusion": manifest["fusion"]["method"]}
     if "parity" in manifest:
         summary["max_abs_diff"] = manifest["parity"]["max_abs_diff"]
