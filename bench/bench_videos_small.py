@@ -36,6 +36,10 @@ SOURCES = {
     "armwrestle": ("kinetics_arm_wrestling_demo.mp4", (340, 256)),
 }
 
+# Every stage, in the order make runs them.
+STAGES = [("poses",), ("crops",), *((step, "--modality", branch) for branch in ("rgb", "skel") for step in ("train", "scores")),
+          ("fuse",), ("report",)]
+
 
 def cut_clips(root: Path, frames: int, stride: int) -> int:
     """root/<class>/<class>_g<group>_c<clip>.avi; a window and its mirror share a group, as do
@@ -79,13 +83,8 @@ def main() -> None:
 
     print(mmfc("info"))
     started = time.perf_counter()
-    mmfc("stage", "poses")
-    mmfc("stage", "crops")
-    for modality in ("rgb", "skel"):
-        mmfc("stage", "train", "--modality", modality)
-        mmfc("stage", "scores", "--modality", modality)
-    mmfc("stage", "fuse")
-    mmfc("stage", "report")
+    for stage in STAGES:
+        mmfc("stage", *stage)
     wall = time.perf_counter() - started
     print(mmfc("timings"))
     weights = json.loads((out / "run" / "fusion" / "weights.json").read_text())

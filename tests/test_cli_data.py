@@ -109,6 +109,10 @@ def test_info_prints_a_summary_and_names_few_validation_groups(runner: CliRunner
     assert [line.split() for line in lines if line.startswith(("Archery", "total"))] == [
         ["Archery", *map(str, data["classes"]["Archery"].values())], ["total", *map(str, data["splits"].values())]]
     assert f"warning: {tmp_path / 'ucf'}: validation holds 1 group ({group}: 4 samples), fewer than 3" in result.stderr
+    # No validation at all: stage 4 would stop, and info says so before any stage runs.
+    result = runner.invoke(app, [*args, "--set", "data.val_fraction=0"])
+    assert result.exit_code == 0 and "validation: 0 samples in 0 groups" in result.stdout
+    assert "validation is empty, and stage 4 fits the fusion on validation alone" in result.stderr
 
 
 def test_bad_key_exits_2_with_one_message(runner: CliRunner):

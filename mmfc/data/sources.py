@@ -64,7 +64,10 @@ def validation_groups(samples: list[Sample], cfg: DataConfig) -> dict[str, int]:
 
 def few_groups_warning(groups: dict[str, int]) -> str | None:
     """What to say when validation holds fewer than MIN_VALIDATION_GROUPS groups (none: None)."""
-    if not groups or len(groups) >= MIN_VALIDATION_GROUPS:
+    if not groups:
+        return ("validation is empty, and stage 4 fits the fusion on validation alone, never on test: it will stop; "
+                "carve validation out of training (data.val_fraction, data.val_performers, or the CSV's split column)")
+    if len(groups) >= MIN_VALIDATION_GROUPS:
         return None
     listed = ", ".join(f"{name}: {count} samples" for name, count in groups.items())
     return (

@@ -59,7 +59,7 @@ def _fuse(cfg: Pipeline) -> None:
         )
     groups, grouped_by = sample_groups(val_rgb.ids, cfg.data)
     folds = make_folds(val_rgb.labels, groups, grouped_by, cfg.fusion.cv_folds, cfg.fusion.cv_seed)
-    few_groups = few_groups_warning(dict(sorted(Counter(groups or ()).items())))
+    few_groups = few_groups_warning(dict(sorted(Counter(groups).items()))) if groups else None
     if few_groups:
         held_out = (f"each of its {folds.count} cross-validation folds holds out one {grouped_by}" if folds.grouped_by
                     else f"its cross-validation folds are class-stratified instead, every fold of the same {grouped_by}")
