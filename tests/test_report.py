@@ -138,7 +138,7 @@ def test_a_report_on_own_videos_leaves_out_what_does_not_apply(tmp_path):
     # 9 classes: no top-5 (of 9, it is right by construction), and no NTU protocol for a CSV.
     assert "top-5" not in md.split("## Accuracy (%)")[1].split("## ")[0].replace("no top-5 with 10 classes", "")
     assert "| scores | val top-1 | val mean class | test top-1 | test mean class |" in md
-    assert "protocol" not in md and "source `videos`, a CSV file, split by the CSV's split column" in md
+    assert "protocol" not in md and "source `videos`, a CSV file, split by its split column" in md
     assert _sections(md) == ["Accuracy (%)", "Fusion selection, cross-validated inside validation",
                              "Per-class accuracy (test split, %)", "Confusion matrix", "Training curves"]
     assert "The paper's ablation and the published results (NTU RGB+D 60, FineGym) are left out" in md

@@ -180,9 +180,10 @@ def dataset_description(cfg: Pipeline) -> tuple[str, bool]:
         splits = f"protocol `{data.protocol}`"
     elif data.source == "pose_pickle":
         splits = f"the pickle's splits `{data.train_split}` and `{data.test_split}`"
+    elif Path(data.root).suffix.lower() == ".csv":
+        splits = "a CSV file, split by its split column or a seeded hash of each clip's group"
     else:
-        listed = "a CSV file" if Path(data.root).suffix.lower() == ".csv" else "class folders"
-        splits = f"{listed}, split by the CSV's split column or a seeded hash of each clip's group"
+        splits = "class folders, split by a seeded hash of each clip's group"
     text = f"**{cfg.name}**: {kind}, source `{data.source}`, {splits}, {data.num_classes} classes"
     comparable = not _synthetic(cfg) and data.source == "ntu" and data.num_classes == 60 and data.protocol == "xsub"
     return text, comparable
