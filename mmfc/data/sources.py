@@ -120,7 +120,8 @@ def format_selection(name: str, selection: dict, limit: int = 12) -> str:
     shown = ", ".join(f"{group} ({count})" for group, count in list(groups.items())[:limit])
     more = f", and {len(groups) - limit} more" if len(groups) > limit else ""
     plural = "" if len(groups) == 1 else "s"
-    lines.append(f"validation: {splits['val']} samples in {len(groups)} group{plural}" + (f": {shown}{more}" if groups else ""))
+    listed = f": {shown}{more}" if groups else ""
+    lines.append(f"validation: {splits['val']} samples in {len(groups)} group{plural}{listed}")
     for title, counts in (("left out", selection["excluded"]), ("kept with a remark", selection["notes"])):
         lines += [f"{title}: {count} {reason}" for reason, count in counts.items()]
     width = max(len("class"), *(len(c) for c in selection["classes"]))

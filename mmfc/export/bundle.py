@@ -97,8 +97,8 @@ def export_onnx(run: TrainedRun, out: Path, check_samples: int = 8) -> dict:
 def preprocess_settings(cfg: Pipeline, layout: str) -> dict:
     """What preprocess.py reads: stage 1's crop and skeleton settings, the branches' sampling and
     normalisation, the clips averaged."""
-    rgb, skel, joints = get_branch("rgb").input_spec(cfg, layout), get_branch("skel").input_spec(cfg, layout), get_layout(layout)
-    c = cfg.crops
+    rgb, skel = get_branch("rgb").input_spec(cfg, layout), get_branch("skel").input_spec(cfg, layout)
+    c, joints = cfg.crops, get_layout(layout)
     return {
         "script": "preprocess.py: graph_inputs(manifest['preprocess'], frames, video_frames, keypoints, scores)",
         "crop": {

@@ -249,7 +249,8 @@ def _accuracy_section(modalities: list[Scored], fused: list[Scored], weights: di
     for name, item in shown:
         if name == selected_row:
             name += f" (selected: `{weights['selected']}`)" if weights["selected"] in SINGLE_CANDIDATES else " (selected)"
-        rows.append([name, *_accuracy_cells(item.table.rows("val"), top5), *_accuracy_cells(item.table.rows("test"), top5)])
+        cells = [cell for split in ("val", "test") for cell in _accuracy_cells(item.table.rows(split), top5)]
+        rows.append([name, *cells])
 
     metric = weights.get("metric", "top1")
     test_rgb, test_skel = (m.table.rows("test") for m in modalities)
@@ -372,12 +373,11 @@ def _per_class_section(modalities: list[Scored], selected: Scored) -> list[Block
     tables = [(m.name, m.table.rows(split)) for m in modalities]
     tables.append((f"fusion: `{selected.name}`", selected.table.rows(split)))
     counts = [confusion_matrix(t.logits.argmax(axis=1), t.labels, t.num_classes) for _, t in tables]
+    recalls = [per_class_recall(cm) for cm in counts]
     totals = counts[0].sum(axis=1)
     rows = []
     for k, class_name in enumerate(tables[0][1].class_names):
-        cells = [
-            "—" if not totals[k] else f"{_pct(per_class_recall(cm)[k])} ({cm[k, k]}/{totals[k]})" for cm in counts
-        ]
+        cells = ["—" if not totals[k] else f"{_pct(r[k])} ({cm[k, k]}/{totals[k]})" for cm, r in zip(counts, recalls)]
         rows.append([class_name, str(totals[k]), *cells])
     return [
         Heading(2, f"Per-class accuracy ({split} split, %)"),
