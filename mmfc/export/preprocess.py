@@ -103,6 +103,8 @@ def crop_frames(settings: dict, frames: np.ndarray, video_frames: int, pixels: n
         raise ValueError("no keypoint frame: the crop is planned on the people's keypoints")
     if video_frames <= 0:
         raise ValueError("the video has no frames")
+    if len(frames) != crop["num_frames"]:
+        raise ValueError(f"{len(frames)} frames given; the crop takes the {crop['num_frames']} that frames_to_read names")
     frame_size = (frames.shape[2], frames.shape[1])
     scale = np.array([frame_size[0] / keypoint_size[0], frame_size[1] / keypoint_size[1]], dtype=np.float32)
     people = crop["max_bodies"]
