@@ -74,7 +74,7 @@ def test_plain_videos_through_poses_crops_train_scores_fuse(video_folders, pose_
     def mmfc(*args: str) -> str:
         result = runner.invoke(app, [*args, *pipeline, *sets])
         assert result.exit_code == 0, result.output
-        return result.output
+        return result.stdout
 
     info = json.loads(mmfc("info", "--json"))["data"]
     assert info["samples"] == 8 and info["splits"] == {"train": 4, "val": 2, "test": 2}

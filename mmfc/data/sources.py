@@ -69,7 +69,7 @@ def few_groups_warning(groups: dict[str, int]) -> str | None:
                 "carve validation out of training (data.val_fraction, data.val_performers, or the CSV's split column)")
     if len(groups) >= MIN_VALIDATION_GROUPS:
         return None
-    listed = ", ".join(f"{name}: {count} samples" for name, count in groups.items())
+    listed = ", ".join(f"{name}: {count} sample{'s' if count != 1 else ''}" for name, count in groups.items())
     return (
         f"validation holds {len(groups)} group{'s' if len(groups) > 1 else ''} ({listed}), fewer than "
         f"{MIN_VALIDATION_GROUPS}: the fusion fitted on it learns the ways of so few people or recordings and may "
