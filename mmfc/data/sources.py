@@ -119,9 +119,9 @@ def format_selection(name: str, selection: dict, limit: int = 12) -> str:
     groups = selection["validation_groups"]
     shown = ", ".join(f"{group} ({count})" for group, count in list(groups.items())[:limit])
     more = f", and {len(groups) - limit} more" if len(groups) > limit else ""
-    plural = "" if len(groups) == 1 else "s"
+    samples = "sample" if splits["val"] == 1 else "samples"
     listed = f": {shown}{more}" if groups else ""
-    lines.append(f"validation: {splits['val']} samples in {len(groups)} group{plural}{listed}")
+    lines.append(f"validation: {splits['val']} {samples} in {len(groups)} group{'' if len(groups) == 1 else 's'}{listed}")
     for title, counts in (("left out", selection["excluded"]), ("kept with a remark", selection["notes"])):
         lines += [f"{title}: {count} {reason}" for reason, count in counts.items()]
     width = max(len("class"), *(len(c) for c in selection["classes"]))
