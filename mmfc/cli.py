@@ -149,13 +149,18 @@ def inspect(
 
 
 @app.command()
-def info(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
-    """Show the resolved configuration, its joint layout (joints, bones, centre, left/right
-    pairs) and the data it selects: counts per split and class, and the branches the data can
-    train (the RGB branch needs videos)."""
+def info(
+    pipeline: PipelineOpt,
+    set_: SetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the resolved configuration and every count as JSON.")] = False,
+) -> None:
+    """Show the data a pipeline selects: counts per split and class, the validation groups, what
+    was left out and why, the branches the data can train (the RGB branch needs videos), and
+    the joint layout (--json: with the resolved configuration and the layout's joints, bones,
+    centre and left/right pairs)."""
     from mmfc.branches import branch_support
     from mmfc.crops.crop import CropJob
-    from mmfc.data.sources import describe_selection
+    from mmfc.data.sources import describe_selection, few_groups_warning, format_selection
 
     try:
         cfg = _pipeline(pipeline, set_)
@@ -164,7 +169,14 @@ def info(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
     selection["branches"] = branch_support(selection["video"]["with"] > 0)
-    print(json.dumps({"pipeline": cfg.to_dict(), "layout": layout.to_dict(), "data": selection}, indent=2, default=str))
+    if as_json:
+        print(json.dumps({"pipeline": cfg.to_dict(), "layout": layout.to_dict(), "data": selection}, indent=2, default=str))
+    else:
+        print(format_selection(cfg.name, selection))
+        print("\n--json: the resolved configuration, the joint layout and every count, as JSON")
+    few_groups = few_groups_warning(selection["validation_groups"])
+    if few_groups:
+        warnings.warn(f"{cfg.data.root}: {few_groups}", DataWarning)
 
 
 @app.command()
@@ -237,8 +249,9 @@ def export(
     Writes rgb.onnx and skel.onnx (each: one named float32 input with a dynamic batch axis,
     output `logits`, batch x classes), manifest.json (what feeds each input: axes, value range,
     normalisation; the class names; the fitted fusion as a recipe with its formula; the parity
-    measured) and apply_fusion.py (the recipe in numpy). Needs the optional extra `export`:
-    pip install 'mmfc\\[export]'.
+    measured; the poses the run needs), apply_fusion.py (the recipe in numpy) and preprocess.py
+    (a clip's frames and keypoints to both inputs, with numpy and OpenCV, as mmfc crops and
+    samples them). Needs the optional extra `export`: pip install 'mmfc\\[export]'.
     """
     from mmfc.export.bundle import export_onnx
     from mmfc.export.graphs import MissingExtra, require_extra
@@ -251,7 +264,8 @@ def export(
         manifest = export_onnx(trained, target, check_samples=check)
     except (ConfigError, DataError, MissingExtra) as exc:
         _fail(str(exc))
-    files = [entry["file"] for entry in manifest["branches"].values()] + ["manifest.json", "apply_fusion.py"]
+    files = [entry["file"] for entry in manifest["branches"].values()] + ["manifest.json", "apply_fusion.py",
+                                                                          "preprocess.py"]
     summary = {"out": str(target), "files": files, "fusion": manifest["fusion"]["method"]}
     if "parity" in manifest:
         summary["max_abs_diff"] = manifest["parity"]["max_abs_diff"]

@@ -38,7 +38,7 @@ def mean_class_accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int
     """Top-1 accuracy averaged over the classes that have samples (FineGym's metric)."""
     logits, labels = _check(logits, labels)
     cm = confusion_matrix(logits.argmax(axis=1), labels, num_classes)
-    per_class = _per_class_recall(cm)
+    per_class = per_class_recall(cm)
     present = ~np.isnan(per_class)
     return float(per_class[present].mean()) if present.any() else float("nan")
 
@@ -84,7 +84,7 @@ def most_confused_pairs(cm: np.ndarray, class_names: list[str], n: int) -> list[
     return pairs
 
 
-def _per_class_recall(cm: np.ndarray) -> np.ndarray:
+def per_class_recall(cm: np.ndarray) -> np.ndarray:
     """Diagonal over row totals; NaN for classes with no samples. [K]"""
     totals = cm.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -72,7 +72,7 @@ def test_info_counts(runner: CliRunner, tmp_path: Path, realdata: Path):
     root = make_root(tmp_path, realdata)
     missing = tmp_path / "missing.txt"
     missing.write_text("S003C001P015R001A034\n")
-    report = run_json(runner, ["info", "--pipeline", PIPELINE, "--set", f"data.root={root}",
+    report = run_json(runner, ["info", "--json", "--pipeline", PIPELINE, "--set", f"data.root={root}",
                                "--set", f"data.missing_list={missing}"])
     data = report["data"]
     assert report["pipeline"]["data"]["root"] == str(root)
@@ -83,6 +83,36 @@ def test_info_counts(runner: CliRunner, tmp_path: Path, realdata: Path):
     assert data["video"] == {"with": 0, "without": 3}
     assert data["classes"]["handshaking"] == {"train": 0, "val": 1, "test": 0}
     assert len(data["classes"]) == 60
+    assert data["validation_groups"] == {"P008": 1}
+
+
+def test_info_prints_a_summary_and_names_few_validation_groups(runner: CliRunner, tmp_path: Path):
+    # UCF101's names: the group number is the person and recording, shared by every class.
+    for name in ("Archery", "Biking"):
+        for group in (1, 2, 3, 4):
+            for clip in (1, 2):
+                path = tmp_path / "ucf" / name / f"v_{name}_g{group:02d}_c{clip:02d}.avi"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"")  # listing never decodes
+    args = ["info", "--pipeline", str(Path(PIPELINE).parent / "videos-small.toml"), "--set", f"data.root={tmp_path / 'ucf'}",
+            "--set", "data.num_classes=2", "--set", "data.test_fraction=0.25", "--set", "data.val_fraction=0.34"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = run_json(runner, [*args, "--json"])["data"]
+    groups = data["validation_groups"]
+    assert len(groups) == 1 and sum(groups.values()) == data["splits"]["val"] == 4
+    (group, count), = groups.items()
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"videos-small: 16 samples of 2 classes from {tmp_path / 'ucf'} (source videos, joints coco17)"
+    assert lines[1] == f"splits: {data['splits']['train']} train, 4 val, {data['splits']['test']} test"
+    assert f"validation: 4 samples in 1 group: {group} (4)" in lines
+    assert [line.split() for line in lines if line.startswith(("Archery", "total"))] == [
+        ["Archery", *map(str, data["classes"]["Archery"].values())], ["total", *map(str, data["splits"].values())]]
+    assert f"warning: {tmp_path / 'ucf'}: validation holds 1 group ({group}: 4 samples), fewer than 3" in result.stderr
+    # No validation at all: stage 4 would stop, and info says so before any stage runs.
+    result = runner.invoke(app, [*args, "--set", "data.val_fraction=0"])
+    assert result.exit_code == 0 and "validation: 0 samples in 0 groups" in result.stdout
+    assert "validation is empty, and stage 4 fits the fusion on validation alone" in result.stderr
 
 
 def test_bad_key_exits_2_with_one_message(runner: CliRunner):

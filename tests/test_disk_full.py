@@ -74,7 +74,7 @@ def test_every_writer_on_a_full_disk_raises_one_disk_full(tiny_disk):
     assert_one_clean_message(raised.value, target, "it needs 688.9 kB")
 
     target = tiny_disk / "report" / "curves.png"
-    history = [{"epoch": e, "train_loss": float(np.sin(e)), "val_loss": 1.0, "val_top1": 0.5} for e in range(1, 200)]
+    history = [{"epoch": e, "train_loss": float(2 + np.sin(e)), "val_loss": 1.0, "val_top1": 0.5} for e in range(1, 200)]
     with pytest.raises(DiskFull) as raised:
         plot_curves({"rgb": history, "skel": history}, target)
     assert_one_clean_message(raised.value, target, "it needs more than the ")

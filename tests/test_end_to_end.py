@@ -59,7 +59,8 @@ def test_crops_train_scores_fuse_report_through_the_cli(tmp_path):
     weights = json.loads((run / "fusion" / "weights.json").read_text())
     assert weights["fit_split"] == "val"
     report = (run / "report" / "report.md").read_text()
-    assert "fusion: global" in report and "Ablation" in report
+    # Synthetic data, no ablation variant trained: neither the paper's ablation nor its published results.
+    assert "fusion: global" in report and "Per-class accuracy" in report and "Ablation" not in report
     assert (run / "report" / "confusion.png").stat().st_size > 0
 
 
@@ -80,9 +81,9 @@ def test_plain_videos_through_poses_crops_train_scores_fuse(video_folders, pose_
     def mmfc(*args: str) -> str:
         result = runner.invoke(app, [*args, *pipeline, *sets])
         assert result.exit_code == 0, result.output
-        return result.output
+        return result.stdout
 
-    info = json.loads(mmfc("info"))["data"]
+    info = json.loads(mmfc("info", "--json"))["data"]
     assert info["samples"] == 8 and info["splits"] == {"train": 4, "val": 2, "test": 2}
     mmfc("stage", "poses", "--preview", "2")
     mmfc("stage", "crops")

@@ -31,6 +31,7 @@ from mmfc.fusion.methods import (
     SingleBranch,
     Temperatures,
 )
+from mmfc.predict.predictor import predict_video
 from mmfc.scores.format import read_scores
 from mmfc.run_folder import open_run
 
@@ -156,11 +157,20 @@ def _export(*args: str):
     return CliRunner().invoke(app, ["export", *args])
 
 
+def _module(path):
+    """A file of the export folder, imported as a consumer imports it: from the folder alone."""
+    spec = importlib.util.spec_from_file_location(f"exported_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_export_of_a_trained_run_matches_pytorch_and_mmfcs_fusion(tiny_run, tmp_path):
     out = tmp_path / "export"
     result = _export("--run", str(tiny_run), "--format", "onnx", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["apply_fusion.py", "manifest.json", "rgb.onnx", "skel.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["apply_fusion.py", "manifest.json", "preprocess.py", "rgb.onnx",
+                                                     "skel.onnx"]
     manifest = json.loads((out / "manifest.json").read_text())
     summary = json.loads(result.output)
     assert summary["max_abs_diff"] == manifest["parity"]["max_abs_diff"]
@@ -179,9 +189,7 @@ def test_export_of_a_trained_run_matches_pytorch_and_mmfcs_fusion(tiny_run, tmp_
     # The consumer's side, from the folder alone: the graphs in onnxruntime on every sample of
     # the crop store, fused by the copied apply_fusion.py with the manifest's recipe; held to
     # 1e-4 at the scale of logits within +-10, without the leeway of PyTorch's own float32 error.
-    spec = importlib.util.spec_from_file_location("exported_apply_fusion", out / "apply_fusion.py")
-    consumer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(consumer)
+    consumer = _module(out / "apply_fusion.py")
     store = open_crops(run.cfg.paths.crops)
     indices = list(range(len(store)))
     onnx_out, torch_out = {}, {}
@@ -201,6 +209,38 @@ def test_export_of_a_trained_run_matches_pytorch_and_mmfcs_fusion(tiny_run, tmp_
     # A second export replaces the first whole.
     assert _export("--run", str(tiny_run), "--out", str(out), "--check", "0").exit_code == 0
     assert "parity" not in json.loads((out / "manifest.json").read_text())
+
+
+def test_preprocess_in_the_export_takes_a_real_clip_to_mmfcs_logits(tiny_run, tmp_path, realdata):
+    out = tmp_path / "export"
+    result = _export("--run", str(tiny_run), "--out", str(out), "--check", "0")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    poses = manifest["poses"]
+    assert (poses["layout"], poses["joints"], poses["coordinates"]) == ("ntu25", 25, 3) and "Kinect" in poses["source"]
+    assert "must come from the same estimator (or sensor) and the same joint layout" in poses["requirement"]
+
+    # mmfc's side: the real NTU clip and its own skeleton through `mmfc predict`'s code, which is
+    # stages 1 to 4's.
+    video = realdata / "videos" / "S001C001P001R001A001_rgb.avi"
+    prediction, _, _, found = predict_video(open_run(tiny_run), video,
+                                            realdata / "ntu_skeleton" / "S001C001P001R001A001.skeleton")
+    # The consumer's side, from the folder alone: the clip's frames and keypoints through the
+    # copied preprocess.py, the graphs in onnxruntime, the fusion by the copied apply_fusion.py.
+    preprocess, fusion = _module(out / "preprocess.py"), _module(out / "apply_fusion.py")
+    settings, skeleton = manifest["preprocess"], found.skeleton
+    video_frames = 103
+    frames = preprocess.read_frames(str(video), preprocess.frames_to_read(settings, video_frames))
+    inputs = preprocess.graph_inputs(settings, frames, video_frames, skeleton.points, skeleton.score,
+                                     pixels=skeleton.pixels, frame_indices=skeleton.frame_indices,
+                                     total_frames=skeleton.total_frames, keypoint_size=skeleton.frame_size)
+    logits = {}
+    for name, entry in manifest["branches"].items():
+        logits[name] = onnx_logits(out / entry["file"], entry["input"]["name"], inputs[entry["input"]["name"]])
+        ours = getattr(prediction, name)
+        assert np.abs(logits[name] - ours).max() < parity_bound(ours, 0.0), name
+    fused = fusion.log_softmax(fusion.apply_fusion(manifest["fusion"], logits))
+    assert np.abs(fused - prediction.fused).max() < parity_bound(prediction.fused, 0.0)
 
 
 def test_export_errors_are_one_line_naming_the_cause(tiny_run, tmp_path, monkeypatch):

@@ -1,12 +1,13 @@
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from mmfc.config import Pipeline
-from mmfc.errors import DataError
+from mmfc.config import DataConfig, Pipeline
+from mmfc.errors import DataError, DataWarning
 from mmfc.fusion.files import fitted_from_params
 from mmfc.fusion.methods import (
     GlobalFusion,
@@ -520,6 +521,37 @@ def test_a_named_method_is_used_and_performers_make_the_folds(tmp_path):
     assert weights["selected"] == "pyskl_1_2" and weights["auto"]["pick"] in CANDIDATES
     assert read_scores(cfg.paths.fusion / "fused.parquet").modality == "fusion:pyskl_1_2"
     assert weights["cv"]["grouped_by"] == "performer" and weights["cv"]["folds"] == 3
+
+
+@pytest.mark.parametrize("performers, folds, message", [
+    (1, 5, r"validation holds 1 group \(P001: 60 samples\), fewer than 3: .*class-stratified instead, every fold of the "
+           "same performer"),
+    (2, 2, r"validation holds 2 groups \(P001: 30 samples, P002: 30 samples\), fewer than 3: .*each of its 2 "
+           "cross-validation folds holds out one performer"),
+])
+def test_fewer_than_three_validation_groups_are_named_in_a_warning(tmp_path, performers, folds, message):
+    cfg = _pipeline(tmp_path)
+    rgb, skel = _tables(np.random.default_rng(18), (20, 60, 20), k=4)
+    groups = [f"P{1 + i % performers:03d}" for i in range(len(rgb.ids))]
+    for table in (rgb, skel):
+        table.groups, table.group_kind = list(groups), "performer"
+    _write(cfg, rgb, skel)
+    with pytest.warns(DataWarning, match=message) as caught:
+        run_fuse(cfg)
+    assert str(caught[0].message).startswith(str(cfg.paths.scores / "rgb.parquet"))
+    assert json.loads((cfg.paths.fusion / "weights.json").read_text())["cv"]["folds"] == folds
+
+
+def test_three_validation_groups_fuse_without_a_warning(tmp_path):
+    cfg = _pipeline(tmp_path)
+    rgb, skel = _tables(np.random.default_rng(18), (20, 60, 20), k=4)
+    groups = [f"P{1 + i % 3:03d}" for i in range(len(rgb.ids))]
+    for table in (rgb, skel):
+        table.groups, table.group_kind = list(groups), "performer"
+    _write(cfg, rgb, skel)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        run_fuse(cfg)
 
 
 def test_weights_depend_on_validation_rows_only(tmp_path):

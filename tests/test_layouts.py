@@ -195,9 +195,9 @@ def stick_pickle(path: Path) -> None:
 def test_mmfc_info_prints_the_layout(tmp_path):
     stick_pickle(tmp_path / "poses.pkl")
     path = write_pipeline(tmp_path)
-    result = CliRunner().invoke(app, ["info", "--pipeline", str(path)])
+    result = CliRunner().invoke(app, ["info", "--pipeline", str(path), "--json"])
     assert result.exit_code == 0, result.output
-    shown = json.loads(result.output)["layout"]
+    shown = json.loads(result.stdout)["layout"]
     assert shown["joints"] == ["neck", "head", "elbow_l", "elbow_r", "hand_l", "hand_r", "hip"]
     assert shown["bones"][1] == ["elbow_l", "neck"] and shown["center"] == "neck"
     assert shown["pairs"] == [["elbow_l", "elbow_r"], ["hand_l", "hand_r"]]

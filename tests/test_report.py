@@ -14,7 +14,7 @@ from mmfc.config import Pipeline
 from mmfc.errors import DataError
 from mmfc.fusion.files import open_fusion
 from mmfc.fusion.stage import run_fuse
-from mmfc.report.plots import plot_confusion
+from mmfc.report.plots import curves_figure, plot_confusion, plt
 from mmfc.report.stage import read_curves, run_report
 from mmfc.scores.format import ScoreTable, write_scores
 
@@ -129,6 +129,61 @@ def test_report_on_ntu60_xsub_is_marked_comparable(tmp_path):
     run_report(cfg)
     md = (cfg.paths.report / "report.md").read_text()
     assert "not comparable" not in md and "protocol of the paper's numbers" in md
+
+
+def _sections(md: str) -> list[str]:
+    return [line[3:] for line in md.splitlines() if line.startswith("## ")]
+
+
+def test_a_report_on_own_videos_leaves_out_what_does_not_apply(tmp_path):
+    cfg, _ = _make_run(tmp_path, k=9, name="own-videos")
+    cfg.data.source, cfg.data.root, cfg.data.num_classes = "videos", "/data/clips.csv", 9
+    run_report(cfg)
+    md = (cfg.paths.report / "report.md").read_text()
+    # 9 classes: no top-5 (of 9, it is right by construction), and no NTU protocol for a CSV.
+    assert "top-5" not in md.split("## Accuracy (%)")[1].split("## ")[0].replace("no top-5 with 10 classes", "")
+    assert "| scores | val top-1 | val mean class | test top-1 | test mean class |" in md
+    assert "protocol" not in md and "source `videos`, a CSV file, split by its split column" in md
+    assert _sections(md) == ["Accuracy (%)", "Fusion selection, cross-validated inside validation",
+                             "Per-class accuracy (test split, %)", "Confusion matrix", "Training curves"]
+    assert "The paper's ablation and the published results (NTU RGB+D 60, FineGym) are left out" in md
+    # Per-class accuracy: every class, each branch and the selected fusion, right / samples.
+    table = md.split("## Per-class accuracy (test split, %)")[1].split("## ")[0]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines() if line.startswith("| class 0")]
+    assert len(rows) == 9 and sum(int(r[1]) for r in rows) == 120
+    for row in rows:
+        for cell in row[2:]:
+            value, right, total = re.fullmatch(r"(\S+) \((\d+)/(\d+)\)", cell).groups()
+            assert total == row[1] and float(value) == pytest.approx(100 * int(right) / int(total), abs=0.05)
+
+
+def test_published_results_show_for_their_data_and_the_ablation_for_ntu60_xsub_or_its_variants(tmp_path):
+    cfg, rgb = _make_run(tmp_path, name="ntu60-xview")
+    cfg.data.root, cfg.data.num_classes, cfg.data.protocol = "/data/nturgbd", 60, "xview"
+    run_report(cfg)
+    md = (cfg.paths.report / "report.md").read_text()
+    assert _sections(md)[-1] == "Published results (top-1 %)" and "Ablation (paper: NTU60 X-Sub, top-1 %)" not in md
+    assert "this run's data is the NTU60 X-View column" in md and "protocol `xview`" in md
+    assert "| scores | val top-1 | val top-5 | val mean class |" in md  # 12 classes: top-5 shown
+    # A variant trained by `make ablation` brings the ablation table back, marked not comparable.
+    cfg.data.protocol = "xsub"
+    cfg.data.num_classes = 12
+    write_scores(cfg.paths.root / "ablation" / "crop" / "scores" / "rgb.parquet", rgb)
+    run_report(cfg)
+    md = (cfg.paths.report / "report.md").read_text()
+    assert _sections(md)[-1] == "Ablation (paper: NTU60 X-Sub, top-1 %)" and "Published results" not in md
+    assert "**this run's numbers are on different data and are not comparable to it**" in md
+
+
+def test_training_losses_are_drawn_on_a_log_axis():
+    history = _epochs(8, 0.2)
+    history[3]["train_loss"] = 35.0  # one spike, as a real run had in epoch 4
+    figure = curves_figure({"rgb": history, "skel": history})
+    loss_axis, accuracy_axis = figure.axes
+    assert loss_axis.get_yscale() == "log" and accuracy_axis.get_yscale() == "linear"
+    low, high = loss_axis.get_ylim()
+    assert low < min(r["val_loss"] for r in history) and high >= 35.0
+    plt.close(figure)
 
 
 def test_missing_inputs_name_the_file_and_the_stage(tmp_path):

@@ -86,10 +86,14 @@ def test_only_the_branches_without_video_read_a_skeleton_store(realdata: Path, t
 
 
 def test_info_says_which_branches_the_data_supports(realdata: Path):
-    result = CliRunner().invoke(app, ["info", "-p", str(PIPELINES / "nw-ucla.toml"),
-                                      "--set", f"data.root={realdata / 'nw_ucla'}"])
+    settings = ["info", "-p", str(PIPELINES / "nw-ucla.toml"), "--set", f"data.root={realdata / 'nw_ucla'}"]
+    summary = CliRunner().invoke(app, settings)
+    assert summary.exit_code == 0, summary.output
+    assert "branch rgb: not supported: it learns from video frames" in summary.output
+    assert "branch skel: supported" in summary.output
+    result = CliRunner().invoke(app, [*settings, "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)["data"]
+    data = json.loads(result.stdout)["data"]
     assert data["video"] == {"with": 0, "without": 1484}
     assert data["branches"]["skel"] == "supported"
     assert data["branches"]["rgb"].startswith("not supported: it learns from video frames")

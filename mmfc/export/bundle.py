@@ -3,9 +3,12 @@
     <out>/rgb.onnx, skel.onnx   each branch's best network (graphs.py): one named float32 input
                                 with a dynamic batch axis, one output `logits` [batch, K]
     <out>/manifest.json         what feeds each input (axes, value range, normalisation), the
+                                settings preprocess.py reads, the poses the run needs, the
                                 classes, the outputs, the fusion recipe (recipe.py) and the
                                 parity measured when the folder was written
     <out>/apply_fusion.py       the recipe applied with numpy
+    <out>/preprocess.py         a clip's frames and keypoints -> both graphs' inputs, with numpy
+                                and OpenCV, as stage 1 crops and stage 3 samples
 
 Before the folder is written, onnxruntime runs both graphs on samples of the run's own crop
 store and its logits are compared with PyTorch's on the same inputs, and the recipe applied to
@@ -27,9 +30,12 @@ import torch
 
 from mmfc import atomic
 from mmfc.branches import get_branch
+from mmfc.config import Pipeline
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
-from mmfc.export import apply_fusion
+from mmfc.crops.crop import CropJob
+from mmfc.data.layouts import Layout
+from mmfc.export import apply_fusion, preprocess
 from mmfc.export.graphs import (
     BATCH_AXIS,
     OPSET,
@@ -64,6 +70,8 @@ def export_onnx(run: TrainedRun, out: Path, check_samples: int = 8) -> dict:
         "exporter": f"torch {torch.__version__}, torch.onnx.export(dynamo=False), opset {OPSET}",
         "class_names": list(run.class_names),
         "branches": {},
+        "poses": pose_requirement(run.cfg, run.layout),
+        "preprocess": preprocess_settings(run.cfg, run.layout),
         "test_time": (
             f"mmfc scores a sample with the mean logits of {run.cfg.scores.clips} evenly spaced clip(s): clip c of C "
             "takes each segment's frame at (c + 0.5) / C of the segment; the recipe is applied to those means"
@@ -75,6 +83,7 @@ def export_onnx(run: TrainedRun, out: Path, check_samples: int = 8) -> dict:
         for name, network in run.models.items():
             manifest["branches"][name] = _export_branch(run, name, network, tmp)
         shutil.copyfile(apply_fusion.__file__, tmp / "apply_fusion.py")
+        shutil.copyfile(preprocess.__file__, tmp / "preprocess.py")
         if check_samples:
             parity = manifest["parity"] = check_parity(run, tmp, manifest, check_samples)
             for name, difference in parity["max_abs_diff"].items():
@@ -84,6 +93,57 @@ def export_onnx(run: TrainedRun, out: Path, check_samples: int = 8) -> dict:
                                     f"{parity['bound'][name]:.3g}; nothing was written (--check 0 writes it unchecked)")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def preprocess_settings(cfg: Pipeline, layout: Layout) -> dict:
+    """What preprocess.py reads: stage 1's crop and skeleton settings, the branches' sampling and
+    normalisation, the clips averaged."""
+    rgb, skel = get_branch("rgb").input_spec(cfg, layout), get_branch("skel").input_spec(cfg, layout)
+    c, joints = cfg.crops, layout
+    return {
+        "script": "preprocess.py: graph_inputs(manifest['preprocess'], frames, video_frames, keypoints, scores)",
+        "crop": {
+            "mode": c.mode, "padding": c.padding, "hw_ratio": c.hw_ratio, "min_box": c.min_box,
+            "allow_pad": c.allow_pad, "smooth": c.smooth, "size": c.size, "num_frames": c.num_frames,
+            "jpeg_quality": c.jpeg_quality, "max_bodies": cfg.data.max_bodies,
+        },
+        "rgb": {"input": rgb["name"], "segments": cfg.rgb.model.segments, "input_size": cfg.rgb.model.input_size,
+                "mean": rgb["mean"], "std": rgb["std"]},
+        "skeleton": {
+            "input": skel["name"], "frames": c.skeleton_frames, "max_bodies": cfg.data.max_bodies, "align": c.align,
+            "center": CropJob.of(cfg, layout).center, "align_axes": joints.align_axes, "pad": c.pad_skeleton,
+            "num_frames": cfg.skel.model.num_frames, "num_persons": cfg.skel.model.num_persons,
+            "normalize": cfg.skel.input.normalize, "sampling": cfg.skel.input.sampling,
+        },
+        "clips": cfg.scores.clips,
+    }
+
+
+def pose_requirement(cfg: Pipeline, layout: Layout) -> dict:
+    """Where the run's keypoints came from: the skeleton branch learnt their positions and stage 1
+    planned every crop on them, so new clips need keypoints of the same kind."""
+    channels = cfg.skel.model.in_channels or layout.channels
+    if cfg.data.source == "videos":
+        source = (f"mmfc's stage 0 (`mmfc stage poses`, or `mmfc predict` without --skeleton): BlazePose "
+                  f"(pose_landmark_full) tracking up to {cfg.poses.max_persons} people, its landmarks mapped to "
+                  f"{layout.name}, in image pixels")
+    elif cfg.data.source == "ntu":
+        source = ("the Kinect v2 depth sensor of NTU RGB+D (its .skeleton files): 3D camera-space joints in metres, "
+                  "and their colour-image pixels (colorX, colorY) for the crop")
+    else:
+        source = f"the keypoints of the pose pickle {cfg.data.root} (PYSKL's format)"
+    return {
+        "layout": layout.name,
+        "joints": layout.num_joints,
+        "coordinates": channels,
+        "source": source,
+        "requirement": (
+            f"keypoints must come from the same estimator (or sensor) and the same joint layout ({layout.name}, "
+            f"{layout.num_joints} joints, {channels} coordinates each) as the run was trained on: the skeleton "
+            "graph learnt where that estimator puts each joint and the RGB crop is planned on them; keypoints of "
+            "another estimator give confident wrong answers"
+        ),
+    }
 
 
 def _check_target(out: Path) -> None:

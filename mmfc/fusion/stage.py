@@ -16,13 +16,16 @@ import hashlib
 import json
 import math
 import shutil
+import warnings
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
 
 from mmfc import atomic
 from mmfc.config import Pipeline
-from mmfc.errors import DataError
+from mmfc.data.sources import few_groups_warning
+from mmfc.errors import DataError, DataWarning
 from mmfc.fusion.files import FUSED, WEIGHTS, FusionSet, file_digests, open_fusion
 from mmfc.fusion.methods import FittedFusion
 from mmfc.fusion.selection import Candidate, make_folds, sample_groups, select_fusion
@@ -63,6 +66,11 @@ def _fuse(cfg: Pipeline, rgb_path: Path, skel_path: Path) -> None:
         )
     groups, grouped_by = sample_groups(val_rgb, rgb_path)
     folds = make_folds(val_rgb.labels, groups, grouped_by, cfg.fusion.cv_folds, cfg.fusion.cv_seed)
+    few_groups = few_groups_warning(dict(sorted(Counter(groups).items()))) if groups else None
+    if few_groups:
+        held_out = (f"each of its {folds.count} cross-validation folds holds out one {grouped_by}" if folds.grouped_by
+                    else f"its cross-validation folds are class-stratified instead, every fold of the same {grouped_by}")
+        warnings.warn(f"{rgb_path}: {few_groups}; {held_out}", DataWarning)
     selection = select_fusion(
         {"rgb": val_rgb.logits, "skel": val_skel.logits}, val_rgb.labels, folds, cfg.fusion.grid, cfg.fusion.metric
     )

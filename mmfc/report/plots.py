@@ -59,6 +59,12 @@ def plot_confusion(cm: np.ndarray, class_names: list[str], title: str, path: Pat
 
 def plot_curves(curves: dict[str, list[dict]], path: Path) -> None:
     """Loss and top-1 per epoch for each modality, from the rows of metrics.jsonl."""
+    _save(curves_figure(curves), path)
+
+
+def curves_figure(curves: dict[str, list[dict]]) -> matplotlib.figure.Figure:
+    """plot_curves' figure: the losses on a log axis, so one epoch's spike (a loss of 35 where
+    the others are below 1) leaves the rest of the curve readable."""
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for colour, (modality, rows) in zip(colours, curves.items()):
@@ -70,16 +76,17 @@ def plot_curves(curves: dict[str, list[dict]], path: Path) -> None:
             acc_ax.plot(
                 epochs, [100 * r["train_top1"] for r in rows], color=colour, linestyle=":", label=f"{modality} train"
             )
-    loss_ax.set_title("loss")
+    loss_ax.set_title("loss (log scale)")
+    loss_ax.set_yscale("log")
     acc_ax.set_title("top-1 accuracy (%)")
     acc_ax.set_ylim(0, 102)
     for ax in (loss_ax, acc_ax):
         ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
 def _short(name: str) -> str:

@@ -1,6 +1,7 @@
 """The report stage: accuracies of each modality and fusion method, how the fusion method was
-chosen, the confusion matrix of the selected one, training curves and the paper's ablation
-table, as report.md and a self-contained report.html in <workdir>/report/.
+chosen, per-class accuracies, the confusion matrix of the selected one, training curves and,
+where they apply, the paper's ablation table and the published results, as report.md and a
+self-contained report.html in <workdir>/report/.
 
 Every accuracy carries a seeded 95% bootstrap interval over the samples it counts, and every
 comparison on the same test samples a paired test (mmfc/stats.py): with a few hundred test
@@ -24,7 +25,7 @@ from mmfc.config import Pipeline
 from mmfc.errors import DataError
 from mmfc.fusion.files import FUSED, WEIGHTS, open_fusion
 from mmfc.fusion.methods import best_fixed_ratio, mix_probabilities
-from mmfc.metrics import confusion_matrix, most_confused_pairs, topk_accuracy
+from mmfc.metrics import confusion_matrix, most_confused_pairs, per_class_recall, topk_accuracy
 from mmfc.report.ablation import Variant, read_ablation
 from mmfc.report.plots import plot_confusion, plot_curves
 from mmfc.report.render import Block, Figure, Heading, Paragraph, Table, render_html, render_markdown
@@ -37,10 +38,14 @@ METRIC_LABEL = {"top1": "top-1", "mean_class": "mean class accuracy"}
 SINGLE_CANDIDATES = {f"{name}_alone": branch.label for name, branch in BRANCHES.items()}
 CURVE_KEYS = ("epoch", "train_loss", "val_loss", "val_top1")
 CONFUSED_PAIRS = 10
+# Top-5 is shown above this many classes only: of 10 or fewer it is half the classes or more,
+# right by construction.
+TOP5_ABOVE_CLASSES = 10
 
 # Seed of every bootstrap interval in the report.
 INTERVAL_SEED = 0
 # Published results: (method, NTU60 X-Sub, NTU60 X-View, FineGym, cost); None where not reported.
+PUBLISHED_COLUMNS = ("NTU60 X-Sub", "NTU60 X-View", "FineGym")
 PUBLISHED = [
     ("Target paper (RGB + skeleton)", 98.8, 99.7, 96.0, "RGB branch 35.1 G"),
     ("EPAM-Net", 96.5, 99.0, None, ""),
@@ -92,15 +97,20 @@ def _report(cfg: Pipeline) -> None:
     out = paths.report
     out.mkdir(parents=True, exist_ok=True)
     selected = next(item for item in fused if item.name == weights["selected"])
-    blocks: list[Block] = _header(cfg)
+    ablation, published = ablation_applies(cfg), published_column(cfg)
+    blocks: list[Block] = _header(cfg, ablation, published)
     blocks += _accuracy_section(modalities, fused, weights)
     blocks += _selection_section(weights)
     blocks += _paired_section(modalities, [f for f in fused if f.name not in SINGLE_CANDIDATES], selected)
+    blocks += _per_class_section(modalities, selected)
     blocks += _confusion_section(selected, out / "confusion.png")
     plot_curves(curves, out / "curves.png")
     num_val = {m.name: len(m.table.rows("val").ids) for m in modalities}
     blocks += [Heading(2, "Training curves"), Figure(out / "curves.png", _curves_caption(curves, num_val))]
-    blocks += _ablation_section(cfg)
+    if ablation:
+        blocks += _ablation_section(cfg)
+    if published:
+        blocks += _published_section(published)
 
     title = f"mmfc report: {cfg.name}"
     atomic.write_text(out / "report.md", render_markdown(blocks))
@@ -145,24 +155,61 @@ def _require(path: Path, made_by: str) -> Path:
 
 def dataset_description(cfg: Pipeline) -> tuple[str, bool]:
     """A one-line name of the data this run used, and whether the paper's numbers compare to it."""
-    synthetic = "synth" in cfg.name.lower() or "synth" in Path(cfg.data.root).name.lower()
-    kind = "synthetic data (`mmfc synth`)" if synthetic else f"`{cfg.data.root}`"
-    text = (
-        f"**{cfg.name}**: {kind}, source `{cfg.data.source}`, protocol `{cfg.data.protocol}`, "
-        f"{cfg.data.num_classes} classes"
-    )
-    comparable = not synthetic and cfg.data.source == "ntu" and cfg.data.num_classes == 60 and cfg.data.protocol == "xsub"
+    data = cfg.data
+    kind = "synthetic data (`mmfc synth`)" if _synthetic(cfg) else f"`{data.root}`"
+    if data.source == "ntu":
+        splits = f"protocol `{data.protocol}`"
+    elif data.source == "pose_pickle":
+        splits = f"the pickle's splits `{data.train_split}` and `{data.test_split}`"
+    elif Path(data.root).suffix.lower() == ".csv":
+        splits = "a CSV file, split by its split column or a seeded hash of each clip's group"
+    else:
+        splits = "class folders, split by a seeded hash of each clip's group"
+    text = f"**{cfg.name}**: {kind}, source `{data.source}`, {splits}, {data.num_classes} classes"
+    comparable = not _synthetic(cfg) and data.source == "ntu" and data.num_classes == 60 and data.protocol == "xsub"
     return text, comparable
 
 
-def _header(cfg: Pipeline) -> list[Block]:
+def _synthetic(cfg: Pipeline) -> bool:
+    return "synth" in cfg.name.lower() or "synth" in Path(cfg.data.root).name.lower()
+
+
+def ablation_applies(cfg: Pipeline) -> bool:
+    """Whether the paper's NTU60 X-Sub ablation belongs in the report: the run is NTU60 X-Sub, or
+    `make ablation` has trained a variant of it."""
+    _, comparable = dataset_description(cfg)
+    return comparable or any((cfg.paths.root / "ablation" / v.name / v.score_file).is_file() for v in read_ablation())
+
+
+def published_column(cfg: Pipeline) -> str | None:
+    """The column of the published results (PUBLISHED_COLUMNS) that this run's data is, or None."""
+    data = cfg.data
+    if _synthetic(cfg):
+        return None
+    if data.source == "ntu" and data.num_classes == 60 and data.protocol in ("xsub", "xview"):
+        return PUBLISHED_COLUMNS[0] if data.protocol == "xsub" else PUBLISHED_COLUMNS[1]
+    gym = "gym" in cfg.name.lower() or "gym" in Path(data.root).name.lower()
+    if data.source == "pose_pickle" and gym and data.num_classes == 99:
+        return PUBLISHED_COLUMNS[2]
+    return None
+
+
+def _header(cfg: Pipeline, ablation: bool, published: str | None) -> list[Block]:
     text, comparable = dataset_description(cfg)
-    caveat = (
-        "This run is NTU60 X-Sub, the protocol of the paper's numbers below."
-        if comparable
-        else "The paper's and peers' numbers below are on NTU RGB+D 60 (and FineGym); **this run's numbers are on "
-        "different data and are not comparable to them** — they show how the pieces rank against each other here."
-    )
+    if comparable:
+        caveat = "This run is NTU60 X-Sub, the protocol of the paper's numbers below."
+    elif published:
+        caveat = f"This run is {published}, a column of the published results below."
+    elif ablation:
+        caveat = (
+            "The paper's ablation below is on NTU RGB+D 60 X-Sub; **this run's numbers are on different data and "
+            "are not comparable to it**: they show how the pieces rank against each other here."
+        )
+    else:
+        caveat = (
+            "The paper's ablation and the published results (NTU RGB+D 60, FineGym) are left out: this run's data "
+            "is none of them, and `make ablation` has not trained its variants."
+        )
     return [
         Heading(1, f"mmfc report: {cfg.name}"),
         Paragraph(f"Dataset: {text}. Pipeline digest `{cfg.digest()}`, workdir `{cfg.workdir}`."),
@@ -171,7 +218,8 @@ def _header(cfg: Pipeline) -> list[Block]:
 
 
 def _accuracy_section(modalities: list[Scored], fused: list[Scored], weights: dict) -> list[Block]:
-    headers = ["scores", "val top-1", "val top-5", "val mean class", "test top-1", "test top-5", "test mean class"]
+    top5 = modalities[0].table.num_classes > TOP5_ABOVE_CLASSES
+    headers = ["scores", *(f"{split} {figure}" for split in ("val", "test") for figure in _figures(top5))]
     rows = []
     # The single-modality candidates are the rows above them, calibrated: the same predictions.
     shown = [(m.name, m) for m in modalities] + [
@@ -182,13 +230,15 @@ def _accuracy_section(modalities: list[Scored], fused: list[Scored], weights: di
     for name, item in shown:
         if name == selected_row:
             name += f" (selected: `{weights['selected']}`)" if weights["selected"] in SINGLE_CANDIDATES else " (selected)"
-        rows.append([name, *_accuracy_cells(item.table.rows("val")), *_accuracy_cells(item.table.rows("test"))])
+        cells = [cell for split in ("val", "test") for cell in _accuracy_cells(item.table.rows(split), top5)]
+        rows.append([name, *cells])
 
     metric = weights.get("metric", "top1")
     test_rgb, test_skel = (m.table.rows("test") for m in modalities)
     blocks: list[Block] = [Heading(2, "Accuracy (%)")]
     paragraph = (
-        f"95% intervals (bootstrap over the samples of each split, seed {INTERVAL_SEED}) in brackets. Fusion "
+        f"95% intervals (bootstrap over the samples of each split, seed {INTERVAL_SEED}) in brackets"
+        + ("" if top5 else f"; no top-5 with {TOP5_ABOVE_CLASSES} classes or fewer") + ". Fusion "
         f"weights were fit on the `{weights.get('fit_split', 'val')}` split ({weights.get('num_fit_samples', '?')} "
         "samples; its figures are the fitted ones, see the cross-validated ones below) and applied unchanged to "
         "test; the test split chose nothing. `pyskl_*` are the anchors' fixed RGB:skeleton probability ratios."
@@ -200,7 +250,7 @@ def _accuracy_section(modalities: list[Scored], fused: list[Scored], weights: di
         oracle = replace(test_rgb, logits=mixed)
         rows.append(
             [f"**oracle**: fixed ratio chosen on test (what peers report), RGB:skeleton {w:.2f}:{1 - w:.2f}",
-             "—", "—", "—", *_accuracy_cells(oracle)]
+             *["—"] * len(_figures(top5)), *_accuracy_cells(oracle, top5)]
         )
         chosen = next(f for f in fused if f.name == weights["selected"]).table.rows("test")
         gap = split_metrics(oracle)[metric] - split_metrics(chosen)[metric]
@@ -300,6 +350,25 @@ def _paired_section(modalities: list[Scored], fused: list[Scored], selected: Sco
     ]
 
 
+def _per_class_section(modalities: list[Scored], selected: Scored) -> list[Block]:
+    split = "test" if "test" in selected.table.splits else "val"
+    tables = [(m.name, m.table.rows(split)) for m in modalities]
+    tables.append((f"fusion: `{selected.name}`", selected.table.rows(split)))
+    counts = [confusion_matrix(t.logits.argmax(axis=1), t.labels, t.num_classes) for _, t in tables]
+    recalls = [per_class_recall(cm) for cm in counts]
+    totals = counts[0].sum(axis=1)
+    rows = []
+    for k, class_name in enumerate(tables[0][1].class_names):
+        cells = ["—" if not totals[k] else f"{_pct(r[k])} ({cm[k, k]}/{totals[k]})" for cm, r in zip(counts, recalls)]
+        rows.append([class_name, str(totals[k]), *cells])
+    return [
+        Heading(2, f"Per-class accuracy ({split} split, %)"),
+        Paragraph(f"Each class's {split} samples and the share of them each branch and the selected fusion classify "
+                  "right (right / samples); — where the split has no sample of the class."),
+        Table(["class", "samples", *(name for name, _ in tables)], rows),
+    ]
+
+
 def _confusion_section(selected: Scored, png: Path) -> list[Block]:
     split = "test" if "test" in selected.table.splits else "val"
     rows = selected.table.rows(split)
@@ -347,7 +416,7 @@ def _ablation_section(cfg: Pipeline) -> list[Block]:
         rows.append([
             variant.label,
             _num(variant.paper),
-            _accuracy_cells(test)[0] if test is not None else "—",
+            _accuracy_cells(test, False)[0] if test is not None else "—",
             _step_change(test, results[step][1]) if step else "",
             _rel(cfg, path) if path else "—",
         ])
@@ -355,10 +424,8 @@ def _ablation_section(cfg: Pipeline) -> list[Block]:
     ccl = "+CCL" if cfg.rgb.ccl.weight > 0 else ", no CCL"
     rgb_row = f"RGB branch of this run ({cfg.crops.mode} crop, {cfg.rgb.model.block}{ccl}; no fusion)"
     rgb_test = read_scores(rgb_path).rows("test") if rgb_path.is_file() else None
-    rows.append([rgb_row, "—", _accuracy_cells(rgb_test)[0] if rgb_test is not None else "—", "", _rel(cfg, rgb_path)])
-    published = [
-        [name, _num(xsub), _num(xview), _num(gym), cost or "—"] for name, xsub, xview, gym, cost in PUBLISHED
-    ]
+    rows.append([rgb_row, "—", _accuracy_cells(rgb_test, False)[0] if rgb_test is not None else "—", "",
+                 _rel(cfg, rgb_path)])
     note = "" if comparable else " Not comparable: different data (see the top of the report)."
     return [
         Heading(2, "Ablation (paper: NTU60 X-Sub, top-1 %)"),
@@ -371,9 +438,16 @@ def _ablation_section(cfg: Pipeline) -> list[Block]:
             "only inside the full model."
         ),
         Table(["variant", "paper (NTU60 X-Sub)", f"this run ({cfg.name})", "step (points)", "from"], rows),
+    ]
+
+
+def _published_section(column: str) -> list[Block]:
+    rows = [[name, _num(xsub), _num(xview), _num(gym), cost or "—"] for name, xsub, xview, gym, cost in PUBLISHED]
+    return [
         Heading(2, "Published results (top-1 %)"),
-        Paragraph("As published, on their data; no intervals, since no per-sample results are public."),
-        Table(["method", "NTU60 X-Sub", "NTU60 X-View", "FineGym", "cost (multiply-adds)"], published),
+        Paragraph(f"As published, on their data; this run's data is the {column} column. No intervals, since no "
+                  "per-sample results are public."),
+        Table(["method", *PUBLISHED_COLUMNS, "cost (multiply-adds)"], rows),
     ]
 
 
@@ -433,22 +507,23 @@ def _describe_choice(entry: dict, num_samples: int) -> str:
     return text
 
 
-def _accuracy_cells(rows: ScoreTable) -> list[str]:
-    """Top-1, top-5 and mean class accuracy of a split's rows, each with its 95% interval."""
+def _figures(top5: bool) -> list[str]:
+    return ["top-1", "top-5", "mean class"] if top5 else ["top-1", "mean class"]
+
+
+def _accuracy_cells(rows: ScoreTable, top5: bool) -> list[str]:
+    """Top-1, top-5 (with `top5`) and mean class accuracy of a split's rows, each with its 95%
+    interval."""
     if not rows.ids:
-        return ["—", "—", "—"]
+        return ["—"] * len(_figures(top5))
     n = len(rows.ids)
     correct = _correct(rows)
-    top5 = topk_accuracy(rows.logits, rows.labels, 5)
-    intervals = [
-        accuracy_interval(int(correct.sum()), n, INTERVAL_SEED),
-        accuracy_interval(round(top5 * n), n, INTERVAL_SEED),
-        mean_class_interval(correct, rows.labels, rows.num_classes, INTERVAL_SEED),
-    ]
     metrics = split_metrics(rows)
-    return [
-        _with_interval(metrics[key], [i.low, i.high]) for key, i in zip(("top1", "top5", "mean_class"), intervals)
-    ]
+    intervals = [("top1", accuracy_interval(int(correct.sum()), n, INTERVAL_SEED))]
+    if top5:
+        intervals.append(("top5", accuracy_interval(round(metrics["top5"] * n), n, INTERVAL_SEED)))
+    intervals.append(("mean_class", mean_class_interval(correct, rows.labels, rows.num_classes, INTERVAL_SEED)))
+    return [_with_interval(metrics[key], [i.low, i.high]) for key, i in intervals]
 
 
 def _correct(rows: ScoreTable) -> np.ndarray:
