@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -165,9 +166,11 @@ class CropConfig:
     # Rotate 3D skeletons so the spine is +z and the shoulders +x (PYSKL PreNormalize3D align).
     align: bool = False
     # Side of the stored square frames; larger than the training input so stage 2 can still
-    # random-crop.
-    size: int = bounded(256, min=1)
-    num_frames: int = bounded(32, min=1)
+    # random-crop. Both bounds keep a typo from asking a worker for tens of GiB (a sample's
+    # num_frames decoded video frames are held at once); stage 1 also checks what its workers
+    # will need against the machine's free memory before it starts.
+    size: int = bounded(256, min=1, max=1024)
+    num_frames: int = bounded(32, min=1, max=1024)
     # Skeleton sequence stored per sample: fixed length, up to max_bodies persons.
     skeleton_frames: int = bounded(100, min=1)
     jpeg_quality: int = bounded(90, min=1, max=100)
@@ -453,6 +456,8 @@ def load_pipeline(path: str | Path | None = None, overrides: list[str] | tuple[s
             raise ConfigError(f"{path}: cannot read the pipeline file ({exc.strerror})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: not a pipeline file (arrays or tables nested too deep to read)") from None
     for item in overrides:
         key, value = _parse_override(item)
         _set_nested(raw, key.split("."), value)
@@ -467,8 +472,17 @@ def load_pipeline(path: str | Path | None = None, overrides: list[str] | tuple[s
 
 def save_pipeline(cfg: Pipeline) -> None:
     """Write the resolved pipeline (file and overrides applied) to <workdir>/pipeline.json, so a
-    trained run carries the settings its crops, models and fusion were made with."""
-    write_text(cfg.paths.pipeline, json.dumps(cfg.to_dict(), indent=2) + "\n")
+    trained run carries the settings its crops, models and fusion were made with.
+
+    The paths a trained run reads once it is made (`mmfc predict`, `mmfc export`: the pose
+    models, another workdir's crops) are written absolute, resolved against the folder the stage
+    ran in, so the run works from any folder. The data paths stay as given: they are part of the
+    training digest stamped on each checkpoint, and only the stages read them."""
+    saved = cfg.to_dict()
+    saved["poses"]["models_dir"] = str(Path(cfg.poses.models_dir).absolute())
+    if cfg.crops_from:
+        saved["crops_from"] = str(Path(cfg.crops_from).absolute())
+    write_text(cfg.paths.pipeline, json.dumps(saved, indent=2) + "\n")
 
 
 def read_saved_pipeline(path: str | Path) -> Pipeline:
@@ -480,6 +494,8 @@ def read_saved_pipeline(path: str | Path) -> Pipeline:
         raise ConfigError(f"{path}: no saved pipeline here") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not a readable saved pipeline ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not a saved pipeline (nested too deep to read)") from None
     return _build(Pipeline, raw, str(path), prefix="")
 
 
@@ -492,6 +508,8 @@ def _parse_override(item: str) -> tuple[str, object]:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         value = text  # a bare word or path is a string
+    except RecursionError:
+        raise ConfigError(f"--set {key}: a value nested too deep to read") from None
     return key, value
 
 
@@ -556,6 +574,9 @@ def _coerce(hint, value, where: str, key: str):
 
 
 def _check_bounds(f: dataclasses.Field, value, where: str, key: str) -> None:
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ConfigError(f"{where}: {key} must be a finite number, got {item!r}")
     low, high, below = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("below")
     if low is not None and value < low:
         raise ConfigError(f"{where}: {key} must be at least {low}, got {value!r}")

@@ -36,6 +36,9 @@ class TrainedRun:
     class_names: list[str]
     # The joint layout the skeleton branch was trained on ("ntu25", "coco17").
     layout: str
+    # The sensor or estimator its poses came from (mmfc.data.sample: "kinect", "blazepose", ...);
+    # "" for checkpoints written before stage 2 recorded it.
+    pose_source: str
     # Branch name -> its best network, in eval mode on `device`.
     models: dict[str, torch.nn.Module]
     # Branch name -> the sha256 prefix of the checkpoint loaded.
@@ -57,7 +60,11 @@ def run_pipeline(workdir: Path, pipeline: Path | None = None, overrides: list[st
     if pipeline is not None:
         cfg = load_pipeline(pipeline, list(overrides))
     else:
-        saved = Pipeline(workdir=str(workdir)).paths.pipeline
+        layout = Pipeline(workdir=str(workdir)).paths
+        saved = layout.pipeline
+        if not saved.is_file() and not any(layout.train(name).is_dir() for name in BRANCHES):
+            raise DataError(workdir, "not a run: no pipeline.json and no train/ folder here; give the workdir of a "
+                                     "trained run (the pipeline's `workdir`, e.g. runs/synth)")
         if not saved.is_file():
             raise DataError(saved, "missing: this run was made before the stages saved their pipeline; "
                                    "pass --pipeline with the pipeline file (and --set overrides) it was run with")
@@ -101,6 +108,7 @@ def open_run(workdir: Path, pipeline: Path | None = None, device: str = "cpu",
                             "its classes or joint layout differ from the other branch's checkpoint")
     method, fusion = open_fusion(cfg.paths.fusion).fitted()
     return TrainedRun(
-        workdir=workdir, cfg=cfg, class_names=list(first["class_names"]), layout=first["layout"], models=models,
+        workdir=workdir, cfg=cfg, class_names=list(first["class_names"]), layout=first["layout"],
+        pose_source=str(first.get("pose_source", "")), models=models,
         checkpoint_digests=digests, fusion_method=method, fusion=fusion, device=target,
     )

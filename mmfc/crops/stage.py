@@ -305,6 +305,7 @@ def write_outputs(crops_dir: Path, cfg: Pipeline, source, ok: list[dict], failur
         "class_names": list(source.class_names),
         "num_classes": int(source.num_classes),
         "layout": cfg.data.layout,
+        "pose_source": source.pose_source,
         "crops": asdict(cfg.crops),
         "digest": crop_digest(cfg),
     })

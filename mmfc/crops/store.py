@@ -9,7 +9,7 @@ Layout of the crops folder:
     parts/shard-00012.parquet  the rows of batch 12 (stored and failed), naming its store and the
                                sha256 of that store's manifest; written once the store is in place
     index.parquet              the stored rows of every part, and the stage's metadata (class
-                               names, layout, crop settings); the one file a reader opens first
+                               names, layout, pose source, crop settings); the one file a reader opens first
     failures.parquet           id, file, reason of what could not be read, and of the samples
                                stored with a warning (a video shorter than its skeleton)
 Every file and store appears under its final name only once complete (mmfc.atomic). A store is
@@ -249,6 +249,9 @@ class CropStore:
         self.index: list[dict] = table.to_pylist()
         self.class_names: list[str] = meta["class_names"]
         self.layout: str = meta["layout"]
+        # Which sensor or estimator the skeletons came from (mmfc.data.sample); "" in an index
+        # written before stage 1 recorded it.
+        self.pose_source: str = meta.get("pose_source", "")
         self.num_classes: int = meta["num_classes"]
         self.config: dict = meta["crops"]
         # shard -> (slot, id) of each of its stored samples

@@ -21,7 +21,7 @@ from mmfc.config import ConfigError, DataConfig
 from mmfc.data.layouts import Layout, get_layout
 from mmfc.data.ntu_names import ntu_class_names, read_class_names
 from mmfc.data.numbers import FloatParser, NotANumber, parse_integers, token_at
-from mmfc.data.sample import Sample, Skeleton
+from mmfc.data.sample import KINECT, Sample, Skeleton
 from mmfc.errors import DataError
 
 NUM_JOINTS = 25
@@ -510,6 +510,7 @@ class NTUSource:
         # reason -> number of skeleton files left out
         self.excluded: dict[str, int] = {}
         self.notes: dict[str, int] = {}
+        self.pose_source = KINECT
         self._samples = self._scan()
 
     def samples(self) -> list[Sample]:

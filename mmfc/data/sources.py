@@ -20,6 +20,8 @@ class Source(Protocol):
     excluded: dict[str, int]
     # remark -> number of samples kept with it (e.g. a clip that is its own split group)
     notes: dict[str, int]
+    # Which sensor or estimator the skeletons come from (mmfc.data.sample: KINECT, BLAZEPOSE, ...).
+    pose_source: str
 
     def samples(self) -> list[Sample]: ...
 
@@ -56,6 +58,7 @@ def describe_selection(cfg: DataConfig) -> dict:
         "source": cfg.source,
         "root": cfg.root,
         "layout": source.layout.name,
+        "pose_source": source.pose_source,
         "num_classes": source.num_classes,
         "samples": len(samples),
         "splits": per_split,

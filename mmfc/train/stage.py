@@ -108,7 +108,7 @@ def _train(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
     trainer = wrap_model(objective, env)
     amp = amp_enabled(tcfg, env.device)
     header = {"modality": branch.name, "config_digest": digest, "num_classes": store.num_classes,
-              "class_names": list(store.class_names), "layout": store.layout}
+              "class_names": list(store.class_names), "layout": store.layout, "pose_source": store.pose_source}
     while epoch < tcfg.epochs:
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
