@@ -143,9 +143,12 @@ def writable_folder(folder: str | Path) -> Path:
         raise DataError(existing, f"a file, not a folder{where}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = temp_sibling(folder / "write-check")
+    except OSError as exc:  # named where it failed: the first folder that could not be made
+        raise DataError(exc.filename or folder, f"cannot create or write this folder ({exc.strerror})") from None
+    probe = temp_sibling(folder / "write-check")
+    try:
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise DataError(exc.filename or folder, f"cannot create or write this folder ({exc.strerror})") from None
+        raise DataError(folder, f"cannot create or write this folder ({exc.strerror})") from None
     return folder
