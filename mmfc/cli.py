@@ -237,9 +237,9 @@ def export(
 
     try:
         require_extra()
-        target = out if out is not None else run / "export" / format_.value
-        writable_folder(target.parent)  # the export is built beside its target and renamed onto it
         trained = open_run(run, pipeline, overrides=set_ or [])
+        target = out if out is not None else run / "export" / format_.value
+        writable_folder(target.parent)  # built beside its target and renamed onto it: checked before the work
         manifest = export_onnx(trained, target, check_samples=check)
     except (ConfigError, DataError, MissingExtra) as exc:
         _fail(str(exc))

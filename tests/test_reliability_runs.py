@@ -54,7 +54,7 @@ def sample_clip(run: Path) -> tuple[Path, Path]:
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. an edited weights.json
+# 1. an edited weights.json; 7. an export that cannot be written
 
 
 def test_predict_and_export_refuse_an_edited_fusion_weight(tiny_run, tmp_path):
@@ -75,6 +75,21 @@ def test_predict_and_export_refuse_an_edited_fusion_weight(tiny_run, tmp_path):
         assert code == 2 and "Traceback" not in output, output
         assert output.strip().splitlines()[-1].startswith(f"error: {path}: changed since stage 4 wrote it"), output
     assert not (tmp_path / "x").exists()
+
+
+def test_export_to_a_folder_that_cannot_be_written_is_one_line_before_the_export(tiny_run, tmp_path):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        code, output = mmfc("export", "--run", tiny_run, "--out", folder / "onnx")
+        lines = output.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and "Traceback" not in output, output
+        assert lines[0].startswith(f"error: {folder}: cannot create or write this folder (")
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 # ---------------------------------------------------------------------------------------------
