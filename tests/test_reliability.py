@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mmfc import atomic
 from mmfc.cli import app
 from mmfc.config import ConfigError, DataConfig, Pipeline, load_pipeline, read_saved_pipeline, save_pipeline
 from mmfc.data.pose_pickle import read_pose_pickle
@@ -38,38 +36,6 @@ def one_error_line(output: str) -> str:
     lines = [line for line in output.strip().splitlines() if line.strip()]
     assert "Traceback" not in output and len(lines) == 1 and lines[0].startswith("error: "), output
     return lines[0]
-
-
-@pytest.fixture
-def read_only_folder(tmp_path):
-    """A folder nobody may write, root included: a read-only tmpfs (skips where mounting is not
-    allowed and permissions do not stop this user)."""
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        folder.chmod(0o555)
-        if os.access(folder, os.W_OK):
-            pytest.skip("cannot make a read-only folder here (no mount, and permissions do not apply)")
-    try:
-        yield folder
-    finally:
-        if mounted.returncode == 0:
-            subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 96 kB tmpfs, as tests/test_disk_full.py mounts it; skips where mounting is not allowed."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)], capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({made.stderr.strip() or 'not permitted'})")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -77,19 +77,11 @@ def test_predict_and_export_refuse_an_edited_fusion_weight(tiny_run, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_export_to_a_folder_that_cannot_be_written_is_one_line_before_the_export(tiny_run, tmp_path):
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a read-only tmpfs here")
-    try:
-        code, output = mmfc("export", "--run", tiny_run, "--out", folder / "onnx")
-        lines = output.strip().splitlines()
-        assert code == 2 and len(lines) == 1 and "Traceback" not in output, output
-        assert lines[0].startswith(f"error: {folder}: cannot create or write this folder (")
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
+def test_export_to_a_folder_that_cannot_be_written_is_one_line_before_the_export(tiny_run, read_only_folder):
+    code, output = mmfc("export", "--run", tiny_run, "--out", read_only_folder / "onnx")
+    lines = output.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in output, output
+    assert lines[0].startswith(f"error: {read_only_folder}: cannot create or write this folder (")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,23 +138,16 @@ def test_a_skeleton_of_another_video_is_refused_and_a_near_one_noted(tiny_run, r
 # 6. a full disk under predict --out
 
 
-def test_predict_out_on_a_full_disk_keeps_no_broken_video(tiny_run, tmp_path):
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)], capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({made.stderr.strip() or 'not permitted'})")
-    try:
-        video, skeleton = sample_clip(tiny_run)
-        code, output = mmfc("predict", video, "--run", tiny_run, "--skeleton", skeleton, "--out", mount / "out")
-        said = " ".join(output.split())
-        assert code == 2 and "Traceback" not in output, output
-        assert f"error: {mount / 'out' / video.stem / 'annotated.mp4'}: the disk is full" in said
-        assert not (mount / "out" / video.stem / "annotated.mp4").exists()
-        assert not [p for p in (mount / "out").rglob("*") if p.name.startswith(".tmp-")]
-        assert not list((mount / "out").rglob("results/*.json"))  # a rerun with space redoes the video
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+def test_predict_out_on_a_full_disk_keeps_no_broken_video(tiny_run, tiny_disk):
+    video, skeleton = sample_clip(tiny_run)
+    out = tiny_disk / "out"
+    code, output = mmfc("predict", video, "--run", tiny_run, "--skeleton", skeleton, "--out", out)
+    said = " ".join(output.split())
+    assert code == 2 and "Traceback" not in output, output
+    assert f"error: {out / video.stem / 'annotated.mp4'}: the disk is full" in said
+    assert not (out / video.stem / "annotated.mp4").exists()
+    assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")]
+    assert not list(out.rglob("results/*.json"))  # a rerun with space redoes the video
 
 
 # ---------------------------------------------------------------------------------------------
