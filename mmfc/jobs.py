@@ -173,7 +173,8 @@ def _joblib(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int
     returns = "list" if backend == "multiprocessing" else "generator_unordered"
     parallel = joblib.Parallel(n_jobs=n_jobs, backend=backend, return_as=returns)
     driver = os.getpid()
-    yield from parallel(joblib.delayed(_numbered)(position, function, args, driver) for position, args in enumerate(jobs))
+    yield from parallel(joblib.delayed(_numbered)(position, function, args, driver)
+                        for position, args in enumerate(jobs))
 
 
 def _ray(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int,

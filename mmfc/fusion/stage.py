@@ -5,9 +5,9 @@ Reads <workdir>/scores/{rgb,skel}.parquet; writes <workdir>/fusion/<candidate>.p
 candidate, fused.parquet (a copy of the selected one: the method named by fusion.method, or the
 one "auto" chose) and weights.json (fitted parameters, cross-validated figures of every
 candidate and of every value of its free choice, why the selected one was selected, and the
-sha256 of each Parquet file and of itself). The set is built in a fresh folder that replaces fusion/ whole, and
-is read through mmfc/fusion/files.py, which refuses a mixed or edited one. The test rows are scored but
-never looked at while fitting or choosing.
+sha256 of each Parquet file and of itself). The set is built in a fresh folder that replaces
+fusion/ whole, and is read through mmfc/fusion/files.py, which refuses a mixed or edited one.
+The test rows are scored but never looked at while fitting or choosing.
 """
 
 from __future__ import annotations

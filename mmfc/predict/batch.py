@@ -229,8 +229,8 @@ def write_combined(path: Path, results: list[dict], class_names: list[str]) -> N
     schema = pa.schema([
         ("video", pa.string()), ("status", pa.string()), ("reason", pa.string()), ("window_start", pa.float64()),
         ("window_end", pa.float64()), ("skeleton", pa.string()), ("fusion", pa.string()), ("warning", pa.string()),
-        ("notes", pa.string()), ("top1", pa.string()), ("top1_probability", pa.float64()), ("rgb", logits), ("skel", logits),
-        ("fused", logits),
+        ("notes", pa.string()), ("top1", pa.string()), ("top1_probability", pa.float64()), ("rgb", logits),
+        ("skel", logits), ("fused", logits),
     ], metadata={b"mmfc.class_names": json.dumps(class_names).encode()})
     with atomic.atomic_path(path) as tmp:
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)

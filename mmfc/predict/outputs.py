@@ -201,11 +201,6 @@ def _with_bars(canvas: np.ndarray, top: list[tuple[str, float]]) -> np.ndarray:
     return np.concatenate([canvas, panel], axis=0)
 
 
-# Free space below which a video OpenCV could not finish is taken for a full disk: its writer
-# reports nothing, and it needs a few frames' worth of room at any moment.
-FULL_DISK_BYTES = 1 << 20
-
-
 def _with_warning_band(canvas: np.ndarray) -> np.ndarray:
     """The frame below a red band saying that its scores are not to be trusted."""
     width = canvas.shape[1]
@@ -216,6 +211,11 @@ def _with_warning_band(canvas: np.ndarray) -> np.ndarray:
     band[:] = WARNING_BAND
     cv2.putText(band, WARNING_TEXT, (6, band.shape[0] - 7), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return np.concatenate([band, canvas], axis=0)
+
+
+# Free space below which a video OpenCV could not finish is taken for a full disk: its writer
+# reports nothing, and it needs a few frames' worth of room at any moment.
+FULL_DISK_BYTES = 1 << 20
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
