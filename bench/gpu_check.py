@@ -39,6 +39,7 @@ from mmfc.cores import apply_threads, plan_cores
 from mmfc.crops.stage import run_crops
 from mmfc.crops.store import open_crops
 from mmfc.data.synth import generate
+from mmfc.data.layouts import NTU25
 from mmfc.models import build_ccl
 from mmfc.train.loop import Objective, autocast
 from mmfc.train.schedule import build_optimizer
@@ -109,7 +110,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def training_objective(cfg: Pipeline, branch: Branch, num_classes: int, device: torch.device):
     section = branch.section(cfg)
-    model = branch.build_model(cfg, num_classes, "ntu25")
+    model = branch.build_model(cfg, num_classes, NTU25)
     objective = Objective(model, build_ccl(section.ccl, num_classes, model.feature_dims)).to(device)
     if branch is RGB:
         objective = objective.to(memory_format=torch.channels_last)
@@ -122,7 +123,7 @@ def step_rate(cfg: Pipeline, branch: Branch, batch: int, sizes: Sizes, device: t
     num_classes = 60
     objective, optimizer = training_objective(cfg, branch, num_classes, device)
     trainer = wrap(objective)
-    x = torch.randn(batch, *branch.input_shape(cfg, "ntu25"), device=device)
+    x = torch.randn(batch, *branch.input_shape(cfg, NTU25), device=device)
     labels = torch.randint(0, num_classes, (batch,), device=device)
     trainer.train()
     elapsed = 0.0

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from mmfc.errors import DiskFull, format_bytes
+from mmfc.errors import DataError, DiskFull, format_bytes
 
 TEMP_PREFIX = ".tmp-"
 
@@ -131,3 +131,24 @@ def remove_leftovers(folder: str | Path, of: Callable[[str], bool] | None = None
             target = tmp.name[len(TEMP_PREFIX) + 9:]  # after ".tmp-<8 hex>-"
             if of is None or of(target):
                 discard(tmp)
+
+
+def writable_folder(folder: str | Path) -> Path:
+    """`folder`, created if needed, once a file could be made in it: an output that cannot be
+    written is one DataError naming it before any work, never a traceback after all of it."""
+    folder = Path(folder)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    if not existing.is_dir():
+        where = "" if existing == folder else f", where the folder {folder} is to be"
+        raise DataError(existing, f"a file, not a folder{where}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # named where it failed: the first folder that could not be made
+        raise DataError(exc.filename or folder, f"cannot create or write this folder ({exc.strerror})") from None
+    probe = temp_sibling(folder / "write-check")
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise DataError(folder, f"cannot create or write this folder ({exc.strerror})") from None
+    return folder

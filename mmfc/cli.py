@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 import warnings
 from enum import Enum
@@ -17,8 +18,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from mmfc.atomic import writable_folder
 from mmfc.branches import BRANCHES
-from mmfc.config import ConfigError, Pipeline, load_pipeline
+from mmfc.config import ConfigError, JobsConfig, Pipeline, load_pipeline
 from mmfc.errors import DataError, DataWarning
 from mmfc.timings import format_table, read_timings, timed
 
@@ -261,6 +263,7 @@ def export(
         require_extra()
         trained = open_run(run, overrides=set_ or [])
         target = out if out is not None else run / "export" / format_.value
+        writable_folder(target.parent)  # built beside its target and renamed onto it: checked before the work
         manifest = export_onnx(trained, target, check_samples=check)
     except (ConfigError, DataError, MissingExtra) as exc:
         _fail(str(exc))
@@ -416,10 +419,18 @@ def predict(
 
     if stride is not None and window is None:
         _fail("--stride needs --window")
-    if (window is not None and window <= 0) or (stride is not None and stride <= 0):
-        _fail("--window and --stride must be positive seconds")
+    for name, seconds in (("--window", window), ("--stride", stride)):
+        if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+            _fail(f"{name} {seconds}: give a positive number of seconds")
+    if not 0 <= threshold < 1:  # nan too: no probability stays above it
+        _fail(f"--threshold {threshold}: give a probability from 0 up to (not including) 1")
+    workers = JobsConfig(n_jobs=jobs).mismatch() if jobs is not None else None
+    if workers:
+        _fail(f"--jobs {jobs}: {workers.partition(': ')[2]}")
     console = Console(stderr=True)
     try:
+        if out is not None:
+            writable_folder(out)  # before any work, not after all of it
         recipe = (run, device, tuple(set_ or ()))
         trained = open_run(*recipe)
         if jobs is not None:

@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -332,9 +333,11 @@ class CropConfig:
     # Rotate 3D skeletons so the spine is +z and the shoulders +x (PYSKL PreNormalize3D align).
     align: bool = setting(False)
     # Side of the stored square frames; larger than the training input so stage 2 can still
-    # random-crop.
-    size: int = bounded(256, min=1)
-    num_frames: int = bounded(32, min=1)
+    # random-crop. Both bounds keep a typo from asking a worker for tens of GiB (a sample's
+    # num_frames decoded video frames are held at once); stage 1 also checks what its workers
+    # will need against the machine's free memory before it starts.
+    size: int = bounded(256, min=1, max=1024)
+    num_frames: int = bounded(32, min=1, max=1024)
     # Skeleton sequence stored per sample: fixed length, up to max_bodies persons.
     skeleton_frames: int = bounded(100, min=1)
     # false: the frames with a body resampled evenly to skeleton_frames; true: kept as they are and
@@ -685,6 +688,8 @@ def load_pipeline(path: str | Path | None = None, overrides: list[str] | tuple[s
             raise ConfigError(f"{path}: cannot read the pipeline file ({exc.strerror})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: not a pipeline file (arrays or tables nested too deep to read)") from None
     apply_overrides(raw, overrides)
     where = str(path) if path is not None else "defaults"
     if overrides:
@@ -696,9 +701,21 @@ def load_pipeline(path: str | Path | None = None, overrides: list[str] | tuple[s
 
 
 def save_pipeline(cfg: Pipeline) -> None:
-    """Write the resolved pipeline (file and overrides applied) to <workdir>/pipeline.json, so a
-    trained run carries the settings its crops, models and fusion were made with."""
-    write_text(cfg.paths.pipeline, json.dumps(cfg.to_dict(), indent=2) + "\n")
+    """Write the resolved pipeline (file and overrides applied) to <workdir>/pipeline.json, for
+    people to read what a run was made with (run_sections: the paths it reads later absolute)."""
+    write_text(cfg.paths.pipeline, json.dumps(run_sections(cfg), indent=2) + "\n")
+
+
+def run_sections(cfg: Pipeline) -> dict:
+    """The pipeline as plain data, as a trained run keeps it (pipeline.json, each checkpoint's
+    settings): the paths the run reads once it is made (`mmfc predict`, `mmfc export`: the pose
+    models, another workdir's crops) absolute, resolved against the folder the stage ran in, so
+    the run works from any folder. The data paths stay as given: only the stages read them."""
+    sections = cfg.to_dict()
+    sections["poses"]["models_dir"] = str(Path(cfg.poses.models_dir).absolute())
+    if cfg.crops_from:
+        sections["crops_from"] = str(Path(cfg.crops_from).absolute())
+    return sections
 
 
 def pipeline_from_dict(raw: dict, where: str) -> Pipeline:
@@ -735,6 +752,8 @@ def _parse_override(item: str) -> tuple[str, object]:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         value = text  # a bare word or path is a string
+    except RecursionError:
+        raise ConfigError(f"--set {key}: a value nested too deep to read") from None
     return key, value
 
 
@@ -799,6 +818,9 @@ def _coerce(hint, value, where: str, key: str):
 
 
 def _check_bounds(f: dataclasses.Field, value, where: str, key: str) -> None:
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ConfigError(f"{where}: {key} must be a finite number, got {item!r}")
     low, high, below = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("below")
     if low is not None and value < low:
         raise ConfigError(f"{where}: {key} must be at least {low}, got {value!r}")

@@ -1,4 +1,5 @@
-"""How many threads training uses, so that it never asks for more cores than it has.
+"""How many threads training uses, so that it never asks for more cores than it has (and how much
+memory a stage may still take, `available_memory`).
 
 torch starts one intra-op thread per core and OpenCV as many again. That is right on an idle
 machine and ruinous on a shared one: every parallel op ends in a barrier that waits for its
@@ -55,6 +56,25 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity masks on macOS and Windows
         return os.cpu_count() or 1
+
+
+def available_memory(meminfo: Path = Path("/proc/meminfo"), cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Bytes this process may still take without swapping: the machine's MemAvailable, or less
+    where its cgroup (a container, a Slurm job) allows less; None where neither says."""
+    sizes = []
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                sizes.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            sizes.append(int(limit) - int((cgroup / "memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(sizes) if sizes else None
 
 
 def processes_on_this_node() -> int:

@@ -21,13 +21,25 @@ both engines are imported only when chosen, and a job's exception is raised here
 A job that needs something costly to build (a data source that lists a whole dataset, a model)
 takes a `PerWorker` instead of the thing itself: each process builds it once per run and reuses
 it for every job it runs, rather than receiving it pickled with each job.
+
+Workers never outlive their run. n_jobs above the cores this process may use (on ray and dask:
+the cluster's) is capped with a note. SIGTERM or Ctrl-C (SIGINT) of the driver stops the workers
+at once: the engine is shut down (joblib terminates its worker processes, Ray's tasks are
+cancelled by force, mmfc's own local Dask cluster is closed) before the driver exits. A driver
+killed outright (SIGKILL) cannot do that, so each worker process the driver started itself
+(joblib's, a local Dask cluster's) watches it and exits as soon as it is gone; Ray ends the
+tasks of a driver that died itself. On a Dask cluster of its own (DASK_SCHEDULER_ADDRESS), a
+job already running finishes: Dask cannot interrupt one, and starts no other of a run whose
+client is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +52,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mmfc.config import Backend
+from mmfc.cores import usable_cores
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -71,22 +84,101 @@ def run_jobs(
         task = progress.add_task(title, total=sum(sizes))
         if not jobs:
             return
-        for position, result in _ENGINES.get(backend, _joblib)(function, jobs, backend, n_jobs):
-            progress.advance(task, sizes[position])
-            yield position, result
+
+        def note(text: str) -> None:
+            progress.console.print(f"[yellow]note:[/] {text}", highlight=False)
+
+        engine = _ENGINES.get(backend, _joblib)(function, jobs, backend, n_jobs, note)
+        with _stopped_by_signals(engine):
+            for position, result in engine:
+                progress.advance(task, sizes[position])
+                yield position, result
 
 
-def _numbered(position: int, function: Callable[..., R], args: tuple) -> tuple[int, R]:
+@contextlib.contextmanager
+def _stopped_by_signals(engine: Iterator) -> Iterator[None]:
+    """While a run lasts, SIGTERM and SIGINT shut its engine down before they end the driver.
+
+    Python's default would raise KeyboardInterrupt (or end the process, for SIGTERM) wherever
+    the driver is: while it handles a result, the engine's cleanup would wait for the garbage
+    collector, and a joblib pool left to the interpreter's exit lets its workers finish their
+    jobs first. Only the main thread can take signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    driver = os.getpid()
+
+    def stop(signum, frame):
+        if os.getpid() != driver:  # a worker forked with this handler: end as the signal would
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if not engine.gi_running:  # the driver is handling a result: close the engine from here
+            engine.close()
+        # Inside the engine the exception itself shuts it down (joblib aborts on any exception).
+        raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def capped_workers(n_jobs: int, cores: int, of: str, note: Callable[[str], None]) -> int:
+    """n_jobs, or `cores` (with a note) when it asks for more workers than there are cores."""
+    if cores > 0 and n_jobs > cores:
+        note(f"jobs.n_jobs = {n_jobs} is more than the {cores} cores {of}: {cores} workers at once")
+        return cores
+    return n_jobs
+
+
+# How often a worker process checks that its driver still lives (_exit_with_driver).
+DRIVER_CHECK_SECONDS = 0.5
+_WATCHING: set[int] = set()
+
+
+def _numbered(position: int, function: Callable[..., R], args: tuple, driver: int) -> tuple[int, R]:
     # Results arrive in any order; the position tells the caller which job each one is.
+    _watch_driver(driver)
     return position, function(*args)
 
 
-def _joblib(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int) -> Iterator[tuple[int, Any]]:
-    parallel = joblib.Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
-    yield from parallel(joblib.delayed(_numbered)(position, function, args) for position, args in enumerate(jobs))
+def _watch_driver(driver: int) -> None:
+    """In a worker process that the driver (pid `driver`) started itself, start a thread that
+    ends the process as soon as the driver is gone: a driver killed outright leaves no worker
+    running. Jobs in the driver itself, and workers of a cluster (whose parent is the cluster's
+    own process), are left alone."""
+    if driver in _WATCHING or os.getppid() != driver:
+        return
+    _WATCHING.add(driver)
+    threading.Thread(target=_exit_with_driver, args=(driver,), name="mmfc-driver-watch", daemon=True).start()
 
 
-def _ray(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int) -> Iterator[tuple[int, Any]]:
+def _exit_with_driver(driver: int) -> None:
+    while os.getppid() == driver:
+        time.sleep(DRIVER_CHECK_SECONDS)
+    # Nobody is left to receive a result; whatever the job was writing is a temporary file that
+    # the stage's next run clears (mmfc.atomic), as after any killed worker.
+    os._exit(1)
+
+
+def _joblib(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int,
+            note: Callable[[str], None]) -> Iterator[tuple[int, Any]]:
+    n_jobs = capped_workers(n_jobs, usable_cores(), "this process may use", note)
+    # joblib's multiprocessing backend returns nothing before every job is done (it refuses to
+    # be a generator); the others yield each result as it comes.
+    returns = "list" if backend == "multiprocessing" else "generator_unordered"
+    parallel = joblib.Parallel(n_jobs=n_jobs, backend=backend, return_as=returns)
+    driver = os.getpid()
+    yield from parallel(joblib.delayed(_numbered)(position, function, args, driver)
+                        for position, args in enumerate(jobs))
+
+
+def _ray(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int,
+         note: Callable[[str], None]) -> Iterator[tuple[int, Any]]:
     import ray
 
     joined = not ray.is_initialized()
@@ -97,13 +189,15 @@ def _ray(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int) -
         else:
             init_local_ray()
     remote = ray.remote(num_cpus=1)(_numbered)
+    n_jobs = capped_workers(n_jobs, int(ray.cluster_resources().get("CPU", 0)), "of the Ray cluster", note)
+    driver = os.getpid()
     pending: list = []
     try:
-        yield from _bounded(jobs, n_jobs, lambda position, args: remote.remote(position, function, args),
+        yield from _bounded(jobs, n_jobs, lambda position, args: remote.remote(position, function, args, driver),
                             lambda: _ray_next(ray, pending), pending)
     finally:
         for ref in pending:
-            ray.cancel(ref)
+            ray.cancel(ref, force=True)  # a job in native code (a video decoder) would not see an interrupt
         if joined:
             ray.shutdown()
 
@@ -177,7 +271,8 @@ def _environ_restored():
         os.environ.update(saved)
 
 
-def _dask(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int) -> Iterator[tuple[int, Any]]:
+def _dask(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int,
+          note: Callable[[str], None]) -> Iterator[tuple[int, Any]]:
     from distributed import Client, as_completed, get_client
 
     cluster = None
@@ -188,11 +283,14 @@ def _dask(function: Callable, jobs: Sequence[tuple], backend: str, n_jobs: int) 
         if not address:
             cluster = local_dask_cluster()
         client, own = Client(address or cluster), True
+    cores = sum(client.nthreads().values())
+    n_jobs = capped_workers(n_jobs, cores, "of the Dask cluster's workers", note)
+    driver = os.getpid()
     finished = as_completed()
     pending: list = []
 
     def submit(position: int, args: tuple):
-        future = client.submit(_numbered, position, function, args, pure=False)
+        future = client.submit(_numbered, position, function, args, driver, pure=False)
         finished.add(future)
         return future
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from mmfc import atomic
 from mmfc.errors import DataError
 
 @contextlib.contextmanager
@@ -42,7 +43,7 @@ def hold(path: str | Path, what: str, *, shared: bool = False, console: Console 
     DataError naming the holder when another live run has it."""
     path = Path(path)
     console = console or Console(stderr=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.writable_folder(path.parent)  # an unwritable workdir: one message before any work
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         _acquire(fd, path, shared, console)

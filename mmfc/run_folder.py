@@ -45,6 +45,8 @@ class TrainedRun:
     class_names: list[str]
     # The joint layout the skeleton branch was trained on.
     layout: Layout
+    # The sensor or estimator its poses came from (mmfc.data.sample: "kinect", "blazepose", ...).
+    pose_source: str
     # Branch name -> its best network, in eval mode on `device`.
     models: dict[str, torch.nn.Module]
     # Branch name -> the sha256 prefix of the checkpoint loaded.
@@ -65,6 +67,9 @@ def open_run(workdir: Path, device: str = "cpu", overrides: list[str] | tuple[st
     workdir = Path(workdir)
     if not workdir.is_dir():
         raise DataError(workdir, "no such run folder")
+    if not (workdir / "train").is_dir():
+        raise DataError(workdir, "not a run: no train/ folder here; give the workdir of a trained run (the "
+                                 "pipeline's `workdir`, e.g. runs/synth)")
     headers = {name: read_header(workdir / "train" / name / CHECKPOINT, name) for name in BRANCHES}
     cfg = trained_pipeline(workdir, headers, overrides)
     first = next(iter(headers))
@@ -81,7 +86,8 @@ def open_run(workdir: Path, device: str = "cpu", overrides: list[str] | tuple[st
     method, fusion = open_fusion(cfg.paths.fusion).fitted()
     return TrainedRun(
         workdir=workdir, cfg=cfg, class_names=list(headers[first]["class_names"]), layout=headers[first]["layout"],
-        models=models, checkpoint_digests=digests, fusion_method=method, fusion=fusion, device=target,
+        pose_source=headers[first]["pose_source"], models=models, checkpoint_digests=digests, fusion_method=method,
+        fusion=fusion, device=target,
     )
 
 

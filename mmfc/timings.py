@@ -29,7 +29,12 @@ def timed(folder: Path, stage: str) -> Iterator[None]:
         yield
         ok = True
     finally:
-        record(folder, stage, time.perf_counter() - start, ok)
+        try:
+            record(folder, stage, time.perf_counter() - start, ok)
+        except (OSError, DataError):
+            if ok:
+                raise
+            # A failed stage's own error says why (often this same unwritable workdir).
 
 
 def record(folder: Path, stage: str, seconds: float, ok: bool) -> None:

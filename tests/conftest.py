@@ -17,6 +17,44 @@ def realdata() -> Path:
     return REALDATA
 
 
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 96 kB tmpfs, unmounted afterwards; the test skips where mounting is not allowed."""
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({made.stderr.strip() or 'not permitted'}); "
+                    "the simulated ENOSPC tests still run")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder nobody may write, root included: a read-only tmpfs, or where mounting is not
+    allowed a folder without write permission (the test skips if this user may write it still)."""
+    import os
+    import subprocess
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        folder.chmod(0o555)
+        if os.access(folder, os.W_OK):
+            pytest.skip("cannot make a read-only folder here (no mount, and permissions do not apply)")
+    try:
+        yield folder
+    finally:
+        if mounted.returncode == 0:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
 POSE_MODELS = Path(__file__).resolve().parents[1] / "models" / "blazepose"
 SYNTH_PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "synth.toml"
 

@@ -26,21 +26,6 @@ pytestmark = pytest.mark.slow  # stages on a full disk: `make test-fast` leaves 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 96 kB tmpfs, unmounted afterwards; the test skips where mounting is not allowed."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)], capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({made.stderr.strip() or 'not permitted'}); "
-                    "the simulated ENOSPC tests still run")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def assert_one_clean_message(exc: DiskFull, target: Path, needs: str) -> None:
     message = str(exc)
     assert message.startswith(f"{target}: the disk is full (") and " free there); " in message

@@ -35,6 +35,8 @@ from mmfc.config import JobsConfig, Pipeline
 from mmfc.crops import store
 from mmfc.crops.crop import CropJob, crop_sample
 from mmfc.crops.preview import write_preview
+from mmfc.cores import available_memory, usable_cores
+from mmfc.data.decoding import probe_video
 from mmfc.data.sample import Sample
 from mmfc.data.sources import Source, open_source
 from mmfc.errors import DataError, DiskFull, format_bytes
@@ -216,6 +218,7 @@ def _run_crops(cfg: Pipeline, crops_dir: Path, part: tuple[int, int] | None, str
             console.print(f"[yellow]{escape(first['shard'])}[/]: {escape(problem)}; redoing it", highlight=False)
             todo.append(name)
 
+    check_memory(cfg, [batches[n] for n in todo])
     started = time.perf_counter()
     fresh: dict[str, list[dict]] = {}
     try:
@@ -275,6 +278,36 @@ def crops_lock(main: Path, part: tuple[int, int] | None, console: Console) -> It
         yield
 
 
+# Copies of a sample's decoded frames a worker holds at once (read, then stacked into one array),
+# beside the crops rendered from them.
+FRAME_COPIES = 2
+
+
+def check_memory(cfg: Pipeline, todo: list[list[Sample]]) -> None:
+    """Refuse, before any work, a run whose workers would need more memory than this machine has
+    free: each holds one sample's crops.num_frames decoded frames (at the size of the first
+    video) and their crops at once. On a cluster each worker must fit on its own."""
+    free = available_memory()
+    video = next((s.video_path for batch in todo for s in batch if s.video_path is not None), None)
+    if free is None or video is None:
+        return
+    try:
+        info = probe_video(video)
+    except DataError:
+        return  # the sample's own job records it
+    c = cfg.crops
+    per_worker = c.num_frames * (info.width * info.height * 3 * FRAME_COPIES + c.size * c.size * 3)
+    local = cfg.jobs.backend not in ("ray", "dask")
+    cores = usable_cores()
+    workers = min(len(todo), cores if cfg.jobs.n_jobs == -1 else min(cfg.jobs.n_jobs, cores)) if local else 1
+    if per_worker * workers > free:
+        raise DataError(cfg.paths.crops, f"stage 1 would need about {format_bytes(per_worker * workers)} of memory at "
+                                         f"once ({workers} worker(s), each holding crops.num_frames = {c.num_frames} "
+                                         f"frames of {info.width}x{info.height} and their {c.size} px crops), and "
+                                         f"this machine has {format_bytes(free)} free: lower crops.num_frames, "
+                                         "crops.size or jobs.n_jobs")
+
+
 def stage_disk_full(exc: DiskFull, crops_dir: Path, fresh: dict[str, list[dict]], samples_left: int) -> DiskFull:
     """The disk filled up: how much more the stage needs, from what this run's shards took."""
     stored = [r for rows in fresh.values() for r in rows]
@@ -328,6 +361,7 @@ def write_outputs(crops_dir: Path, cfg: Pipeline, source, video: bool, ok: list[
         "num_classes": int(source.num_classes),
         "layout": source.layout.to_dict(),
         "group_kind": source.group_kind,
+        "pose_source": source.pose_source,
         "crops": asdict(cfg.crops),
         "digest": crop_digest(cfg, video),
         "modalities": list(store.MODALITIES_WITH_VIDEO if video else store.SKELETON_ONLY),

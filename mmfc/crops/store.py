@@ -11,8 +11,9 @@ Layout of the crops folder:
                                sha256 of that store's manifest; written once the store is in place
     index.parquet              the stored rows of every part, each with its sample's group, and
                                the stage's metadata (class names, the joint layout whole, what
-                               the groups are, crop settings, the modalities held: "video" and
-                               "skeleton", or "skeleton" alone); the one file a reader opens first
+                               the groups are, the pose source, crop settings, the modalities
+                               held: "video" and "skeleton", or "skeleton" alone); the one file
+                               a reader opens first
     failures.parquet           id, file, reason of what could not be read, and of the samples
                                stored with a warning (a video shorter than its skeleton)
 Every file and store appears under its final name only once complete (mmfc.atomic). A store is
@@ -269,6 +270,9 @@ class CropStore:
             raise DataError(index_path, f"{exc}; rerun `mmfc stage crops`") from None
         # What the index rows' `group` are: "performer", "source video", "group".
         self.group_kind: str = meta["group_kind"]
+        # Which sensor or estimator the skeletons came from (mmfc.data.sample); "" in an index
+        # written before stage 1 recorded it.
+        self.pose_source: str = meta.get("pose_source", "")
         self.num_classes: int = meta["num_classes"]
         self.config: dict = meta["crops"]
         # Stores written before stage 1 could store skeletons alone all hold video.

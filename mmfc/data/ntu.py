@@ -21,7 +21,7 @@ from mmfc.config import ConfigError, DataConfig
 from mmfc.data.layouts import Layout, layout_of
 from mmfc.data.ntu_names import ntu_class_names, read_class_names
 from mmfc.data.numbers import FloatParser, NotANumber, parse_integers, token_at
-from mmfc.data.sample import Sample, Skeleton
+from mmfc.data.sample import KINECT, Sample, Skeleton
 from mmfc.errors import DataError
 
 NUM_JOINTS = 25
@@ -519,6 +519,7 @@ class NTUSource:
         self.excluded: dict[str, int] = {}
         self.notes: dict[str, int] = {}
         self.unreadable: dict[str, str] = {}  # every file is listed by name
+        self.pose_source = KINECT
         self._samples = self._scan()
 
     def samples(self) -> list[Sample]:

@@ -24,7 +24,7 @@ import numpy as np
 from mmfc.data.ntu import folder_names
 from mmfc.data.pose_pickle import in_val_fraction
 from mmfc.data.release import SkeletonRelease, one_person_skeleton
-from mmfc.data.sample import Sample, Skeleton, check_joint_sequence
+from mmfc.data.sample import KINECT_V1, Sample, Skeleton, check_joint_sequence
 from mmfc.errors import DataError
 
 # The 10 actions in label order; the file names number them a01-a06, a08, a09, a11, a12.
@@ -114,6 +114,7 @@ class NWUCLASource(SkeletonRelease):
     class_names_built_in = CLASS_NAMES
     files_folder = SEQUENCE_DIR
     group_kind = "recording"  # aXX_sYY_eZZ: one performance, filmed from every view at once
+    pose_source = KINECT_V1
 
     def load_skeleton(self, sample: Sample) -> Skeleton:
         label, joints = read_sequence(sample.skeleton_path)

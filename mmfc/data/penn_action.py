@@ -28,7 +28,7 @@ import scipy.io
 from mmfc.data.ntu import folder_names
 from mmfc.data.pose_pickle import in_val_fraction
 from mmfc.data.release import SkeletonRelease, one_person_skeleton
-from mmfc.data.sample import Sample, Skeleton, check_joint_sequence
+from mmfc.data.sample import ANNOTATED, Sample, Skeleton, check_joint_sequence
 from mmfc.errors import DataError
 
 # The action names as the files spell them, in the alphabetical order of the dataset's README.
@@ -98,6 +98,7 @@ class PennActionSource(SkeletonRelease):
     class_names_built_in = CLASS_NAMES
     files_folder = LABEL_DIR
     group_kind = "run of clips"  # consecutively numbered clips of one action on one side of the flag
+    pose_source = ANNOTATED
 
     def load_skeleton(self, sample: Sample) -> Skeleton:
         return read_clip(sample.skeleton_path)

@@ -19,7 +19,7 @@ from mmfc.data.layouts import LAYOUTS, Layout, layout_of
 from mmfc.data.ntu import folder_names, parse_name
 from mmfc.data.ntu_names import read_class_names
 from mmfc.data.pickles import load_pickle
-from mmfc.data.sample import Sample, Skeleton
+from mmfc.data.sample import UNRECORDED, Sample, Skeleton
 from mmfc.errors import DataError
 
 
@@ -28,6 +28,12 @@ class PosePickle:
     path: Path
     split: dict[str, list[str]]  # empty when the pickle has no split table
     annotations: list[dict]
+
+    @property
+    def pose_source(self) -> str:
+        """The estimator every annotation names in "pose_source" (mmfc.data.sample), else UNRECORDED."""
+        named = {str(ann.get("pose_source", UNRECORDED)) for ann in self.annotations}
+        return named.pop() if len(named) == 1 else UNRECORDED
 
 
 def read_pose_pickle(path: str | Path) -> PosePickle:
@@ -90,6 +96,7 @@ class PosePickleSource:
                 f"(first {without[0]!r}) have no 'keypoint' array",
             )
         self._by_id = {a["frame_dir"]: a for a in self.pickle.annotations}
+        self.pose_source = self.pickle.pose_source
         self.excluded: dict[str, int] = {}
         self.notes: dict[str, int] = {}
         self.unreadable: dict[str, str] = {}  # one pickle, read whole when opened

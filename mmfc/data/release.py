@@ -26,6 +26,8 @@ class SkeletonRelease(ABC):
     files_folder: str
     # What its samples' groups are, in words (mmfc.data.sources.Source.group_kind).
     group_kind: str
+    # The sensor or annotation its joints come from (mmfc.data.sample.POSE_SOURCES).
+    pose_source: str
 
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg

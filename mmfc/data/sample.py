@@ -13,6 +13,29 @@ SPLITS = ("train", "val", "test")
 # A sequence needs motion: a single frame has none.
 MIN_SEQUENCE_FRAMES = 2
 
+# Where a dataset's skeletons come from (each source's `pose_source`; stage 1 records it with the
+# crops, stage 2 in each checkpoint). A skeleton branch learns one sensor's or estimator's joints
+# and is confidently wrong on another's: `mmfc predict` warns when the poses it is given come from
+# elsewhere. A pose pickle may name its estimator in each annotation's "pose_source" (stage 0
+# writes BLAZEPOSE there); one that does not is UNRECORDED.
+KINECT = "kinect"
+KINECT_V1 = "kinect-v1"
+ANNOTATED = "hand-annotated"
+BLAZEPOSE = "blazepose"
+UNRECORDED = "unrecorded"
+POSE_SOURCES = {
+    KINECT: "Kinect v2 joints (NTU .skeleton files)",
+    KINECT_V1: "Kinect v1 joints (NW-UCLA's sequences)",
+    ANNOTATED: "2D joints annotated by hand (Penn Action)",
+    BLAZEPOSE: "stage 0's BlazePose estimator",
+    UNRECORDED: "a pose pickle that does not record its estimator",
+}
+
+
+def describe_pose_source(pose_source: str) -> str:
+    """A pose source in words, for messages."""
+    return POSE_SOURCES.get(pose_source, f"the estimator {pose_source!r} (as its pose pickle records)")
+
 
 @dataclass
 class Sample:

@@ -28,6 +28,8 @@ class Source(Protocol):
     # file -> why the listing could not place it (no readable label or split); stage 1 records
     # each as a failed sample
     unreadable: dict[str, str]
+    # Which sensor or estimator the skeletons come from (mmfc.data.sample: KINECT, BLAZEPOSE, ...).
+    pose_source: str
 
     def samples(self) -> list[Sample]: ...
 
@@ -93,6 +95,7 @@ def describe_selection(cfg: DataConfig) -> dict:
         "source": cfg.source,
         "root": cfg.root,
         "layout": source.layout.name,
+        "pose_source": source.pose_source,
         "num_classes": source.num_classes,
         "samples": len(samples),
         "splits": per_split,

@@ -16,12 +16,17 @@ its training side the same way.
 
 Skeletons come from stage 0 (`mmfc stage poses`), which writes the PYSKL pose pickle named by
 data.poses; this source reads it with the pose-pickle reader, so stages 1 to 4 see the videos
-like any other dataset. A sample's id is its path relative to the root, without extension.
+like any other dataset. A sample's id is its path without extension as the dataset names it,
+never resolved through symlinks: <class>/<clip> for class folders (a class folder linked in from
+elsewhere keeps its name); for a CSV, the path as written, normalised: relative to the CSV's
+folder (`../videos/drink/clip001` for a clip beside it), or absolute where the CSV gives it so
+outside that folder. Ids are so unique and the same on every run, however the files lie.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import re
 from pathlib import Path
 
@@ -29,7 +34,7 @@ from mmfc.config import ConfigError, DataConfig
 from mmfc.data.layouts import Layout, layout_of
 from mmfc.data.ntu_names import read_class_names
 from mmfc.data.pose_pickle import annotation_skeleton, read_pose_pickle, seeded_position
-from mmfc.data.sample import SPLITS, Sample, Skeleton
+from mmfc.data.sample import BLAZEPOSE, SPLITS, Sample, Skeleton
 from mmfc.errors import DataError
 
 CSV_COLUMNS = ("path", "label", "split", "group")
@@ -56,7 +61,7 @@ class VideoFolderSource:
         if not self.root.exists():
             raise DataError(self.root, "no such video folder or CSV file")
         rows = self._csv_rows() if self.root.is_file() else self._folder_rows()
-        self.class_names = self._classes({label for _, label, _, _ in rows})
+        self.class_names = self._classes({label for _, _, label, _, _ in rows})
         self.num_classes = len(self.class_names)
         if cfg.num_classes != self.num_classes:
             raise ConfigError(
@@ -66,11 +71,12 @@ class VideoFolderSource:
             )
         self._samples = self._split(rows)
         self._poses: dict[str, dict] | None = None
+        self.pose_source = BLAZEPOSE  # stage 0 estimates every pose
 
     # -- listing ---------------------------------------------------------------------------
 
-    def _folder_rows(self) -> list[tuple[Path, str, str, str]]:
-        """(video, label, split "", group) for root/<class>/<clip>.<ext>."""
+    def _folder_rows(self) -> list[tuple[str, Path, str, str, str]]:
+        """(id, video, label, split "", group) for root/<class>/<clip>.<ext>."""
         exts = {e.lower() for e in self.cfg.video_exts}
         rows = []
         for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
@@ -78,14 +84,20 @@ class VideoFolderSource:
                 if path.suffix.lower() not in exts:
                     self._exclude(f"not a video file (extension not in data.video_exts): {path.suffix or path.name}")
                     continue
-                rows.append((path, folder.name, "", self._group(path)))
+                if not path.is_file():
+                    self._exclude("not a readable file (a broken symlink, a symlink loop, or a folder)")
+                    continue
+                clip_id = f"{folder.name}/{path.with_suffix('').name}"
+                rows.append((clip_id, path, folder.name, "", self._group(path)))
         if not rows:
             raise DataError(self.root, f"no videos in class folders ({self.root}/<class>/<clip> with {', '.join(sorted(exts))})")
         return rows
 
-    def _csv_rows(self) -> list[tuple[Path, str, str, str]]:
+    def _csv_rows(self) -> list[tuple[str, Path, str, str, str]]:
+        """(id, video, label, split, group) of each line naming a video that exists."""
         try:
-            with open(self.root, newline="", encoding="utf-8") as f:
+            # utf-8-sig: Excel starts the UTF-8 CSVs it saves with a byte-order mark.
+            with open(self.root, newline="", encoding="utf-8-sig") as f:
                 reader = csv.DictReader(f)
                 header = reader.fieldnames or []
                 records = list(reader)
@@ -98,8 +110,8 @@ class VideoFolderSource:
             raise DataError(self.root, f"unknown CSV column {unknown[0]!r}; the columns are {', '.join(CSV_COLUMNS)}")
         rows = []
         for line, record in enumerate(records, start=2):
-            path = Path(record["path"] or "")
-            path = path if path.is_absolute() else self.root.parent / path
+            written = Path(record["path"] or "")
+            path = written if written.is_absolute() else self.root.parent / written
             split = (record.get("split") or "").strip()
             if split and split not in SPLITS:
                 raise DataError(self.root, f"line {line}: split {split!r} is not one of {', '.join(SPLITS)}")
@@ -109,7 +121,7 @@ class VideoFolderSource:
                 self._exclude("video file missing")
                 continue
             group = (record.get("group") or "").strip() or self._group(path)
-            rows.append((path, record["label"].strip(), split, group))
+            rows.append((self._csv_id(written), path, record["label"].strip(), split, group))
         if not rows:
             raise DataError(self.root, "the CSV lists no video that exists")
         return rows
@@ -125,6 +137,15 @@ class VideoFolderSource:
             return path.name
         return group
 
+    def _csv_id(self, written: Path) -> str:
+        """A CSV line's id (module docstring): its path relative to the CSV's folder, normalised
+        without following symlinks; an absolute path outside that folder stays absolute."""
+        folder = self.root.parent.absolute()
+        relative = Path(os.path.relpath(written, folder)) if written.is_absolute() else written
+        if written.is_absolute() and relative.parts[:1] == ("..",):
+            relative = written
+        return Path(os.path.normpath(relative)).with_suffix("").as_posix()
+
     def _classes(self, labels: set[str]) -> list[str]:
         if not self.cfg.class_names:
             return sorted(labels)
@@ -134,17 +155,12 @@ class VideoFolderSource:
             raise DataError(self.cfg.class_names, f"does not name the class {missing[0]!r} found in {self.root}")
         return names
 
-    def _split(self, rows: list[tuple[Path, str, str, str]]) -> list[Sample]:
-        base = self.root if self.root.is_dir() else self.root.parent
-        carve_val = not any(split == "val" for _, _, split, _ in rows)
+    def _split(self, rows: list[tuple[str, Path, str, str, str]]) -> list[Sample]:
+        carve_val = not any(split == "val" for _, _, _, split, _ in rows)
         samples = []
-        for path, label, split, group in rows:
-            try:
-                relative = path.resolve().relative_to(base.resolve())
-            except ValueError:  # a CSV path outside the CSV's folder
-                relative = Path(path.name)
+        for clip_id, path, label, split, group in rows:
             samples.append(Sample(
-                id=relative.with_suffix("").as_posix(),
+                id=clip_id,
                 label=self.class_names.index(label),
                 split=self._side(split, seeded_position(group, self.cfg.val_seed), carve_val),
                 # Stage 1 redoes a sample when this file changes: the poses stage 0 wrote.
@@ -155,7 +171,8 @@ class VideoFolderSource:
         ids = [s.id for s in samples]
         if len(set(ids)) != len(ids):
             twice = next(i for i in ids if ids.count(i) > 1)
-            raise DataError(self.root, f"two videos have the id {twice!r} (their path without extension)")
+            raise DataError(self.root, f"two videos have the id {twice!r} (their path without extension): "
+                                       "list each video once, and rename one of two that differ only in extension")
         return samples
 
     def _side(self, split: str, position: float, carve_val: bool) -> str:

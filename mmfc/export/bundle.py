@@ -35,6 +35,7 @@ from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.crops.crop import CropJob
 from mmfc.data.layouts import Layout
+from mmfc.data.sample import BLAZEPOSE, describe_pose_source
 from mmfc.export import apply_fusion, preprocess
 from mmfc.export.graphs import (
     BATCH_AXIS,
@@ -70,7 +71,7 @@ def export_onnx(run: TrainedRun, out: Path, check_samples: int = 8) -> dict:
         "exporter": f"torch {torch.__version__}, torch.onnx.export(dynamo=False), opset {OPSET}",
         "class_names": list(run.class_names),
         "branches": {},
-        "poses": pose_requirement(run.cfg, run.layout),
+        "poses": pose_requirement(run.cfg, run.layout, run.pose_source),
         "preprocess": preprocess_settings(run.cfg, run.layout),
         "test_time": (
             f"mmfc scores a sample with the mean logits of {run.cfg.scores.clips} evenly spaced clip(s): clip c of C "
@@ -119,19 +120,15 @@ def preprocess_settings(cfg: Pipeline, layout: Layout) -> dict:
     }
 
 
-def pose_requirement(cfg: Pipeline, layout: Layout) -> dict:
-    """Where the run's keypoints came from: the skeleton branch learnt their positions and stage 1
-    planned every crop on them, so new clips need keypoints of the same kind."""
+def pose_requirement(cfg: Pipeline, layout: Layout, pose_source: str) -> dict:
+    """Where the run's keypoints came from (`pose_source`, as its checkpoints record it): the
+    skeleton branch learnt their positions and stage 1 planned every crop on them, so new clips
+    need keypoints of the same kind."""
     channels = cfg.skel.model.in_channels or layout.channels
-    if cfg.data.source == "videos":
-        source = (f"mmfc's stage 0 (`mmfc stage poses`, or `mmfc predict` without --skeleton): BlazePose "
-                  f"(pose_landmark_full) tracking up to {cfg.poses.max_persons} people, its landmarks mapped to "
-                  f"{layout.name}, in image pixels")
-    elif cfg.data.source == "ntu":
-        source = ("the Kinect v2 depth sensor of NTU RGB+D (its .skeleton files): 3D camera-space joints in metres, "
-                  "and their colour-image pixels (colorX, colorY) for the crop")
-    else:
-        source = f"the keypoints of the pose pickle {cfg.data.root} (PYSKL's format)"
+    source = describe_pose_source(pose_source) if pose_source else "not recorded (a run of an older mmfc)"
+    if pose_source == BLAZEPOSE:
+        source += (f" (`mmfc stage poses`, or `mmfc predict` without --skeleton): pose_landmark_full tracking up "
+                   f"to {cfg.poses.max_persons} people, its landmarks mapped to {layout.name}, in image pixels")
     return {
         "layout": layout.name,
         "joints": layout.num_joints,

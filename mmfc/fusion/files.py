@@ -10,6 +10,10 @@ while a reader was between two files) is refused when read, never mixed in.
     fusion.weights["selected"], fusion.scores("fused"), fusion.scores("global")
     name, fitted = fusion.fitted()  # the selected method as a FittedFusion, to apply to new clips
 
+weights.json also carries its own sha256 (`"sha256"`, over the rest of it: write_weights): a
+fitted parameter changed by hand would silently change every prediction and export, so a
+weights.json that is not as stage 4 wrote it is refused, naming it.
+
 weights.json holds, for every candidate, its fitted parameters (`FittedFusion.params()`: the
 rule's kind, its own parameters and every branch's temperature); `fitted` rebuilds a candidate
 from them,
@@ -28,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmfc import atomic
 from mmfc.errors import DataError
 from mmfc.fusion.methods import (
     AdaptiveFusion,
@@ -43,6 +48,8 @@ from mmfc.fusion.methods import (
 from mmfc.scores.format import ScoreTable, read_scores
 
 WEIGHTS = "weights.json"
+# weights.json's key for the sha256 of the rest of it.
+OWN_DIGEST = "sha256"
 FUSED = "fused"  # fused.parquet: the selected candidate's scores
 RERUN = "rerun `mmfc stage fuse` (stage 4)"
 
@@ -87,6 +94,19 @@ def fitted_from_params(params: dict) -> FittedFusion:
 def file_digests(folder: Path) -> dict[str, str]:
     """The sha256 of every Parquet file in a fusion folder, by name: weights.json's "files"."""
     return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.glob("*.parquet"))}
+
+
+def weights_digest(weights: dict) -> str:
+    """The sha256 of weights.json's content without its own digest, independent of the layout
+    of the text: JSON numbers read back as the floats that were written."""
+    content = {key: value for key, value in weights.items() if key != OWN_DIGEST}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_weights(path: Path, weights: dict) -> None:
+    """weights.json (JSON-safe values: no infinities), with its own digest, atomically."""
+    text = json.dumps({**weights, OWN_DIGEST: weights_digest(weights)}, indent=2) + "\n"
+    atomic.write_text(path, text)
 
 
 @dataclass
@@ -165,4 +185,10 @@ def open_fusion(folder: str | Path) -> FusionSet:
         raise DataError(path, f"selects {weights.get('selected')!r}, which is not among its methods; {RERUN}")
     if files[f"{FUSED}.parquet"] != files[f"{weights['selected']}.parquet"]:
         raise DataError(path, f"{FUSED}.parquet is not a copy of the selected {weights['selected']}.parquet; {RERUN}")
+    if OWN_DIGEST not in weights:
+        raise DataError(path, f"carries no digest of its own (written by an older mmfc), so a changed parameter cannot "
+                              f"be told from a fitted one; {RERUN}")
+    if weights[OWN_DIGEST] != weights_digest(weights):
+        raise DataError(path, f"changed since stage 4 wrote it (its content no longer matches the sha256 it carries): "
+                              f"an edited parameter would silently change every prediction; {RERUN}")
     return FusionSet(folder, weights)

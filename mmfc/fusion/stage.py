@@ -5,15 +5,14 @@ Reads <workdir>/scores/{rgb,skel}.parquet; writes <workdir>/fusion/<candidate>.p
 candidate, fused.parquet (a copy of the selected one: the method named by fusion.method, or the
 one "auto" chose) and weights.json (fitted parameters, cross-validated figures of every
 candidate and of every value of its free choice, why the selected one was selected, and the
-sha256 of each Parquet file). The set is built in a fresh folder that replaces fusion/ whole, and
-is read through mmfc/fusion/files.py, which refuses a mixed one. The test rows are scored but
-never looked at while fitting or choosing.
+sha256 of each Parquet file and of itself). The set is built in a fresh folder that replaces
+fusion/ whole, and is read through mmfc/fusion/files.py, which refuses a mixed or edited one.
+The test rows are scored but never looked at while fitting or choosing.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import shutil
 import warnings
@@ -26,7 +25,7 @@ from mmfc import atomic
 from mmfc.config import Pipeline
 from mmfc.data.sources import few_groups_warning
 from mmfc.errors import DataError, DataWarning
-from mmfc.fusion.files import FUSED, WEIGHTS, FusionSet, file_digests, open_fusion
+from mmfc.fusion.files import FUSED, WEIGHTS, FusionSet, file_digests, open_fusion, write_weights
 from mmfc.fusion.methods import FittedFusion
 from mmfc.fusion.selection import Candidate, make_folds, sample_groups, select_fusion
 from mmfc.scores.format import ScoreTable, check_compatible, read_scores, split_metrics, top1_text, write_scores
@@ -112,7 +111,7 @@ def _fuse(cfg: Pipeline, rgb_path: Path, skel_path: Path) -> None:
             "methods": methods,
             "files": file_digests(out),  # sha256 of every Parquet file of the set: readers refuse a mixed one
         }
-        atomic.write_text(out / WEIGHTS, json.dumps(_json_safe(weights), indent=2) + "\n")
+        write_weights(out / WEIGHTS, _json_safe(weights))
 
 
 def summary_line(fusion: FusionSet, branches: dict[str, Path]) -> str:

@@ -84,7 +84,8 @@ def unpack_models(wheel: str | Path, out_dir: str | Path) -> list[Path]:
 
 def model_paths(models_dir: str | Path) -> dict[str, Path]:
     """The model files in `models_dir`; a missing or altered one raises DataError."""
-    models_dir = Path(models_dir)
+    # Absolute, so that a message names the file it looked for whatever the working folder.
+    models_dir = Path(models_dir).absolute()
     paths = {}
     for name, (_, expected) in MODEL_FILES.items():
         path = models_dir / name

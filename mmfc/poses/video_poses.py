@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mmfc.data.decoding import iter_frames, probe_video
+from mmfc.data.sample import BLAZEPOSE
 from mmfc.errors import DataError
 from mmfc.poses.frame_poses import BlazePose, EstimatorSettings, PoseEstimator
 from mmfc.poses.joints import NUM_BLAZEPOSE, map_points, map_scores
@@ -60,6 +61,7 @@ class PoseTracks:
             "keypoint_3d": self.keypoint_3d,  # [M, T, V, 3] float32, metres, origin between the hips
             "layout": self.layout,
             "fps": fps,
+            "pose_source": BLAZEPOSE,
         }
 
 

@@ -24,7 +24,7 @@ from rich.console import Console
 
 from mmfc import atomic
 from mmfc.data.decoding import probe_video
-from mmfc.errors import DataError
+from mmfc.errors import DataError, DiskFull
 from mmfc.jobs import PerWorker, run_jobs
 from mmfc.metrics import log_softmax
 from mmfc.predict.outputs import summary, write_outputs
@@ -128,6 +128,8 @@ def predict_one(video: Path, skeleton: Path | None, options: Options, out: Path 
             write_outputs(out, prediction, decoded, found, segments, trained.checkpoint_digests, trained.cfg.digest(),
                           options.draw)
         result.update(status="ok", reason="", summary=summary(prediction, segments), arrays=_arrays(prediction))
+    except DiskFull:
+        raise  # not this video's failure, and no result file: a rerun once space is freed redoes it
     except DataError as exc:
         result.update(status="failed", reason=f"{exc.path}: {exc.reason}")
     if out is not None:
@@ -212,23 +214,23 @@ def write_combined(path: Path, results: list[dict], class_names: list[str]) -> N
         base = {"video": r["video"], "status": r["status"], "reason": r["reason"]}
         if r["status"] != "ok":
             rows.append({**base, "window_start": None, "window_end": None, "skeleton": None, "fusion": None,
-                         "notes": None, "top1": None, "top1_probability": None, "rgb": None, "skel": None,
-                         "fused": None})
+                         "warning": None, "notes": None, "top1": None, "top1_probability": None, "rgb": None,
+                         "skel": None, "fused": None})
             continue
         s, a = r["summary"], r["arrays"]
         probabilities = np.exp(log_softmax(np.asarray(a["fused"], dtype=np.float64)))
         for w, (start, end) in enumerate(a["windows"]):
             top = int(probabilities[w].argmax())
             rows.append({**base, "window_start": start, "window_end": end, "skeleton": s["skeleton"],
-                         "fusion": s["fusion"], "notes": "; ".join(s["notes"]), "top1": class_names[top],
-                         "top1_probability": float(probabilities[w, top]), "rgb": a["rgb"][w],
+                         "fusion": s["fusion"], "warning": s.get("warning", ""), "notes": "; ".join(s["notes"]),
+                         "top1": class_names[top], "top1_probability": float(probabilities[w, top]), "rgb": a["rgb"][w],
                          "skel": None if a["skel"] is None else a["skel"][w], "fused": a["fused"][w]})
     logits = pa.list_(pa.float32())
     schema = pa.schema([
         ("video", pa.string()), ("status", pa.string()), ("reason", pa.string()), ("window_start", pa.float64()),
-        ("window_end", pa.float64()), ("skeleton", pa.string()), ("fusion", pa.string()), ("notes", pa.string()),
-        ("top1", pa.string()), ("top1_probability", pa.float64()), ("rgb", logits), ("skel", logits),
-        ("fused", logits),
+        ("window_end", pa.float64()), ("skeleton", pa.string()), ("fusion", pa.string()), ("warning", pa.string()),
+        ("notes", pa.string()), ("top1", pa.string()), ("top1_probability", pa.float64()), ("rgb", logits),
+        ("skel", logits), ("fused", logits),
     ], metadata={b"mmfc.class_names": json.dumps(class_names).encode()})
     with atomic.atomic_path(path) as tmp:
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)

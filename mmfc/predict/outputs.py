@@ -8,15 +8,19 @@ The annotated video is drawn from the downscaled frames the one decoding pass ke
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mmfc import atomic
+from mmfc.data.decoding import probe_video
+from mmfc.errors import DataError
 from mmfc.predict.clips import Decoded
 from mmfc.predict.predictor import Prediction
 from mmfc.predict.skeletons import SkeletonInput
@@ -32,6 +36,9 @@ STRIP_WIDTH = 360  # of each frame in the strip
 BOX = (255, 200, 0)
 PERSONS = ((0, 230, 120), (255, 80, 200), (80, 180, 255))  # one colour per tracked person
 BAR = (255, 140, 0)
+WARNING_BAND = (200, 0, 0)
+# Drawn above every frame of a prediction that carries a warning (Prediction.warning).
+WARNING_TEXT = "UNRELIABLE: poses from another source than the run was trained on"
 
 
 def summary(prediction: Prediction, segments: list[Segment] | None = None) -> dict:
@@ -44,7 +51,8 @@ def summary(prediction: Prediction, segments: list[Segment] | None = None) -> di
         clips.append({"start": round(float(start), 3), "end": round(float(end), 3), "top5": top})
     out = {
         "video": prediction.video, "frames": prediction.frames, "fps": prediction.fps,
-        "skeleton": prediction.skeleton, "fusion": prediction.fusion, "notes": prediction.notes,
+        "skeleton": prediction.skeleton, "fusion": prediction.fusion, "warning": prediction.warning,
+        "notes": prediction.notes,
         "clips": clips, "timings": {k: round(v, 4) for k, v in prediction.timings.items()},
     }
     if segments is not None:
@@ -58,6 +66,9 @@ def print_table(console: Console, result: dict) -> None:
     for note in result["notes"]:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     title = f"{result['video']} (skeleton: {result['skeleton']}; fusion: {result['fusion']})"
+    if result.get("warning"):  # a result file written before predictions carried one has none
+        console.print(f"[bold red]WARNING:[/] {escape(result['warning'])}", highlight=False)
+        title = f"UNRELIABLE, see the warning: {title}"
     if "segments" in result:
         table = Table(title=f"{title}: {len(result['clips'])} windows; segments of the fused top class")
         for column in ("class", "start s", "end s", "mean p", "windows"):
@@ -148,7 +159,8 @@ def annotated_frames(prediction: Prediction, decoded: Decoded, found: SkeletonIn
         cv2.rectangle(canvas, (x0, y0), (x1, y1), BOX, 2)
         _draw_skeleton(canvas, skel, t, decoded.frames, bones, image.shape[1] / skel.frame_size[0],
                        image.shape[0] / skel.frame_size[1])
-        frames.append(_with_bars(canvas, prediction.top(probabilities[w], DRAWN)))
+        framed = _with_bars(canvas, prediction.top(probabilities[w], DRAWN))
+        frames.append(_with_warning_band(framed) if prediction.warning else framed)
     return frames
 
 
@@ -188,14 +200,49 @@ def _with_bars(canvas: np.ndarray, top: list[tuple[str, float]]) -> np.ndarray:
     return np.concatenate([canvas, panel], axis=0)
 
 
+def _with_warning_band(canvas: np.ndarray) -> np.ndarray:
+    """The frame below a red band saying that its scores are not to be trusted."""
+    width = canvas.shape[1]
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (text_width, text_height), _ = cv2.getTextSize(WARNING_TEXT, font, 1.0, 1)
+    scale = min(1.0, (width - 12) / text_width)
+    band = np.empty((int(text_height * scale) + 14, width, 3), dtype=np.uint8)
+    band[:] = WARNING_BAND
+    cv2.putText(band, WARNING_TEXT, (6, band.shape[0] - 7), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.concatenate([band, canvas], axis=0)
+
+
+# Free space below which a video OpenCV could not finish is taken for a full disk: its writer
+# reports nothing, and it needs a few frames' worth of room at any moment.
+FULL_DISK_BYTES = 1 << 20
+
+
 def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
-    """RGB frames -> an MPEG-4 (mp4v) video, atomically."""
+    """RGB frames -> an MPEG-4 (mp4v) video, atomically, read back before it takes its name.
+
+    OpenCV's writer neither raises nor returns an error when a frame cannot be written (a full
+    disk leaves a file without its index, which no player opens), and it logs a warning per frame
+    instead: the file is therefore read back, and one that does not hold every frame is a
+    DiskFull (little space left) or a DataError, never a broken video in place."""
     height, width = frames[0].shape[:2]
+    level = cv2.utils.logging.getLogLevel()
     with atomic.atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-        for frame in frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        writer.release()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        try:
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+            for frame in frames:
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            writer.release()
+        finally:
+            cv2.utils.logging.setLogLevel(level)
+        try:
+            complete = probe_video(tmp).frames == len(frames)
+        except DataError:
+            complete = False
+        if not complete and atomic.free_bytes(tmp) < FULL_DISK_BYTES:
+            raise OSError(errno.ENOSPC, "OpenCV could not write every frame", str(tmp))
+        if not complete:
+            raise DataError(path, f"OpenCV's video writer could not write the {len(frames)} frames of this video")
 
 
 def write_strip(path: Path, frames: list[np.ndarray]) -> None:

@@ -21,7 +21,8 @@ from mmfc.metrics import log_softmax
 from mmfc.poses.video_poses import PoseStream
 from mmfc.poses.frame_poses import BlazePose, EstimatorSettings
 from mmfc.predict.clips import CroppedClips, Decoded, decode_once, plan_windows, probe, window_skeleton
-from mmfc.predict.skeletons import SkeletonInput, estimator_layout, from_tracks, read_skeleton_file
+from mmfc.predict.skeletons import (SkeletonInput, estimator_layout, fit_to_video, from_tracks, pose_source_warning,
+                                    read_skeleton_file)
 from mmfc.scores.logits import branch_logits
 from mmfc.run_folder import TrainedRun
 
@@ -44,6 +45,9 @@ class Prediction:
     fusion: str  # the fusion method applied
     skeleton: str  # where the skeleton came from
     notes: list[str] = field(default_factory=list)  # what the user must be told
+    # Poses from another source than the run's skeleton branch was trained on: the scores may be
+    # confidently wrong (mmfc.predict.skeletons.pose_source_warning); "" otherwise.
+    warning: str = ""
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step (STEPS)
 
     @property
@@ -93,7 +97,8 @@ def predict_video(run: TrainedRun, video: Path, skeleton_file: Path | None = Non
 
     started = time.perf_counter()
     if skeleton_file is not None:
-        found = read_skeleton_file(skeleton_file, cfg, run.layout, video)
+        found = fit_to_video(read_skeleton_file(skeleton_file, cfg, run.layout, video), skeleton_file, info.frames,
+                             cfg.crops.min_video_fraction)
 
         def on_window(number: int, decoded: Decoded) -> None:
             try:
@@ -154,6 +159,6 @@ def predict_video(run: TrainedRun, video: Path, skeleton_file: Path | None = Non
         windows=np.array([windows[n].seconds(fps) for n in scored], dtype=np.float64).reshape(-1, 2),
         boxes=np.array([clips.boxes[n] for n in scored], dtype=np.float64).reshape(-1, 4),
         rgb=logits["rgb"], skel=logits.get("skel"), fused=fused, fusion=method, skeleton=found.origin,
-        notes=notes, timings=timings,
+        notes=notes, warning=pose_source_warning(run.pose_source, found), timings=timings,
     )
     return prediction, decoded, clips, found

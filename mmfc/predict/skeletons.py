@@ -14,6 +14,13 @@ moves every skeleton to its centre joint, so the two origins do not matter. Such
 branch sees estimated joints, not the sensor's, and the prediction says so. A layout the
 estimator has no mapping to leaves the skeleton branch out: the RGB branch alone, and the
 prediction says that too.
+
+A skeleton branch learns the joints of one sensor or estimator, and on another's it can be wrong
+at a probability near 1 (a small synthetic run trained on Kinect-style joints, README "Predicting
+from plain videos": 0 of 11 test clips right at a mean fused probability of 0.96 from BlazePose's
+joints, 5 of 12 at 0.55 from the clips' own). Each skeleton therefore carries its pose source
+(mmfc.data.sample), and a prediction from poses of another source than the run was trained on
+carries a warning (pose_source_warning).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from mmfc.config import Pipeline
 from mmfc.data.layouts import LAYOUTS, Layout, get_layout
 from mmfc.data.ntu import load_skeleton as load_ntu_skeleton
 from mmfc.data.pose_pickle import annotation_skeleton, read_pose_pickle
-from mmfc.data.sample import Skeleton
+from mmfc.data.sample import BLAZEPOSE, KINECT, UNRECORDED, Skeleton, describe_pose_source
 from mmfc.errors import DataError
 from mmfc.poses.video_poses import PoseTracks
 from mmfc.poses.joints import MAPPINGS
@@ -48,6 +55,8 @@ class SkeletonInput:
     usable: bool = True
     # What the user must be told about it; "" when the skeleton is what the run trained on.
     note: str = ""
+    # Which sensor or estimator it comes from (mmfc.data.sample: KINECT, BLAZEPOSE, ...).
+    pose_source: str = UNRECORDED
 
 
 def skeleton_channels(cfg: Pipeline, layout: Layout) -> int:
@@ -65,6 +74,7 @@ def read_skeleton_file(path: Path, cfg: Pipeline, layout: Layout, video: Path) -
     if path.suffix == ".skeleton":
         skeleton, _ = load_ntu_skeleton(path, cfg.data.max_bodies, (size[0], size[1]))
         found = get_layout(skeleton.layout)
+        pose_source = KINECT
     else:
         annotations = read_pose_pickle(path).annotations
         if len(annotations) != 1:
@@ -80,7 +90,25 @@ def read_skeleton_file(path: Path, cfg: Pipeline, layout: Layout, video: Path) -
             raise DataError(path, f"annotation layout {ann_layout!r} is neither the run's ({layout.name!r}) nor "
                                   f"a built-in one ({', '.join(LAYOUTS)})")
         skeleton = annotation_skeleton(ann, path, found, size)
-    return _checked(SkeletonInput(skeleton, found, f"file {path.name}"), cfg, layout)
+        pose_source = str(ann.get("pose_source", UNRECORDED))
+    return _checked(SkeletonInput(skeleton, found, f"file {path.name}", pose_source=pose_source), cfg, layout)
+
+
+def fit_to_video(found: SkeletonInput, path: Path, video_frames: int, min_fraction: float) -> SkeletonInput:
+    """A skeleton file checked against the video it is given for: its frames are matched to the
+    video's by time, so one of another length would be stretched over the video unseen. Below
+    `min_fraction` (crops.min_video_fraction, stage 1's bound between a video and its skeleton)
+    of the longer of the two it is refused; a difference of more than a frame is noted."""
+    frames = found.skeleton.total_frames
+    if abs(frames - video_frames) <= 1:
+        return found
+    fraction = min(frames, video_frames) / max(frames, video_frames, 1)
+    counts = f"the skeleton has {frames} frames, the video {video_frames}"
+    if fraction < min_fraction:
+        raise DataError(path, f"{counts}: not the skeleton of this video, or of another stretch of it (stage 1 "
+                              f"refuses lengths under crops.min_video_fraction = {min_fraction} of each other)")
+    note = f"{counts}; its frames were matched to the video's by time"
+    return replace(found, note="; ".join(filter(None, [found.note, note])))
 
 
 def estimator_layout(layout: Layout) -> str:
@@ -105,7 +133,18 @@ def from_tracks(tracks: PoseTracks, cfg: Pipeline, layout: Layout, video_id: str
     if channels == 3:
         # The crops are planned on the 2D keypoints whatever the branch reads.
         skeleton = replace(skeleton, pixels=np.ascontiguousarray(tracks.keypoint))
-    return _checked(SkeletonInput(skeleton, found, "estimated (BlazePose)", note=note), cfg, layout)
+    return _checked(SkeletonInput(skeleton, found, "estimated (BlazePose)", note=note, pose_source=BLAZEPOSE), cfg, layout)
+
+
+def pose_source_warning(trained_on: str, found: SkeletonInput) -> str:
+    """What to tell when the skeleton branch reads poses of another source than it was trained
+    on (`trained_on`, the run's; "" for a run made before mmfc recorded it: not known); ""
+    when they are alike or the branch does not read them."""
+    if not found.usable or not trained_on or found.pose_source == trained_on:
+        return ""
+    return (f"the run's skeleton branch was trained on {describe_pose_source(trained_on)}, and these poses come "
+            f"from {describe_pose_source(found.pose_source)}: its scores, and the fused ones, can be wrong at a "
+            "probability near 1; to predict from such poses, train on them (README, \"Predicting from plain videos\")")
 
 
 def _checked(found: SkeletonInput, cfg: Pipeline, layout: Layout) -> SkeletonInput:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mmfc import atomic
-from mmfc.config import Pipeline
+from mmfc.config import Pipeline, run_sections
 from mmfc.errors import DataError, DataWarning
 from mmfc.stage_frame import sha256_of
 
@@ -25,7 +25,7 @@ DIGEST_SUFFIX = ".sha256"
 # The header of this version's checkpoints (checkpoint_header); one without it was written by
 # an mmfc whose checkpoints did not carry their settings.
 FORMAT = "mmfc-checkpoint/2"
-HEADER = ("format", "modality", "settings", "num_classes", "class_names", "layout", "config_digest")
+HEADER = ("format", "modality", "settings", "num_classes", "class_names", "layout", "pose_source", "config_digest")
 
 
 def checkpoint_header(cfg: Pipeline, branch: str, store, digest: str) -> dict:
@@ -41,8 +41,10 @@ def checkpoint_header(cfg: Pipeline, branch: str, store, digest: str) -> dict:
         "settings": trained_settings(cfg, branch, store),
         "num_classes": store.num_classes,
         "class_names": list(store.class_names),
-        # The joint layout of the skeletons the network was trained on, whole (Layout.to_dict).
+        # The joint layout of the skeletons the network was trained on, whole (Layout.to_dict),
+        # and the sensor or estimator they came from (mmfc predict warns on poses of another).
         "layout": store.layout.to_dict(),
+        "pose_source": store.pose_source,
         "config_digest": digest,
     }
 
@@ -54,8 +56,9 @@ def trained_settings(cfg: Pipeline, branch: str, store) -> dict:
     skeleton normalisation as the crop store `store` records them (`crops`), how a skeleton file
     is read (`data`: the bodies kept, the frame size 2D keypoints were recorded in; the joint
     layout is the header's own entry), stage 0's estimator (`poses`, which `mmfc predict` runs
-    on a video without a skeleton) and the clips averaged per sample at test time (`scores`)."""
-    sections = cfg.to_dict()
+    on a video without a skeleton; its model folder absolute, config.run_sections) and the clips
+    averaged per sample at test time (`scores`)."""
+    sections = run_sections(cfg)
     return {
         "name": cfg.name,
         "data": {key: sections["data"][key] for key in ("max_bodies", "skeleton_frame_size")},
