@@ -81,7 +81,7 @@ def test_report_writes_markdown_html_and_figures(tmp_path):
     run_report(cfg)
     out = cfg.paths.report
     assert not killed.exists()
-    for name in ("report.md", "report.html", "confusion.png", "curves.png"):
+    for name in ("report.md", "report.html", "confusion.png", "curves.png", "weights.png"):
         assert (out / name).stat().st_size > 0
     md = (out / "report.md").read_text()
     selected = json.loads((cfg.paths.fusion / "weights.json").read_text())["selected"]
@@ -117,7 +117,7 @@ def test_report_writes_markdown_html_and_figures(tmp_path):
     assert float(gain) == pytest.approx(100 - float(no_ccl[1].split()[0]), abs=0.11) and float(p_value) < 1e-3
     html = (out / "report.html").read_text()
     # Self-contained: both figures inlined, nothing fetched from elsewhere.
-    assert html.count('src="data:image/png;base64,') == 2
+    assert html.count('src="data:image/png;base64,') == 3
     assert "http" not in html and "<table>" in html
     assert not [p.name for p in out.iterdir() if p.name.startswith(".tmp-")]
 

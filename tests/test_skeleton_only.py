@@ -77,22 +77,29 @@ def test_only_the_branches_without_video_read_a_skeleton_store(realdata: Path, t
     cfg = load_pipeline(None, [f"data.root={root}", f"workdir={tmp_path / 'run'}", "data.num_classes=60", *SMALL_CROPS])
     assert run_crops(cfg) == 0
     crops = open_crops(cfg.paths.crops)
-    check_store_feeds(BRANCHES["skel"], crops)
+    check_store_feeds(BRANCHES["skel"], crops, cfg.branches)
     with pytest.raises(DataError) as caught:
-        check_store_feeds(BRANCHES["rgb"], crops)
+        check_store_feeds(BRANCHES["rgb"], crops, cfg.branches)
     assert caught.value.path == str(cfg.paths.crops)
     assert "holds skeletons only (its dataset has no videos)" in caught.value.reason
     assert "`mmfc stage train --modality skel`" in caught.value.reason
 
 
-def test_info_says_which_branches_the_data_supports(realdata: Path):
+def test_info_says_which_branches_the_data_supports(realdata: Path, tmp_path: Path):
     result = CliRunner().invoke(app, ["info", "-p", str(PIPELINES / "nw-ucla.toml"),
                                       "--set", f"data.root={realdata / 'nw_ucla'}"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)["data"]
     assert data["video"] == {"with": 0, "without": 1484}
-    assert data["branches"]["skel"] == "supported"
-    assert data["branches"]["rgb"].startswith("not supported: it learns from video frames")
+    assert data["branches"] == dict.fromkeys(["joint", "bone", "joint_motion", "bone_motion"], "supported")
+    # An NTU download without videos: the declared RGB branch is there, and not supported.
+    root = skeleton_only_ntu(realdata, tmp_path / "ntu")
+    (tmp_path / "ntu.toml").write_text(f'[data]\nroot = "{root}"\nnum_classes = 60\n')
+    result = CliRunner().invoke(app, ["info", "-p", str(tmp_path / "ntu.toml")])
+    assert result.exit_code == 0, result.output
+    branches = json.loads(result.output)["data"]["branches"]
+    assert list(branches) == ["rgb", "skel"] and branches["skel"] == "supported"
+    assert branches["rgb"].startswith("not supported: it learns from video frames")
 
 
 def nw_ucla_subset(realdata: Path, folder: Path) -> list[str]:
