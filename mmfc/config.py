@@ -895,7 +895,9 @@ def _set_nested(raw: dict, parts: list[str], value: object) -> None:
     raw[parts[-1]] = value
 
 
-def _build(cls: type, raw: dict, where: str, prefix: str):
+def _build(cls: type, raw: dict, where: str, prefix: str, base=None):
+    """A `cls` from the raw table: its keys over `base`'s values (the parent field's default, e.g.
+    the skeleton branch's training defaults of batch 32 and lr 0.1), else over cls's defaults."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: {prefix.rstrip('.')!r} must be a table (a [{prefix.rstrip('.')}] section), not {raw!r}")
     hints = typing.get_type_hints(cls)
@@ -906,8 +908,10 @@ def _build(cls: type, raw: dict, where: str, prefix: str):
         raise ConfigError(f"{where}: unknown key {prefix + unknown[0]!r}; valid keys here: {valid}")
     values = {}
     for name, value in raw.items():
-        values[name] = _coerce(hints[name], value, where, prefix + name)
-    section = cls(**values)
+        factory = fields[name].default_factory
+        default = factory() if dataclasses.is_dataclass(hints[name]) and factory is not dataclasses.MISSING else None
+        values[name] = _coerce(hints[name], value, where, prefix + name, default)
+    section = dataclasses.replace(base, **values) if base is not None else cls(**values)
     for f in fields.values():
         _check_bounds(f, getattr(section, f.name), where, prefix + f.name)
     # A section whose values must fit together says how they do not (`mismatch`), or None.
@@ -917,9 +921,9 @@ def _build(cls: type, raw: dict, where: str, prefix: str):
     return section
 
 
-def _coerce(hint, value, where: str, key: str):
+def _coerce(hint, value, where: str, key: str, default=None):
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where, prefix=key + ".")
+        return _build(hint, value, where, prefix=key + ".", base=default)
     origin = typing.get_origin(hint)
     if origin is Literal:
         choices = typing.get_args(hint)
