@@ -152,3 +152,34 @@ def test_a_real_skeleton_only_dataset_trains_scores_fuses_and_reports_two_stream
     assert ("error: --modality rgb: the pipeline declares the branches ['joint', 'bone'], not 'rgb' (the nw_ucla "
             "source holds skeletons only, and 'rgb' learns from video frames)") in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_training_a_stream_reads_each_stored_skeleton_once_per_epoch(realdata: Path, tmp_path: Path, monkeypatch):
+    """Four streams trained one after the other read the crop store once per epoch each: every
+    training and validation sample once, nothing more (issue 24's speed goal)."""
+    from mmfc.crops.store import CropStore
+
+    nw_ucla_subset(realdata, tmp_path / "ucla" / "all_sqe")
+    cfg = load_pipeline(PIPELINES / "nw-ucla.toml", [
+        f"data.root={tmp_path / 'ucla'}", f"workdir={tmp_path / 'run'}", "data.val_by=performer",
+        "data.val_performers=[2]", *SMALL_CROPS, *TINY_MODELS, "skel.train.epochs=2",
+    ])
+    assert run_crops(cfg) == 0
+    crops = open_crops(cfg.paths.crops)
+    splits = [row["split"] for row in crops.index]
+    batch = cfg.joint.train.batch_size
+    per_epoch = splits.count("train") // batch * batch + splits.count("val")  # whole batches of training samples
+    reads: list[int] = []
+    original = CropStore.skeleton
+
+    def counted(store, i):
+        reads.append(i)
+        return original(store, i)
+
+    monkeypatch.setattr(CropStore, "skeleton", counted)
+    for stream in ("joint", "bone"):
+        reads.clear()
+        run_train(cfg, stream)
+        assert len(reads) == 2 * per_epoch
+        assert not {i for i in reads if splits[i] == "test"}
