@@ -8,7 +8,8 @@ Real data: a crop store of NW-UCLA sequences (stage 1 on the real JSON files), t
 pipelines/nw-ucla.toml's sizes with random weights (scoring costs the same whatever the weights).
 
     .venv/bin/python bench/bench_scores.py                       # 400 sequences, 4 streams, 1 thread
-    .venv/bin/python bench/bench_scores.py --samples 1484 --threads 2
+    .venv/bin/python bench/bench_scores.py --samples 200 --repeats 4
+    .venv/bin/python bench/bench_scores.py --device cuda --samples 1484
 """
 
 from __future__ import annotations
@@ -47,15 +48,17 @@ def build_store(root: Path, data: Path, samples: int, threads: int):
 
 
 @torch.no_grad()
-def one_pass(cfg, models: dict[str, torch.nn.Module], store, indices: list[int]) -> dict[str, np.ndarray]:
+def one_pass(cfg, models: dict[str, torch.nn.Module], store, indices: list[int], device: torch.device
+             ) -> dict[str, np.ndarray]:
     """Every stream's logits, each batch of the (shared) evaluation input read once."""
     first = next(iter(models))
     dataset = BRANCHES[first].build_dataset(cfg, store, indices, False, 0, 1)
     loader = torch.utils.data.DataLoader(dataset, batch_size=BRANCHES[first].section(cfg).train.batch_size)
     out: dict[str, list[np.ndarray]] = {name: [] for name in models}
     for x, _, _ in loader:
+        x = x.to(device)
         for name, model in models.items():
-            out[name].append(model(x).numpy())
+            out[name].append(model(x).float().cpu().numpy())
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
@@ -71,6 +74,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="torch device of the networks, e.g. cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,11 +85,12 @@ def main() -> None:
         inputs = {json.dumps(BRANCHES[s].section(cfg).input.__dict__, sort_keys=True) for s in STREAMS}
         assert len(inputs) == 1, "the streams' input settings differ: no shared pass"
         torch.manual_seed(0)
-        models = {s: BRANCHES[s].build_model(cfg, store.num_classes, store.layout).eval() for s in STREAMS}
+        device = torch.device(args.device)
+        models = {s: BRANCHES[s].build_model(cfg, store.num_classes, store.layout).eval().to(device) for s in STREAMS}
         m = cfg.joint.model
         print(f"NW-UCLA crop store: {len(store)} sequences; {len(STREAMS)} streams, CTR-GCN width {m.base_channels}, "
               f"{m.num_frames} frames, batch {cfg.joint.train.batch_size}; {args.threads} torch thread(s), "
-              "loader in process")
+              f"loader in process, networks on {device}")
         # Wall time, and this process's CPU time: on a machine shared with other jobs the first
         # swings with their load, the second far less.
         times: dict[str, list[tuple[float, float]]] = {"one by one": [], "one pass": [], "reading only": []}
@@ -93,13 +98,19 @@ def main() -> None:
         def timed(name: str, work):
             wall, cpu = time.perf_counter(), time.process_time()
             result = work()
-            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+            times.setdefault(name, []).append((time.perf_counter() - wall, time.process_time() - cpu))
             return result
 
-        for _ in range(args.repeats):
-            separate = timed("one by one", lambda: {
-                s: branch_logits(cfg, s, models[s], store, indices, torch.device("cpu")) for s in STREAMS})
-            shared = timed("one pass", lambda: one_pass(cfg, models, store, indices))
+        timed("warm-up", lambda: one_pass(cfg, models, store, indices[:64], device))
+        del times["warm-up"]
+        for repeat in range(args.repeats):
+            # Turn about, so that neither way always runs on the caches the other left.
+            for way in (("one by one", "one pass") if repeat % 2 == 0 else ("one pass", "one by one")):
+                if way == "one by one":
+                    separate = timed(way, lambda: {
+                        s: branch_logits(cfg, s, models[s], store, indices, device) for s in STREAMS})
+                else:
+                    shared = timed(way, lambda: one_pass(cfg, models, store, indices, device))
             timed("reading only", lambda: read_only(cfg, store, indices))
         worst = max(float(np.abs(separate[s] - shared[s]).max()) for s in STREAMS)
         median = {name: [statistics.median(v[k] for v in values) for k in (0, 1)] for name, values in times.items()}

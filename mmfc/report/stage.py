@@ -308,15 +308,7 @@ def _against_fused_section(modalities: list[Scored], selected: Scored) -> list[B
     rows = []
     for m in modalities:
         test = m.table.rows("test").aligned_to(fused.ids)
-        comparison = compare_paired(_correct(test), _correct(fused), INTERVAL_SEED)
-        rows.append([
-            m.name,
-            _accuracy_cells(test)[0],
-            _with_interval(comparison.difference, [comparison.interval.low, comparison.interval.high], signed=True),
-            str(comparison.only_a),
-            str(comparison.only_b),
-            _p_value(comparison.p_value),
-        ])
+        rows.append([m.name, _accuracy_cells(test)[0], *_paired_cells(test, fused)])
     return [
         Heading(3, f"Each branch against the fused result (`{selected.name}`), paired on the test clips"),
         Paragraph("Each branch's test top-1 minus the selected fusion's, with a paired bootstrap 95% interval, and "
@@ -334,15 +326,8 @@ def _paired_section(modalities: list[Scored], fused: list[Scored], selected: Sco
     best = tests[best_name]
     rows = []
     for item in fused:
-        comparison = compare_paired(_correct(item.table.rows("test").aligned_to(best.ids)), _correct(best), INTERVAL_SEED)
         name = f"`{item.name}`" + (" (selected)" if item is selected else "")
-        rows.append([
-            name,
-            _with_interval(comparison.difference, [comparison.interval.low, comparison.interval.high], signed=True),
-            str(comparison.only_a),
-            str(comparison.only_b),
-            _p_value(comparison.p_value),
-        ])
+        rows.append([name, *_paired_cells(item.table.rows("test").aligned_to(best.ids), best)])
     return [
         Heading(3, f"Fusion against the best single branch ({best_name}), paired on the test clips"),
         Paragraph(
@@ -603,6 +588,15 @@ def _accuracy_cells(rows: ScoreTable) -> list[str]:
     return [
         _with_interval(metrics[key], [i.low, i.high]) for key, i in zip(("top1", "top5", "mean_class"), intervals)
     ]
+
+
+def _paired_cells(a: ScoreTable, b: ScoreTable) -> list[str]:
+    """Top-1 of a minus b on the same rows (paired bootstrap interval), the rows only each gets
+    right, and McNemar's exact p."""
+    comparison = compare_paired(_correct(a), _correct(b), INTERVAL_SEED)
+    interval = [comparison.interval.low, comparison.interval.high]
+    return [_with_interval(comparison.difference, interval, signed=True), str(comparison.only_a),
+            str(comparison.only_b), _p_value(comparison.p_value)]
 
 
 def _correct(rows: ScoreTable) -> np.ndarray:
