@@ -276,8 +276,9 @@ def supported_branches(cfg: Pipeline, has_video: bool, told_by: str | Path) -> t
     kept = [name for name, said in support.items() if said == "supported"]
     left_out = {name: said for name, said in support.items() if said != "supported"}
     if not kept:
-        raise DataError(told_by, f"the data supports none of the declared branches {cfg.branches} "
-                                 f"({'; '.join(f'{n}: {why}' for n, why in left_out.items())}); declare a skeleton branch")
+        reasons = "; ".join(f"{name}: {why}" for name, why in left_out.items())
+        raise DataError(told_by, f"the data supports none of the declared branches {cfg.branches} ({reasons}); "
+                                 "declare a skeleton branch")
     return kept, left_out
 
 

@@ -91,7 +91,8 @@ def _report(cfg: Pipeline, fusion: FusionSet) -> None:
         table = read_scores(path)
         fusion.check_fitted_on(m, table, path)
         # Every branch's rows in the first one's order, as stage 4 fused them.
-        modalities.append(Scored(BRANCHES[m].label, table.aligned_to(modalities[0].table.ids) if modalities else table, m))
+        aligned = table.aligned_to(modalities[0].table.ids) if modalities else table
+        modalities.append(Scored(BRANCHES[m].label, aligned, m))
     fused = [Scored(name, fusion.scores(name)) for name in fusion.candidates]
     curves = {
         m.branch: read_curves(_require(paths.train(m.branch) / "metrics.jsonl",
@@ -377,7 +378,8 @@ def _cost_section(cfg: Pipeline, modalities: list[Scored], selected: Scored, wei
     if len(modalities) > 1:
         total = ensemble_cost(costs)
         rows.append([f"ensemble of the {len(modalities)} branches (`{selected.name}`)", "every branch above",
-                     f"{total['gmacs']:.3g}", f"{total['params_m']:.3g}", _accuracy_cells(selected.table.rows("test"))[0]])
+                     f"{total['gmacs']:.3g}", f"{total['params_m']:.3g}",
+                     _accuracy_cells(selected.table.rows("test"))[0]])
     budget = (costs["rgb"] if "rgb" in costs else branch_cost(RGB, cfg, num_classes))["gmacs"]
     val = {m.branch: m.table.rows("val") for m in modalities}
     first = val[modalities[0].branch]
@@ -509,10 +511,12 @@ def _run_rows(cfg: Pipeline, modalities: list[Scored], selected: Scored, weights
         test = streams[0].table.rows("test")
         ensemble = replace(test, logits=fitted.apply({m.branch: m.table.rows("test").logits for m in streams}))
         rows.append([f"Skeleton ensemble of this run ({' + '.join(m.branch for m in streams)}, product of the "
-                     "temperature-scaled streams)", "—", _accuracy_cells(ensemble)[0] if test.ids else "—", "", "—"])
+                     "temperature-scaled streams)", "—", _accuracy_cells(ensemble)[0] if test.ids else "—", "",
+                     "—"])
     if len(modalities) > 1:
         rows.append([f"Ensemble of this run's {len(modalities)} branches (selected fusion `{weights['selected']}`)",
-                     "—", _accuracy_cells(selected.table.rows("test"))[0], "", _rel(cfg, cfg.paths.fusion / f"{FUSED}.parquet")])
+                     "—", _accuracy_cells(selected.table.rows("test"))[0], "",
+                     _rel(cfg, cfg.paths.fusion / f"{FUSED}.parquet")])
     return rows
 
 
