@@ -13,14 +13,15 @@ SYNTH_DATA := data/synth
 SYNTH_PER_CLASS ?= 2
 STAGE = $(MMFC) stage
 
-.PHONY: setup setup-pose demo test test-fast poses crops train-rgb train-skel train scores fuse report ablation bench clean help
+.PHONY: setup setup-pose demo test test-fast poses crops train scores fuse report ablation bench clean help
 
 help:
 	@echo "make demo    - set up, generate the synthetic dataset, run every stage, write the report"
 	@echo "make test    - set up and run the test suite"
 	@echo "make test-fast - the suite without the slow end-to-end and real-clip tests (under a minute)"
 	@echo "make setup-pose - the pose stage's runtime (ai-edge-litert) and its model files (BlazePose, face, hands)"
-	@echo "make crops | train-rgb | train-skel | scores | fuse | report  [PIPELINE=pipelines/x.toml]"
+	@echo "make crops | train | scores | fuse | report  [PIPELINE=any/path/x.toml]: every declared branch the data supports"
+	@echo "make train-<branch> | scores-<branch>  - one branch, e.g. train-rgb, train-skel, train-bone"
 	@echo "make poses   - stage 0 for pipelines of plain videos (data.source = \"videos\"); make crops runs it"
 	@echo "make ablation - train the ablation variants on the synthetic data and fill the table"
 	@echo "make bench   - run the benchmarks under bench/"
@@ -84,17 +85,33 @@ $(WORKDIR)/crops/index.parquet: $(PIPELINE) $(CROP_INPUTS) | setup
 	$(STAGE) crops --pipeline $(PIPELINE) --preview 8
 crops: $(WORKDIR)/crops/index.parquet
 
+# The branches stages 2 to 4 build: those the pipeline declares (`branches`) that the data
+# supports, as `mmfc branches` prints them (saying on stderr why it leaves any out: RGB on data
+# without videos). mmfc decides, from the pipeline and the crop store or the data, rather than
+# make reading the TOML: the default branches and what the data holds are its to know. Asked
+# once, and only when a target below needs the list (secondary expansion), so `make help` or
+# `make crops` never ask.
+.SECONDEXPANSION:
+BUILT_BRANCHES = $(eval BUILT_BRANCHES := $$(shell $(MMFC) branches --pipeline $(PIPELINE)))$(BUILT_BRANCHES)
+BUILT_CHECKPOINTS = $(BUILT_BRANCHES:%=$(WORKDIR)/train/%/best.pt)
+BUILT_SCORES = $(BUILT_BRANCHES:%=$(WORKDIR)/scores/%.parquet)
+# Fails a target whose branch list came back empty: `mmfc branches` said why above.
+NEED_BRANCHES = @$(if $(BUILT_BRANCHES),:,echo "make: no branch to build for $(PIPELINE) (see the error above)" >&2; exit 2)
+
 $(WORKDIR)/train/%/best.pt: $(WORKDIR)/crops/index.parquet
 	$(STAGE) train --modality $* --pipeline $(PIPELINE) --resume
-train-rgb: $(WORKDIR)/train/rgb/best.pt
-train-skel: $(WORKDIR)/train/skel/best.pt
-train: train-rgb train-skel
+train-%: $(WORKDIR)/train/%/best.pt ;
+train: $$(BUILT_CHECKPOINTS)
+	$(NEED_BRANCHES)
 
 $(WORKDIR)/scores/%.parquet: $(WORKDIR)/train/%/best.pt
 	$(STAGE) scores --modality $* --pipeline $(PIPELINE)
-scores: $(WORKDIR)/scores/rgb.parquet $(WORKDIR)/scores/skel.parquet
+scores-%: $(WORKDIR)/scores/%.parquet ;
+scores: $$(BUILT_SCORES)
+	$(NEED_BRANCHES)
 
-$(WORKDIR)/fusion/weights.json: $(WORKDIR)/scores/rgb.parquet $(WORKDIR)/scores/skel.parquet
+$(WORKDIR)/fusion/weights.json: $$(BUILT_SCORES)
+	$(NEED_BRANCHES)
 	$(STAGE) fuse --pipeline $(PIPELINE)
 fuse: $(WORKDIR)/fusion/weights.json
 

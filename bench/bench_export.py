@@ -81,7 +81,7 @@ def main() -> None:
           f"{torch.get_num_threads()} threads")
     print(f"{'branch':6} {'exporter':12} {'export s':>8} {'MB':>6} {'max |diff|':>10} {'max |logit|':>11} "
           f"{'torch ms':>8} {'ort ms':>7}")
-    for name, branch in BRANCHES.items():
+    for name, branch in ((name, BRANCHES[name]) for name in cfg.branches):
         torch.manual_seed(0)
         shape = branch.input_shape(cfg, layout)
         network = calibrated(branch.build_model(cfg, cfg.data.num_classes, layout), torch.randn(4, *shape))

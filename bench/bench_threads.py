@@ -47,12 +47,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = build_store(Path(tmp), args.pipeline, old_threads)
         store = open_crops(cfg.paths.crops)
+        declared = {name: BRANCHES[name] for name in cfg.branches}
         burners = [multiprocessing.Process(target=burn, daemon=True) for _ in range(args.busy)]
         for process in burners:
             process.start()
         try:
             time.sleep(0.5)  # the burners are running before "auto" looks
-            plans = {name: plan_cores(branch.section(cfg).train, "cpu") for name, branch in BRANCHES.items()}
+            plans = {name: plan_cores(branch.section(cfg).train, "cpu") for name, branch in declared.items()}
             print(f"pipeline {args.pipeline}; {usable_cores()} cores; {args.busy} busy process(es) started; "
                   f"{args.steps} timed step(s) per measurement, {args.repeats} measurements per setting")
             for name, plan in plans.items():
@@ -60,7 +61,7 @@ def main() -> None:
             rates: dict[tuple[str, str], list[float]] = {}
             for _ in range(args.repeats):
                 for setting in ("old", "new"):
-                    for name, branch in BRANCHES.items():
+                    for name, branch in declared.items():
                         apply_threads(old_threads if setting == "old" else plans[name].threads)
                         rate = training_rate(cfg, branch, store, args.steps, amp=False)
                         rates.setdefault((name, setting), []).append(rate)
@@ -70,7 +71,7 @@ def main() -> None:
 
     print(f"{'branch':7} {'batch':>5} {'old threads':>11} {'old clips/s':>11} {'new threads':>11} "
           f"{'new clips/s':>11} {'new/old':>8}")
-    for name, branch in BRANCHES.items():
+    for name, branch in declared.items():
         old, new = (statistics.median(rates[name, setting]) for setting in ("old", "new"))
         print(f"{name:7} {branch.section(cfg).train.batch_size:5d} {old_threads:11d} {old:11.2f} "
               f"{plans[name].threads:11d} {new:11.2f} {new / old:7.1f}x")

@@ -95,7 +95,7 @@ def main() -> None:
               f"batch {cfg.skel.train.batch_size}")
         print(f"{'modality':8} {'load train clips/s':>19} {'load eval clips/s':>18} "
               f"{'train fp32 clips/s':>19} {'train bf16 clips/s':>19}")
-        for name, branch in BRANCHES.items():
+        for name, branch in ((name, BRANCHES[name]) for name in cfg.branches):
             train_rate = loading_rate(branch.build_dataset(cfg, store, train_idx, train=True), args.clips)
             eval_rate = loading_rate(branch.build_dataset(cfg, store, train_idx, train=False), args.clips)
             fp32 = training_rate(cfg, branch, store, args.steps, amp=False)

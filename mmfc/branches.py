@@ -3,8 +3,12 @@
 A branch's name is its `--modality` value, its section of the pipeline file, its folder under
 train/ and its score file scores/<name>.parquet. For each branch the table says where its
 settings are, how its network and its dataset over the crop store are built, and how reports
-name it. Building a branch's network for a trained model is one call, from a pipeline and the
-metadata the crop store (or a checkpoint) carries:
+name it. The table holds every branch a pipeline may declare (config.BranchName): `rgb`, `skel`
+(the skeleton branch of two-branch pipelines, its stream skel.model.stream) and each skeleton
+stream (`joint`, `bone`, `joint_motion`, `bone_motion`), whose section is [skel] merged with
+its own. A pipeline trains the ones its `branches` declare (`declared_branch`). Building a
+branch's network for a trained model is one call, from a pipeline and the metadata the crop
+store (or a checkpoint) carries:
 
     model = get_branch("rgb").build_model(cfg, store.num_classes, store.layout)
 
@@ -16,9 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmfc.config import ConfigError, Pipeline, RGBConfig, SkelConfig
+from mmfc.config import SKELETON_STREAMS, VIDEO_BRANCHES, ConfigError, Pipeline, RGBConfig, SkelConfig
 from mmfc.data.layouts import Layout
 from mmfc.errors import DataError
 
@@ -33,9 +38,6 @@ class Branch:
     name: str
     # How reports and tables name it.
     label: str
-    # Whether it learns from video frames: a crop store of a dataset without videos (skeletons
-    # only) cannot feed it.
-    needs_video: bool
     # Its section of the pipeline: model, train and ccl settings.
     section: Callable[[Pipeline], RGBConfig | SkelConfig]
     # (pipeline, number of classes, joint layout) -> the network, freshly initialised.
@@ -54,6 +56,12 @@ class Branch:
     # (pipeline, joint layout) -> the network's input for someone feeding it outside mmfc
     # (an exported graph): its name, axes, and how the values are made from a sample.
     input_spec: Callable[[Pipeline, Layout], dict]
+
+    @property
+    def needs_video(self) -> bool:
+        """Whether it learns from video frames: a crop store of a dataset without videos
+        (skeletons only) cannot feed it."""
+        return self.name in VIDEO_BRANCHES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +140,6 @@ def _rgb_input_spec(cfg: Pipeline, layout: Layout) -> dict:
 RGB = Branch(
     name="rgb",
     label="RGB",
-    needs_video=True,
     section=lambda cfg: cfg.rgb,
     build_model=_rgb_model,
     load_pretrained=_rgb_pretrained,
@@ -144,93 +151,103 @@ RGB = Branch(
 
 
 # ---------------------------------------------------------------------------------------------
-# Skeleton: CTR-GCN over the stored normalised skeleton sequences
+# Skeleton: CTR-GCN over the stored normalised skeleton sequences, one branch per section: `skel`,
+# and each stream's own. Every one reads the same stored joints; the network derives its stream.
 
 
-def _skel_model(cfg: Pipeline, num_classes: int, layout: Layout):
-    from mmfc.models import build_skel_model
+def _skeleton_branch(name: str, label: str) -> Branch:
+    def section(cfg: Pipeline) -> SkelConfig:
+        return getattr(cfg, name)
 
-    return build_skel_model(cfg.skel.model, num_classes, layout)
+    def build_model(cfg: Pipeline, num_classes: int, layout: Layout):
+        from mmfc.models import build_skel_model
 
+        return build_skel_model(section(cfg).model, num_classes, layout)
 
-def _skel_dataset(cfg: Pipeline, store, indices: list[int], train: bool, clip: int = 0, num_clips: int = 1):
-    from mmfc.train.datasets import SkeletonDataset
+    def build_dataset(cfg: Pipeline, store, indices: list[int], train: bool, clip: int = 0, num_clips: int = 1):
+        from mmfc.train.datasets import SkeletonDataset
 
-    t, given = cfg.skel.train, cfg.skel.input
-    return SkeletonDataset(
-        store,
-        indices,
-        num_frames=cfg.skel.model.num_frames,
-        num_persons=cfg.skel.model.num_persons,
-        train=train,
-        flip=t.flip,
-        rotate_axes=t.rotate_axes,
-        rotate_degrees=t.rotate_degrees,
-        scale=t.skel_scale,
-        uniform_scale=(t.uniform_scale[0], t.uniform_scale[1]),
-        normalize=given.normalize,
-        sampling=given.sampling,
-        seed=t.seed,
-        clip=clip,
-        num_clips=num_clips,
+        return SkeletonDataset(store, indices, train=train, clip=clip, num_clips=num_clips,
+                               **skeleton_input(section(cfg)))
+
+    def input_shape(cfg: Pipeline, layout: Layout) -> tuple[int, ...]:
+        m = section(cfg).model
+        return (m.in_channels or layout.channels, m.num_frames, layout.num_joints, m.num_persons)
+
+    def describe(cfg: Pipeline, layout: Layout) -> dict:
+        m = section(cfg).model
+        return {
+            "model": f"CTR-GCN {m.stream}",
+            "input": f"{m.num_frames} frames x {layout.num_joints} joints x {m.num_persons} persons",
+            "base_channels": m.base_channels,
+        }
+
+    def input_spec(cfg: Pipeline, layout: Layout) -> dict:
+        own = section(cfg)
+        m, crops, given = own.model, cfg.crops, own.input
+        center = crops.center_joint or layout.joints[layout.center]
+        aligned = ", rotated so the spine is +z and the shoulders +x" if crops.align and layout.align_axes else ""
+        stored = (f"the frames with a body as they are, zero frames after them (a longer sequence resampled evenly "
+                  f"to {crops.skeleton_frames})" if crops.pad_skeleton
+                  else f"the frames with a body resampled evenly to {crops.skeleton_frames}")
+        scaled = (", then each coordinate mapped linearly onto [-1, 1] over all joints of all frames with a body "
+                  "(mmfc/train/datasets.py: minmax_normalize)" if given.normalize == "minmax" else "")
+        frames = (f"{m.num_frames} of the frames with a body, evenly spaced from the first to the last "
+                  "(mmfc/train/datasets.py: evenly_spaced)" if given.sampling == "random_choice"
+                  else f"{m.num_frames} of the frames with a body, each the centre of one of {m.num_frames} equal "
+                       "segments")
+        return {
+            "name": "joints",
+            "axes": ["batch", "coordinate", "frame", "joint", "person"],
+            "joint_layout": layout.to_dict(),
+            "coordinates": f"{m.in_channels or layout.channels} per joint, in the source's units (Kinect: metres in "
+                           "camera space; 2D keypoints: image pixels)",
+            "values": f"the stage-1 normalised sequence (mmfc/crops/skeleton.py): missing joints 0, every joint moved "
+                      f"so joint {center!r} of the first frame with a body is the origin{aligned}, {stored}{scaled}",
+            "frames": frames,
+            "persons": f"the first {m.num_persons} bodies, zeros where there are fewer",
+            "stream": f"raw joints: the network derives its {m.stream!r} stream itself",
+        }
+
+    return Branch(
+        name=name,
+        label=label,
+        section=section,
+        build_model=build_model,
+        load_pretrained=lambda cfg, model: None,  # the skeleton branches always start from scratch
+        build_dataset=build_dataset,
+        input_shape=input_shape,
+        describe=describe,
+        input_spec=input_spec,
     )
 
 
-def _skel_input(cfg: Pipeline, layout: Layout) -> tuple[int, ...]:
-    m = cfg.skel.model
-    return (m.in_channels or layout.channels, m.num_frames, layout.num_joints, m.num_persons)
-
-
-def _skel_describe(cfg: Pipeline, layout: Layout) -> dict:
-    m = cfg.skel.model
+def skeleton_input(section: SkelConfig) -> dict:
+    """The settings of a skeleton branch's SkeletonDataset (mmfc/train/datasets.py) but the
+    samples and the clip: two branches whose inputs are the same (stage 3 scores them in one pass
+    over the store) are those whose settings here are equal."""
+    t, given = section.train, section.input
     return {
-        "model": f"CTR-GCN {m.stream}",
-        "input": f"{m.num_frames} frames x {layout.num_joints} joints x {m.num_persons} persons",
-        "base_channels": m.base_channels,
+        "num_frames": section.model.num_frames,
+        "num_persons": section.model.num_persons,
+        "flip": t.flip,
+        "rotate_axes": t.rotate_axes,
+        "rotate_degrees": t.rotate_degrees,
+        "scale": t.skel_scale,
+        "uniform_scale": (t.uniform_scale[0], t.uniform_scale[1]),
+        "normalize": given.normalize,
+        "sampling": given.sampling,
+        "seed": t.seed,
     }
 
 
-def _skel_input_spec(cfg: Pipeline, layout: Layout) -> dict:
-    m, crops, given = cfg.skel.model, cfg.crops, cfg.skel.input
-    center = crops.center_joint or layout.joints[layout.center]
-    aligned = ", rotated so the spine is +z and the shoulders +x" if crops.align and layout.align_axes else ""
-    stored = (f"the frames with a body as they are, zero frames after them (a longer sequence resampled evenly to "
-              f"{crops.skeleton_frames})" if crops.pad_skeleton
-              else f"the frames with a body resampled evenly to {crops.skeleton_frames}")
-    scaled = (", then each coordinate mapped linearly onto [-1, 1] over all joints of all frames with a body "
-              "(mmfc/train/datasets.py: minmax_normalize)" if given.normalize == "minmax" else "")
-    frames = (f"{m.num_frames} of the frames with a body, evenly spaced from the first to the last "
-              "(mmfc/train/datasets.py: evenly_spaced)" if given.sampling == "random_choice"
-              else f"{m.num_frames} of the frames with a body, each the centre of one of {m.num_frames} equal segments")
-    return {
-        "name": "joints",
-        "axes": ["batch", "coordinate", "frame", "joint", "person"],
-        "joint_layout": layout.to_dict(),
-        "coordinates": f"{m.in_channels or layout.channels} per joint, in the source's units (Kinect: metres in "
-                       "camera space; 2D keypoints: image pixels)",
-        "values": f"the stage-1 normalised sequence (mmfc/crops/skeleton.py): missing joints 0, every joint moved "
-                  f"so joint {center!r} of the first frame with a body is the origin{aligned}, {stored}{scaled}",
-        "frames": frames,
-        "persons": f"the first {m.num_persons} bodies, zeros where there are fewer",
-        "stream": f"raw joints: the network derives its {m.stream!r} stream itself",
-    }
+SKEL = _skeleton_branch("skel", "Skeleton")
+STREAM_LABELS = {"joint": "Joint", "bone": "Bone", "joint_motion": "Joint motion", "bone_motion": "Bone motion"}
 
 
-SKEL = Branch(
-    name="skel",
-    label="Skeleton",
-    needs_video=False,
-    section=lambda cfg: cfg.skel,
-    build_model=_skel_model,
-    load_pretrained=lambda cfg, model: None,  # the skeleton branch always starts from scratch
-    build_dataset=_skel_dataset,
-    input_shape=_skel_input,
-    describe=_skel_describe,
-    input_spec=_skel_input_spec,
-)
-
-
-BRANCHES: dict[str, Branch] = {branch.name: branch for branch in (RGB, SKEL)}
+BRANCHES: dict[str, Branch] = {
+    branch.name: branch for branch in (RGB, SKEL, *(_skeleton_branch(s, STREAM_LABELS[s]) for s in SKELETON_STREAMS))
+}
 
 
 def training_settings(branch: Branch) -> tuple[str, ...]:
@@ -242,22 +259,55 @@ def training_settings(branch: Branch) -> tuple[str, ...]:
     return ("data", "crops", branch.name)
 
 
-def branch_support(has_video: bool) -> dict[str, str]:
-    """For each branch, whether data with (or without) videos can train it, in words (`mmfc info`)."""
-    return {
-        name: "not supported: it learns from video frames, and no sample of the data has a video"
-        if branch.needs_video and not has_video else "supported"
-        for name, branch in BRANCHES.items()
-    }
+NO_VIDEO = "not supported: it learns from video frames, and no sample of the data has a video"
 
 
-def check_store_feeds(branch: Branch, store: CropStore) -> None:
-    """DataError naming the crop store when it lacks what the branch learns from."""
+def branch_support(branches: list[str], has_video: bool) -> dict[str, str]:
+    """For each of `branches`, whether data with (or without) videos can train it, in words
+    (`mmfc info`, `mmfc branches`)."""
+    return {name: NO_VIDEO if BRANCHES[name].needs_video and not has_video else "supported" for name in branches}
+
+
+def supported_branches(cfg: Pipeline, has_video: bool, told_by: str | Path) -> tuple[list[str], dict[str, str]]:
+    """The declared branches data with (or without) videos can train, in the declared order, and
+    why each other one is left out; DataError naming `told_by` (what said whether the data has
+    videos: the crop store, the data) when none is left."""
+    support = branch_support(cfg.branches, has_video)
+    kept = [name for name, said in support.items() if said == "supported"]
+    left_out = {name: said for name, said in support.items() if said != "supported"}
+    if not kept:
+        reasons = "; ".join(f"{name}: {why}" for name, why in left_out.items())
+        raise DataError(told_by, f"the data supports none of the declared branches {cfg.branches} ({reasons}); "
+                                 "declare a skeleton branch")
+    return kept, left_out
+
+
+def data_has_video(cfg: Pipeline) -> tuple[bool | None, str | Path]:
+    """Whether any sample of the pipeline's data has a video, and what says so: the crop store
+    once stage 1 has run, else the pipeline (a source that never has videos), else the data
+    source's samples; None where the data cannot be read yet (stage 1 will say why)."""
+    from mmfc.crops.store import INDEX, open_crops
+    from mmfc.data.sources import describe_selection
+
+    if (cfg.paths.crops / INDEX).is_file():
+        return open_crops(cfg.paths.crops).has_video, cfg.paths.crops
+    if cfg.data.never_has_video():
+        return False, cfg.data.root
+    try:
+        return describe_selection(cfg.data)["video"]["with"] > 0, cfg.data.root
+    except DataError:
+        return None, cfg.data.root
+
+
+def check_store_feeds(branch: Branch, store: CropStore, declared: list[str]) -> None:
+    """DataError naming the crop store when it lacks what the branch learns from; it names the
+    `declared` branches that the store does feed."""
     if branch.needs_video and not store.has_video:
-        instead = "; ".join(f"`mmfc stage train --modality {b.name}`, then `mmfc stage scores --modality {b.name}`"
-                            for b in BRANCHES.values() if not b.needs_video)
+        instead = "; ".join(f"`mmfc stage train --modality {name}`, then `mmfc stage scores --modality {name}`"
+                            for name in declared if not BRANCHES[name].needs_video)
+        advice = f"run {instead} instead" if instead else "declare a skeleton branch (`branches`) instead"
         raise DataError(store.root, f"holds skeletons only (its dataset has no videos), so the {branch.label} branch, "
-                                    f"which learns from video frames, has nothing to learn from; run {instead} instead")
+                                    f"which learns from video frames, has nothing to learn from; {advice}")
 
 
 def get_branch(name: str) -> Branch:
@@ -265,3 +315,14 @@ def get_branch(name: str) -> Branch:
         return BRANCHES[name]
     except KeyError:
         raise ConfigError(f"modality must be one of {', '.join(BRANCHES)}, got {name!r}") from None
+
+
+def declared_branch(cfg: Pipeline, name: str) -> Branch:
+    """The branch `name` where the pipeline declares it; ConfigError naming those it declares."""
+    branch = get_branch(name)
+    if name not in cfg.branches:
+        why = cfg.data.never_has_video() if branch.needs_video else None
+        raise ConfigError(f"--modality {name}: the pipeline declares the branches {cfg.branches}, not {name!r}"
+                          + (f" ({why}, and {name!r} learns from video frames)" if why
+                             else f"; add {name!r} to `branches` to train it"))
+    return branch

@@ -29,7 +29,7 @@ app = typer.Typer(
         "mmfc: fine-grained action recognition from RGB video and skeletons.\n\n"
         "A staged offline pipeline: `stage poses` (poses for plain videos, PYSKL pickle), "
         "`stage crops` (skeleton-guided crops into zarr shards), "
-        "`stage train` (each modality from the shards), `stage scores` (per-class scores to "
+        "`stage train` (each declared branch from the shards), `stage scores` (per-class scores to "
         "Parquet), `stage fuse` (fusion weights fitted on validation) and `stage report`. "
         "Every stage reads a pipeline file (pipelines/*.toml); `mmfc info` shows what it selects. "
         "`mmfc predict` runs a trained run on new videos (trimmed, or in sliding windows); "
@@ -157,9 +157,9 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print the resolved configuration and every count as JSON.")] = False,
 ) -> None:
     """Show the data a pipeline selects: counts per split and class, the validation groups, what
-    was left out and why, the branches the data can train (the RGB branch needs videos), and
-    the joint layout (--json: with the resolved configuration and the layout's joints, bones,
-    centre and left/right pairs)."""
+    was left out and why, each branch the pipeline declares with whether the data can train it
+    (the RGB branch needs videos), and the joint layout (--json: with the resolved configuration
+    and the layout's joints, bones, centre and left/right pairs)."""
     from mmfc.branches import branch_support
     from mmfc.crops.crop import CropJob
     from mmfc.data.sources import describe_selection, few_groups_warning, format_selection
@@ -170,7 +170,8 @@ def info(
         selection = describe_selection(cfg.data)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
-    selection["branches"] = branch_support(selection["video"]["with"] > 0)
+    # The declared branches, each with whether the data can train it.
+    selection["branches"] = branch_support(cfg.branches, selection["video"]["with"] > 0)
     if as_json:
         print(json.dumps({"pipeline": cfg.to_dict(), "layout": layout.to_dict(), "data": selection}, indent=2, default=str))
     else:
@@ -181,13 +182,39 @@ def info(
         warnings.warn(f"{cfg.data.root}: {few_groups}", DataWarning)
 
 
+@app.command("branches")
+def branches_command(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
+    """Print the declared branches the data supports, space-separated, in the declared order:
+    what `make train scores fuse report` builds. Why any other is left out goes to stderr.
+
+    The crop store says whether the data has videos once stage 1 has run; before, the data
+    source does; where the data is not there yet, every declared branch is printed."""
+    from mmfc.branches import data_has_video, supported_branches
+
+    try:
+        cfg = _pipeline(pipeline, set_)
+        has_video, told_by = data_has_video(cfg)
+        if has_video is None:
+            err_console.print(f"note: {escape(str(told_by))} cannot be read yet, so every declared branch is listed; "
+                              "stage 1 says what the data holds", highlight=False)
+            kept, left_out = cfg.branches, {}
+        else:
+            kept, left_out = supported_branches(cfg, has_video, told_by)
+    except (ConfigError, DataError) as exc:
+        _fail(str(exc))
+    for name, why in left_out.items():
+        err_console.print(f"note: branch {name} left out ({escape(str(told_by))}): {why}", highlight=False)
+    print(" ".join(kept))
+
+
 @app.command()
 def cost(
     pipeline: PipelineOpt,
     set_: SetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Parameters and multiply-add GFLOPs per clip of both branches, beside the paper's table."""
+    """Parameters and multiply-add GFLOPs per clip of every declared branch and their ensemble,
+    beside the paper's table."""
     from mmfc.cost import cost_report, print_cost_report
 
     try:
@@ -327,11 +354,11 @@ def stage_crops(
 @stage_app.command("train")
 def stage_train(
     pipeline: PipelineOpt,
-    modality: Annotated[Modality, typer.Option(help="Which branch to train.")],
+    modality: Annotated[Modality, typer.Option(help="Which branch to train: one the pipeline declares (`branches`).")],
     set_: SetOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
 ) -> None:
-    """Stage 2: train one modality from the stage-1 shards (torchrun for several GPUs)."""
+    """Stage 2: train one branch from the stage-1 shards (torchrun for several GPUs)."""
     from mmfc.train.stage import run_train
 
     try:
@@ -344,7 +371,7 @@ def stage_train(
 @stage_app.command("scores")
 def stage_scores(
     pipeline: PipelineOpt,
-    modality: Annotated[Modality, typer.Option(help="Which branch to score.")],
+    modality: Annotated[Modality, typer.Option(help="Which branch to score: one the pipeline declares (`branches`).")],
     set_: SetOpt = None,
 ) -> None:
     """Stage 3: per-class scores of every sample to Parquet, from the best checkpoint."""
@@ -359,7 +386,7 @@ def stage_scores(
 
 @stage_app.command("fuse")
 def stage_fuse(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
-    """Stage 4: fit the fusion weights on validation scores and apply them to test."""
+    """Stage 4: fit the fusion of the declared branches on validation scores and apply it to test."""
     from mmfc.fusion.stage import run_fuse
 
     try:

@@ -48,6 +48,10 @@ Backend = Literal["loky", "threading", "multiprocessing", "ray", "dask"]
 RGBBlock = Literal["plain", "tsm", "ma", "ta", "staa"]
 RGBDepth = Literal[18, 34, 50]
 SkelStream = Literal["joint", "bone", "joint_motion", "bone_motion"]
+# The branches a pipeline may declare (`branches`; mmfc/branches.py: BRANCHES): the RGB branch;
+# `skel`, the one skeleton branch of a two-branch pipeline, its stream skel.model.stream; and each
+# skeleton stream as a branch of its own, whose section is [skel] with the stream's overrides.
+BranchName = Literal["rgb", "skel", "joint", "bone", "joint_motion", "bone_motion"]
 SkelRotation = Literal["vertical", "xy"]
 SkelNormalization = Literal["none", "minmax"]
 SkelSampling = Literal["segments", "random_choice"]
@@ -55,13 +59,57 @@ CCLKind = Literal["frhead", "supcon"]
 Schedule = Literal["cosine", "step"]
 LRStep = Literal["iteration", "epoch"]
 FusionMetric = Literal["top1", "mean_class"]
-FusionMethodName = Literal[
-    "auto", "rgb_alone", "skel_alone", "pyskl_1_1", "pyskl_2_1", "pyskl_1_2", "global", "adaptive", "per_class"
-]
 
 
 # Depths at which either branch hands features to the contrastive loss (METHOD.md section 3).
 FEATURE_LEVELS = 4
+
+SKELETON_STREAMS: tuple[str, ...] = typing.get_args(SkelStream)
+# What a pipeline trains when it names no branches: RGB and skeleton, or the skeleton branch alone
+# where the data source never has videos (DataConfig.never_has_video).
+DEFAULT_BRANCHES = ("rgb", "skel")
+# The branches that learn from video frames (mmfc/branches.py: Branch.needs_video).
+VIDEO_BRANCHES = ("rgb",)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 4's candidates for the branches it fuses, named here so that `fusion.method` is checked
+# against the declared branches when a pipeline loads; mmfc/fusion/selection.py fits them.
+
+FITTED_FUSIONS = ("global", "adaptive", "per_class")
+# CTR-GCN's ensemble.py (github.com/Uason-Chen/CTR-GCN): the four streams' scores, the networks'
+# raw outputs, summed with these weights; the same on every dataset it knows (NTU60, NTU120,
+# NW-UCLA: its --dataset picks only the labels). A candidate where all four are branches.
+CTRGCN_WEIGHTS = {"joint": 0.6, "bone": 0.6, "joint_motion": 0.4, "bone_motion": 0.4}
+CTRGCN_FUSION = "ctrgcn"
+
+
+def single_fusion(branch: str) -> str:
+    """The candidate that is one branch alone."""
+    return f"{branch}_alone"
+
+
+def pyskl_ratios(branches: typing.Sequence[str]) -> dict[str, dict[str, int]]:
+    """PYSKL's fixed ratios of the branches' raw probabilities, by candidate name: equal
+    (pyskl_1_1, pyskl_1_1_1, ...), and 2:1 and 1:2 where there are exactly two branches (the
+    first's weight first); none for one branch."""
+    if len(branches) < 2:
+        return {}
+    ratios = [(1,) * len(branches), *([(2, 1), (1, 2)] if len(branches) == 2 else [])]
+    return {"pyskl_" + "_".join(map(str, ratio)): dict(zip(branches, ratio)) for ratio in ratios}
+
+
+def fusion_baselines(branches: typing.Sequence[str]) -> tuple[str, ...]:
+    """The candidates `auto`'s guarantee compares with: each branch alone and the anchors' fixed
+    recipes (PYSKL's ratios; CTR-GCN's sum of logits where its four streams are all branches)."""
+    ctrgcn = (CTRGCN_FUSION,) if set(CTRGCN_WEIGHTS) <= set(branches) else ()
+    return (*(single_fusion(b) for b in branches), *pyskl_ratios(branches), *ctrgcn)
+
+
+def fusion_candidates(branches: typing.Sequence[str]) -> tuple[str, ...]:
+    """Every candidate for these branches, in the order stage 4 writes them: the baselines, then
+    the fitted methods (none for one branch)."""
+    return (*fusion_baselines(branches), *(FITTED_FUSIONS if len(branches) > 1 else ()))
 
 
 # Every field of a section is declared through `bounded` or `setting`, which say whether its value
@@ -278,9 +326,20 @@ class DataConfig:
             return f"layout = {self.layout!r}: the {self.source} source holds {layout!r} skeletons; set layout = {layout!r}"
         return None
 
+    def never_has_video(self) -> str | None:
+        """Why no sample of this source can have a video, or None where some may (an NTU download
+        may lack nturgb+d_rgb/: stage 1 finds that out)."""
+        if self.source in SOURCES_WITHOUT_VIDEO:
+            return f"the {self.source} source holds skeletons only"
+        if self.source == "pose_pickle" and not self.video_root:
+            return "a pose pickle without data.video_root has no videos"
+        return None
+
 
 # The joint layout of the sources whose recordings come in one layout only.
 SOURCE_LAYOUTS = {"nw_ucla": "kinect20", "penn_action": "penn13"}
+# The sources that read skeletons without videos.
+SOURCES_WITHOUT_VIDEO = ("nw_ucla", "penn_action")
 
 
 @dataclass
@@ -546,9 +605,16 @@ class FusionConfig:
     cv_folds: int = bounded(5, min=2)
     cv_seed: int = setting(0)
     # Method whose scores become fusion/fused.parquet (every candidate is fitted and reported):
-    # "auto" chooses by cross-validation, never worse in it than a single modality or a fixed
-    # ratio (mmfc/fusion/selection.py); or one candidate by name.
-    method: FusionMethodName = setting("auto")
+    # "auto" chooses by cross-validation, never worse in it than a single branch or a fixed
+    # recipe (mmfc/fusion/selection.py); or one candidate of the declared branches by name
+    # (fusion_candidates: "skel_alone", "pyskl_1_1", "ctrgcn", "global", ...).
+    method: str = setting("auto")
+
+
+def _stream_config(stream: str) -> SkelConfig:
+    config = SkelConfig()
+    config.model.stream = stream
+    return config
 
 
 @dataclass
@@ -558,12 +624,24 @@ class Pipeline:
     # Read stage-1 crops from another workdir instead of this one's: ablation variants that
     # differ only in the model share one set of crops.
     crops_from: str = setting("", affects_results=False)
+    # The branches stage 2 trains, stage 3 scores and stage 4 fuses (BranchName), e.g. ["rgb",
+    # "joint", "bone", "joint_motion", "bone_motion"]; `make train scores fuse` builds each one the
+    # data supports. Not given: ["rgb", "skel"], or ["skel"] where the source never has videos.
+    branches: list[BranchName] = setting(list(DEFAULT_BRANCHES))
     data: DataConfig = field(default_factory=DataConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     poses: PoseConfig = field(default_factory=PoseConfig)
     crops: CropConfig = field(default_factory=CropConfig)
     rgb: RGBConfig = field(default_factory=RGBConfig)
+    # The skeleton branch `skel`, and the settings every skeleton stream shares.
     skel: SkelConfig = field(default_factory=SkelConfig)
+    # Each skeleton stream's own settings: [skel]'s, with what the stream's section sets on top
+    # (e.g. [bone.train] epochs = 40), merged when the pipeline loads; only a declared stream
+    # may have a section, and its model.stream is its name.
+    joint: SkelConfig = field(default_factory=lambda: _stream_config("joint"))
+    bone: SkelConfig = field(default_factory=lambda: _stream_config("bone"))
+    joint_motion: SkelConfig = field(default_factory=lambda: _stream_config("joint_motion"))
+    bone_motion: SkelConfig = field(default_factory=lambda: _stream_config("bone_motion"))
     scores: ScoresConfig = field(default_factory=ScoresConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
 
@@ -572,15 +650,44 @@ class Pipeline:
         return WorkdirLayout(Path(self.workdir), Path(self.crops_from or self.workdir))
 
     def mismatch(self) -> str | None:
+        problem = self._branches_problem()
+        if problem:
+            return problem
         estimated = typing.get_args(PoseLayout)
         if self.data.source == "videos" and self.data.layout not in estimated:
             return (f"data.layout = {self.data.layout!r}: stage 0 gives videos {', '.join(map(repr, estimated))} "
                     "joints; name one of those")
-        if self.data.source == "videos" and self.data.layout == "ntu25" and not self.skel.model.in_channels:
-            return (
-                "skel.model.in_channels = 0 reads ntu25 skeletons as Kinect's 3D, but stage 0 gives "
-                "videos 2D keypoints: set skel.model.in_channels = 2"
-            )
+        for name in self.branches:
+            section = getattr(self, name)
+            if (name not in VIDEO_BRANCHES and self.data.source == "videos" and self.data.layout == "ntu25"
+                    and not section.model.in_channels):
+                return (
+                    f"{name}.model.in_channels = 0 reads ntu25 skeletons as Kinect's 3D, but stage 0 gives "
+                    f"videos 2D keypoints: set {name}.model.in_channels = 2"
+                )
+        if self.fusion.method != "auto" and self.fusion.method not in fusion_candidates(self.branches):
+            return (f"fusion.method = {self.fusion.method!r} is no candidate for the branches {self.branches}: "
+                    f"give \"auto\" or one of {', '.join(fusion_candidates(self.branches))}")
+        return None
+
+    def _branches_problem(self) -> str | None:
+        if not self.branches:
+            return "branches: declare at least one branch, e.g. [\"skel\"]"
+        named: set[str] = set()
+        for name in self.branches:
+            if name in named:
+                return f"branches: {name!r} is declared twice"
+            named.add(name)
+        streams = [name for name in self.branches if name in SKELETON_STREAMS]
+        if "skel" in named and streams:
+            return (f"branches: 'skel' is the one skeleton branch of skel.model.stream; beside it {streams} would "
+                    "train skeleton streams twice over: name every stream instead (e.g. 'joint' for 'skel')")
+        without_video = self.data.never_has_video()
+        video = [name for name in self.branches if name in VIDEO_BRANCHES]
+        if video and without_video:
+            kept = [name for name in self.branches if name not in VIDEO_BRANCHES]
+            return (f"branches: {video[0]!r} learns from video frames, but {without_video}; declare the skeleton "
+                    f"branches alone, e.g. branches = {kept or ['skel']}")
         return None
 
     def to_dict(self) -> dict:
@@ -721,7 +828,48 @@ def run_sections(cfg: Pipeline) -> dict:
 def pipeline_from_dict(raw: dict, where: str) -> Pipeline:
     """A pipeline from its sections as plain data (a parsed file, or the settings a checkpoint
     carries), validated as a pipeline file is; ConfigError naming `where` otherwise."""
-    return _build(Pipeline, raw, where, prefix="")
+    return _build(Pipeline, _with_streams(raw, where), where, prefix="")
+
+
+def _with_streams(raw: dict, where: str) -> dict:
+    """The raw sections with `branches` given (its default where absent: DEFAULT_BRANCHES, or the
+    skeleton branch alone where the data never has videos) and every skeleton stream's section
+    whole: [skel]'s values, the stream's own on top, its model.stream its name. ConfigError for
+    a section of a stream the pipeline does not declare, or one that names another stream."""
+    if not isinstance(raw, dict):
+        return raw
+    raw = dict(raw)
+    if "branches" not in raw:
+        data = _build(DataConfig, raw.get("data", {}), where, prefix="data.")
+        raw["branches"] = ["skel"] if data.never_has_video() else list(DEFAULT_BRANCHES)
+    declared = raw["branches"] if isinstance(raw["branches"], list) else []
+    shared = raw["skel"] if isinstance(raw.get("skel"), dict) else {}
+    for stream in SKELETON_STREAMS:
+        own = raw.pop(stream, {})
+        if own and stream not in declared:
+            raise ConfigError(f"{where}: [{stream}] sets the {stream} stream's own settings, but branches = "
+                              f"{declared} does not declare it; add {stream!r} to branches or remove the section")
+        if isinstance(own, dict):
+            model = own.get("model", {})
+            if isinstance(model, dict) and model.get("stream", stream) != stream:
+                raise ConfigError(f"{where}: {stream}.model.stream = {model['stream']!r}: the {stream} branch is the "
+                                  f"{stream} stream; leave {stream}.model.stream out (the branch's name sets it)")
+            own = _merged(shared, own)
+            if isinstance(own.get("model", {}), dict):
+                own["model"] = {**own.get("model", {}), "stream": stream}
+        raw[stream] = own  # after [skel]: a bad key of [skel] is named there first
+    return raw
+
+
+def _merged(base: dict, top: dict) -> dict:
+    """`base` with `top`'s values over it, tables merged key by key."""
+    merged = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> list[str]:
@@ -766,7 +914,9 @@ def _set_nested(raw: dict, parts: list[str], value: object) -> None:
     raw[parts[-1]] = value
 
 
-def _build(cls: type, raw: dict, where: str, prefix: str):
+def _build(cls: type, raw: dict, where: str, prefix: str, base=None):
+    """A `cls` from the raw table: its keys over `base`'s values (the parent field's default, e.g.
+    the skeleton branch's training defaults of batch 32 and lr 0.1), else over cls's defaults."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: {prefix.rstrip('.')!r} must be a table (a [{prefix.rstrip('.')}] section), not {raw!r}")
     hints = typing.get_type_hints(cls)
@@ -777,8 +927,10 @@ def _build(cls: type, raw: dict, where: str, prefix: str):
         raise ConfigError(f"{where}: unknown key {prefix + unknown[0]!r}; valid keys here: {valid}")
     values = {}
     for name, value in raw.items():
-        values[name] = _coerce(hints[name], value, where, prefix + name)
-    section = cls(**values)
+        factory = fields[name].default_factory
+        default = factory() if dataclasses.is_dataclass(hints[name]) and factory is not dataclasses.MISSING else None
+        values[name] = _coerce(hints[name], value, where, prefix + name, default)
+    section = dataclasses.replace(base, **values) if base is not None else cls(**values)
     for f in fields.values():
         _check_bounds(f, getattr(section, f.name), where, prefix + f.name)
     # A section whose values must fit together says how they do not (`mismatch`), or None.
@@ -788,9 +940,9 @@ def _build(cls: type, raw: dict, where: str, prefix: str):
     return section
 
 
-def _coerce(hint, value, where: str, key: str):
+def _coerce(hint, value, where: str, key: str, default=None):
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where, prefix=key + ".")
+        return _build(hint, value, where, prefix=key + ".", base=default)
     origin = typing.get_origin(hint)
     if origin is Literal:
         choices = typing.get_args(hint)

@@ -1,4 +1,5 @@
-"""Parameters and multiply-adds per clip of both branches, beside the published figures.
+"""Parameters and multiply-adds per clip of every declared branch and of their ensemble (the sum:
+an ensemble runs every branch on a clip), beside the published figures.
 
 Models are built and run on the meta device: shapes only, no memory and no arithmetic, so an
 R50 at 8x224x224 costs milliseconds to count. torch's FlopCounterMode counts matmuls and
@@ -97,10 +98,26 @@ def _reference_rows() -> list[dict]:
     ]
 
 
+def declared_costs(cfg: Pipeline) -> dict[str, dict]:
+    """The cost of one clip through each branch the pipeline declares, by branch."""
+    return {name: branch_cost(BRANCHES[name], cfg, cfg.data.num_classes) for name in cfg.branches}
+
+
+def ensemble_cost(costs: dict[str, dict]) -> dict:
+    """The cost of one clip through all of `costs`' branches (fusing them costs next to nothing)."""
+    return {
+        "branches": list(costs),
+        "gmacs": sum(row["gmacs"] for row in costs.values()),
+        "params_m": sum(row["params_m"] for row in costs.values()),
+    }
+
+
 def cost_report(cfg: Pipeline) -> dict:
+    configured = declared_costs(cfg)
     return {
         "pipeline": cfg.name,
-        "configured": {name: branch_cost(branch, cfg, cfg.data.num_classes) for name, branch in BRANCHES.items()},
+        "configured": configured,
+        "ensemble": ensemble_cost(configured),
         "reference": reference_costs(),
         "paper": PAPER_TABLE,
     }
@@ -117,6 +134,10 @@ def print_cost_report(report: dict) -> None:
         configured.add_column(column, justify="left" if column in ("branch", "model", "input") else "right")
     for branch, row in report["configured"].items():
         configured.add_row(branch, row["model"], row["input"], str(row["classes"]), _fmt(row["gmacs"], 2), _fmt(row["params_m"], 2))
+    ensemble = report["ensemble"]
+    if len(ensemble["branches"]) > 1:
+        configured.add_row(f"ensemble ({len(ensemble['branches'])} branches)", "every branch above", "", "",
+                           _fmt(ensemble["gmacs"], 2), _fmt(ensemble["params_m"], 2))
     console.print(configured)
 
     reference = Table(title="Reference configurations, measured here and published")

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from mmfc.branches import BRANCHES
-from mmfc.config import ConfigError, Pipeline, apply_overrides, pipeline_from_dict
+from mmfc.config import DEFAULT_BRANCHES, ConfigError, Pipeline, apply_overrides, pipeline_from_dict
 from mmfc.data.layouts import LAYOUTS, Layout, stored_layout
 from mmfc.errors import DataError
 from mmfc.fusion.files import open_fusion
@@ -70,7 +70,7 @@ def open_run(workdir: Path, device: str = "cpu", overrides: list[str] | tuple[st
     if not (workdir / "train").is_dir():
         raise DataError(workdir, "not a run: no train/ folder here; give the workdir of a trained run (the "
                                  "pipeline's `workdir`, e.g. runs/synth)")
-    headers = {name: read_header(workdir / "train" / name / CHECKPOINT, name) for name in BRANCHES}
+    headers = {name: read_header(workdir / "train" / name / CHECKPOINT, name) for name in DEFAULT_BRANCHES}
     cfg = trained_pipeline(workdir, headers, overrides)
     first = next(iter(headers))
     target = torch.device(device)
@@ -136,7 +136,7 @@ def trained_pipeline(workdir: Path, headers: dict[str, dict], overrides: list[st
         if key not in MACHINE_KEYS:
             raise ConfigError(f"--set {key}: a trained run's networks and their inputs are set by its checkpoints; "
                               f"--set changes only how this machine runs it: {', '.join(MACHINE_KEYS)}")
-    raw["workdir"] = str(workdir)
+    raw["workdir"], raw["branches"] = str(workdir), list(headers)
     where = f"the settings of the checkpoints in {workdir / 'train'}" + (" with --set overrides" if overrides else "")
     return pipeline_from_dict(raw, where)
 

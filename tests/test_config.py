@@ -141,7 +141,9 @@ def test_valid_keys_cover_every_section():
         ("crops.part=3/2", "crops.part = '3/2': write it as k/n with 1 <= k <= n"),
         ("crops.part=half", "crops.part = 'half': write it as k/n"),
         ("crops.min_video_fraction=1.5", "crops.min_video_fraction must be at most 1"),
-        ("fusion.method=best", "fusion.method must be one of 'auto', 'rgb_alone', 'skel_alone'"),
+        ("fusion.method=best", "fusion.method = 'best' is no candidate for the branches ['rgb', 'skel']: give "
+                               "\"auto\" or one of rgb_alone, skel_alone, pyskl_1_1"),
+        ("fusion.method=ctrgcn", "fusion.method = 'ctrgcn' is no candidate"),
         ("fusion.metric=top5", "fusion.metric must be one of 'top1', 'mean_class'"),
         ("data.source=csv", "data.source must be one of 'ntu', 'pose_pickle'"),
         ("data.layout=mpii16", "data.layout must be one of 'ntu25', 'coco17', 'kinect20'"),
@@ -193,7 +195,6 @@ def test_every_table_of_variants_covers_its_choices():
     from mmfc.data.layouts import LAYOUTS
     from mmfc.data.ntu import PROTOCOL_TRAIN_RULES
     from mmfc.data.sources import SOURCES
-    from mmfc.fusion.selection import METHOD_NAMES
     from mmfc.models.ccl import LEVEL_KINDS
     from mmfc.models.resnet import BLOCK_VARIANTS, DEPTHS
     from mmfc.poses.joints import MAPPINGS
@@ -201,7 +202,7 @@ def test_every_table_of_variants_covers_its_choices():
     for table, choice in [
         (SOURCES, config.Source), (PROTOCOL_TRAIN_RULES, config.Protocol), (LAYOUTS, config.JointLayout),
         (BLOCK_VARIANTS, config.RGBBlock), (DEPTHS, config.RGBDepth), (LEVEL_KINDS, config.CCLKind),
-        (METHOD_NAMES, config.FusionMethodName), (MAPPINGS, config.PoseLayout),
+        (MAPPINGS, config.PoseLayout), (BRANCHES, config.BranchName),
     ]:
         assert list(table) == list(typing.get_args(choice))
     # A branch's name is also its section of the pipeline (training digests hash that section).
@@ -219,7 +220,10 @@ def test_the_videos_example_documents_every_key():
             section = line.strip("[]") + "."
         elif found := re.match(r"(?:# )?([a-z_0-9]+) = ", line):
             documented.add(section + found.group(1) if section else found.group(1))
-    assert documented == set(valid_keys())
+    # A stream's section holds the keys of [skel], which document them.
+    streams = {key for key in valid_keys() if key.split(".")[0] in config.SKELETON_STREAMS}
+    assert {key.split(".", 1)[1] for key in streams} == {key.split(".", 1)[1] for key in valid_keys() if key.startswith("skel.")}
+    assert documented == set(valid_keys()) - streams
 
 
 def test_videos_with_ntu25_need_2d_skeleton_input():
@@ -237,6 +241,7 @@ NOT_AFFECTING_RESULTS = {
     "name", "workdir", "crops_from", "data.poses", "jobs.backend", "jobs.n_jobs", "poses.models_dir",
     "crops.samples_per_shard", "crops.part", "rgb.train.threads", "rgb.train.loader_workers",
     "skel.train.threads", "skel.train.loader_workers",
+    *(f"{stream}.train.{key}" for stream in config.SKELETON_STREAMS for key in ("threads", "loader_workers")),
 }
 
 

@@ -64,6 +64,48 @@ def test_crops_train_scores_fuse_report_through_the_cli(tmp_path):
     assert (run / "report" / "confusion.png").stat().st_size > 0
 
 
+def test_rgb_and_two_skeleton_streams_through_train_scores_fuse_report(tmp_path):
+    """Three declared branches, each trained, scored, fused with the others and reported; the
+    streams take [skel]'s tiny settings, one with an override of its own."""
+    generate(tmp_path / "synth", per_class=2, actions=[1, 2, 3], performers=[1, 3, 8], cameras=[1],
+             frame_size=(160, 90), n_jobs=1)
+    overrides = [*tiny_run_overrides(tmp_path / "synth", tmp_path / "run"), 'branches=["rgb", "joint", "bone"]',
+                 "bone.model.base_channels=4"]
+    sets = [arg for item in overrides for arg in ("--set", item)]
+    runner = CliRunner()
+
+    def mmfc(*args: str) -> str:
+        result = runner.invoke(app, [*args, "--pipeline", "pipelines/synth.toml", *sets])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert mmfc("branches").split() == ["rgb", "joint", "bone"]
+    mmfc("stage", "crops")
+    for branch in ("rgb", "joint", "bone"):
+        mmfc("stage", "train", "--modality", branch)
+        mmfc("stage", "scores", "--modality", branch)
+    assert re.search(r"fuse: selected \w+ .*; top-1 val / test: \w+ [\d.]+% / [\d.]+%, rgb [\d.]+% / [\d.]+%, "
+                     r"joint [\d.]+% / [\d.]+%, bone [\d.]+% / [\d.]+%", mmfc("stage", "fuse"))
+    mmfc("stage", "report")
+
+    run = tmp_path / "run"
+    weights = json.loads((run / "fusion" / "weights.json").read_text())
+    assert weights["branches"] == ["rgb", "joint", "bone"]
+    assert list(weights["methods"]) == ["rgb_alone", "joint_alone", "bone_alone", "pyskl_1_1_1", "global", "adaptive",
+                                        "per_class"]
+    bone = torch.load(run / "train" / "bone" / "best.pt", weights_only=True)
+    assert bone["modality"] == "bone" and bone["settings"]["bone"]["model"] == {
+        **bone["settings"]["bone"]["model"], "stream": "bone", "base_channels": 4}
+    joint = torch.load(run / "train" / "joint" / "best.pt", weights_only=True)
+    assert joint["settings"]["joint"]["model"]["base_channels"] == 8  # [skel]'s, from TINY_MODELS
+    scores = {b: read_scores(run / "scores" / f"{b}.parquet") for b in weights["branches"]}
+    assert all(t.logits.shape == (18, 3) for t in scores.values())
+    md = (run / "report" / "report.md").read_text()
+    assert "Branches fused: `rgb`, `joint`, `bone`" in md and "Fusion weights per branch" in md
+    assert "ensemble of the 3 branches" in md and "Skeleton ensemble of this run (joint + bone" in md
+    assert not (run / "train" / "skel").exists()
+
+
 def test_plain_videos_through_poses_crops_train_scores_fuse(video_folders, pose_models, tmp_path):
     # Class folders cut from the real clips (conftest.video_folders): 6 clips with people, a
     # corrupt file and a clip with nobody; every clip its own group, split by seed 0.

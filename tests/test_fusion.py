@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmfc.config import DataConfig, Pipeline
+from mmfc.config import DataConfig, Pipeline, fusion_candidates
 from mmfc.errors import DataError, DataWarning
 from mmfc.fusion.files import fitted_from_params
 from mmfc.fusion.methods import (
@@ -24,7 +24,6 @@ from mmfc.fusion.selection import (
     Candidate,
     CVScore,
     best_index,
-    candidate_names,
     choose_auto,
     make_folds,
     near_tie,
@@ -394,7 +393,7 @@ def test_auto_is_never_worse_in_cv_nll_than_any_baseline_with_three_to_five_bran
         logits, labels = _branches(rng, n, k, {b: rng.uniform(0, 2.5) for b in names})
         groups = [f"P{i % 4:03d}" for i in range(n)]
         selection = _select_branches(logits, labels, groups)
-        assert list(selection.candidates) == list(candidate_names(tuple(names)))
+        assert list(selection.candidates) == list(fusion_candidates(tuple(names)))
         picked = selection.candidates[selection.auto_pick].cv.nll
         assert picked <= min(selection.candidates[b].cv.nll for b in selection.baselines), seed
         # The free choices keep the guarantee where one of their values can.
@@ -418,12 +417,12 @@ def test_one_branch_is_the_fusion():
 
 
 def test_ctrgcns_recipe_is_a_baseline_exactly_when_its_four_streams_are_there():
-    assert "ctrgcn" in candidate_names(STREAMS) and "ctrgcn" in candidate_names(("rgb", *STREAMS))
+    assert "ctrgcn" in fusion_candidates(STREAMS) and "ctrgcn" in fusion_candidates(("rgb", *STREAMS))
     for missing in STREAMS:
-        assert "ctrgcn" not in candidate_names(tuple(s for s in ("rgb", *STREAMS) if s != missing))
-    assert candidate_names(("rgb", "skel")) == CANDIDATES
-    assert candidate_names(("joint", "bone"))[:5] == ("joint_alone", "bone_alone", "pyskl_1_1", "pyskl_2_1", "pyskl_1_2")
-    assert "pyskl_1_1_1_1_1" in candidate_names(("rgb", *STREAMS)) and "pyskl_2_1" not in candidate_names(STREAMS)
+        assert "ctrgcn" not in fusion_candidates(tuple(s for s in ("rgb", *STREAMS) if s != missing))
+    assert fusion_candidates(("rgb", "skel")) == CANDIDATES
+    assert fusion_candidates(("joint", "bone"))[:5] == ("joint_alone", "bone_alone", "pyskl_1_1", "pyskl_2_1", "pyskl_1_2")
+    assert "pyskl_1_1_1_1_1" in fusion_candidates(("rgb", *STREAMS)) and "pyskl_2_1" not in fusion_candidates(STREAMS)
     rng = np.random.default_rng(44)
     logits, labels = _branches(rng, 200, 6, {"rgb": 1.0, **dict.fromkeys(STREAMS, 1.0)})
     selection = _select_branches(logits, labels)

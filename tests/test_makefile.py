@@ -53,3 +53,71 @@ def test_interrupted_training_keeps_its_checkpoint(tmp_path: Path):
     output = make.communicate(timeout=20)[0]
     assert "Deleting file" not in output
     assert (workdir / "train" / "skel" / "best.pt").read_text() == "weights\n"
+
+
+FAKE_MMFC = """#!/bin/sh
+# A stand-in for mmfc: logs each call and writes the output its stage would.
+echo "$*" >> {log}
+if [ "$1" = branches ]; then
+  [ -f {refuse} ] && {{ echo "error: no branch" >&2; exit 2; }}
+  echo "note: branch rgb left out: no video" >&2
+  echo "joint bone"
+  exit 0
+fi
+modality=""
+previous=""
+for arg in "$@"; do [ "$previous" = --modality ] && modality=$arg; previous=$arg; done
+case "$2" in
+  train) mkdir -p {run}/train/$modality && touch {run}/train/$modality/best.pt ;;
+  scores) mkdir -p {run}/scores && touch {run}/scores/$modality.parquet ;;
+  fuse) mkdir -p {run}/fusion && touch {run}/fusion/weights.json ;;
+  report) mkdir -p {run}/report && touch {run}/report/report.html ;;
+esac
+"""
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_make_builds_every_branch_mmfc_lists_through_a_pipeline_anywhere(tmp_path: Path):
+    """`make report` trains, scores and fuses the branches `mmfc branches` prints (here the
+    pipeline declares rgb on data without videos: joint and bone are built, rgb is not), asking
+    once, for a pipeline outside the repository; per-branch targets build one; an empty list
+    fails."""
+    workdir, log, refuse = tmp_path / "run", tmp_path / "calls.log", tmp_path / "refuse"
+    pipeline = tmp_path / "elsewhere" / "p.toml"
+    pipeline.parent.mkdir()
+    pipeline.write_text(f'workdir = "{workdir}"\nbranches = ["rgb", "joint", "bone"]\n')
+    (tmp_path / "pyproject.toml").write_text("")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    fake = venv / "bin" / "mmfc"
+    fake.write_text(FAKE_MMFC.format(log=log, refuse=refuse, run=workdir))
+    fake.chmod(0o755)
+    (workdir / "crops").mkdir(parents=True)
+    (venv / ".installed").touch()
+    (workdir / "crops" / "index.parquet").touch()
+    earlier = time.time() - 60  # older than setup and stage 1, which have nothing to do then
+    for source in (pipeline, tmp_path / "pyproject.toml"):
+        os.utime(source, (earlier, earlier))
+
+    def make(*goals: str) -> subprocess.CompletedProcess:
+        log.unlink(missing_ok=True)
+        return subprocess.run(["make", "-f", str(MAKEFILE), f"PIPELINE={pipeline}", f"VENV={venv}", f"MMFC={fake}",
+                               *goals], cwd=tmp_path, capture_output=True, text=True)
+
+    def calls() -> list[str]:
+        return [" ".join(a for a in line.split() if a != str(pipeline)) for line in log.read_text().splitlines()]
+
+    result = make("report")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "branch rgb left out: no video" in result.stderr
+    assert calls() == [
+        "branches --pipeline", "stage train --modality joint --pipeline --resume",
+        "stage scores --modality joint --pipeline", "stage train --modality bone --pipeline --resume",
+        "stage scores --modality bone --pipeline", "stage fuse --pipeline", "stage report --pipeline",
+    ]
+    assert make("report").returncode == 0 and calls() == ["branches --pipeline"]  # all current
+    result = make("train-rgb", "scores-bone")  # one branch each; bone's scores are current
+    assert result.returncode == 0 and calls()[-1:] == ["stage train --modality rgb --pipeline --resume"]
+    refuse.touch()
+    result = make("train")
+    assert result.returncode == 2 and "no branch to build" in result.stderr and "error: no branch" in result.stderr

@@ -16,7 +16,7 @@ from mmfc.fusion.files import open_fusion
 from mmfc.fusion.stage import run_fuse
 from mmfc.report.plots import curves_figure, plot_confusion, plt
 from mmfc.report.stage import read_curves, run_report
-from mmfc.scores.format import ScoreTable, write_scores
+from mmfc.scores.format import ScoreTable, read_scores, write_scores
 
 torch.set_num_threads(1)
 
@@ -81,7 +81,7 @@ def test_report_writes_markdown_html_and_figures(tmp_path):
     run_report(cfg)
     out = cfg.paths.report
     assert not killed.exists()
-    for name in ("report.md", "report.html", "confusion.png", "curves.png"):
+    for name in ("report.md", "report.html", "confusion.png", "curves.png", "weights.png"):
         assert (out / name).stat().st_size > 0
     md = (out / "report.md").read_text()
     selected = json.loads((cfg.paths.fusion / "weights.json").read_text())["selected"]
@@ -117,7 +117,7 @@ def test_report_writes_markdown_html_and_figures(tmp_path):
     assert float(gain) == pytest.approx(100 - float(no_ccl[1].split()[0]), abs=0.11) and float(p_value) < 1e-3
     html = (out / "report.html").read_text()
     # Self-contained: both figures inlined, nothing fetched from elsewhere.
-    assert html.count('src="data:image/png;base64,') == 2
+    assert html.count('src="data:image/png;base64,') == 3
     assert "http" not in html and "<table>" in html
     assert not [p.name for p in out.iterdir() if p.name.startswith(".tmp-")]
 
@@ -144,8 +144,11 @@ def test_a_report_on_own_videos_leaves_out_what_does_not_apply(tmp_path):
     assert "top-5" not in md.split("## Accuracy (%)")[1].split("## ")[0].replace("no top-5 with 10 classes", "")
     assert "| scores | val top-1 | val mean class | test top-1 | test mean class |" in md
     assert "protocol" not in md and "source `videos`, a CSV file, split by its split column" in md
-    assert _sections(md) == ["Accuracy (%)", "Fusion selection, cross-validated inside validation",
-                             "Per-class accuracy (test split, %)", "Confusion matrix", "Training curves"]
+    assert _sections(md) == [
+        "Accuracy (%)", "Fusion selection, cross-validated inside validation",
+        "Per-class accuracy (test split, %)", "Fusion weights per branch",
+        "Cost (multiply-adds per clip, as configured) and accuracy", "Confusion matrix", "Training curves",
+        "This run's branches and ensembles (test top-1 %)"]
     assert "The paper's ablation and the published results (NTU RGB+D 60, FineGym) are left out" in md
     # Per-class accuracy: every class, each branch and the selected fusion, right / samples.
     table = md.split("## Per-class accuracy (test split, %)")[1].split("## ")[0]
@@ -353,3 +356,102 @@ def test_make_ablation_trains_the_variants_of_the_table(tmp_path):
         modality, line = trained[v.name]
         assert modality == v.scores and all(f"--set {o}" in line for o in v.overrides)
         assert ("crops_from=" in line) != v.own_crops
+
+
+# ---------------------------------------------------------------------------------------------
+# Any number of branches, and one
+
+
+def _branch_run(tmp_path, strengths: dict[str, float], k=12, branches=None):
+    """A run whose branches score constructed logits: `strength` times the one-hot label plus
+    unit noise (0: a branch of pure noise), each branch with its own noise; stage 4 not run."""
+    cfg = Pipeline(name="synth", workdir=str(tmp_path / "run"), branches=list(branches or strengths))
+    cfg.data.num_classes = k
+    rng = np.random.default_rng(1)
+    template, _ = _scores(rng, k)
+    onehot = np.eye(k)[template.labels]
+    for number, (branch, strength) in enumerate(strengths.items()):
+        logits = (strength * onehot + rng.normal(size=onehot.shape)).astype(np.float32)
+        table = ScoreTable(list(template.ids), list(template.splits), template.labels.copy(), logits, branch,
+                           f"ck-{number}", "pd", list(template.class_names), groups=list(template.ids))
+        write_scores(cfg.paths.scores / f"{branch}.parquet", table)
+        folder = cfg.paths.train(branch)
+        folder.mkdir(parents=True)
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _epochs(4, 0.2)))
+    return cfg
+
+
+def _table_rows(md: str, heading: str) -> dict[str, list[str]]:
+    table = md.split(heading)[1].split("\n#")[0]
+    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith("| ---") and line.count("|") > 2}
+
+
+def test_five_branches_are_fused_weighed_costed_and_ablated(tmp_path):
+    streams = ["joint", "bone", "joint_motion", "bone_motion"]
+    cfg = _branch_run(tmp_path, {"rgb": 2.0, "joint": 1.5, "bone": 1.5, "joint_motion": 1.0, "bone_motion": 0.0})
+    run_fuse(cfg)
+    weights = json.loads((cfg.paths.fusion / "weights.json").read_text())
+    assert weights["branches"] == ["rgb", *streams] and weights["left_out"] == {}
+    assert {"ctrgcn", "pyskl_1_1_1_1_1", "global", "adaptive", "per_class"} <= set(weights["methods"])
+    # The branch of noise carries next to none of the fused evidence, whatever its weight.
+    assert abs(weights["methods"]["global"]["branch_shares"]["bone_motion"]) < 0.05
+    # Named as NTU60 X-Sub, where the paper's ablation and the published results apply.
+    cfg.name, cfg.data.root, cfg.data.num_classes = "ntu60-xsub", "/data/nturgbd", 60
+    run_report(cfg)
+    md = (cfg.paths.report / "report.md").read_text()
+    assert "Branches fused: `rgb`, `joint`, `bone`, `joint_motion`, `bone_motion`" in md
+    assert "**oracle**" not in md  # a ratio of two branches only
+    against = _table_rows(md, "### Each branch against the fused result")
+    assert list(against) == ["branch", "RGB", "Joint", "Bone", "Joint motion", "Bone motion"]
+    assert float(against["Bone motion"][1].split()[0]) < 0  # noise against the fusion
+    assert (cfg.paths.report / "weights.png").stat().st_size > 0 and "`branch_shares`" in md
+    cost = _table_rows(md, "## Cost (multiply-adds per clip, as configured) and accuracy")
+    assert float(cost["ensemble of the 5 branches (`" + weights["selected"] + "`)"][1]) == pytest.approx(
+        sum(float(cost[label][1]) for label in ("RGB", "Joint", "Bone", "Joint motion", "Bone motion")), rel=0.01)
+    best = re.search(r"Best: \*\*(.+?)\*\*, (\S+) GMACs per clip", md)
+    assert best and float(best.group(2)) <= float(cost["RGB"][1])
+    ablation = _table_rows(md, "## Ablation")
+    assert "Bone motion branch of this run (CTR-GCN bone_motion+CCL; no fusion)" in ablation
+    ensemble = ablation["Skeleton ensemble of this run (joint + bone + joint_motion + bone_motion, product of the "
+                        "temperature-scaled streams)"]
+    assert re.fullmatch(r"\d+\.\d \[\d+\.\d, \d+\.\d\]", ensemble[1])
+    assert f"Ensemble of this run's 5 branches (selected fusion `{weights['selected']}`)" in ablation
+    # The paper's ablation and the published results are still there.
+    assert "Baseline: plain RGB on whole frames" in ablation and "## Published results" in md
+
+
+def test_one_branch_is_the_fusion_and_the_report_says_so(tmp_path):
+    cfg = _branch_run(tmp_path, {"skel": 1.5})
+    run_fuse(cfg)
+    fusion = open_fusion(cfg.paths.fusion)
+    assert fusion.weights["branches"] == ["skel"] and fusion.candidates == ["skel_alone"]
+    assert fusion.selected == "skel_alone"
+    # Temperature-scaled: the same prediction for every sample.
+    fused, skel = fusion.scores("fused"), read_scores(cfg.paths.scores / "skel.parquet")
+    assert (fused.aligned_to(skel.ids).logits.argmax(1) == skel.logits.argmax(1)).all()
+    run_report(cfg)
+    md = (cfg.paths.report / "report.md").read_text()
+    assert "One branch, `skel`: the fusion is that branch, temperature-scaled" in md
+    assert "Skeleton (selected: `skel_alone`)" in md
+    assert not (cfg.paths.report / "weights.png").exists() and "Fusion weights per branch" not in md
+    assert "Ensemble of this run" not in md and "Skeleton branch of this run" in md
+    assert "Best: **`skel`**" in md  # the budget: one RGB branch as configured
+
+
+def test_a_declared_video_branch_on_data_without_videos_is_left_out(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mmfc.fusion import stage as fusion_stage
+
+    cfg = _branch_run(tmp_path, {"joint": 1.5, "bone": 1.0}, branches=["rgb", "joint", "bone"])
+    monkeypatch.setattr(fusion_stage, "open_crops", lambda path: SimpleNamespace(has_video=True))
+    with pytest.raises(DataError, match=r"scores/rgb.parquet: missing; written by `mmfc stage scores --modality rgb`"):
+        run_fuse(cfg)
+    monkeypatch.setattr(fusion_stage, "open_crops", lambda path: SimpleNamespace(has_video=False))
+    run_fuse(cfg)
+    weights = json.loads((cfg.paths.fusion / "weights.json").read_text())
+    assert weights["branches"] == ["joint", "bone"] and list(weights["left_out"]) == ["rgb"]
+    run_report(cfg)
+    md = (cfg.paths.report / "report.md").read_text()
+    assert "Declared but left out: `rgb`, not supported: it learns from video frames" in md

@@ -80,7 +80,7 @@ RECIPES = {
 
 
 def fusion_recipe(method: str, fitted: FittedFusion) -> dict:
-    """The recipe of candidate `method` (a name of mmfc.fusion.selection.candidate_names), fitted."""
+    """The recipe of candidate `method` (a name of mmfc.config.fusion_candidates), fitted."""
     # Only the branches the rule reads: a consumer without the others can still apply it.
     temperatures = {b: fitted.temperatures.values[b] for b in fitted.branches}
     parameters, steps = RECIPES[type(fitted.rule)](fitted.rule, temperatures)

@@ -16,7 +16,7 @@ stronger shrinkage, the global weights nearer equal, the candidate earlier in th
 (`tie_order`). Taking the highest of a few dozen noisy accuracies instead picks noise: on 24
 validation clips it cost the global weight a point of test accuracy.
 
-The candidates of "auto" (`candidate_names`) are each branch alone and the anchors' fixed recipes
+The candidates of "auto" (`config.fusion_candidates`) are each branch alone and the anchors' fixed recipes
 (together the baselines: PYSKL's equal ratio of probabilities, its 2:1 and 1:2 where there are
 two branches, CTR-GCN's weighted sum of logits where its four skeleton streams are present) and
 the three fitted methods. The guarantee: the selected method's cross-validated NLL is never above
@@ -35,6 +35,7 @@ the shrinkage strength. With one branch there is nothing to fuse: the fusion is 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,17 @@ from pathlib import Path
 
 import numpy as np
 
+from mmfc.config import (
+    CTRGCN_FUSION,
+    CTRGCN_WEIGHTS,
+    DEFAULT_BRANCHES,
+    FITTED_FUSIONS,
+    FusionConfig,
+    fusion_baselines,
+    fusion_candidates,
+    pyskl_ratios,
+    single_fusion,
+)
 from mmfc.errors import DataError
 from mmfc.fusion.methods import (
     AdaptiveFusion,
@@ -57,6 +69,7 @@ from mmfc.fusion.methods import (
     SingleBranch,
     Temperatures,
     branch_shares,
+    equal_weights,
     fit_weights,
 )
 from mmfc.metrics import log_softmax, mean_class_accuracy, topk_accuracy
@@ -72,47 +85,19 @@ ROUNDING = 1e-9
 # weights and the global weights of three or more branches, strongest first so that exact ties
 # go to the stronger. inf is the global method (for the global weights: equal weights).
 SHRINKAGE_GRID = (math.inf, 1000.0, 300.0, 100.0, 30.0, 10.0, 3.0, 1.0)
-FITTED = ("global", "adaptive", "per_class")
-# CTR-GCN's ensemble.py (github.com/Uason-Chen/CTR-GCN): the four streams' scores, the networks'
-# raw outputs, summed with these weights; the same on every dataset it knows (NTU60, NTU120,
-# NW-UCLA: its --dataset picks only the labels).
-CTRGCN_WEIGHTS = {"joint": 0.6, "bone": 0.6, "joint_motion": 0.4, "bone_motion": 0.4}
-# The branches of today's pipelines; config.FusionMethodName lists their candidates.
-PIPELINE_BRANCHES = ("rgb", "skel")
-
-
-def single_name(branch: str) -> str:
-    return f"{branch}_alone"
+# The branches of two-branch pipelines, and their candidates.
+PIPELINE_BRANCHES = DEFAULT_BRANCHES
+CANDIDATES = fusion_candidates(PIPELINE_BRANCHES)
 
 
 def fixed_recipes(branches: tuple[str, ...]) -> dict[str, FixedWeights]:
-    """The anchors' fixed recipes for these branches, by candidate name: PYSKL's equal ratio of
-    raw probabilities (pyskl_1_1, pyskl_1_1_1, ...), its 2:1 and 1:2 where there are exactly two
-    branches (the first's weight first), CTR-GCN's sum of raw logits ("ctrgcn") where its four
+    """The anchors' fixed recipes for these branches, by candidate name (config.fusion_baselines
+    names them): PYSKL's ratios of raw probabilities, CTR-GCN's sum of raw logits where its four
     streams are among them (its weights on those, none on the rest). None for one branch."""
-    if len(branches) < 2:
-        return {}
-    recipes: dict[str, FixedWeights] = {
-        "pyskl_" + "_".join("1" * len(branches)): FixedRatio(dict.fromkeys(branches, 1))
-    }
-    if len(branches) == 2:
-        first, second = branches
-        recipes["pyskl_2_1"] = FixedRatio({first: 2, second: 1})
-        recipes["pyskl_1_2"] = FixedRatio({first: 1, second: 2})
-    if set(CTRGCN_WEIGHTS) <= set(branches):
-        recipes["ctrgcn"] = LogitSum(dict(CTRGCN_WEIGHTS))
+    recipes: dict[str, FixedWeights] = {name: FixedRatio(ratio) for name, ratio in pyskl_ratios(branches).items()}
+    if CTRGCN_FUSION in fusion_baselines(branches):
+        recipes[CTRGCN_FUSION] = LogitSum(dict(CTRGCN_WEIGHTS))
     return recipes
-
-
-def baseline_names(branches: tuple[str, ...]) -> tuple[str, ...]:
-    """The candidates the guarantee compares with: each branch alone and the fixed recipes."""
-    return (*(single_name(b) for b in branches), *fixed_recipes(branches))
-
-
-def candidate_names(branches: tuple[str, ...]) -> tuple[str, ...]:
-    """Every candidate for these branches, in the order stage 4 writes them: the baselines, then
-    the fitted methods (none for one branch)."""
-    return (*baseline_names(branches), *(FITTED if len(branches) > 1 else ()))
 
 
 def tie_order(branches: tuple[str, ...]) -> tuple[str, ...]:
@@ -121,12 +106,8 @@ def tie_order(branches: tuple[str, ...]) -> tuple[str, ...]:
     last a branch alone. Dropping a branch is the strong claim: where the data cannot tell fusing
     from leaving one out, both are kept (on the demo's scores, a modality alone chosen on such a
     tie cost up to 9 points of test top-1; beside an RGB branch at 7.9%, fusing cost nothing)."""
-    return (*fixed_recipes(branches), *(FITTED if len(branches) > 1 else ()), *(single_name(b) for b in branches))
-
-
-CANDIDATES = candidate_names(PIPELINE_BRANCHES)
-# The values of `fusion.method` (config.FusionMethodName).
-METHOD_NAMES = ("auto", *CANDIDATES)
+    return (*fixed_recipes(branches), *(FITTED_FUSIONS if len(branches) > 1 else ()),
+            *(single_fusion(b) for b in branches))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,6 +179,13 @@ def make_folds(labels: np.ndarray, groups: list[str] | None, grouped_by: str | N
     index = np.empty(n, dtype=np.int64)
     index[order] = np.arange(n) % k
     return Folds(index, None, 0)
+
+
+def validation_folds(val: ScoreTable, path: str | Path, fusion: FusionConfig) -> Folds:
+    """Stage 4's folds of the validation rows `val` of the score file `path`: by the samples'
+    groups, as the pipeline's fusion section sets their number and seed."""
+    groups, grouped_by = sample_groups(val, path)
+    return make_folds(val.labels, groups, grouped_by, fusion.cv_folds, fusion.cv_seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,13 +331,13 @@ class Candidate:
 @dataclass
 class Selection:
     branches: tuple[str, ...]
-    candidates: dict[str, Candidate]  # in candidate_names order
+    candidates: dict[str, Candidate]  # in config.fusion_candidates order
     auto_pick: str  # the candidate "auto" selects
     auto_reason: str
 
     @property
     def baselines(self) -> tuple[str, ...]:
-        return baseline_names(self.branches)
+        return fusion_baselines(self.branches)
 
     @property
     def tie_order(self) -> tuple[str, ...]:
@@ -378,14 +366,14 @@ def select_fusion(logits: Logits, labels: np.ndarray, folds: Folds, grid: int, m
     def without_choice(fit: RuleFitter) -> Candidate:
         return candidate(fit, cv.score(fit))
 
-    found = {single_name(b): without_choice(lambda _rows, b=b: SingleBranch(b)) for b in branches}
+    found = {single_fusion(b): without_choice(lambda _rows, b=b: SingleBranch(b)) for b in branches}
     for name, recipe in fixed_recipes(branches).items():
         found[name] = without_choice(lambda rows, r=recipe: r.fitted(rows.x, rows.labels))
     if len(branches) == 1:
         reason = f"One branch, `{branches[0]}`: the fusion is that branch, temperature-scaled; there is nothing to fuse."
-        return Selection(branches, found, single_name(branches[0]), reason)
+        return Selection(branches, found, single_fusion(branches[0]), reason)
     # A fitted method's free choice keeps the guarantee where one of its values can.
-    best_baseline = min(found[name].cv.nll for name in baseline_names(branches))
+    best_baseline = min(found[name].cv.nll for name in fusion_baselines(branches))
 
     def chosen_by_cv(
         name: str, values, fitter: Callable[[float], RuleFitter], complexity=None, note: str = ""
@@ -442,9 +430,9 @@ def select_fusion(logits: Logits, labels: np.ndarray, folds: Folds, grid: int, m
 def choose_auto(candidates: dict[str, Candidate], metric: str, branches: tuple[str, ...]) -> tuple[str, str]:
     """The candidate "auto" selects among those fitted for `branches` and why, by the rule in
     this module's docstring."""
-    names = [c for c in candidate_names(branches) if c in candidates]
+    names = [c for c in fusion_candidates(branches) if c in candidates]
     scores = {c: candidates[c].cv for c in names}
-    baselines, order = baseline_names(branches), tie_order(branches)
+    baselines, order = fusion_baselines(branches), tie_order(branches)
     bar_name = min((c for c in names if c in baselines), key=lambda c: scores[c].nll)
     bar = scores[bar_name].nll
     eligible = [c for c in names if scores[c].nll <= bar]
@@ -480,3 +468,55 @@ def choose_auto(candidates: dict[str, Candidate], metric: str, branches: tuple[s
     if not_eligible:
         parts.append(f"Above that baseline's NLL, hence not eligible: {', '.join(f'`{c}`' for c in not_eligible)}.")
     return pick, " ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# A cheaper ensemble: the best subset of the branches within a cost
+
+
+@dataclass
+class Subset:
+    branches: tuple[str, ...]
+    cost: float  # the sum of its branches' costs
+    cv: CVScore
+    fitted: FittedFusion  # on every validation row
+
+
+def subset_rule(branches: tuple[str, ...]) -> RuleFitter:
+    """How a subset of branches is fused when subsets are compared: the product of its
+    temperature-scaled branches (the global rule at equal weights, the value every fitted method
+    is shrunk toward; one branch: that branch). It has no free choice, so comparing up to
+    2^B - 1 subsets on validation adds no search inside each one to the search across them."""
+    if len(branches) == 1:
+        return lambda _rows: SingleBranch(branches[0])
+    return lambda rows: GlobalFusion.fit(rows.x, rows.labels, equal_weights(branches))
+
+
+def subset_fusion(logits: Logits, labels: np.ndarray, branches: tuple[str, ...]) -> FittedFusion:
+    """`subset_rule` of `branches` fitted on the rows `logits` ({branch: [N, K]}, at least those
+    branches) and labels [N]: temperatures, then the output scale."""
+    chosen = {b: logits[b] for b in branches}
+    temperatures = Temperatures.fit(chosen, labels)
+    rows = Rows(temperatures.calibrate(chosen), np.asarray(labels, dtype=np.int64))
+    return FittedFusion(temperatures, subset_rule(branches)(rows))
+
+
+def best_subset(
+    logits: Logits, labels: np.ndarray, folds: Folds, costs: dict[str, float], budget: float, metric: str
+) -> Subset | None:
+    """Among the subsets of the branches of `logits` (validation rows) whose summed cost is at
+    most `budget`, the one whose `subset_rule` fusion has the best cross-validated figures by
+    best_index (the lowest NLL, near-ties by accuracy where it is evidence), a tie going to the
+    cheaper; None where no branch costs that little."""
+    branches = tuple(logits)
+    subsets = [
+        combo for size in range(1, len(branches) + 1) for combo in itertools.combinations(branches, size)
+        if sum(costs[b] for b in combo) <= budget * (1 + ROUNDING)
+    ]
+    if not subsets:
+        return None
+    cv = CrossValidation(logits, labels, folds)
+    scores = [cv.score(subset_rule(combo)) for combo in subsets]
+    cost = [sum(costs[b] for b in combo) for combo in subsets]
+    best = best_index(scores, metric, complexity=cost)
+    return Subset(subsets[best], cost[best], scores[best], subset_fusion(logits, labels, subsets[best]))

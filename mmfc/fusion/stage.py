@@ -1,13 +1,15 @@
-"""Stage 4: fit every fusion candidate on the validation rows of the two score files, choose by
-cross-validation inside them, apply to all rows.
+"""Stage 4: fit every fusion candidate on the validation rows of the declared branches' score
+files, choose by cross-validation inside them, apply to all rows.
 
-Reads <workdir>/scores/{rgb,skel}.parquet; writes <workdir>/fusion/<candidate>.parquet for each
-candidate, fused.parquet (a copy of the selected one: the method named by fusion.method, or the
-one "auto" chose) and weights.json (fitted parameters, cross-validated figures of every
-candidate and of every value of its free choice, why the selected one was selected, and the
-sha256 of each Parquet file and of itself). The set is built in a fresh folder that replaces
-fusion/ whole, and is read through mmfc/fusion/files.py, which refuses a mixed or edited one.
-The test rows are scored but never looked at while fitting or choosing.
+Reads <workdir>/scores/<branch>.parquet of every branch the pipeline declares (`branches`) and
+the data supports (a video branch on data without videos is left out, and weights.json says
+why); writes <workdir>/fusion/<candidate>.parquet for each candidate, fused.parquet (a copy of
+the selected one: the method named by fusion.method, or the one "auto" chose) and weights.json
+(the branches, fitted parameters, cross-validated figures of every candidate and of every value
+of its free choice, why the selected one was selected, and the sha256 of each Parquet file and
+of itself). One branch is the fusion: its temperature-scaled scores. The set is built in a fresh
+folder that replaces fusion/ whole, and is read through mmfc/fusion/files.py, which refuses a
+mixed or edited one. The test rows are scored but never looked at while fitting or choosing.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from pathlib import Path
 from rich.console import Console
 
 from mmfc import atomic
-from mmfc.config import Pipeline
+from mmfc.branches import get_branch, supported_branches
+from mmfc.config import ConfigError, Pipeline
+from mmfc.crops.store import open_crops
 from mmfc.data.sources import few_groups_warning
 from mmfc.errors import DataError, DataWarning
 from mmfc.fusion.files import FUSED, WEIGHTS, FusionSet, file_digests, open_fusion, write_weights
 from mmfc.fusion.methods import FittedFusion
-from mmfc.fusion.selection import Candidate, make_folds, sample_groups, select_fusion
+from mmfc.fusion.selection import Candidate, Folds, sample_groups, select_fusion, validation_folds
 from mmfc.scores.format import ScoreTable, check_compatible, read_scores, split_metrics, top1_text, write_scores
 from mmfc.stage_frame import Stage, run_stage
 from mmfc.stats import accuracy_interval, mean_class_interval
@@ -38,58 +42,74 @@ INTERVAL_SEED = 0
 
 
 def fuse_stage(cfg: Pipeline) -> Stage:
-    """Its output is the fusion folder, swapped in whole; the folds' groups come from the data settings."""
-    return Stage("fuse", "mmfc stage fuse", lock="fusion", settings=("data", "fusion"), outputs=(cfg.paths.fusion,))
+    """Its output is the fusion folder, swapped in whole; the folds' groups come from the data
+    settings, the branches fused from `branches`."""
+    return Stage("fuse", "mmfc stage fuse", lock="fusion", settings=("data", "branches", "fusion"),
+                 outputs=(cfg.paths.fusion,))
 
 
 def run_fuse(cfg: Pipeline) -> None:
     with run_stage(cfg, fuse_stage(cfg), Console(stderr=True)) as run:
-        rgb_path, skel_path = score_path(cfg, "rgb"), score_path(cfg, "skel")
-        with run.producing(cfg.paths.fusion, inputs=[rgb_path, skel_path]):
-            _fuse(cfg, rgb_path, skel_path)
-        run.summary = summary_line(open_fusion(cfg.paths.fusion), {"rgb": rgb_path, "skel": skel_path})
+        paths, left_out = fused_branches(cfg)
+        with run.producing(cfg.paths.fusion, inputs=list(paths.values())):
+            _fuse(cfg, paths, left_out)
+        run.summary = summary_line(open_fusion(cfg.paths.fusion), paths)
 
 
-def _fuse(cfg: Pipeline, rgb_path: Path, skel_path: Path) -> None:
-    rgb, skel = read_scores(rgb_path), read_scores(skel_path)
-    check_compatible(rgb, skel, rgb_path, skel_path)
-    skel = skel.aligned_to(rgb.ids)
+def fused_branches(cfg: Pipeline) -> tuple[dict[str, Path], dict[str, str]]:
+    """The score file of every declared branch the data supports, by branch, and why each other
+    declared branch is left out. Only a video branch without scores asks the crop store whether
+    the data has videos; any other missing score file is a DataError naming stage 3."""
+    unscored = [name for name in cfg.branches
+                if get_branch(name).needs_video and not (cfg.paths.scores / f"{name}.parquet").is_file()]
+    has_video = open_crops(cfg.paths.crops).has_video if unscored else True
+    kept, left_out = supported_branches(cfg, has_video, cfg.paths.crops)
+    return {name: score_path(cfg, name) for name in kept}, left_out
 
-    val_rgb, val_skel = rgb.rows(FIT_SPLIT), skel.rows(FIT_SPLIT)
-    if len(val_rgb.ids) < 2:
+
+def _fuse(cfg: Pipeline, paths: dict[str, Path], left_out: dict[str, str]) -> None:
+    tables = {name: read_scores(path) for name, path in paths.items()}
+    first = next(iter(tables))
+    reference, reference_path = tables[first], paths[first]
+    for name in list(tables)[1:]:
+        check_compatible(reference, tables[name], reference_path, paths[name])
+        tables[name] = tables[name].aligned_to(reference.ids)
+
+    val = {name: table.rows(FIT_SPLIT) for name, table in tables.items()}
+    fit_rows = val[first]
+    if len(fit_rows.ids) < 2:
         raise DataError(
-            rgb_path,
-            f"{len(val_rgb.ids)} rows in split {FIT_SPLIT!r}: fusion weights are fit and cross-validated on "
+            reference_path,
+            f"{len(fit_rows.ids)} rows in split {FIT_SPLIT!r}: fusion weights are fit and cross-validated on "
             "validation only, never on test, and that needs at least 2 samples; carve a validation split out of "
             "training (data.val_performers or data.val_fraction) and rerun stages 1-3",
         )
-    groups, grouped_by = sample_groups(val_rgb, rgb_path)
-    folds = make_folds(val_rgb.labels, groups, grouped_by, cfg.fusion.cv_folds, cfg.fusion.cv_seed)
-    few_groups = few_groups_warning(dict(sorted(Counter(groups).items()))) if groups else None
-    if few_groups:
-        held_out = (f"each of its {folds.count} cross-validation folds holds out one {grouped_by}" if folds.grouped_by
-                    else f"its cross-validation folds are class-stratified instead, every fold of the same {grouped_by}")
-        warnings.warn(f"{rgb_path}: {few_groups}; {held_out}", DataWarning)
-    selection = select_fusion(
-        {"rgb": val_rgb.logits, "skel": val_skel.logits}, val_rgb.labels, folds, cfg.fusion.grid, cfg.fusion.metric
-    )
+    folds = validation_folds(fit_rows, reference_path, cfg.fusion)
+    _warn_of_few_groups(fit_rows, reference_path, folds)
+    selection = select_fusion({name: rows.logits for name, rows in val.items()}, fit_rows.labels, folds,
+                              cfg.fusion.grid, cfg.fusion.metric)
     selected = selection.auto_pick if cfg.fusion.method == "auto" else cfg.fusion.method
+    if selected not in selection.candidates:
+        raise ConfigError(f"fusion.method = {selected!r} is no candidate for the branches the data supports, "
+                          f"{list(tables)} ({'; '.join(f'{n} {why}' for n, why in left_out.items())}): give \"auto\" "
+                          f"or one of {', '.join(selection.candidates)}")
 
-    checkpoint_digest = hashlib.sha256(f"{rgb.checkpoint_digest}+{skel.checkpoint_digest}".encode()).hexdigest()[:16]
+    checkpoint_digest = hashlib.sha256("+".join(t.checkpoint_digest for t in tables.values()).encode()).hexdigest()[:16]
     # The whole set is built in a fresh folder and swapped in at once (mmfc.fusion.files).
     with atomic.atomic_path(cfg.paths.fusion) as out:
         out.mkdir()
         methods = {}
         for name, candidate in selection.candidates.items():
-            fused = _fused_table(rgb, skel, candidate.fitted, name, checkpoint_digest, cfg.digest())
+            fused = _fused_table(tables, candidate.fitted, name, checkpoint_digest, cfg.digest())
             write_scores(out / f"{name}.parquet", fused)
             methods[name] = _describe_candidate(candidate, name in selection.baselines, fused.rows(FIT_SPLIT))
         shutil.copyfile(out / f"{selected}.parquet", out / f"{FUSED}.parquet")
         weights = {
             "branches": list(selection.branches),
+            "left_out": left_out,
             "fit_split": FIT_SPLIT,
-            "num_fit_samples": len(val_rgb.ids),
-            "num_classes": rgb.num_classes,
+            "num_fit_samples": len(fit_rows.ids),
+            "num_classes": reference.num_classes,
             "metric": cfg.fusion.metric,
             "grid": cfg.fusion.grid,
             "requested": cfg.fusion.method,
@@ -104,14 +124,23 @@ def _fuse(cfg: Pipeline, rgb_path: Path, skel_path: Path) -> None:
                 "tie_order": list(selection.tie_order),
             },
             "cv": {**folds.describe(), "seed": cfg.fusion.cv_seed},
-            "inputs": {
-                "rgb": {"path": str(rgb_path), "checkpoint_digest": rgb.checkpoint_digest},
-                "skel": {"path": str(skel_path), "checkpoint_digest": skel.checkpoint_digest},
-            },
+            "inputs": {name: {"path": str(paths[name]), "checkpoint_digest": table.checkpoint_digest}
+                       for name, table in tables.items()},
             "methods": methods,
             "files": file_digests(out),  # sha256 of every Parquet file of the set: readers refuse a mixed one
         }
         write_weights(out / WEIGHTS, _json_safe(weights))
+
+
+def _warn_of_few_groups(val: ScoreTable, path: Path, folds: Folds) -> None:
+    """A DataWarning naming the validation groups when there are fewer than the fusion needs to
+    learn what holds across people or recordings (mmfc.data.sources.few_groups_warning)."""
+    groups, grouped_by = sample_groups(val, path)
+    few_groups = few_groups_warning(dict(sorted(Counter(groups).items()))) if groups else None
+    if few_groups:
+        held_out = (f"each of its {folds.count} cross-validation folds holds out one {grouped_by}" if folds.grouped_by
+                    else f"its cross-validation folds are class-stratified instead, every fold of the same {grouped_by}")
+        warnings.warn(f"{path}: {few_groups}; {held_out}", DataWarning)
 
 
 def summary_line(fusion: FusionSet, branches: dict[str, Path]) -> str:
@@ -166,18 +195,19 @@ def _describe_candidate(candidate: Candidate, baseline: bool, val: ScoreTable) -
 
 
 def _fused_table(
-    rgb: ScoreTable, skel: ScoreTable, method: FittedFusion, name: str, checkpoint_digest: str, pipeline_digest: str
+    tables: dict[str, ScoreTable], method: FittedFusion, name: str, checkpoint_digest: str, pipeline_digest: str
 ) -> ScoreTable:
-    scores = method.log_probabilities({"rgb": rgb.logits, "skel": skel.logits})
+    reference = next(iter(tables.values()))
+    scores = method.log_probabilities({branch: table.logits for branch, table in tables.items()})
     return ScoreTable(
-        ids=rgb.ids,
-        splits=rgb.splits,
-        labels=rgb.labels,
+        ids=reference.ids,
+        splits=reference.splits,
+        labels=reference.labels,
         logits=scores,
         modality=f"fusion:{name}",
         checkpoint_digest=checkpoint_digest,
         pipeline_digest=pipeline_digest,
-        class_names=rgb.class_names,
+        class_names=reference.class_names,
     )
 
 

@@ -89,6 +89,36 @@ def curves_figure(curves: dict[str, list[dict]]) -> matplotlib.figure.Figure:
     return fig
 
 
+def plot_branch_weights(
+    weights: dict[str, float], shares: dict[str, dict[str, float]], selected: str, path: Path
+) -> None:
+    """Two bar charts over the branches: `weights` (one weight per branch, on the simplex), and
+    for each candidate of `shares` its branches' shares of the fused evidence, `selected` drawn
+    solid and the others hatched."""
+    branches = list(weights)
+    fig, (weight_ax, share_ax) = plt.subplots(1, 2, figsize=(max(10, 2.2 * len(branches) + 4), 4.5))
+    x = np.arange(len(branches))
+    weight_ax.bar(x, [weights[b] for b in branches], color="0.45")
+    weight_ax.set_title("global: weight on the simplex")
+    weight_ax.set_ylim(0, 1)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    width = 0.8 / max(len(shares), 1)
+    for i, (name, by_branch) in enumerate(shares.items()):
+        chosen = name == selected
+        share_ax.bar(x - 0.4 + width * (i + 0.5), [by_branch.get(b, 0.0) for b in branches], width,
+                     color=colours[i % len(colours)], hatch=None if chosen else "//", edgecolor="white",
+                     label=f"{name} (selected)" if chosen else name)
+    share_ax.axhline(0, color="black", linewidth=0.6)
+    share_ax.set_title("share of the fused evidence for the true class")
+    if shares:
+        share_ax.legend(fontsize=8)
+    for ax in (weight_ax, share_ax):
+        ax.set_xticks(x, branches, rotation=20)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def _short(name: str) -> str:
     return name if len(name) <= _NAME_CHARS else name[: _NAME_CHARS - 1] + "…"
 

@@ -1,7 +1,10 @@
-"""The report stage: accuracies of each modality and fusion method, how the fusion method was
-chosen, per-class accuracies, the confusion matrix of the selected one, training curves and,
-where they apply, the paper's ablation table and the published results, as report.md and a
-self-contained report.html in <workdir>/report/.
+"""The report stage: accuracies of each branch and fusion method, each branch against the fused
+result, how the fusion method was chosen and the weight it gives each branch, per-class
+accuracies, each branch's cost beside its accuracy and the best subset of branches within the
+cost of one RGB branch, the confusion matrix of the selected fusion, training curves, this run's
+branches and ensembles and, where they apply, the paper's ablation table and the published
+results, as report.md and a self-contained report.html in <workdir>/report/. The branches are
+those stage 4 fused (weights.json lists them, and the declared ones the data left out).
 
 Every accuracy carries a seeded 95% bootstrap interval over the samples it counts, and every
 comparison on the same test samples a paired test (mmfc/stats.py): with a few hundred test
@@ -20,14 +23,16 @@ import numpy as np
 from rich.console import Console
 
 from mmfc import atomic
-from mmfc.branches import BRANCHES
-from mmfc.config import Pipeline
+from mmfc.branches import BRANCHES, RGB
+from mmfc.config import VIDEO_BRANCHES, Pipeline
+from mmfc.cost import branch_cost, ensemble_cost
 from mmfc.errors import DataError
-from mmfc.fusion.files import FUSED, WEIGHTS, open_fusion
+from mmfc.fusion.files import FUSED, WEIGHTS, FusionSet, open_fusion
 from mmfc.fusion.methods import best_fixed_ratio, mix_probabilities
+from mmfc.fusion.selection import best_subset, subset_fusion, validation_folds
 from mmfc.metrics import confusion_matrix, most_confused_pairs, per_class_recall, topk_accuracy
 from mmfc.report.ablation import Variant, read_ablation
-from mmfc.report.plots import plot_confusion, plot_curves
+from mmfc.report.plots import plot_branch_weights, plot_confusion, plot_curves
 from mmfc.report.render import Block, Figure, Heading, Paragraph, Table, render_html, render_markdown
 from mmfc.scores.format import ScoreTable, read_scores, split_metrics
 from mmfc.stage_frame import Stage, run_stage
@@ -61,6 +66,7 @@ PUBLISHED = [
 class Scored:
     name: str  # as shown in the tables
     table: ScoreTable
+    branch: str = ""  # the branch whose scores these are; "" for a fusion
 
 
 def report_stage(cfg: Pipeline) -> Stage:
@@ -71,44 +77,51 @@ def report_stage(cfg: Pipeline) -> Stage:
 
 def run_report(cfg: Pipeline) -> None:
     paths = cfg.paths
-    inputs = [paths.fusion / WEIGHTS, *(paths.scores / f"{m}.parquet" for m in BRANCHES),
-              *(paths.train(m) / "metrics.jsonl" for m in BRANCHES)]
     with run_stage(cfg, report_stage(cfg), Console(stderr=True)) as run:
+        fusion = open_fusion(paths.fusion)
+        branches = fusion.weights["branches"]
+        inputs = [paths.fusion / WEIGHTS, *(paths.scores / f"{m}.parquet" for m in branches),
+                  *(paths.train(m) / "metrics.jsonl" for m in branches)]
         with run.producing(paths.report, inputs):
-            _report(cfg)
+            _report(cfg, fusion)
         run.summary = f"{paths.report / 'report.html'} and {paths.report / 'report.md'}"
 
 
-def _report(cfg: Pipeline) -> None:
+def _report(cfg: Pipeline, fusion: FusionSet) -> None:
     paths = cfg.paths
-    fusion = open_fusion(paths.fusion)
     weights = fusion.weights
-    modalities = []
-    for m, b in BRANCHES.items():
+    modalities: list[Scored] = []
+    for m in weights["branches"]:
         path = _require(paths.scores / f"{m}.parquet", f"`mmfc stage scores --modality {m}` (stage 3)")
-        modalities.append(Scored(b.label, read_scores(path)))
-        fusion.check_fitted_on(m, modalities[-1].table, path)
+        table = read_scores(path)
+        fusion.check_fitted_on(m, table, path)
+        # Every branch's rows in the first one's order, as stage 4 fused them.
+        aligned = table.aligned_to(modalities[0].table.ids) if modalities else table
+        modalities.append(Scored(BRANCHES[m].label, aligned, m))
     fused = [Scored(name, fusion.scores(name)) for name in fusion.candidates]
     curves = {
-        m: read_curves(_require(paths.train(m) / "metrics.jsonl", f"`mmfc stage train --modality {m}` (stage 2)"))
-        for m in BRANCHES
+        m.branch: read_curves(_require(paths.train(m.branch) / "metrics.jsonl",
+                                       f"`mmfc stage train --modality {m.branch}` (stage 2)"))
+        for m in modalities
     }
 
     out = paths.report
     out.mkdir(parents=True, exist_ok=True)
     selected = next(item for item in fused if item.name == weights["selected"])
     ablation, published = ablation_applies(cfg), published_column(cfg)
-    blocks: list[Block] = _header(cfg, ablation, published)
+    blocks: list[Block] = _header(cfg, ablation, published) + _branches_paragraph(weights)
     blocks += _accuracy_section(modalities, fused, weights)
+    blocks += _against_fused_section(modalities, selected)
     blocks += _selection_section(weights)
     blocks += _paired_section(modalities, [f for f in fused if f.name not in SINGLE_CANDIDATES], selected)
     blocks += _per_class_section(modalities, selected)
+    blocks += _weights_section(weights, out / "weights.png")
+    blocks += _cost_section(cfg, modalities, selected, weights, paths.scores / f"{modalities[0].branch}.parquet")
     blocks += _confusion_section(selected, out / "confusion.png")
     plot_curves(curves, out / "curves.png")
     num_val = {m.name: len(m.table.rows("val").ids) for m in modalities}
     blocks += [Heading(2, "Training curves"), Figure(out / "curves.png", _curves_caption(curves, num_val))]
-    if ablation:
-        blocks += _ablation_section(cfg)
+    blocks += _ablation_section(cfg, modalities, selected, weights, ablation)
     if published:
         blocks += _published_section(published)
 
@@ -157,10 +170,12 @@ def dataset_description(cfg: Pipeline) -> tuple[str, bool]:
     """A one-line name of the data this run used, and whether the paper's numbers compare to it."""
     data = cfg.data
     kind = "synthetic data (`mmfc synth`)" if _synthetic(cfg) else f"`{data.root}`"
-    if data.source == "ntu":
+    if data.source in ("ntu", "nw_ucla"):
         splits = f"protocol `{data.protocol}`"
     elif data.source == "pose_pickle":
         splits = f"the pickle's splits `{data.train_split}` and `{data.test_split}`"
+    elif data.source == "penn_action":
+        splits = "the release's train/test flag"
     elif Path(data.root).suffix.lower() == ".csv":
         splits = "a CSV file, split by its split column or a seeded hash of each clip's group"
     else:
@@ -234,23 +249,25 @@ def _accuracy_section(modalities: list[Scored], fused: list[Scored], weights: di
         rows.append([name, *cells])
 
     metric = weights.get("metric", "top1")
-    test_rgb, test_skel = (m.table.rows("test") for m in modalities)
+    tests = [m.table.rows("test") for m in modalities]
     blocks: list[Block] = [Heading(2, "Accuracy (%)")]
     paragraph = (
         f"95% intervals (bootstrap over the samples of each split, seed {INTERVAL_SEED}) in brackets"
         + ("" if top5 else f"; no top-5 with {TOP5_ABOVE_CLASSES} classes or fewer") + ". Fusion "
         f"weights were fit on the `{weights.get('fit_split', 'val')}` split ({weights.get('num_fit_samples', '?')} "
         "samples; its figures are the fitted ones, see the cross-validated ones below) and applied unchanged to "
-        "test; the test split chose nothing. `pyskl_*` are the anchors' fixed RGB:skeleton probability ratios."
+        "test; the test split chose nothing. `pyskl_*` are PYSKL's fixed ratios of the branches' probabilities "
+        "(in the order of the branches above), `ctrgcn` CTR-GCN's fixed sum of its four streams' logits."
     )
-    if test_rgb.ids:
-        skel = test_skel.aligned_to(test_rgb.ids)
-        w, _ = best_fixed_ratio(test_rgb.logits, skel.logits, test_rgb.labels, metric)
-        mixed = mix_probabilities({"rgb": test_rgb.logits, "skel": skel.logits}, {"rgb": w, "skel": 1 - w})
-        oracle = replace(test_rgb, logits=mixed)
+    # The oracle searches the ratio of two branches; over more a grid on the simplex is no one's practice.
+    if len(modalities) == 2 and tests[0].ids:
+        (first, second), (test_first, test_second) = modalities, tests
+        w, _ = best_fixed_ratio(test_first.logits, test_second.logits, test_first.labels, metric)
+        mixed = mix_probabilities({"a": test_first.logits, "b": test_second.logits}, {"a": w, "b": 1 - w})
+        oracle = replace(test_first, logits=mixed)
         rows.append(
-            [f"**oracle**: fixed ratio chosen on test (what peers report), RGB:skeleton {w:.2f}:{1 - w:.2f}",
-             *["—"] * len(_figures(top5)), *_accuracy_cells(oracle, top5)]
+            [f"**oracle**: fixed ratio chosen on test (what peers report), {first.name}:{second.name} "
+             f"{w:.2f}:{1 - w:.2f}", *["—"] * len(_figures(top5)), *_accuracy_cells(oracle, top5)]
         )
         chosen = next(f for f in fused if f.name == weights["selected"]).table.rows("test")
         gap = split_metrics(oracle)[metric] - split_metrics(chosen)[metric]
@@ -311,9 +328,9 @@ def _selection_section(weights: dict) -> list[Block]:
             "on the other folds and scored on each held-out one. The criterion is the NLL of these out-of-fold "
             f"scores; {METRIC_LABEL[metric]} breaks near-ties (an NLL less than one standard error of the paired "
             "per-sample difference above the lowest) where its own difference is more than one standard error, "
-            "else the simpler candidate is taken (a fixed ratio, then the fitted methods, a modality alone last). "
+            "else the simpler candidate is taken (a fixed recipe, then the fitted methods, a branch alone last). "
             "**Guarantee:** the candidate `auto` selects has a cross-validated "
-            "NLL no higher than each single modality's and each fixed ratio's (the baselines); where a baseline is "
+            "NLL no higher than each single branch's and each fixed recipe's (the baselines); where a baseline is "
             "best, it is selected. Intervals: bootstrap over the validation samples' out-of-fold predictions."
         ),
         Paragraph(decision),
@@ -321,27 +338,52 @@ def _selection_section(weights: dict) -> list[Block]:
     ]
 
 
+def _branches_paragraph(weights: dict) -> list[Block]:
+    """Which branches were fused, and which declared ones the data left out."""
+    branches = weights["branches"]
+    left_out = weights.get("left_out") or {}
+    if len(branches) == 1:
+        text = (f"One branch, `{branches[0]}`: the fusion is that branch, temperature-scaled (which changes no "
+                "prediction); there is nothing to fuse, so the fusion sections below have one candidate.")
+    else:
+        text = f"Branches fused: {', '.join(f'`{b}`' for b in branches)} (the pipeline's `branches`)."
+    if left_out:
+        text += " Declared but left out: " + "; ".join(f"`{b}`, {why}" for b, why in left_out.items()) + "."
+    return [Paragraph(text)]
+
+
+def _against_fused_section(modalities: list[Scored], selected: Scored) -> list[Block]:
+    """Each branch's test top-1 against the selected fusion's, paired on the same clips."""
+    fused = selected.table.rows("test")
+    if len(modalities) < 2 or not fused.ids:
+        return []
+    rows = []
+    for m in modalities:
+        test = m.table.rows("test").aligned_to(fused.ids)
+        rows.append([m.name, _accuracy_cells(test)[0], *_paired_cells(test, fused)])
+    return [
+        Heading(3, f"Each branch against the fused result (`{selected.name}`), paired on the test clips"),
+        Paragraph("Each branch's test top-1 minus the selected fusion's, with a paired bootstrap 95% interval, and "
+                  "McNemar's exact test on the clips where the two disagree."),
+        Table(["branch", "test top-1", "difference (points)", "right only the branch", "right only fused",
+               "McNemar p"], rows),
+    ]
+
+
 def _paired_section(modalities: list[Scored], fused: list[Scored], selected: Scored) -> list[Block]:
     tests = {m.name: m.table.rows("test") for m in modalities}
-    if not all(t.ids for t in tests.values()):
+    if not fused or not all(t.ids for t in tests.values()):
         return []
     best_name = max(tests, key=lambda name: topk_accuracy(tests[name].logits, tests[name].labels, 1))
     best = tests[best_name]
     rows = []
     for item in fused:
-        comparison = compare_paired(_correct(item.table.rows("test").aligned_to(best.ids)), _correct(best), INTERVAL_SEED)
         name = f"`{item.name}`" + (" (selected)" if item is selected else "")
-        rows.append([
-            name,
-            _with_interval(comparison.difference, [comparison.interval.low, comparison.interval.high], signed=True),
-            str(comparison.only_a),
-            str(comparison.only_b),
-            _p_value(comparison.p_value),
-        ])
+        rows.append([name, *_paired_cells(item.table.rows("test").aligned_to(best.ids), best)])
     return [
-        Heading(3, f"Fusion against the better single modality ({best_name}), paired on the test clips"),
+        Heading(3, f"Fusion against the best single branch ({best_name}), paired on the test clips"),
         Paragraph(
-            f"Each method's test top-1 minus {best_name}'s (the better single modality on test, so the comparison is "
+            f"Each method's test top-1 minus {best_name}'s (the best single branch on test, so the comparison is "
             "the harder one), with a paired bootstrap 95% interval, and McNemar's exact test on the clips where the "
             "two disagree."
         ),
@@ -366,6 +408,84 @@ def _per_class_section(modalities: list[Scored], selected: Scored) -> list[Block
         Paragraph(f"Each class's {split} samples and the share of them each branch and the selected fusion classify "
                   "right (right / samples); — where the split has no sample of the class."),
         Table(["class", "samples", *(name for name, _ in tables)], rows),
+    ]
+
+
+def _weights_section(weights: dict, png: Path) -> list[Block]:
+    """The fitted weight of each branch, and each branch's share of the fused evidence, as bars."""
+    methods = weights["methods"]
+    if len(weights["branches"]) < 2:
+        return []
+    simplex = {b: float(w) for b, w in methods["global"]["params"]["weights"].items()}
+    shares = {name: entry["branch_shares"] for name, entry in methods.items()
+              if entry.get("branch_shares") and name not in SINGLE_CANDIDATES}
+    plot_branch_weights(simplex, shares, weights["selected"], png)
+    selected = weights["selected"]
+    note = ("" if selected in shares or selected in SINGLE_CANDIDATES else
+            f" The selected `{selected}` mixes the branches' raw probabilities, which sum no per-branch terms, so it "
+            "has no shares.")
+    return [
+        Heading(2, "Fusion weights per branch"),
+        Figure(png, (
+            "Left: the weights of `global` on the simplex, which mix the branches' temperature-scaled "
+            "log-probabilities (every fitted method is shrunk toward them). A weight alone overstates a branch "
+            "that its temperature has flattened (a branch of noise gets a flat distribution, which moves no "
+            "prediction whatever its weight). Right, the honest picture: each branch's share of the fused "
+            "scores' evidence for the true class on the validation rows (`branch_shares`: its term's mean margin "
+            "of the true class over the mean class, divided by the sum over branches; below 0 it points away), "
+            f"for each candidate that sums a term per branch.{note}"
+        )),
+    ]
+
+
+def _cost_section(cfg: Pipeline, modalities: list[Scored], selected: Scored, weights: dict, path: Path) -> list[Block]:
+    """Each branch's and the ensemble's multiply-adds per clip beside their test top-1, and the best
+    subset of the branches within the cost of one RGB branch, chosen on validation."""
+    num_classes = modalities[0].table.num_classes
+    costs = {m.branch: branch_cost(BRANCHES[m.branch], cfg, num_classes) for m in modalities}
+    rows = [[m.name, costs[m.branch]["model"], f"{costs[m.branch]['gmacs']:.3g}", f"{costs[m.branch]['params_m']:.3g}",
+             _accuracy_cells(m.table.rows("test"))[0]] for m in modalities]
+    if len(modalities) > 1:
+        total = ensemble_cost(costs)
+        rows.append([f"ensemble of the {len(modalities)} branches (`{selected.name}`)", "every branch above",
+                     f"{total['gmacs']:.3g}", f"{total['params_m']:.3g}",
+                     _accuracy_cells(selected.table.rows("test"))[0]])
+    budget = (costs["rgb"] if "rgb" in costs else branch_cost(RGB, cfg, num_classes))["gmacs"]
+    val = {m.branch: m.table.rows("val") for m in modalities}
+    first = val[modalities[0].branch]
+    blocks: list[Block] = [
+        Heading(2, "Cost (multiply-adds per clip, as configured) and accuracy"),
+        Paragraph("GMACs and parameters of one clip through each branch's network as this pipeline configures it "
+                  "(`mmfc cost`, counted on the meta device); an ensemble runs every branch, so its cost is the sum "
+                  "(the fusion itself is negligible). Test top-1 with its 95% interval."),
+        Table(["branch", "model", "GMACs", "params (M)", "test top-1"], rows),
+    ]
+    if len(first.ids) < 2:
+        return blocks
+    metric = weights.get("metric", "top1")
+    folds = validation_folds(first, path, cfg.fusion)
+    subset = best_subset({b: t.logits for b, t in val.items()}, first.labels, folds,
+                         {b: c["gmacs"] for b, c in costs.items()}, budget, metric)
+    rgb_text = f"one RGB branch as this pipeline configures it ({budget:.3g} GMACs)"
+    if subset is None:
+        return blocks + [Paragraph(f"No branch costs at most {rgb_text}.")]
+    test = modalities[0].table.rows("test")
+    fused = replace(test, logits=subset.fitted.apply({m.branch: m.table.rows("test").logits for m in modalities})) \
+        if test.ids else test
+    label = "top-1" if metric == "top1" else "mean class accuracy"
+    return blocks + [
+        Heading(3, "The best subset of branches within the cost of one RGB branch"),
+        Paragraph(
+            f"Every subset of the branches costing at most {rgb_text} was fused as the product of its "
+            "temperature-scaled branches (the global rule at equal weights, the value every fitted method is "
+            "shrunk toward; one branch alone is that branch), a rule with no free choice, so that comparing the "
+            "subsets adds no search inside each one. The subsets were compared by cross-validation inside "
+            f"validation on stage 4's folds: the lowest NLL, {label} breaking near-ties where it is evidence, a "
+            f"tie going to the cheaper. Best: **{' + '.join(f'`{b}`' for b in subset.branches)}**, "
+            f"{subset.cost:.3g} GMACs per clip, cross-validated NLL {subset.cv.nll:.4f} and {label} "
+            f"{100 * subset.cv.accuracy(metric):.1f}%; test top-1 {_accuracy_cells(fused)[0]} (the test split chose "
+            "nothing)."
+        ),
     ]
 
 
@@ -405,8 +525,23 @@ def _curves_caption(curves: dict[str, list[dict]], num_val: dict[str, int]) -> s
     return "Loss (solid train, dashed val) and top-1 per epoch. " + "; ".join(parts) + "."
 
 
-def _ablation_section(cfg: Pipeline) -> list[Block]:
+def _ablation_section(cfg: Pipeline, modalities: list[Scored], selected: Scored, weights: dict,
+                      paper: bool) -> list[Block]:
+    """The paper's ablation beside this run's branches and ensembles (`paper`: where it applies),
+    else this run's rows alone."""
+    own = _run_rows(cfg, modalities, selected, weights)
+    run_rows = (
+        "each branch alone, the skeleton branches' ensemble where there are several (the product of the "
+        "temperature-scaled streams, fitted on validation, as the cost section's subsets), and the ensemble of "
+        "every branch (the selected fusion)"
+    )
     text, comparable = dataset_description(cfg)
+    if not paper:
+        return [
+            Heading(2, "This run's branches and ensembles (test top-1 %)"),
+            Paragraph(f"Test top-1 % with its 95% interval on {text}: {run_rows}."),
+            Table(["scores", f"this run ({cfg.name})", "from"], [[r[0], r[2], r[4]] for r in own]),
+        ]
     variants = read_ablation()
     results = {variant.name: _variant_scores(cfg, variant) for variant in variants}
     rows = []
@@ -416,16 +551,11 @@ def _ablation_section(cfg: Pipeline) -> list[Block]:
         rows.append([
             variant.label,
             _num(variant.paper),
-            _accuracy_cells(test, False)[0] if test is not None else "—",
+            _accuracy_cells(test)[0] if test is not None else "—",
             _step_change(test, results[step][1]) if step else "",
             _rel(cfg, path) if path else "—",
         ])
-    rgb_path = cfg.paths.scores / "rgb.parquet"
-    ccl = "+CCL" if cfg.rgb.ccl.weight > 0 else ", no CCL"
-    rgb_row = f"RGB branch of this run ({cfg.crops.mode} crop, {cfg.rgb.model.block}{ccl}; no fusion)"
-    rgb_test = read_scores(rgb_path).rows("test") if rgb_path.is_file() else None
-    rows.append([rgb_row, "—", _accuracy_cells(rgb_test, False)[0] if rgb_test is not None else "—", "",
-                 _rel(cfg, rgb_path)])
+    rows += own
     note = "" if comparable else " Not comparable: different data (see the top of the report)."
     return [
         Heading(2, "Ablation (paper: NTU60 X-Sub, top-1 %)"),
@@ -435,7 +565,7 @@ def _ablation_section(cfg: Pipeline) -> list[Block]:
             "CCL, and the skeleton branch without and with CCL); `pose` and `full` fall back to the main run. "
             "The step column is the change against the row the step adds to, on the same test clips (paired "
             "bootstrap interval, McNemar's exact p). — means the run does not exist yet. The paper reports CCL "
-            "only inside the full model."
+            f"only inside the full model. The last rows are this run's: {run_rows}."
         ),
         Table(["variant", "paper (NTU60 X-Sub)", f"this run ({cfg.name})", "step (points)", "from"], rows),
     ]
@@ -449,6 +579,32 @@ def _published_section(column: str) -> list[Block]:
                   "per-sample results are public."),
         Table(["method", *PUBLISHED_COLUMNS, "cost (multiply-adds)"], rows),
     ]
+
+
+def _run_rows(cfg: Pipeline, modalities: list[Scored], selected: Scored, weights: dict) -> list[list[str]]:
+    """The ablation's rows of this run: a row per branch, the skeleton branches' ensemble, the whole ensemble."""
+    rows = []
+    for m in modalities:
+        section = BRANCHES[m.branch].section(cfg)
+        ccl = "+CCL" if section.ccl.weight > 0 else ", no CCL"
+        network = (f"{cfg.crops.mode} crop, {section.model.block}" if m.branch in VIDEO_BRANCHES
+                   else f"CTR-GCN {section.model.stream}")
+        rows.append([f"{m.name} branch of this run ({network}{ccl}; no fusion)", "—",
+                     _accuracy_cells(m.table.rows("test"))[0], "", _rel(cfg, cfg.paths.scores / f"{m.branch}.parquet")])
+    streams = [m for m in modalities if m.branch not in VIDEO_BRANCHES]
+    if len(streams) > 1:
+        fitted = subset_fusion({m.branch: m.table.rows("val").logits for m in streams},
+                               streams[0].table.rows("val").labels, tuple(m.branch for m in streams))
+        test = streams[0].table.rows("test")
+        ensemble = replace(test, logits=fitted.apply({m.branch: m.table.rows("test").logits for m in streams}))
+        rows.append([f"Skeleton ensemble of this run ({' + '.join(m.branch for m in streams)}, product of the "
+                     "temperature-scaled streams)", "—", _accuracy_cells(ensemble)[0] if test.ids else "—", "",
+                     "—"])
+    if len(modalities) > 1:
+        rows.append([f"Ensemble of this run's {len(modalities)} branches (selected fusion `{weights['selected']}`)",
+                     "—", _accuracy_cells(selected.table.rows("test"))[0], "",
+                     _rel(cfg, cfg.paths.fusion / f"{FUSED}.parquet")])
+    return rows
 
 
 def _variant_scores(cfg: Pipeline, variant: Variant) -> tuple[Path | None, ScoreTable | None]:
@@ -511,7 +667,7 @@ def _figures(top5: bool) -> list[str]:
     return ["top-1", "top-5", "mean class"] if top5 else ["top-1", "mean class"]
 
 
-def _accuracy_cells(rows: ScoreTable, top5: bool) -> list[str]:
+def _accuracy_cells(rows: ScoreTable, top5: bool = False) -> list[str]:
     """Top-1, top-5 (with `top5`) and mean class accuracy of a split's rows, each with its 95%
     interval."""
     if not rows.ids:
@@ -524,6 +680,15 @@ def _accuracy_cells(rows: ScoreTable, top5: bool) -> list[str]:
         intervals.append(("top5", accuracy_interval(round(metrics["top5"] * n), n, INTERVAL_SEED)))
     intervals.append(("mean_class", mean_class_interval(correct, rows.labels, rows.num_classes, INTERVAL_SEED)))
     return [_with_interval(metrics[key], [i.low, i.high]) for key, i in intervals]
+
+
+def _paired_cells(a: ScoreTable, b: ScoreTable) -> list[str]:
+    """Top-1 of a minus b on the same rows (paired bootstrap interval), the rows only each gets
+    right, and McNemar's exact p."""
+    comparison = compare_paired(_correct(a), _correct(b), INTERVAL_SEED)
+    interval = [comparison.interval.low, comparison.interval.high]
+    return [_with_interval(comparison.difference, interval, signed=True), str(comparison.only_a),
+            str(comparison.only_b), _p_value(comparison.p_value)]
 
 
 def _correct(rows: ScoreTable) -> np.ndarray:

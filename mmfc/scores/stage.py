@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from mmfc.branches import check_store_feeds, get_branch
+from mmfc.branches import check_store_feeds, declared_branch, get_branch
 from mmfc.config import Pipeline
 from mmfc.cores import apply_threads, plan_cores
 from mmfc.crops.store import INDEX, open_crops
@@ -45,7 +45,7 @@ def scores_stage(cfg: Pipeline, modality: str) -> Stage:
 
 
 def run_scores(cfg: Pipeline, modality: str) -> None:
-    branch = get_branch(modality)
+    branch = declared_branch(cfg, modality)
     console = Console(stderr=True)
     stage = scores_stage(cfg, branch.name)
     (path,), checkpoint = stage.outputs, cfg.paths.train(branch.name) / "best.pt"
@@ -108,7 +108,7 @@ class Scorer:
 
     def __post_init__(self) -> None:
         self.store = open_crops(self.cfg.paths.crops)
-        check_store_feeds(get_branch(self.modality), self.store)
+        check_store_feeds(get_branch(self.modality), self.store, self.cfg.branches)
         state = load_checkpoint(self.checkpoint, required=("model", "modality", "num_classes"))
         if file_digest(self.checkpoint) != self.digest:
             raise DataError(self.checkpoint, "was replaced while the scores were computed; rerun `mmfc stage scores`")

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mmfc import atomic
-from mmfc.branches import Branch, check_store_feeds, get_branch, training_settings
+from mmfc.branches import Branch, check_store_feeds, declared_branch, training_settings
 from mmfc.config import Pipeline
 from mmfc.cores import CorePlan, apply_threads, loader_worker_init, plan_cores
 from mmfc.crops.store import open_crops
@@ -59,8 +59,9 @@ def train_stage(cfg: Pipeline, branch: Branch) -> Stage:
 
 
 def run_train(cfg: Pipeline, modality: str, resume: bool = False) -> None:
-    """Train one branch (mmfc.branches: "rgb" or "skel"); under torchrun every process calls this."""
-    branch = get_branch(modality)
+    """Train one branch the pipeline declares (mmfc.branches: "rgb", "skel", "joint", ...); under
+    torchrun every process calls this."""
+    branch = declared_branch(cfg, modality)
     env = setup_distributed()
     try:
         # Rank 0 writes the folder: it alone goes through the frame (lock, leftovers, manifest).
@@ -101,7 +102,7 @@ def _fit(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
     digest = cfg.digest(*training_settings(branch))
 
     store = open_crops(cfg.paths.crops)
-    check_store_feeds(branch, store)
+    check_store_feeds(branch, store, cfg.branches)
     _make_deterministic(tcfg.seed)
     cores = plan_cores(tcfg, env.device.type)
     apply_threads(cores.threads)
