@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,18 @@ def test_every_citation_of_the_method_page_names_one_of_its_sections():
     assert cited, "no file cites docs/method.md by section"
     missing = [f"{name}: section {n}" for name, n in cited if n not in sections]
     assert not missing, f"docs/method.md has sections {sorted(sections)}; cited but absent: {missing}"
+
+
+def test_license_and_citation_agree_with_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"]["text"] == "Apache-2.0"
+    assert "Apache License\n                           Version 2.0" in (REPO / "LICENSE").read_text(encoding="utf-8")
+    # CITATION.cff's top-level keys, read without a YAML parser: cffconvert validated the file.
+    citation = dict(re.findall(r"^([a-z-]+):[ \t]*(.*)$", (REPO / "CITATION.cff").read_text(encoding="utf-8"),
+                               re.MULTILINE))
+    assert {"cff-version", "message", "title", "authors"} <= set(citation)
+    assert citation["version"] == project["version"]
+    assert citation["license"] == project["license"]["text"]
 
 
 def test_nothing_in_the_repository_refers_to_a_path_outside_it():
