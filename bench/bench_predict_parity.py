@@ -7,7 +7,7 @@ of clips with the same fused top-1 class, and the top-1 accuracy of each (goal: 
 accuracies within 0.5 points).
 
     python bench/bench_predict_parity.py --run runs/synth --data data/synth
-    python bench/bench_predict_parity.py --run /work/main/runs/synth --data /work/main/data/synth --out /tmp/parity
+    python bench/bench_predict_parity.py --run runs/synth --data data/synth --out /tmp/parity
 
 The output folder keeps one result file per video, so an interrupted bench goes on where it stopped.
 """

@@ -11,7 +11,7 @@ REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 
 @pytest.fixture(scope="session")
 def realdata() -> Path:
-    """/work/shared/realdata (../shared/realdata from the repo root); skips the test when absent."""
+    """../shared/realdata: the folder shared/realdata beside the checkout; skips the test when absent."""
     if not REALDATA.is_dir():
         pytest.skip(f"../shared/realdata is absent: the real NTU/UCF/pose test files are not here ({REALDATA})")
     return REALDATA
