@@ -231,13 +231,13 @@ def test_preprocess_in_the_export_takes_a_real_clip_to_mmfcs_logits(tiny_run, tm
     settings, skeleton = manifest["preprocess"], found.skeleton
     video_frames = 103
     frames = preprocess.read_frames(str(video), preprocess.frames_to_read(settings, video_frames))
-    inputs = preprocess.graph_inputs(settings, frames, video_frames, skeleton.points, skeleton.score,
+    inputs = preprocess.graph_inputs(settings, skeleton.points, skeleton.score, frames, video_frames,
                                      pixels=skeleton.pixels, frame_indices=skeleton.frame_indices,
                                      total_frames=skeleton.total_frames, keypoint_size=skeleton.frame_size)
     logits = {}
     for name, entry in manifest["branches"].items():
-        logits[name] = onnx_logits(out / entry["file"], entry["input"]["name"], inputs[entry["input"]["name"]])
-        ours = getattr(prediction, name)
+        logits[name] = onnx_logits(out / entry["file"], entry["input"]["name"], inputs[name])
+        ours = prediction.logits[name]
         assert np.abs(logits[name] - ours).max() < parity_bound(ours, 0.0), name
     fused = fusion.log_softmax(fusion.apply_fusion(manifest["fusion"], logits))
     assert np.abs(fused - prediction.fused).max() < parity_bound(prediction.fused, 0.0)
