@@ -1,0 +1,358 @@
+"""`mmfc predict` and `mmfc export` over every branch of a run: RGB and two skeleton streams (their
+own stage-3 logits and stage 4's fused scores, one graph per branch, the parity checks), and runs
+of skeleton branches alone, predicted from skeleton files without video (a real NW-UCLA JSON
+sequence, a real NTU .skeleton, a pose pickle's annotation), exported without frames, and the
+refusals that say what to give instead."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mmfc.branches import get_branch
+from mmfc.cli import app
+from mmfc.crops.store import open_crops
+from mmfc.predict.predictor import predict_skeleton, predict_video
+from mmfc.run_folder import open_run
+from mmfc.scores.format import read_scores
+
+pytestmark = pytest.mark.slow  # trains runs and predicts with them: `make test-fast` leaves it out
+
+torch.set_num_threads(1)
+
+
+def mmfc(*args) -> tuple[int, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def mmfc_json(*args) -> list[dict]:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def one_line(output: str) -> str:
+    """A command's error, which is one line (the terminal may wrap it)."""
+    lines = [line for line in output.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in output, output
+    return " ".join(output[output.index("error:"):].split())
+
+
+def consumer_module(path: Path):
+    """A file of an export folder, imported as a consumer imports it: from the folder alone."""
+    spec = importlib.util.spec_from_file_location(f"consumer_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def stage_logits(run: Path, branch: str, sample_id: str) -> np.ndarray:
+    table = read_scores(run / "scores" / f"{branch}.parquet")
+    return table.logits[table.ids.index(sample_id)]
+
+
+def assert_float32_close(ours: np.ndarray, stored: np.ndarray) -> None:
+    """Equal to float32's rounding: a batch of one and the stage's batches sum in another order
+    (the tiny networks of one epoch give logits in the ten thousands on NW-UCLA's metres)."""
+    np.testing.assert_allclose(ours, stored, rtol=1e-5, atol=1e-4)
+
+
+def check_export(run_folder: Path, out: Path, branches: list[str]) -> dict:
+    """The export of a run through the command: one graph per branch, the parity measured under
+    its bound for each and fused, and the consumer's side (the graphs in onnxruntime on every
+    sample of the crop store, fused by the copied apply_fusion.py) giving stage 4's fused scores."""
+    from mmfc.export.graphs import onnx_logits, parity_bound
+
+    code, output = mmfc("export", "--run", run_folder, "--out", out)
+    assert code == 0, output
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{name}.onnx" for name in branches] + ["apply_fusion.py", "manifest.json", "preprocess.py"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["version"] == 3 and list(manifest["branches"]) == branches
+    assert manifest["fusion"]["branches"] == [b for b in branches if b in manifest["fusion"]["branches"]]
+    parity = manifest["parity"]
+    assert set(parity["max_abs_diff"]) == {*branches, "fused"}
+    assert all(parity["max_abs_diff"][name] < parity["bound"][name] for name in parity["bound"])
+
+    run = open_run(run_folder)
+    store = open_crops(run.cfg.paths.crops)
+    indices = list(range(len(store)))
+    theirs, ours = {}, {}
+    for name, entry in manifest["branches"].items():
+        dataset = get_branch(name).build_dataset(run.cfg, store, indices, False, 0, 1)
+        inputs = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
+        theirs[name] = onnx_logits(out / entry["file"], entry["input"]["name"], inputs)
+        ours[name] = run.models[name](torch.from_numpy(inputs)).detach().numpy()
+        assert np.abs(theirs[name] - ours[name]).max() < parity_bound(ours[name], 0.0), name
+    consumer = consumer_module(out / "apply_fusion.py")
+    fused = consumer.apply_fusion(manifest["fusion"], theirs)
+    stored = read_scores(run_folder / "fusion" / "fused.parquet").aligned_to([row["id"] for row in store.index])
+    np.testing.assert_allclose(consumer.log_softmax(fused), stored.logits, atol=1e-4)
+    return manifest
+
+
+def check_preprocess(out: Path, manifest: dict, prediction, skeleton, video: Path | None = None) -> None:
+    """The consumer's side of one clip, from the export folder alone: its keypoints (and frames)
+    through the copied preprocess.py, every graph in onnxruntime, the fusion by apply_fusion.py;
+    each branch's logits and the fused scores are `mmfc predict`'s (`prediction`)."""
+    from mmfc.data.decoding import probe_video
+    from mmfc.export.graphs import onnx_logits, parity_bound
+
+    preprocess, fusion = consumer_module(out / "preprocess.py"), consumer_module(out / "apply_fusion.py")
+    settings = manifest["preprocess"]
+    frames = video_frames = None
+    if video is not None:
+        video_frames = probe_video(video).frames
+        frames = preprocess.read_frames(str(video), preprocess.frames_to_read(settings, video_frames))
+    inputs = preprocess.graph_inputs(settings, skeleton.points, skeleton.score, frames, video_frames,
+                                     pixels=skeleton.pixels, frame_indices=skeleton.frame_indices,
+                                     total_frames=skeleton.total_frames, keypoint_size=skeleton.frame_size)
+    assert list(inputs) == list(manifest["branches"])
+    logits = {}
+    for name, entry in manifest["branches"].items():
+        logits[name] = onnx_logits(out / entry["file"], entry["input"]["name"], inputs[name])
+        assert np.abs(logits[name] - prediction.logits[name]).max() < parity_bound(prediction.logits[name], 0.0), name
+    fused = fusion.log_softmax(fusion.apply_fusion(manifest["fusion"], logits))
+    assert np.abs(fused - prediction.fused).max() < parity_bound(prediction.fused, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# RGB and two skeleton streams
+
+
+def streams_clip(run: Path, sample_id: str) -> tuple[Path, Path]:
+    data = run.parent / "data"
+    return data / "nturgb+d_rgb" / f"{sample_id}_rgb.avi", data / "nturgb+d_skeletons" / f"{sample_id}.skeleton"
+
+
+def test_three_branches_predict_each_branch_s_stage_3_logits_and_the_fused_scores(tiny_streams_run, tmp_path):
+    fused = read_scores(tiny_streams_run / "fusion" / "fused.parquet").rows("test")
+    ids = fused.ids[:3]
+    videos = [streams_clip(tiny_streams_run, i)[0] for i in ids]
+    skeletons = tiny_streams_run.parent / "data" / "nturgb+d_skeletons"
+    out = tmp_path / "out"
+    results = mmfc_json("predict", *videos, "--run", tiny_streams_run, "--skeleton", skeletons, "--json", "--out", out,
+                        "--no-draw", "--jobs", "1")
+    names = fused.class_names
+    for sample_id, row, result in zip(ids, fused.logits, results):
+        assert result["branches"] == ["rgb", "joint", "bone"] and not result["notes"] and not result["warning"]
+        assert list(result["clips"][0]["top5"]) == ["rgb", "joint", "bone", "fused"]
+        top = result["clips"][0]["top5"]["fused"][0]
+        probabilities = np.exp(row - row.max()) / np.exp(row - row.max()).sum()
+        assert top["class"] == names[int(row.argmax())]
+        assert top["probability"] == pytest.approx(probabilities.max(), abs=1e-4)
+    # The combined table: each branch's logits and the fused ones, as stage 3 and 4 wrote them.
+    rows = pq.read_table(out / "predictions.parquet")
+    assert rows.column_names[-4:] == ["rgb", "joint", "bone", "fused"]
+    for row in rows.to_pylist():
+        sample_id = Path(row["input"]).name.removesuffix("_rgb.avi")
+        for branch in ("rgb", "joint", "bone"):
+            assert_float32_close(row[branch], stage_logits(tiny_streams_run, branch, sample_id))
+
+    # The table: a column per branch, by its label.
+    code, output = mmfc("predict", videos[0], "--run", tiny_streams_run, "--skeleton", skeletons)
+    assert code == 0 and all(label in output for label in ("RGB", "Joint", "Bone", "fused")), output
+
+
+def test_three_branches_in_windows_write_each_branch_s_window_scores(tiny_streams_run, tmp_path):
+    from mmfc.data.synth.clip import SampleKey
+    from mmfc.data.synth.writer import write_sequence
+
+    sequence = write_sequence(tmp_path / "seq", [SampleKey(1, 1, 3, 1, action) for action in (1, 2)],
+                              frame_size=(160, 90))
+    out = tmp_path / "out"
+    code, output = mmfc("predict", sequence["video"], "--run", tiny_streams_run, "--skeleton", sequence["skeleton"],
+                        "--window", "1", "--stride", "0.5", "--out", out)
+    assert code == 0, output
+    folder = out / Path(sequence["video"]).stem
+    tables = {name: read_scores(folder / f"windows_{name}.parquet") for name in ("rgb", "joint", "bone", "fused")}
+    assert len({len(t.ids) for t in tables.values()}) == 1 and tables["bone"].modality == "bone"
+    assert {"annotated.mp4", "strip.png", "timeline.png", "segments.json"} <= {p.name for p in folder.iterdir()}
+
+
+def test_three_branches_export_one_graph_each_with_the_parity_checks(tiny_streams_run, tmp_path):
+    out = tmp_path / "export"
+    manifest = check_export(tiny_streams_run, out, ["rgb", "joint", "bone"])
+    assert manifest["branches"]["joint"]["input"]["name"] == manifest["branches"]["bone"]["input"]["name"] == "joints"
+    assert manifest["preprocess"]["branches"]["rgb"]["kind"] == "rgb" and "crop" in manifest["preprocess"]
+    # A clip of the run's test side through preprocess.py: every graph's input from the video and
+    # its skeleton, to `mmfc predict`'s logits of each branch and its fused scores.
+    sample_id = read_scores(tiny_streams_run / "fusion" / "fused.parquet").rows("test").ids[0]
+    video, skeleton_file = streams_clip(tiny_streams_run, sample_id)
+    prediction, _, _, found = predict_video(open_run(tiny_streams_run), video, skeleton_file)
+    check_preprocess(out, manifest, prediction, found.skeleton, video)
+
+
+def test_a_run_with_a_video_branch_refuses_a_skeleton_file_alone(tiny_streams_run, realdata):
+    skeleton = realdata / "ntu_skeleton" / "S001C001P001R001A001.skeleton"
+    code, output = mmfc("predict", skeleton, "--run", tiny_streams_run)
+    assert code == 2 and one_line(output) == (
+        f"error: {skeleton}: a skeleton without its video: the run's RGB branch reads video frames; give the clip's "
+        "video with this file as its skeleton (`mmfc predict VIDEO --run RUN --skeleton FILE`)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Skeleton branches alone: NW-UCLA's JSON sequences
+
+
+def ucla_test_file(run: Path) -> tuple[str, Path]:
+    sample_id = read_scores(run / "fusion" / "fused.parquet").rows("test").ids[0]
+    return sample_id, run.parent / "ucla" / "all_sqe" / f"{sample_id}.json"
+
+
+def test_a_skeleton_only_run_predicts_a_json_sequence_as_stages_3_and_4_did(ucla_run, tmp_path):
+    sample_id, sequence = ucla_test_file(ucla_run)
+    prediction, clips, found = predict_skeleton(open_run(ucla_run), sequence)
+    assert found.layout.name == "kinect20" and found.pose_source == "kinect-v1" and not prediction.warning
+    assert list(prediction.logits) == ["joint", "bone"] and len(clips.store) == 1
+    for branch in ("joint", "bone"):
+        assert_float32_close(prediction.logits[branch][0], stage_logits(ucla_run, branch, sample_id))
+    fused = read_scores(ucla_run / "fusion" / "fused.parquet")
+    assert_float32_close(prediction.fused[0], fused.logits[fused.ids.index(sample_id)])
+    assert set(prediction.timings) == {"decode", "poses", "crop", "joint", "bone", "fusion"}
+
+    # The command: the file alone, no video; the table and JSON give each stream and the fusion,
+    # --out a drawing of the skeleton instead of an annotated video.
+    out = tmp_path / "out"
+    (result,) = mmfc_json("predict", sequence, "--run", ucla_run, "--json", "--out", out)
+    assert (result["input"], result["entry"], result["skeleton"]) == (str(sequence), None, f"file {sequence.name}")
+    assert list(result["clips"][0]["top5"]) == ["joint", "bone", "fused"] and result["fps"] == 30.0
+    assert sorted(p.name for p in (out / sample_id).iterdir()) == ["prediction.json", "skeleton.png"]
+    import cv2
+
+    drawing = cv2.imread(str(out / sample_id / "skeleton.png"))
+    assert drawing.shape[1] == 6 * 360 and (drawing != 32).any(axis=2).mean() > 0.05  # six panels, drawn on
+    rows = pq.read_table(out / "predictions.parquet").to_pylist()
+    assert [r["status"] for r in rows] == ["ok"] and len(rows[0]["joint"]) == 10 and "rgb" not in rows[0]
+    code, output = mmfc("predict", sequence, "--run", ucla_run)
+    assert code == 0 and "Joint" in output and "Bone" in output and "fused" in output, output
+
+
+def test_a_folder_of_sequences_in_windows(ucla_run, tmp_path):
+    """A folder given to a run without a video branch: its skeleton files, each in windows on
+    its 30 fps clock, each window cropped as a clip of its own."""
+    folder = tmp_path / "sequences"
+    folder.mkdir()
+    names = sorted(p.name for p in (ucla_run.parent / "ucla" / "all_sqe").glob("*_v03.json"))[:2]
+    for name in names:
+        (folder / name).write_bytes((ucla_run.parent / "ucla" / "all_sqe" / name).read_bytes())
+    out = tmp_path / "out"
+    results = mmfc_json("predict", folder, "--run", ucla_run, "--window", "0.5", "--threshold", "0", "--json",
+                        "--out", out, "--jobs", "1")
+    assert [Path(r["input"]).name for r in results] == names
+    for result in results:
+        windows = [(c["start"], c["end"]) for c in result["clips"]]
+        assert len(windows) > 1 and windows[0][0] == 0 and sum(s["windows"] for s in result["segments"]) == len(windows)
+        stem = Path(result["input"]).stem
+        assert {"windows_joint.parquet", "windows_bone.parquet", "windows_fused.parquet", "timeline.png",
+                "skeleton.png"} <= {p.name for p in (out / stem).iterdir()}
+
+
+def test_a_skeleton_only_run_exports_skeleton_graphs_and_a_preprocess_without_frames(ucla_run, tmp_path):
+    out = tmp_path / "export"
+    manifest = check_export(ucla_run, out, ["joint", "bone"])
+    settings = manifest["preprocess"]
+    assert "crop" not in settings and {g["kind"] for g in settings["branches"].values()} == {"skeleton"}
+    assert manifest["poses"]["layout"] == "kinect20" and "RGB crop" not in manifest["poses"]["requirement"]
+    _, sequence = ucla_test_file(ucla_run)
+    prediction, _, found = predict_skeleton(open_run(ucla_run), sequence)
+    check_preprocess(out, manifest, prediction, found.skeleton)
+
+
+def test_a_skeleton_only_run_refuses_what_it_cannot_read_and_says_what_to_give(ucla_run, realdata, tmp_path):
+    # An NTU skeleton: 25 joints, not the run's 20.
+    ntu = realdata / "ntu_skeleton" / "S001C001P001R001A001.skeleton"
+    code, output = mmfc("predict", ntu, "--run", ucla_run)
+    assert code == 2 and one_line(output) == (
+        f"error: {ntu}: the run's skeleton branches read kinect20 joints with 3 coordinates, the skeleton (file "
+        f"{ntu.name}) has ntu25 joints with 3, and no mapping between them exists: give a skeleton in the run's layout "
+        "(kinect20, 3 coordinates per joint)")
+    # A Penn Action label file: 13 joints in 2D.
+    penn = realdata / "penn_action" / "labels" / "0001.mat"
+    code, output = mmfc("predict", penn, "--run", ucla_run)
+    assert code == 2 and "the skeleton (file 0001.mat) has penn13 joints with 2, and no mapping" in one_line(output)
+    # A video: the run learnt Kinect v1's joints, which no estimator gives.
+    video = realdata / "videos" / "S001C001P001R001A001_rgb.avi"
+    code, output = mmfc("predict", video, "--run", ucla_run)
+    assert code == 2 and one_line(output).startswith(
+        f"error: {video}: the run has no video branch, and its skeleton branches were trained on Kinect v1 joints "
+        "(NW-UCLA's sequences), which no estimator gives from a video: give the clip's skeleton file instead")
+    # --skeleton names a video's skeleton; --entry an annotation of a pickle among the inputs.
+    _, sequence = ucla_test_file(ucla_run)
+    code, output = mmfc("predict", sequence, "--run", ucla_run, "--skeleton", sequence)
+    assert code == 2 and "it names the skeletons of videos, and the inputs are skeleton files" in one_line(output)
+    code, output = mmfc("predict", sequence, "--run", ucla_run, "--entry", "a01")
+    assert code == 2 and "--entry names annotations of a pose pickle given as an input, and none is" in one_line(output)
+    # A broken sequence: one line naming it and why.
+    broken = tmp_path / "a01_s01_e00_v03.json"
+    broken.write_text('{"label": 1, "skeletons": [[[0, 0, 1]]]}')
+    code, output = mmfc("predict", broken, "--run", ucla_run)
+    assert code == 2 and one_line(output).startswith(f"error: {broken}: 'skeletons' has shape [1, 1, 3]")
+
+
+# ---------------------------------------------------------------------------------------------
+# Skeleton branches alone: NTU's .skeleton files without videos, and a pose pickle's annotation
+
+
+def test_an_ntu_skeleton_only_run_predicts_a_skeleton_file(ntu_skeleton_run, realdata, tmp_path):
+    run = open_run(ntu_skeleton_run)
+    assert run.branches == ["skel"] and run.fusion_method == "skel_alone"
+    test_ids = read_scores(ntu_skeleton_run / "fusion" / "fused.parquet").rows("test").ids
+    assert sorted(test_ids) == ["S002C001P003R001A003", "S004C002P003R001A017"]
+    path = realdata / "ntu_skeleton" / f"{test_ids[0]}.skeleton"
+    prediction, _, found = predict_skeleton(run, path)
+    assert found.pose_source == "kinect" and not prediction.warning and not prediction.notes
+    assert_float32_close(prediction.logits["skel"][0], stage_logits(ntu_skeleton_run, "skel", test_ids[0]))
+    (result,) = mmfc_json("predict", path, "--run", ntu_skeleton_run, "--json")
+    assert result["fusion"] == "skel_alone" and list(result["clips"][0]["top5"]) == ["skel", "fused"]
+
+    # A pose pickle's annotations, by name (PYSKL's 3D NTU pickle of the same six recordings):
+    # no pose source recorded, so the warning says the run may not know these joints.
+    pickle = realdata / "pose_pkl" / "derived_ntu6_3d_pyskl.pkl"
+    results = mmfc_json("predict", pickle, "--entry", test_ids[1], "--entry", test_ids[0], "--run", ntu_skeleton_run,
+                        "--json")
+    assert [(r["input"], r["entry"]) for r in results] == [(str(pickle), test_ids[1]), (str(pickle), test_ids[0])]
+    assert results[1]["warning"].startswith("the run's skeleton branches were trained on Kinect v2 joints")
+    code, output = mmfc("predict", pickle, "--entry", "S999", "--run", ntu_skeleton_run)
+    assert code == 2 and one_line(output).startswith(
+        f"error: {pickle}: holds no annotations named 'S999' among its 6 (S001C001P001R001A001, ")
+    # Without --entry, every annotation of the pickle.
+    out = tmp_path / "out"
+    assert len(mmfc_json("predict", pickle, "--run", ntu_skeleton_run, "--json", "--out", out, "--no-draw",
+                         "--jobs", "1")) == 6
+    assert len(list((out / "results").iterdir())) == 6 and (out / test_ids[0] / "prediction.json").is_file()
+
+
+def test_an_ntu_skeleton_only_run_refuses_a_video_alone_and_draws_one_given_its_skeleton(ntu_skeleton_run, realdata,
+                                                                                          tmp_path):
+    video = realdata / "videos" / "S001C001P001R001A001_rgb.avi"
+    code, output = mmfc("predict", video, "--run", ntu_skeleton_run)
+    assert code == 2 and one_line(output).startswith(
+        f"error: {video}: the run has no video branch, and its skeleton branches were trained on Kinect v2 joints "
+        "(NTU .skeleton files), which no estimator gives from a video")
+    # With its skeleton, the video is the clock and the picture: the annotated video is drawn.
+    kinect = realdata / "ntu_skeleton" / "S001C001P001R001A001.skeleton"
+    out = tmp_path / "out"
+    (result,) = mmfc_json("predict", video, "--run", ntu_skeleton_run, "--skeleton", kinect, "--json", "--out", out)
+    assert result["branches"] == ["skel"] and result["frames"] == 103 and not result["warning"]
+    assert {"annotated.mp4", "strip.png", "prediction.json"} == {p.name for p in (out / video.stem).iterdir()}
+    alone, _, _ = predict_skeleton(open_run(ntu_skeleton_run), kinect)
+    np.testing.assert_allclose(result["clips"][0]["top5"]["skel"][0]["probability"],
+                               alone.probabilities["skel"][0].max(), atol=1e-5)
+
+
+def test_an_ntu_skeleton_only_run_exports_its_one_graph(ntu_skeleton_run, realdata, tmp_path):
+    out = tmp_path / "export"
+    manifest = check_export(ntu_skeleton_run, out, ["skel"])
+    assert manifest["fusion"]["method"] == "skel_alone"
+    path = realdata / "ntu_skeleton" / "S004C002P003R001A017.skeleton"
+    prediction, _, found = predict_skeleton(open_run(ntu_skeleton_run), path)
+    check_preprocess(out, manifest, prediction, found.skeleton)
