@@ -1,12 +1,10 @@
-"""`mmfc predict` and `mmfc export` over every branch of a run: RGB and two skeleton streams (their
-own stage-3 logits and stage 4's fused scores, one graph per branch, the parity checks), and runs
-of skeleton branches alone, predicted from skeleton files without video (a real NW-UCLA JSON
-sequence, a real NTU .skeleton, a pose pickle's annotation), exported without frames, and the
-refusals that say what to give instead."""
+"""`mmfc predict` over every branch of a run: RGB and two skeleton streams (each branch's own
+stage-3 logits and stage 4's fused scores), and runs of skeleton branches alone, predicted from
+skeleton files without video (a real NW-UCLA JSON sequence, a real NTU .skeleton, a pose pickle's
+annotations), and the refusals that say what to give instead. Their exports: tests/test_export.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,10 +14,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mmfc.branches import get_branch
 from mmfc.cli import app
-from mmfc.crops.store import open_crops
-from mmfc.predict.predictor import predict_skeleton, predict_video
+from mmfc.predict.predictor import predict_skeleton
 from mmfc.run_folder import open_run
 from mmfc.scores.format import read_scores
 
@@ -46,14 +42,6 @@ def one_line(output: str) -> str:
     return " ".join(output[output.index("error:"):].split())
 
 
-def consumer_module(path: Path):
-    """A file of an export folder, imported as a consumer imports it: from the folder alone."""
-    spec = importlib.util.spec_from_file_location(f"consumer_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def stage_logits(run: Path, branch: str, sample_id: str) -> np.ndarray:
     table = read_scores(run / "scores" / f"{branch}.parquet")
     return table.logits[table.ids.index(sample_id)]
@@ -65,78 +53,18 @@ def assert_float32_close(ours: np.ndarray, stored: np.ndarray) -> None:
     np.testing.assert_allclose(ours, stored, rtol=1e-5, atol=1e-4)
 
 
-def check_export(run_folder: Path, out: Path, branches: list[str]) -> dict:
-    """The export of a run through the command: one graph per branch, the parity measured under
-    its bound for each and fused, and the consumer's side (the graphs in onnxruntime on every
-    sample of the crop store, fused by the copied apply_fusion.py) giving stage 4's fused scores."""
-    from mmfc.export.graphs import onnx_logits, parity_bound
-
-    code, output = mmfc("export", "--run", run_folder, "--out", out)
-    assert code == 0, output
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{name}.onnx" for name in branches] + ["apply_fusion.py", "manifest.json", "preprocess.py"])
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["version"] == 3 and list(manifest["branches"]) == branches
-    assert manifest["fusion"]["branches"] == [b for b in branches if b in manifest["fusion"]["branches"]]
-    parity = manifest["parity"]
-    assert set(parity["max_abs_diff"]) == {*branches, "fused"}
-    assert all(parity["max_abs_diff"][name] < parity["bound"][name] for name in parity["bound"])
-
-    run = open_run(run_folder)
-    store = open_crops(run.cfg.paths.crops)
-    indices = list(range(len(store)))
-    theirs, ours = {}, {}
-    for name, entry in manifest["branches"].items():
-        dataset = get_branch(name).build_dataset(run.cfg, store, indices, False, 0, 1)
-        inputs = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
-        theirs[name] = onnx_logits(out / entry["file"], entry["input"]["name"], inputs)
-        ours[name] = run.models[name](torch.from_numpy(inputs)).detach().numpy()
-        assert np.abs(theirs[name] - ours[name]).max() < parity_bound(ours[name], 0.0), name
-    consumer = consumer_module(out / "apply_fusion.py")
-    fused = consumer.apply_fusion(manifest["fusion"], theirs)
-    stored = read_scores(run_folder / "fusion" / "fused.parquet").aligned_to([row["id"] for row in store.index])
-    np.testing.assert_allclose(consumer.log_softmax(fused), stored.logits, atol=1e-4)
-    return manifest
-
-
-def check_preprocess(out: Path, manifest: dict, prediction, skeleton, video: Path | None = None) -> None:
-    """The consumer's side of one clip, from the export folder alone: its keypoints (and frames)
-    through the copied preprocess.py, every graph in onnxruntime, the fusion by apply_fusion.py;
-    each branch's logits and the fused scores are `mmfc predict`'s (`prediction`)."""
-    from mmfc.data.decoding import probe_video
-    from mmfc.export.graphs import onnx_logits, parity_bound
-
-    preprocess, fusion = consumer_module(out / "preprocess.py"), consumer_module(out / "apply_fusion.py")
-    settings = manifest["preprocess"]
-    frames = video_frames = None
-    if video is not None:
-        video_frames = probe_video(video).frames
-        frames = preprocess.read_frames(str(video), preprocess.frames_to_read(settings, video_frames))
-    inputs = preprocess.graph_inputs(settings, skeleton.points, skeleton.score, frames, video_frames,
-                                     pixels=skeleton.pixels, frame_indices=skeleton.frame_indices,
-                                     total_frames=skeleton.total_frames, keypoint_size=skeleton.frame_size)
-    assert list(inputs) == list(manifest["branches"])
-    logits = {}
-    for name, entry in manifest["branches"].items():
-        logits[name] = onnx_logits(out / entry["file"], entry["input"]["name"], inputs[name])
-        assert np.abs(logits[name] - prediction.logits[name]).max() < parity_bound(prediction.logits[name], 0.0), name
-    fused = fusion.log_softmax(fusion.apply_fusion(manifest["fusion"], logits))
-    assert np.abs(fused - prediction.fused).max() < parity_bound(prediction.fused, 0.0)
-
-
 # ---------------------------------------------------------------------------------------------
 # RGB and two skeleton streams
 
 
-def streams_clip(run: Path, sample_id: str) -> tuple[Path, Path]:
-    data = run.parent / "data"
-    return data / "nturgb+d_rgb" / f"{sample_id}_rgb.avi", data / "nturgb+d_skeletons" / f"{sample_id}.skeleton"
+def streams_video(run: Path, sample_id: str) -> Path:
+    return run.parent / "data" / "nturgb+d_rgb" / f"{sample_id}_rgb.avi"
 
 
 def test_three_branches_predict_each_branch_s_stage_3_logits_and_the_fused_scores(tiny_streams_run, tmp_path):
     fused = read_scores(tiny_streams_run / "fusion" / "fused.parquet").rows("test")
     ids = fused.ids[:3]
-    videos = [streams_clip(tiny_streams_run, i)[0] for i in ids]
+    videos = [streams_video(tiny_streams_run, i) for i in ids]
     skeletons = tiny_streams_run.parent / "data" / "nturgb+d_skeletons"
     out = tmp_path / "out"
     results = mmfc_json("predict", *videos, "--run", tiny_streams_run, "--skeleton", skeletons, "--json", "--out", out,
@@ -176,19 +104,6 @@ def test_three_branches_in_windows_write_each_branch_s_window_scores(tiny_stream
     tables = {name: read_scores(folder / f"windows_{name}.parquet") for name in ("rgb", "joint", "bone", "fused")}
     assert len({len(t.ids) for t in tables.values()}) == 1 and tables["bone"].modality == "bone"
     assert {"annotated.mp4", "strip.png", "timeline.png", "segments.json"} <= {p.name for p in folder.iterdir()}
-
-
-def test_three_branches_export_one_graph_each_with_the_parity_checks(tiny_streams_run, tmp_path):
-    out = tmp_path / "export"
-    manifest = check_export(tiny_streams_run, out, ["rgb", "joint", "bone"])
-    assert manifest["branches"]["joint"]["input"]["name"] == manifest["branches"]["bone"]["input"]["name"] == "joints"
-    assert manifest["preprocess"]["branches"]["rgb"]["kind"] == "rgb" and "crop" in manifest["preprocess"]
-    # A clip of the run's test side through preprocess.py: every graph's input from the video and
-    # its skeleton, to `mmfc predict`'s logits of each branch and its fused scores.
-    sample_id = read_scores(tiny_streams_run / "fusion" / "fused.parquet").rows("test").ids[0]
-    video, skeleton_file = streams_clip(tiny_streams_run, sample_id)
-    prediction, _, _, found = predict_video(open_run(tiny_streams_run), video, skeleton_file)
-    check_preprocess(out, manifest, prediction, found.skeleton, video)
 
 
 def test_a_run_with_a_video_branch_refuses_a_skeleton_file_alone(tiny_streams_run, realdata):
@@ -254,17 +169,6 @@ def test_a_folder_of_sequences_in_windows(ucla_run, tmp_path):
         stem = Path(result["input"]).stem
         assert {"windows_joint.parquet", "windows_bone.parquet", "windows_fused.parquet", "timeline.png",
                 "skeleton.png"} <= {p.name for p in (out / stem).iterdir()}
-
-
-def test_a_skeleton_only_run_exports_skeleton_graphs_and_a_preprocess_without_frames(ucla_run, tmp_path):
-    out = tmp_path / "export"
-    manifest = check_export(ucla_run, out, ["joint", "bone"])
-    settings = manifest["preprocess"]
-    assert "crop" not in settings and {g["kind"] for g in settings["branches"].values()} == {"skeleton"}
-    assert manifest["poses"]["layout"] == "kinect20" and "RGB crop" not in manifest["poses"]["requirement"]
-    _, sequence = ucla_test_file(ucla_run)
-    prediction, _, found = predict_skeleton(open_run(ucla_run), sequence)
-    check_preprocess(out, manifest, prediction, found.skeleton)
 
 
 def test_a_skeleton_only_run_refuses_what_it_cannot_read_and_says_what_to_give(ucla_run, realdata, tmp_path):
@@ -347,12 +251,3 @@ def test_an_ntu_skeleton_only_run_refuses_a_video_alone_and_draws_one_given_its_
     alone, _, _ = predict_skeleton(open_run(ntu_skeleton_run), kinect)
     np.testing.assert_allclose(result["clips"][0]["top5"]["skel"][0]["probability"],
                                alone.probabilities["skel"][0].max(), atol=1e-5)
-
-
-def test_an_ntu_skeleton_only_run_exports_its_one_graph(ntu_skeleton_run, realdata, tmp_path):
-    out = tmp_path / "export"
-    manifest = check_export(ntu_skeleton_run, out, ["skel"])
-    assert manifest["fusion"]["method"] == "skel_alone"
-    path = realdata / "ntu_skeleton" / "S004C002P003R001A017.skeleton"
-    prediction, _, found = predict_skeleton(open_run(ntu_skeleton_run), path)
-    check_preprocess(out, manifest, prediction, found.skeleton)
