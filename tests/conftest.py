@@ -200,7 +200,7 @@ def nw_ucla_subset(realdata: Path, folder: Path) -> list[str]:
     return names
 
 
-def _train_to_fusion(cfg, branches) -> None:
+def train_to_fusion(cfg, branches) -> None:
     """Stages 1 to 4 of `cfg` for `branches`, on one thread."""
     import torch
 
@@ -234,7 +234,7 @@ def tiny_streams_run(tmp_path_factory) -> Path:
              frame_size=(160, 90), n_jobs=1)
     cfg = load_pipeline(SYNTH_PIPELINE, [*tiny_run_overrides(root / "data", root / "run"),
                                          'branches=["rgb", "joint", "bone"]', "bone.model.base_channels=4"])
-    _train_to_fusion(cfg, cfg.branches)
+    train_to_fusion(cfg, cfg.branches)
     return root / "run"
 
 
@@ -249,7 +249,7 @@ def ucla_run(realdata: Path, tmp_path_factory) -> Path:
     cfg = load_pipeline(PIPELINES / "nw-ucla.toml", [
         f"data.root={root / 'ucla'}", f"workdir={root / 'run'}", "data.val_by=performer", "data.val_performers=[2]",
         'branches=["joint", "bone"]', *SMALL_CROPS, *TINY_MODELS])
-    _train_to_fusion(cfg, cfg.branches)
+    train_to_fusion(cfg, cfg.branches)
     return root / "run"
 
 
@@ -264,5 +264,5 @@ def ntu_skeleton_run(realdata: Path, tmp_path_factory) -> Path:
     data = skeleton_only_ntu(realdata, root / "ntu")
     cfg = load_pipeline(None, [f"data.root={data}", f"workdir={root / 'run'}", "data.num_classes=60",
                                "data.val_performers=[1]", *SMALL_CROPS, *TINY_MODELS, "skel.train.batch_size=2"])
-    _train_to_fusion(cfg, ["skel"])
+    train_to_fusion(cfg, ["skel"])
     return root / "run"

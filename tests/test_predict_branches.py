@@ -1,7 +1,8 @@
 """`mmfc predict` over every branch of a run: RGB and two skeleton streams (each branch's own
 stage-3 logits and stage 4's fused scores), and runs of skeleton branches alone, predicted from
 skeleton files without video (a real NW-UCLA JSON sequence, a real NTU .skeleton, a pose pickle's
-annotations), and the refusals that say what to give instead. Their exports: tests/test_export.py."""
+annotations), or from a video's estimated poses where it was trained on stage 0's, and the
+refusals that say what to give instead. Their exports: tests/test_export.py."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import PIPELINES, TINY_MODELS, train_to_fusion
 from typer.testing import CliRunner
 
 from mmfc.cli import app
+from mmfc.config import load_pipeline
+from mmfc.poses.stage import run_poses
 from mmfc.predict.predictor import predict_skeleton
 from mmfc.run_folder import open_run
 from mmfc.scores.format import read_scores
@@ -251,3 +255,22 @@ def test_an_ntu_skeleton_only_run_refuses_a_video_alone_and_draws_one_given_its_
     alone, _, _ = predict_skeleton(open_run(ntu_skeleton_run), kinect)
     np.testing.assert_allclose(result["clips"][0]["top5"]["skel"][0]["probability"],
                                alone.probabilities["skel"][0].max(), atol=1e-5)
+
+
+def test_a_skeleton_only_run_on_stage_0_s_poses_predicts_a_video_from_its_estimated_poses(video_folders, pose_models,
+                                                                                          tmp_path):
+    """The skeleton branch alone, trained on BlazePose's poses of plain videos (stage 0): a video
+    is predicted from the poses the same estimator finds in it, with no warning."""
+    cfg = load_pipeline(PIPELINES / "videos-example.toml", [
+        f"workdir={json.dumps(str(tmp_path / 'run'))}", f"data.root={json.dumps(str(video_folders))}",
+        f"poses.models_dir={json.dumps(str(pose_models))}", "data.group_pattern=''", "data.test_fraction=0.3",
+        "data.val_fraction=0.3", "data.val_seed=0", 'branches=["skel"]', "crops.size=40", "crops.num_frames=8",
+        "crops.skeleton_frames=16", "jobs.n_jobs=1", *TINY_MODELS, "skel.train.batch_size=2",
+    ])
+    run_poses(cfg)
+    train_to_fusion(cfg, ["skel"])
+    video = video_folders / "hug" / "hug_g01_c01.avi"
+    (result,) = mmfc_json("predict", video, "--run", tmp_path / "run", "--json", "--set",
+                          f"poses.models_dir={pose_models}")
+    assert result["branches"] == ["skel"] and result["skeleton"] == "estimated (BlazePose)"
+    assert not result["warning"] and result["fusion"] == "skel_alone"
