@@ -164,10 +164,10 @@ def _annotations(path: Path) -> list[dict]:
     return _read_annotations(path, stat.st_size, stat.st_mtime_ns)
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=1)
 def _read_annotations(path: Path, size: int, mtime_ns: int) -> list[dict]:
     """A pose pickle's annotations, read once while the file is unchanged (size, mtime): a batch
-    predicts its annotations one by one."""
+    predicts its annotations one by one, one pickle after another, so the last one is kept."""
     return read_pose_pickle(path).annotations
 
 
