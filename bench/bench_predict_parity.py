@@ -50,7 +50,7 @@ def main() -> None:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
 
-    rows = {Path(r["video"]).name.removesuffix("_rgb.avi"): r for r in pq.read_table(args.out / "predictions.parquet").to_pylist()}
+    rows = {Path(r["input"]).name.removesuffix("_rgb.avi"): r for r in pq.read_table(args.out / "predictions.parquet").to_pylist()}
     names = fused.class_names
     stored = [names[int(k)] for k in fused.logits[: len(ids)].argmax(axis=1)]
     predicted = [rows[i]["top1"] for i in ids]
