@@ -115,6 +115,11 @@ def open_run(workdir: Path, device: str = "cpu", overrides: list[str] | tuple[st
         load_weights(model, state["model"], path)
         models[name] = model.to(target).eval()
         digests[name] = file_digest(path)
+        fitted_on = fusions.weights["inputs"][name]["checkpoint_digest"]
+        if digests[name] != fitted_on:
+            raise DataError(path, f"is not the checkpoint the fusion was fitted on (sha256 {digests[name]}, the fusion's "
+                                  f"{fitted_on}): it was retrained since; rerun `mmfc stage scores --modality {name}` "
+                                  "and `mmfc stage fuse`")
     method, fusion = fusions.fitted()
     return TrainedRun(
         workdir=workdir, cfg=cfg, class_names=list(headers[first]["class_names"]), layout=headers[first]["layout"],

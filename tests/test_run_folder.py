@@ -137,6 +137,14 @@ def test_damaged_foreign_older_or_mismatched_checkpoints_are_refused(tiny_run, t
                                         r"checkpoint \(size: 40 vs 48\)"):
         open_run(copy)
 
+    # A branch retrained (here: one weight moved) after the fusion was fitted on its scores.
+    shutil.copy(tiny_run / "train" / "skel" / "best.pt", skel)
+    shutil.copy(tiny_run / "train" / "skel" / "best.pt.sha256", digest_path(skel))
+    _rewrite(skel, lambda state: next(iter(state["model"].values())).add_(1e-3))
+    with pytest.raises(DataError, match=r"skel/best.pt: is not the checkpoint the fusion was fitted on .*rerun "
+                                        r"`mmfc stage scores --modality skel` and `mmfc stage fuse`"):
+        open_run(copy)
+
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="the export extra is not installed")
 def test_a_run_copied_without_its_pipeline_predicts_and_exports(tiny_run, tmp_path):
