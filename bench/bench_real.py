@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# This checkout's mmfc, the code its `python -m mmfc` stages (run from REPO) are, whatever is installed.
+sys.path.insert(0, str(REPO))
 REALDATA = REPO.parent / "shared" / "realdata"
 PARTS = ("nw-ucla", "penn-action", "side-by-side")
 # Where each real set lies under --data, and what its data source reads.
@@ -408,9 +410,13 @@ def main(argv: list[str] | None = None) -> int:
                       folder / "crops" / "log.txt")
         mmfc, official = [], []
         for seed in range(1, args.seeds + 1):
-            # One training process at a time, the two codes alternating, so both meet the same load.
-            mmfc.append(run_mmfc(pipeline, folder / f"mmfc-{seed}", settings, seed, folder / "crops"))
-            official.append(run_official(checkout, root, schedule, seed, threads, workers, folder / f"official-{seed}"))
+            # One training process at a time, the two codes alternating in the order ABBA..., so
+            # that a load which grows or fades over the runs weighs on both alike.
+            runs = [lambda: mmfc.append(run_mmfc(pipeline, folder / f"mmfc-{seed}", settings, seed, folder / "crops")),
+                    lambda: official.append(run_official(checkout, root, schedule, seed, threads, workers,
+                                                         folder / f"official-{seed}"))]
+            for run in runs if seed % 2 else runs[::-1]:
+                run()
             print(f"bench_real: seed {seed}: mmfc {percent(mmfc[-1].top1())}%, official "
                   f"{percent(official[-1].top1())}% test top-1", flush=True)
         side = side_by_side_rows(mmfc, official, schedule), len(mmfc[0].correct), len(official[0].correct)
