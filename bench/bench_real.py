@@ -86,6 +86,18 @@ class CheckoutError(Exception):
     """A --ctrgcn path that is not a usable CTR-GCN checkout."""
 
 
+class RunFailed(Exception):
+    """A stage or training process of the bench that did not finish."""
+
+
+def run_logged(command: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    """Run `command` from the repository, its output appended to `log`; RunFailed naming the log."""
+    with open(log, "a") as out:
+        done = subprocess.run(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+    if done.returncode != 0:
+        raise RunFailed(f"{' '.join(command[1:5])} ... failed (exit status {done.returncode}); its output: {log}")
+
+
 @dataclass(frozen=True)
 class CtrGcnCheckout:
     """An unpacked copy of Uason-Chen/CTR-GCN (e13d758), checked before anything trains."""
@@ -139,11 +151,13 @@ class Schedule:
     step: int
 
     def describe(self) -> str:
-        return (f"width {self.width}, {self.epochs} epochs of {PASSES} passes (warm-up {self.warmup}, "
-                f"lr x0.1 at {self.step}), batch {BATCH}")
+        warmup = f"warm-up {self.warmup}, " if self.warmup else "no warm-up, "
+        return f"width {self.width}, {self.epochs} epochs of {PASSES} passes ({warmup}lr x0.1 at {self.step}), batch {BATCH}"
 
     def mmfc_settings(self) -> list[str]:
-        """The same schedule in mmfc's settings, where an epoch is one pass."""
+        """The same schedule in mmfc's settings, where an epoch is one pass. Only a warm-up
+        differs in form: CTR-GCN raises the rate once per epoch, (e + 1) / warm-up of it, mmfc
+        at every step from 0, over the same passes."""
         return [f"skel.model.base_channels={self.width}", f"skel.train.epochs={self.epochs * PASSES}",
                 f"skel.train.warmup_epochs={self.warmup * PASSES}", f"skel.train.milestones=[{self.step * PASSES}]",
                 'skel.train.schedule="step"', f"skel.train.batch_size={BATCH}", f"skel.train.lr={BASE_LR}",
@@ -244,9 +258,8 @@ def run_official(checkout: CtrGcnCheckout, data_root: Path, schedule: Schedule, 
                    "--width", str(schedule.width), "--epochs", str(schedule.epochs), "--warmup", str(schedule.warmup),
                    "--step", str(schedule.step), "--seed", str(seed), "--threads", str(threads),
                    "--workers", str(workers), "--result", str(result)]
-        with open(folder / "log.txt", "w") as log:
-            subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT,
-                           env={**os.environ, WIDTH_VARIABLE: str(schedule.width)})
+        (folder / "log.txt").unlink(missing_ok=True)
+        run_logged(command, folder / "log.txt", env={**os.environ, WIDTH_VARIABLE: str(schedule.width)})
     saved = json.loads(result.read_text())
     return TestResult("official", seed, saved["correct"], saved["pass_seconds"], saved["pass_clips"],
                       saved["total_seconds"])
@@ -264,8 +277,7 @@ def run_stage(stage: str, pipeline: Path, settings: list[str], log: Path) -> Non
         command.append("--resume")
     for setting in settings:
         command += ["--set", setting]
-    with open(log, "a") as out:
-        subprocess.run(command, cwd=REPO, check=True, stdout=out, stderr=subprocess.STDOUT)
+    run_logged(command, log)
 
 
 def run_mmfc(pipeline: Path, workdir: Path, settings: list[str], seed: int, crops_from: Path | None = None) -> TestResult:
@@ -316,20 +328,28 @@ def shipped_row(part: str, result: TestResult, schedule: str) -> str:
             f"{interval_text(result, ids)} | {len(ids)} | {result.total_seconds / 60:.0f} min |")
 
 
-def side_by_side_rows(mmfc: list[TestResult], official: list[TestResult], schedule: Schedule) -> list[str]:
-    """Median of the seeds for each code on the test clips both score; seconds per epoch as
-    CTR-GCN counts one (5 passes over its 1,020 clips: the clips of its epoch)."""
-    ids = sorted(set.intersection(*(set(r.correct) for r in mmfc + official)))
-    epoch_clips = official[0].pass_clips * PASSES
-    rows, medians = [], []
-    for name, results in (("mmfc joint stream", mmfc), ("official CTR-GCN code", official)):
+MMFC = "mmfc joint stream"
+OFFICIAL = "official CTR-GCN code"
+NO_CCL = "mmfc joint stream without its contrastive loss"
+
+
+def side_by_side_rows(systems: dict[str, list[TestResult]], schedule: Schedule) -> list[str]:
+    """Each system's median seed on the test clips all score, and its seconds per epoch as
+    CTR-GCN counts one (5 passes over its 1,020 clips); then each against the official code."""
+    ids = sorted(set.intersection(*(set(r.correct) for results in systems.values() for r in results)))
+    epoch_clips = systems[OFFICIAL][0].pass_clips * PASSES
+    rows, medians = [], {}
+    for name, results in systems.items():
         middle = sorted(results, key=lambda r: r.top1(ids))[len(results) // 2]
         seconds = statistics.median(r.seconds_per_epoch(epoch_clips) for r in results)
-        medians.append((middle.top1(ids), seconds))
-        seeds = ", ".join(percent(r.top1(ids)) for r in sorted(results, key=lambda r: r.seed))
-        rows.append(f"| {name} | {schedule.describe()} | {interval_text(middle, ids)} | {seeds} | {seconds:.0f} s |")
-    (ours, our_seconds), (theirs, their_seconds) = medians
-    rows.append(f"| mmfc - official | | {100 * (ours - theirs):+.1f} points | | {our_seconds / their_seconds:.2f}x |")
+        medians[name] = middle.top1(ids), seconds
+        seeds = ", ".join(f"{percent(r.top1(ids))} / {r.seconds_per_epoch(epoch_clips):.0f} s"
+                          for r in sorted(results, key=lambda r: r.seed))
+        rows.append(f"| {name} | {schedule.describe()} | {interval_text(middle, ids)} | {seconds:.0f} s | {seeds} |")
+    theirs, their_seconds = medians[OFFICIAL]
+    for name, (ours, our_seconds) in medians.items():
+        if name != OFFICIAL:
+            rows.append(f"| {name} - official | | {100 * (ours - theirs):+.1f} points | {our_seconds / their_seconds:.2f}x | |")
     return rows
 
 
@@ -345,6 +365,14 @@ def print_table(title: str, header: str, rows: list[str], notes: list[str]) -> N
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return bench(argv)
+    except (CheckoutError, RunFailed) as exc:
+        print(f"bench_real: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, CheckoutError) else 1
+
+
+def bench(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--data", type=Path, default=REALDATA, help="the folder holding nw_ucla/ and penn_action/")
@@ -353,22 +381,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=6, help="side-by-side epochs, each of 5 passes")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--step", type=int, default=5, help="the epoch the learning rate drops tenfold at")
+    parser.add_argument("--warmup", type=int, help="warm-up epochs (default: CTR-GCN's 5 of 65, scaled and rounded)")
+    parser.add_argument("--step", type=int, help="the epoch the learning rate drops tenfold at (default: CTR-GCN's "
+                        "50 of 65, scaled and rounded)")
+    parser.add_argument("--without-ccl", action="store_true",
+                        help="side-by-side: also train mmfc without its contrastive loss (skel.ccl.weight = 0)")
     parser.add_argument("--threads", default="auto", help="torch threads of every training, the same for both codes; "
                         "auto: mmfc's choice for the free cores when the bench starts")
     args = parser.parse_args(argv)
-    if not 0 < args.warmup <= args.step < args.epochs:
-        parser.error("give 0 < --warmup <= --step < --epochs")
+    epochs, warmup, step = FULL_SCHEDULE
+    args.warmup = round(args.epochs * warmup / epochs) if args.warmup is None else args.warmup
+    args.step = round(args.epochs * step / epochs) if args.step is None else args.step
+    if not 0 <= args.warmup <= args.step < args.epochs:
+        parser.error("give 0 <= --warmup <= --step < --epochs")
     checkout = None
     if "side-by-side" in args.parts:
         if args.ctrgcn is None:
             parser.error("the side-by-side part trains the official code: give --ctrgcn PATH, or leave the part out")
-        try:
-            checkout = CtrGcnCheckout.at(args.ctrgcn)
-        except CheckoutError as exc:
-            print(f"bench_real: {exc}", file=sys.stderr)
-            return 2
+        checkout = CtrGcnCheckout.at(args.ctrgcn)
     for part in args.parts:
         folder = args.data / DATA_FOLDERS.get(part, "nw_ucla")
         if not folder.is_dir():
@@ -408,18 +438,22 @@ def main(argv: list[str] | None = None) -> int:
             (folder / "crops").mkdir(parents=True, exist_ok=True)
             run_stage("crops", pipeline, [f"workdir={json.dumps(str(folder / 'crops'))}", *settings],
                       folder / "crops" / "log.txt")
-        mmfc, official = [], []
+        systems = {MMFC: [], OFFICIAL: []} | ({NO_CCL: []} if args.without_ccl else {})
         for seed in range(1, args.seeds + 1):
             # One training process at a time, the two codes alternating in the order ABBA..., so
             # that a load which grows or fades over the runs weighs on both alike.
-            runs = [lambda: mmfc.append(run_mmfc(pipeline, folder / f"mmfc-{seed}", settings, seed, folder / "crops")),
-                    lambda: official.append(run_official(checkout, root, schedule, seed, threads, workers,
-                                                         folder / f"official-{seed}"))]
+            runs = [lambda: systems[MMFC].append(
+                        run_mmfc(pipeline, folder / f"mmfc-{seed}", settings, seed, folder / "crops")),
+                    lambda: systems[OFFICIAL].append(
+                        run_official(checkout, root, schedule, seed, threads, workers, folder / f"official-{seed}"))]
             for run in runs if seed % 2 else runs[::-1]:
                 run()
-            print(f"bench_real: seed {seed}: mmfc {percent(mmfc[-1].top1())}%, official "
-                  f"{percent(official[-1].top1())}% test top-1", flush=True)
-        side = side_by_side_rows(mmfc, official, schedule), len(mmfc[0].correct), len(official[0].correct)
+            if args.without_ccl:
+                systems[NO_CCL].append(run_mmfc(pipeline, folder / f"mmfc-without-ccl-{seed}",
+                                                [*settings, "skel.ccl.weight=0"], seed, folder / "crops"))
+            print(f"bench_real: seed {seed}: " + ", ".join(f"{name} {percent(results[-1].top1())}%"
+                                                           for name, results in systems.items()), flush=True)
+        side = side_by_side_rows(systems, schedule), len(systems[MMFC][0].correct), len(systems[OFFICIAL][0].correct)
 
     header = "| set | system | schedule | test top-1 % (95% interval) | test clips | training |"
     if "nw-ucla" in shipped:
@@ -428,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         rows, ours, theirs = side
         print_table(
             f"NW-UCLA side by side: {args.seeds} seeds each, alternating, {threads} thread(s) each",
-            "| system | schedule | median test top-1 % (95% interval) | each seed | s per epoch |",
+            "| system | schedule | median test top-1 % (95% interval) | s per epoch | each seed: top-1, s per epoch |",
             rows + [f"| published: {name} | full schedule, ensemble | {value:.1f} | | |" for name, value in PUBLISHED],
             [f"Published figures: {PUBLISHED_NOTE}.",
              f"Test clips: the {min(ours, theirs)} both score (stage 1 refuses the one clip of a single frame; the "
