@@ -355,7 +355,7 @@ def test_tiny_run_writes_checkpoints_metrics_and_done(tmp_path, store_root, caps
 @pytest.mark.slow
 @pytest.mark.parametrize("modality", ["rgb", "skel"])
 def test_the_same_seed_gives_bit_identical_weights(tmp_path, store_root, modality):
-    # On one machine; across machines CPU kernels differ and figures move by about a point (README).
+    # On one machine; across machines CPU kernels differ and figures move (docs/benchmarks.md, section 1).
     runs = {name: tiny_pipeline(tmp_path / name, store_root, f"{modality}.train.seed={seed}")
             for name, seed in (("first", 0), ("again", 0), ("other_seed", 1))}
     for cfg in runs.values():

@@ -123,7 +123,7 @@ def _fit(cfg: Pipeline, branch: Branch, resume: bool, env: DistEnv) -> None:
         if len(rng) == env.world_size:
             restore_rng(rng[env.rank])
         else:
-            # Saved by another number of processes (README, "Several GPUs or nodes"): each rank
+            # Saved by another number of processes (docs/operations.md, "Several GPUs or nodes"): each rank
             # draws its own dropout masks from (seed, epoch, rank), as a fresh run would.
             torch.manual_seed(derive_seed(tcfg.seed, epoch, env.rank))
     else:
