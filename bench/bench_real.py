@@ -1,5 +1,5 @@
 """The first figures on real recordings: mmfc's skeleton branch (joint stream) on NW-UCLA and Penn
-Action, and on NW-UCLA the official CTR-GCN code beside it (README, "Results on real data").
+Action, and on NW-UCLA the official CTR-GCN code beside it (docs/benchmarks.md, "16. Real recordings").
 
 Parts (--parts, all three by default):
   nw-ucla, penn-action  the pipeline as shipped (pipelines/<part>.toml; only the data folder, the

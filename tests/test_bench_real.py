@@ -1,6 +1,6 @@
 """bench/bench_real.py's adapter of the official CTR-GCN code: a wrong checkout is one clear
 message before anything trains; a real checkout loads unchanged, at the width asked for, with
-mmfc's parameter count. (Its figures are README's, "Results on real data"; nothing is timed here.)"""
+mmfc's parameter count. (Its figures are docs/benchmarks.md's, "16. Real recordings"; nothing is timed here.)"""
 
 from __future__ import annotations
 

@@ -206,7 +206,7 @@ def test_ctrgcns_nw_ucla_recipe_is_reached_by_settings(tmp_path):
 def test_the_nw_ucla_pipeline_states_ctrgcns_recipe():
     """pipelines/nw-ucla.toml holds every setting of UCLA_RECIPE, and CTR-GCN's optimiser: batch 16,
     SGD with Nesterov momentum 0.9, lr 0.1, weight decay 1e-4, warm-up and a tenfold step at 5/65
-    and 50/65 of its schedule (shortened for CPUs: README, "Results on real data")."""
+    and 50/65 of its schedule (shortened for CPUs: docs/benchmarks.md, "16. Real recordings")."""
     shipped = load_pipeline(Path(__file__).resolve().parents[1] / "pipelines" / "nw-ucla.toml")
     recipe = load_pipeline(None, UCLA_RECIPE)
     for key in (item.split("=", 1)[0] for item in UCLA_RECIPE):
