@@ -73,9 +73,8 @@ def top_classes(class_names: list[str], probabilities: dict[str, np.ndarray], w:
     return out
 
 
-def print_table(console: Console, result: dict) -> None:
-    """A rich table of the top-5 classes of each branch and fused, from a summary(); for windows,
-    the segments instead."""
+def _notes_and_title(console: Console, result: dict) -> str:
+    """Print a summary's notes and warning; -> the title of its table (marked unreliable under a warning)."""
     for note in result["notes"]:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     given = result["input"] + (f" ({result['entry']})" if result["entry"] is not None else "")
@@ -83,6 +82,13 @@ def print_table(console: Console, result: dict) -> None:
     if result["warning"]:
         console.print(f"[bold red]WARNING:[/] {escape(result['warning'])}", highlight=False)
         title = f"UNRELIABLE, see the warning: {title}"
+    return title
+
+
+def print_table(console: Console, result: dict) -> None:
+    """A rich table of the top-5 classes of each branch and fused, from a summary(); for windows,
+    the segments instead."""
+    title = _notes_and_title(console, result)
     if "segments" in result:
         table = Table(title=escape(f"{title}: {len(result['clips'])} windows; segments of the fused top class"))
         for column in ("class", "start s", "end s", "mean p", "windows"):
@@ -450,14 +456,7 @@ def _partners(timeline: PersonTimeline, segment: Segment, class_names: list[str]
 
 def print_people_table(console: Console, result: dict) -> None:
     """A rich table of each person's segments, from a people_summary()."""
-    for note in result["notes"]:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-    given = result["input"] + (f" ({result['entry']})" if result["entry"] is not None else "")
-    title = f"{given} (skeleton: {result['skeleton']}; fusion: {result['fusion']}): each person's segments"
-    if result["warning"]:
-        console.print(f"[bold red]WARNING:[/] {escape(result['warning'])}", highlight=False)
-        title = f"UNRELIABLE, see the warning: {title}"
-    table = Table(title=escape(title))
+    table = Table(title=escape(f"{_notes_and_title(console, result)}: each person's segments"))
     for column in ("person", "in frames", "class", "start s", "end s", "mean p", "with"):
         table.add_column(column)
     for person in result["persons"]:
