@@ -34,7 +34,7 @@ PAGE = """<!doctype html>
 body { margin: 0; background: #15171a; color: #e8e8e8; font: 14px system-ui, sans-serif; }
 header { padding: 8px 14px; background: #202328; display: flex; justify-content: space-between; }
 main { display: flex; gap: 14px; padding: 14px; align-items: flex-start; }
-#stream { max-width: 66vw; border: 1px solid #333; background: #000; }
+#stream { width: 62vw; max-width: 1280px; min-height: 120px; border: 1px solid #333; background: #000; }
 #people { flex: 1; min-width: 260px; }
 .person { background: #202328; border-left: 6px solid #888; margin-bottom: 10px; padding: 8px 10px; }
 .now { font-size: 18px; margin: 2px 0 6px; }

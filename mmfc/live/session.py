@@ -432,10 +432,8 @@ class LiveSession:
     def state(self) -> dict:
         """What the live view shows: each person's latest label and recent ones, and the counts."""
         with self.lock:
-            stream = getattr(self, "stream", None)
-            in_view = set()
-            if stream is not None and stream.frames:
-                in_view = {slot + self.first_person for slot, _ in stream.per_frame[-1]}
+            # Seen lately: the estimator skips the frames it was behind on, so not the last frame alone.
+            in_view = {p for p, spans in self.spans.items() if spans[-1][1] >= self.stats.frames - BRIDGED_GAP}
             persons = [{"person": p, "colour": list(person_colour(p)), "label": line["label"], "score": line["score"],
                         "with": line["with"], "window": line["window"], "in_view": p in in_view,
                         "history": list(self.history[p])} for p, line in sorted(self.current.items())]
