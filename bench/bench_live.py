@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4, help="epochs of each branch (speed does not depend on them)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each row's looped clip")
     parser.add_argument("--rows", choices=("all", "none"), default="all", help="the latency and throughput rows")
+    parser.add_argument("--only", choices=("skel", "rgb+skel"), default=None, help="the rows of this run alone")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of the long real-time stream (0: none)")
     args = parser.parse_args()
 
@@ -142,6 +143,8 @@ def main() -> None:
               "latency p95 ms | throughput fps (unpaced) |")
         print("|---|---|---|---|---|---|---|---|---|")
         for name, run in runs.items():
+            if args.only not in (None, name):
+                continue
             for size, pixels in SIZES.items():
                 for people, source in PEOPLE.items():
                     clip = looped_clip(REALDATA / "videos" / source, args.seconds,
@@ -149,10 +152,11 @@ def main() -> None:
                     paced, whole = play(run, clip, None, True, poses), play(run, clip, None, False, poses)
                     print(row(name, size, people, paced, whole, 25), flush=True)
         clip = args.out / f"{Path(PEOPLE[1]).stem}-640x480-{args.seconds:g}s.mp4"
-        for fps in FPS_STEPS:
+        for fps in FPS_STEPS if args.only in (None, "rgb+skel") else ():
             paced = play(runs["rgb+skel"], clip, fps, True, poses)
             print(f"rgb+skel, 640x480, 1 person at {fps} fps: {paced['dropped']} of {paced['windows']} windows dropped, "
-                  f"latency median {paced['latency_ms']['median']} ms", flush=True)
+                  f"{paced['frames_dropped']} of {paced['frames']} frames, latency median {paced['latency_ms']['median']} ms",
+                  flush=True)
             if paced["dropped"] == 0:
                 break
     if args.soak:
