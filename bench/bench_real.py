@@ -272,10 +272,10 @@ def run_official(checkout: CtrGcnCheckout, data_root: Path, schedule: Schedule, 
 # mmfc, through its stage commands
 
 
-def run_stage(stage: str, pipeline: Path, settings: list[str], log: Path) -> None:
+def run_stage(stage: str, pipeline: Path, settings: list[str], log: Path, branch: str = BRANCH) -> None:
     command = [sys.executable, "-m", "mmfc", "stage", stage, "--pipeline", str(pipeline)]
     if stage in ("train", "scores"):
-        command += ["--modality", BRANCH]
+        command += ["--modality", branch]
     if stage == "train":
         command.append("--resume")
     for setting in settings:
