@@ -10,6 +10,7 @@ and the test rows choose nothing.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +44,20 @@ def oof_path(cfg: Pipeline, branch: str) -> Path:
 def read_oof_scores(cfg: Pipeline, branches: list[str], reference: ScoreTable,
                     reference_path: Path) -> dict[str, ScoreTable]:
     """The out-of-fold score file of each branch, its rows in `reference`'s order (a stage-3 score
-    file of the same crop store: the same clips, labels, splits and groups, else DataError)."""
+    file of the same clips, labels and groups, else DataError). Which training clips validate
+    may differ: the out-of-fold networks learn from train and val alike."""
     tables = {}
     for branch in branches:
         path = oof_path(cfg, branch)
         table = read_scores(path)
-        check_compatible(reference, table, reference_path, path)
+        check_compatible(_sides(reference), _sides(table), reference_path, path)
         tables[branch] = table.aligned_to(reference.ids)
     return tables
+
+
+def _sides(table: ScoreTable) -> ScoreTable:
+    """The table with its training splits as one ("train"), test kept apart."""
+    return replace(table, splits=["train" if split in TRAINING_SIDE else split for split in table.splits])
 
 
 def training_side(table: ScoreTable) -> ScoreTable:
