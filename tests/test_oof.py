@@ -213,7 +213,9 @@ def test_fit_on_auto_through_the_cli_fits_on_out_of_fold_scores(tiny_run, tmp_pa
             in info
         assert "out-of-fold: 2 folds of whole performers over the training side's 12 clips of 2 performers" in info
         assert "fold 0: 6 clips of 1: P00" in info and "fold 1: 6 clips of 1: P00" in info
-        assert mmfc("branches", "--oof").split() == ["rgb", "skel"]
+        listed = mmfc("branches", "--oof")
+        assert "note: fusion.fit_on = 'auto': validation holds 6 clips of 1 performer" in listed
+        assert listed.splitlines()[-1].split() == ["rgb", "skel"]
         for branch in ("rgb", "skel"):
             out = mmfc("stage", "oof", "--modality", branch)
             assert "1 epochs on about 6 clips each" in out and "3 trainings of the branch in all" in out
