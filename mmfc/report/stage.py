@@ -334,7 +334,8 @@ def _selection_section(weights: dict) -> list[Block]:
             _describe_choice(entry, n),
         ])
     return [
-        Heading(2, "Fusion selection, cross-validated inside the rows it was fitted on"),
+        Heading(2, "Fusion selection, cross-validated inside " + (
+            "the out-of-fold scores" if fitted_on(weights) == FIT_ON_OOF else "validation")),
         Paragraph(
             f"{weights.get('fit_on', {}).get('reason', 'fusion.fit_on = val')}. The fusion was fitted on "
             f"{rows_text}, cut into {folds}; every candidate, its temperatures included, was fitted "
