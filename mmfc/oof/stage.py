@@ -35,7 +35,7 @@ from mmfc.errors import DataError
 from mmfc.folds import TRAINING_SIDE
 from mmfc.oof.plan import FoldPlan, describe_folds, fold_plan, oof_scores_path
 from mmfc.scores.format import ScoreTable, read_scores, split_metrics, write_scores
-from mmfc.scores.logits import score_store
+from mmfc.scores.logits import score_rows
 from mmfc.stage_frame import Stage, StageRun, run_stage
 from mmfc.timings import clock
 from mmfc.train.distributed import setup_distributed, teardown_distributed
@@ -97,30 +97,13 @@ def _oof(cfg: Pipeline, branch: Branch, env, run: StageRun) -> None:
                 fit_branch(cfg, branch, store, TrainingRows(learn=plan.learn(fold), choose=[]), network, digest[:16],
                            resume=True, env=env)
         with run.producing(scores, inputs=[network / "best.pt", index]):
-            write_scores(scores, _fold_scores(cfg, branch, store, network / "best.pt",
-                                              np.concatenate([plan.held_out(fold), test])))
+            write_scores(scores, score_rows(cfg, branch.name, network / "best.pt",
+                                            np.concatenate([plan.held_out(fold), test]), console))
     path = oof_scores_path(cfg, branch.name)
     if not run.is_current(path):
         with run.producing(path, inputs=fold_files):
             write_scores(path, assemble(cfg, branch.name, plan, [read_scores(p) for p in fold_files], fold_files))
     run.summary = summary_line(read_scores(path), plan, path)
-
-
-def _fold_scores(cfg: Pipeline, branch: Branch, store, checkpoint: Path, rows: np.ndarray) -> ScoreTable:
-    """A fold network's scores of the crop-index rows `rows`."""
-    logits, digest = score_store(cfg, branch.name, checkpoint, rows, console)
-    return ScoreTable(
-        ids=[store.index[i]["id"] for i in rows],
-        splits=[store.index[i]["split"] for i in rows],
-        labels=np.array([store.index[i]["label"] for i in rows], dtype=np.int64),
-        logits=logits,
-        modality=branch.name,
-        checkpoint_digest=digest,
-        pipeline_digest=cfg.digest(),
-        class_names=list(store.class_names),
-        groups=[store.index[i]["group"] for i in rows],
-        group_kind=store.group_kind,
-    )
 
 
 def assemble(cfg: Pipeline, branch: str, plan: FoldPlan, folds: list[ScoreTable], paths: list[Path]) -> ScoreTable:

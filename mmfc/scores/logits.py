@@ -1,11 +1,11 @@
 """A branch's logits of stored samples, as stage 3 computes them: the branch's evaluation
 dataset (mmfc.branches) over a crop store, averaged over `scores.clips` evenly spaced clips.
 
-Stage 3 runs it over the crop store (`score_store`), as the out-of-fold stage does with each
+Stage 3 runs it over the crop store (`score_rows`), as the out-of-fold stage does with each
 fold's network; `mmfc predict` over the clips it cropped in memory (mmfc.crops.store.MemoryCrops),
 so all of them score a clip by the same sampling and normalisation.
 
-`score_store` is embarrassingly parallel over samples. On CPU the samples go out in jobs
+`score_rows` is embarrassingly parallel over samples. On CPU the samples go out in jobs
 (mmfc.jobs, the pipeline's [jobs] backend: one worker per core here, or a Ray or Dask cluster),
 each worker loading the model once; on CUDA one process is right, since the GPU already batches
 the samples and several processes would only share it, so the jobs run in this process, with the
@@ -27,6 +27,7 @@ from mmfc.cores import apply_threads, loader_worker_init, plan_cores
 from mmfc.crops.store import open_crops
 from mmfc.errors import DataError
 from mmfc.jobs import PerWorker, run_jobs
+from mmfc.scores.format import ScoreTable
 from mmfc.train.checkpoint import file_digest, load_checkpoint, load_weights
 from mmfc.train.loop import amp_enabled, predict
 
@@ -59,10 +60,11 @@ def branch_logits(cfg: Pipeline, modality: str, model: torch.nn.Module, store, i
     return (total / clips).astype(np.float32)
 
 
-def score_store(cfg: Pipeline, modality: str, checkpoint: Path, indices: np.ndarray,
-                console: Console) -> tuple[np.ndarray, str]:
-    """The logits of the crop store's rows `indices` by the network of `checkpoint` (a `modality`
-    checkpoint), in jobs. -> (float32 [N, K], the sha256 of the checkpoint as read)"""
+def score_rows(cfg: Pipeline, modality: str, checkpoint: Path, rows: np.ndarray | None,
+               console: Console) -> ScoreTable:
+    """The scores of the crop store's rows `rows` (None: every row) by the network of `checkpoint`
+    (a `modality` checkpoint), computed in jobs, stamped with the checkpoint's sha256 and the
+    pipeline digest, each row's group copied from the crop index."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     one_process = device == "cuda" or cfg.jobs.n_jobs == 1
     tcfg = get_branch(modality).section(cfg).train
@@ -74,17 +76,30 @@ def score_store(cfg: Pipeline, modality: str, checkpoint: Path, indices: np.ndar
         loader_workers = cores.loader_workers
     scorer = PerWorker(Scorer, (cfg, modality, checkpoint, digest, device, loader_workers))
     here = scorer.get()  # checks the checkpoint against the store before any job; reused in this process
-    indices = np.asarray(indices, dtype=np.int64)
+    store = here.store
+    rows = np.arange(len(store)) if rows is None else np.asarray(rows, dtype=np.int64)
     per_job = SINGLE_JOB_SAMPLES if one_process else POOL_JOB_BATCHES * tcfg.batch_size
-    chunks = [np.arange(i, min(i + per_job, len(indices))) for i in range(0, len(indices), per_job)]
-    logits = np.zeros((len(indices), here.store.num_classes), dtype=np.float32)
+    chunks = [np.arange(i, min(i + per_job, len(rows))) for i in range(0, len(rows), per_job)]
+    logits = np.zeros((len(rows), store.num_classes), dtype=np.float32)
     for position, part in run_jobs(
-        score_samples, [(indices[chunk], scorer) for chunk in chunks],
+        score_samples, [(rows[chunk], scorer) for chunk in chunks],
         backend="loky" if one_process else cfg.jobs.backend, n_jobs=1 if one_process else cfg.jobs.n_jobs,
         title=f"scores {modality}", unit="samples", sizes=[len(c) for c in chunks], console=console,
     ):
         logits[chunks[position]] = part
-    return logits, here.digest
+    index = [store.index[i] for i in rows]
+    return ScoreTable(
+        ids=[row["id"] for row in index],
+        splits=[row["split"] for row in index],
+        labels=np.array([row["label"] for row in index], dtype=np.int64),
+        logits=logits,
+        modality=modality,
+        checkpoint_digest=here.digest,
+        pipeline_digest=cfg.digest(),
+        class_names=list(store.class_names),
+        groups=[row["group"] for row in index],
+        group_kind=store.group_kind,
+    )
 
 
 @dataclass

@@ -5,22 +5,19 @@ stamped with the sha256 of best.pt and the pipeline digest so later stages can t
 weights and configuration produced it, with each sample's group copied from the crop index:
 stage 4 reads the groups there, and so needs no more than the score files.
 
-Scoring is embarrassingly parallel over samples (mmfc/scores/logits.py: score_store, which the
+Scoring is embarrassingly parallel over samples (mmfc/scores/logits.py: score_rows, which the
 out-of-fold stage runs too).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 from rich.console import Console
 
 from mmfc.branches import declared_branch
 from mmfc.config import Pipeline
-from mmfc.crops.store import INDEX, open_crops
-from mmfc.scores.format import SPLITS, ScoreTable, top1_text, write_scores
-from mmfc.scores.logits import score_store
+from mmfc.crops.store import INDEX
+from mmfc.scores.format import SPLITS, top1_text, write_scores
+from mmfc.scores.logits import score_rows
 from mmfc.stage_frame import Stage, run_stage
 
 
@@ -37,23 +34,6 @@ def run_scores(cfg: Pipeline, modality: str) -> None:
     (path,), checkpoint = stage.outputs, cfg.paths.train(branch.name) / "best.pt"
     with run_stage(cfg, stage, console) as run:
         with run.producing(path, inputs=[checkpoint, cfg.paths.crops / INDEX]):
-            table = _scores(cfg, branch.name, checkpoint, console)
+            table = score_rows(cfg, branch.name, checkpoint, None, console)
             write_scores(path, table)
         run.summary = f"top-1 {', '.join(f'{split} {top1_text(table, split)}' for split in SPLITS)} ({path})"
-
-
-def _scores(cfg: Pipeline, modality: str, checkpoint: Path, console: Console) -> ScoreTable:
-    store = open_crops(cfg.paths.crops)
-    logits, digest = score_store(cfg, modality, checkpoint, np.arange(len(store)), console)
-    return ScoreTable(
-        ids=[row["id"] for row in store.index],
-        splits=[row["split"] for row in store.index],
-        labels=np.array([row["label"] for row in store.index], dtype=np.int64),
-        logits=logits,
-        modality=modality,
-        checkpoint_digest=digest,
-        pipeline_digest=cfg.digest(),
-        class_names=list(store.class_names),
-        groups=[row["group"] for row in store.index],
-        group_kind=store.group_kind,
-    )
