@@ -13,12 +13,10 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from mmfc.config import Pipeline
 from mmfc.errors import DataError
 from mmfc.folds import TRAINING_SIDE, FitOn, resolve_fit_on
-from mmfc.oof.plan import oof_scores_path
+from mmfc.oof.plan import oof_scores_path, training_side
 from mmfc.scores.format import ScoreTable, check_compatible, read_scores
 
 FIT_ON_VAL = "val"
@@ -58,11 +56,6 @@ def read_oof_scores(cfg: Pipeline, branches: list[str], reference: ScoreTable,
 def _sides(table: ScoreTable) -> ScoreTable:
     """The table with its training splits as one ("train"), test kept apart."""
     return replace(table, splits=["train" if split in TRAINING_SIDE else split for split in table.splits])
-
-
-def training_side(table: ScoreTable) -> ScoreTable:
-    """The rows of the training side (train and val), in file order."""
-    return table.take(np.flatnonzero([split in TRAINING_SIDE for split in table.splits]))
 
 
 def fit_rows(cfg: Pipeline, scores: str, finals: dict[str, ScoreTable],

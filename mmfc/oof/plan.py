@@ -79,6 +79,11 @@ def fold_plan(index: list[dict], group_kind: str, oof: OOFConfig) -> FoldPlan:
     return FoldPlan(rows, ids, groups, group_kind, folds)
 
 
+def training_side(table: ScoreTable) -> ScoreTable:
+    """A score table's rows of the training side (train and val), in file order."""
+    return table.take(np.flatnonzero([split in TRAINING_SIDE for split in table.splits]))
+
+
 def plan_of_scores(table: ScoreTable, oof: OOFConfig) -> FoldPlan:
     """The folds the out-of-fold stage cut the training rows of a score file into (its rows in the
     crop index's order, as stages 3 and oof write them; `table.groups` given), its positions in

@@ -32,13 +32,12 @@ from mmfc.branches import Branch, check_store_feeds, declared_branch, training_s
 from mmfc.config import ConfigError, Pipeline
 from mmfc.crops.store import INDEX, open_crops
 from mmfc.errors import DataError
-from mmfc.folds import TRAINING_SIDE
-from mmfc.oof.plan import FoldPlan, describe_folds, fold_plan, oof_scores_path
+from mmfc.oof.plan import FoldPlan, describe_folds, fold_plan, oof_scores_path, training_side
 from mmfc.scores.format import ScoreTable, read_scores, split_metrics, write_scores
 from mmfc.scores.logits import score_rows
 from mmfc.stage_frame import Stage, StageRun, run_stage
 from mmfc.timings import clock
-from mmfc.train.distributed import setup_distributed, teardown_distributed
+from mmfc.train.distributed import DistEnv, setup_distributed, teardown_distributed
 from mmfc.train.fit import TrainingRows, fit_branch
 
 console = Console(stderr=True)
@@ -71,7 +70,7 @@ def run_oof(cfg: Pipeline, modality: str) -> None:
         teardown_distributed(env)
 
 
-def _oof(cfg: Pipeline, branch: Branch, env, run: StageRun) -> None:
+def _oof(cfg: Pipeline, branch: Branch, env: DistEnv, run: StageRun) -> None:
     store = open_crops(cfg.paths.crops)
     check_store_feeds(branch, store, cfg.branches)
     index = cfg.paths.crops / INDEX
@@ -88,10 +87,11 @@ def _oof(cfg: Pipeline, branch: Branch, env, run: StageRun) -> None:
         network, scores = folder / f"fold-{fold}", folder / f"fold-{fold}.parquet"
         fold_files.append(scores)
         if run.is_current(scores):
-            console.print(f"oof-{branch.name}: fold {fold} is done ({scores})", markup=False, highlight=False)
+            console.print(f"oof-{branch.name}: fold {fold} of {plan.count} is done ({scores})", markup=False,
+                          highlight=False)
             continue
         if not (run.is_current(network) and (network / "done.json").is_file()):
-            console.print(f"oof-{branch.name}: fold {fold + 1} of {plan.count}", markup=False, highlight=False)
+            console.print(f"oof-{branch.name}: fold {fold} of {plan.count}: training", markup=False, highlight=False)
             digest = hashlib.sha256(f"{cfg.digest(*oof_settings(branch))} {plan.fold_digest(fold)}".encode()).hexdigest()
             with run.producing(network, inputs=[index]):
                 fit_branch(cfg, branch, store, TrainingRows(learn=plan.learn(fold), choose=[]), network, digest[:16],
@@ -111,13 +111,11 @@ def assemble(cfg: Pipeline, branch: str, plan: FoldPlan, folds: list[ScoreTable]
     clip's row from the fold that held it out, every test clip's mean logits over the folds.
     DataError naming a fold file that does not hold what the plan says it should."""
     held = [set(plan.ids[i] for i in np.flatnonzero(plan.folds.index == f)) for f in range(plan.count)]
-    tests = [table.rows("test") for table in folds]
-    for fold, (table, test, path) in enumerate(zip(folds, tests, paths)):
-        training = {sample for sample, split in zip(table.ids, table.splits) if split in TRAINING_SIDE}
-        if training != held[fold] or test.ids != tests[0].ids:
+    training, tests = [training_side(table) for table in folds], [table.rows("test") for table in folds]
+    for fold, path in enumerate(paths):
+        if set(training[fold].ids) != held[fold] or tests[fold].ids != tests[0].ids:
             raise DataError(path, f"does not hold fold {fold}'s clips and the test clips of the crop index as it is; "
                                   f"rerun `mmfc stage oof --modality {branch}`")
-    training = [table.take(np.flatnonzero([s in TRAINING_SIDE for s in table.splits])) for table in folds]
     rows = ScoreTable(
         ids=[i for t in training for i in t.ids] + tests[0].ids,
         splits=[s for t in training for s in t.splits] + tests[0].splits,
@@ -130,7 +128,8 @@ def assemble(cfg: Pipeline, branch: str, plan: FoldPlan, folds: list[ScoreTable]
         groups=[g for t in training for g in t.groups] + tests[0].groups,
         group_kind=folds[0].group_kind,
     )
-    # In the crop index's order, as stage 3 writes its files.
+    # The training clips in the crop index's order (plan_of_scores cuts the same folds from them),
+    # then the test clips.
     order = {sample: position for position, sample in enumerate(plan.ids)}
     position = [order.get(sample, len(order) + n) for n, sample in enumerate(rows.ids)]
     return rows.take(np.argsort(position, kind="stable"))
@@ -157,8 +156,7 @@ def cost_line(cfg: Pipeline, branch: Branch, plan: FoldPlan, store) -> str:
 
 
 def summary_line(table: ScoreTable, plan: FoldPlan, path: Path) -> str:
-    training = table.take(np.flatnonzero([s in TRAINING_SIDE for s in table.splits]))
-    test = table.rows("test")
+    training, test = training_side(table), table.rows("test")
     kept = f"whole {plan.folds.grouped_by}s" if plan.folds.grouped_by else "clips stratified by class"
     parts = [f"out-of-fold top-1 {100 * split_metrics(training)['top1']:.1f}% over {len(training.ids)} training clips "
              f"({plan.count} folds of {kept})"]

@@ -29,11 +29,11 @@ from mmfc.cost import branch_cost, ensemble_cost
 from mmfc.errors import DataError
 from mmfc.fusion.files import FUSED, WEIGHTS, FusionSet, open_fusion
 from mmfc.fusion.methods import best_fixed_ratio, mix_probabilities
-from mmfc.fusion.fit_scores import FIT_ON_OOF, FIT_ON_VAL, fit_rows, read_oof_scores, training_side
+from mmfc.fusion.fit_scores import FIT_ON_OOF, FIT_ON_VAL, fit_rows, read_oof_scores
 from mmfc.fusion.selection import best_subset, fit_folds, subset_fusion
 from mmfc.metrics import confusion_matrix, most_confused_pairs, per_class_recall, topk_accuracy
 from mmfc.report.ablation import Variant, read_ablation
-from mmfc.oof.plan import oof_scores_path, plan_of_scores
+from mmfc.oof.plan import oof_scores_path, plan_of_scores, training_side
 from mmfc.report.plots import plot_branch_weights, plot_confusion, plot_curves, plot_group_accuracy
 from mmfc.report.render import Block, Figure, Heading, Paragraph, Table, render_html, render_markdown
 from mmfc.scores.format import ScoreTable, read_scores, split_metrics
