@@ -1,5 +1,7 @@
-"""Choosing by cross-validation inside the validation split: each method's free choices, and the
-method that `fusion.method = "auto"` uses, over any number of named branches.
+"""Choosing by cross-validation inside the rows the fusion is fitted on (the validation split, or
+the out-of-fold scores of every training clip: `fusion.fit_on`, mmfc/fusion/fit_scores.py): each
+method's free choices, and the method that `fusion.method = "auto"` uses, over any number of
+named branches. Below, "validation" stands for whichever rows those are.
 
 The validation rows are split into k folds: by performer, source video or group, the samples'
 groups of the score files (a held-out fold then holds people or videos the other folds never
