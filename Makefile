@@ -13,12 +13,13 @@ SYNTH_DATA := data/synth
 SYNTH_PER_CLASS ?= 2
 STAGE = $(MMFC) stage
 
-.PHONY: setup setup-pose demo test test-fast poses crops train scores oof fuse report ablation bench clean help
+.PHONY: setup setup-pose demo test test-fast docs-check poses crops train scores oof fuse report ablation bench clean help
 
 help:
 	@echo "make demo    - set up, generate the synthetic dataset, run every stage, write the report"
 	@echo "make test    - set up and run the test suite"
 	@echo "make test-fast - the suite without the slow end-to-end and real-clip tests (under a minute)"
+	@echo "make docs-check - the docs' links and paths exist, nothing refers to a path outside the repository"
 	@echo "make setup-pose - the pose stage's runtime (ai-edge-litert) and its model files (BlazePose, face, hands)"
 	@echo "make crops | train | scores | fuse | report  [PIPELINE=any/path/x.toml]: every declared branch the data supports"
 	@echo "make train-<branch> | scores-<branch>  - one branch, e.g. train-rgb, train-skel, train-bone"
@@ -62,6 +63,10 @@ test: setup setup-pose
 # through the estimator): for the edit-test loop; CI runs `make test`.
 test-fast: setup setup-pose
 	$(VENV)/bin/python -m pytest -q -m "not slow"
+
+# The documentation alone (tests/test_docs.py; `make test` runs it too).
+docs-check: setup
+	$(VENV)/bin/python -m pytest -q tests/test_docs.py
 
 $(SYNTH_DATA)/.complete: | setup
 	$(MMFC) synth --out $(SYNTH_DATA) --per-class $(SYNTH_PER_CLASS) --timings $(WORKDIR)/timings

@@ -23,7 +23,7 @@ weights' search alone, and each candidate's CV NLL, test top-1, global weights a
 branch's share of the fused evidence (methods.branch_shares).
 
     .venv/bin/python bench/bench_fusion.py                      # runs/synth, a few minutes on 2 cores
-    .venv/bin/python bench/bench_fusion.py /work/main/runs/synth --seeds 5
+    .venv/bin/python bench/bench_fusion.py runs/synth --seeds 5
     .venv/bin/python bench/bench_fusion.py --skip-simulated
     .venv/bin/python bench/bench_fusion.py --branches                   # part 3 alone
     .venv/bin/python bench/bench_fusion.py --skip-simulated \

@@ -20,7 +20,7 @@ import cv2
 import torch
 
 from mmfc.data.decoding import iter_frames, probe_video
-from mmfc.predict.predictor import STEPS, PoseModels, predict_video
+from mmfc.predict.predictor import PoseModels, predict_video
 from mmfc.run_folder import open_run
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
@@ -63,7 +63,7 @@ def main() -> None:
         if attempt and (best is None or wall < best[0]):
             best = (wall, prediction)
     wall, prediction = best
-    steps = {step: prediction.timings[step] for step in STEPS}
+    steps = prediction.timings
     rest = sum(v for k, v in steps.items() if k not in ("decode", "poses"))
     print(json.dumps({
         "video": str(clip), "frames": prediction.frames, "threads": args.threads, "skeleton": prediction.skeleton,

@@ -7,7 +7,7 @@ of clips with the same fused top-1 class, and the top-1 accuracy of each (goal: 
 accuracies within 0.5 points).
 
     python bench/bench_predict_parity.py --run runs/synth --data data/synth
-    python bench/bench_predict_parity.py --run /work/main/runs/synth --data /work/main/data/synth --out /tmp/parity
+    python bench/bench_predict_parity.py --run runs/synth --data data/synth --out /tmp/parity
 
 The output folder keeps one result file per video, so an interrupted bench goes on where it stopped.
 """
@@ -50,7 +50,7 @@ def main() -> None:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
 
-    rows = {Path(r["video"]).name.removesuffix("_rgb.avi"): r for r in pq.read_table(args.out / "predictions.parquet").to_pylist()}
+    rows = {Path(r["input"]).name.removesuffix("_rgb.avi"): r for r in pq.read_table(args.out / "predictions.parquet").to_pylist()}
     names = fused.class_names
     stored = [names[int(k)] for k in fused.logits[: len(ids)].argmax(axis=1)]
     predicted = [rows[i]["top1"] for i in ids]

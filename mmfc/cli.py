@@ -290,7 +290,7 @@ class ExportFormat(str, Enum):
 def export(
     run: Annotated[
         Path,
-        typer.Option("--run", help="The run's workdir, e.g. runs/synth: both branches trained, the fusion fitted."),
+        typer.Option("--run", help="The run's workdir, e.g. runs/synth: its branches trained, the fusion fitted."),
     ],
     format_: Annotated[
         ExportFormat,
@@ -314,12 +314,13 @@ def export(
 ) -> None:
     """Export a trained run for use outside mmfc, on any ONNX runtime.
 
-    Writes rgb.onnx and skel.onnx (each: one named float32 input with a dynamic batch axis,
-    output `logits`, batch x classes), manifest.json (what feeds each input: axes, value range,
-    normalisation; the class names; the fitted fusion as a recipe with its formula; the parity
-    measured; the poses the run needs), apply_fusion.py (the recipe in numpy) and preprocess.py
-    (a clip's frames and keypoints to both inputs, with numpy and OpenCV, as mmfc crops and
-    samples them). Needs the optional extra `export`: pip install 'mmfc\\[export]'.
+    Writes one graph per branch the fusion takes, <branch>.onnx (rgb.onnx, joint.onnx, ...; each:
+    one named float32 input with a dynamic batch axis, output `logits`, batch x classes),
+    manifest.json (what feeds each input: axes, value range, normalisation; the class names; the
+    fitted fusion over every branch as a recipe with its formula; the parity measured; the poses
+    the run needs), apply_fusion.py (the recipe in numpy) and preprocess.py (a clip's keypoints,
+    and its frames for an RGB graph, to every graph's input, with numpy and OpenCV, as mmfc crops
+    and samples them). Needs the optional extra `export`: pip install 'mmfc\\[export]'.
     """
     from mmfc.export.bundle import export_onnx
     from mmfc.export.graphs import MissingExtra, require_extra
@@ -472,33 +473,43 @@ def stage_report(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
 
 @app.command()
 def predict(
-    videos: Annotated[list[Path], typer.Argument(help="Videos, folders of videos, or list files (.txt, one path a line).")],
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Videos, folders of them, or list files (.txt, one path a line). A run without a video branch also "
+             "takes skeleton files without video: NTU .skeleton, NW-UCLA .json sequences, Penn Action .mat label "
+             "files, pose pickles (.pkl: each annotation, or those --entry names).")],
     run: Annotated[Path, typer.Option("--run", help="The trained run's workdir (stages 1-4 done).")],
     set_: RunSetOpt = None,
     skeleton: Annotated[
         Optional[Path],
-        typer.Option(help="A .skeleton file or pose pickle of the video, or a folder of them named after the videos; "
-                          "default: the pose estimator."),
+        typer.Option(help="The videos' skeleton: a .skeleton file or pose pickle of the video, or a folder of them "
+                          "named after the videos; default: the pose estimator."),
+    ] = None,
+    entry: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Of a pose pickle given as an input, the annotation to predict, by name (its frame_dir); "
+                          "repeatable; default: every one."),
     ] = None,
     out: Annotated[
         Optional[Path],
-        typer.Option(help="Write each video's annotated MP4, frame strip and JSON (and with --window the timeline, "
-                          "window scores and segments) here, with a result file per video (a rerun skips those "
-                          "done) and predictions.parquet."),
+        typer.Option(help="Write each input's JSON and pictures (a video: annotated MP4 and frame strip; a skeleton "
+                          "file: a drawing of it), with --window the timeline, window scores and segments, here, with "
+                          "a result file per input (a rerun skips those done) and predictions.parquet."),
     ] = None,
-    draw: Annotated[bool, typer.Option(help="With --out: the annotated video and pictures too (--no-draw: no pictures).")] = True,
+    draw: Annotated[bool, typer.Option(help="With --out: the pictures too (--no-draw: no pictures).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
-    window: Annotated[Optional[float], typer.Option(help="Score windows of this many seconds (untrimmed video).")] = None,
+    window: Annotated[Optional[float], typer.Option(help="Score windows of this many seconds (untrimmed clips).")] = None,
     stride: Annotated[Optional[float], typer.Option(help="Seconds between window starts (default: the window).")] = None,
     threshold: Annotated[float, typer.Option(help="A segment's class must stay on top above this probability.")] = 0.5,
     device: Annotated[str, typer.Option(help="torch device of the networks, e.g. cpu or cuda.")] = "cpu",
-    jobs: Annotated[Optional[int], typer.Option(help="Videos at once (default: jobs.n_jobs, -1: one per core).")] = None,
+    jobs: Annotated[Optional[int], typer.Option(help="Inputs at once (default: jobs.n_jobs, -1: one per core).")] = None,
 ) -> None:
-    """Predict the action in new videos with a trained run, by the code of stages 1 to 4.
+    """Predict the action in new clips with a trained run, by the code of stages 1 to 4.
 
-    Prints the top-5 classes of the RGB branch, the skeleton branch and their fitted fusion for
-    each video (or each window, with --window)."""
-    from mmfc.predict.batch import Options, list_videos, predict_batch
+    Prints the top-5 classes of every branch of the run and of their fitted fusion for each input
+    (or each window, with --window). A run with a video branch (RGB) predicts videos; a run of
+    skeleton branches alone predicts skeleton files, and videos from their estimated poses where
+    it was trained on stage 0's."""
+    from mmfc.predict.batch import Options, list_inputs, predict_batch
     from mmfc.predict.outputs import print_table
     from mmfc.run_folder import open_run
 
@@ -520,22 +531,26 @@ def predict(
         trained = open_run(*recipe)
         if jobs is not None:
             trained.cfg.jobs.n_jobs = jobs
-        found = list_videos(videos, trained.cfg.data.video_exts)
+        items = list_inputs(inputs, trained, entry or ())
+        if skeleton is not None and not any(item.video for item in items):
+            _fail(f"--skeleton {skeleton}: it names the skeletons of videos, and the inputs are skeleton files, "
+                  "each predicted from itself")
         options = Options(window=window, stride=stride, threshold=threshold, draw=draw and out is not None)
-        results = predict_batch(trained, found, skeleton, options, out, console, recipe)
+        results = predict_batch(trained, items, skeleton, options, out, console, recipe)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
     failed = [r for r in results if r["status"] != "ok"]
     if as_json:
-        print(json.dumps([r.get("summary", {"video": r["video"], "error": r["reason"]}) for r in results], indent=2))
+        print(json.dumps([r.get("summary", {"input": r["input"], "entry": r["entry"], "error": r["reason"]})
+                          for r in results], indent=2))
     else:
         for r in results:
             if r["status"] == "ok":
                 print_table(Console(), r["summary"])
     for r in failed:
-        err_console.print(f"[bold red]error:[/] {r['reason']}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(r['reason'])}", highlight=False)
     if out is not None:
-        err_console.print(f"results: {out}", highlight=False)
+        err_console.print(f"results: {escape(str(out))}", highlight=False)
     if failed:
         raise typer.Exit(2 if len(results) == 1 else 1)
 

@@ -63,7 +63,7 @@ FusionMetric = Literal["top1", "mean_class"]
 FitOn = Literal["val", "oof", "auto"]
 
 
-# Depths at which either branch hands features to the contrastive loss (METHOD.md section 3).
+# Depths at which either branch hands features to the contrastive loss (docs/method.md, section 3).
 FEATURE_LEVELS = 4
 
 SKELETON_STREAMS: tuple[str, ...] = typing.get_args(SkelStream)
@@ -381,7 +381,7 @@ class PoseConfig:
 
 @dataclass
 class CropConfig:
-    # METHOD.md section 1. "clip": one box for the whole clip; "frame": per-frame boxes smoothed
+    # docs/method.md, section 1. "clip": one box for the whole clip; "frame": per-frame boxes smoothed
     # over time; "person": one clip box per person, side by side; "none": the whole frame.
     mode: CropMode = setting("clip")
     padding: float = bounded(0.25, min=0)
@@ -503,7 +503,7 @@ class CCLConfig:
     supcon_tau: float = bounded(0.07, min=0)
 
     def mismatch(self) -> str | None:
-        # Both branches give features at four depths (METHOD.md section 3), weighted deepest last.
+        # Both branches give features at four depths (docs/method.md, section 3), weighted deepest last.
         if len(self.level_weights) < FEATURE_LEVELS:
             return f"level_weights has {len(self.level_weights)} weights for the {FEATURE_LEVELS} feature levels of a branch"
         return None

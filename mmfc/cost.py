@@ -22,7 +22,7 @@ from mmfc.branches import BRANCHES, RGB, SKEL, Branch
 from mmfc.config import Pipeline, RGBConfig, RGBModelConfig, SkelConfig, SkelModelConfig
 from mmfc.data.layouts import layout_of
 
-# Published figures (METHOD.md sections 2, 4 and 7): GMACs and millions of parameters per clip.
+# Published figures (docs/method.md, section 7): GMACs and millions of parameters per clip.
 PAPER_TABLE = [
     {"name": "TSM-R50 (Lin et al.)", "gmacs": 32.9, "params_m": 23.9},
     {"name": "TEA-R50 (Li et al.)", "gmacs": 35.0, "params_m": None},
@@ -151,7 +151,7 @@ def print_cost_report(report: dict) -> None:
         )
     console.print(reference)
 
-    paper = Table(title="Published (METHOD.md): GMACs = multiply-adds per clip")
+    paper = Table(title="Published (docs/method.md, section 7): GMACs = multiply-adds per clip")
     for column in ("model", "GMACs", "params (M)"):
         paper.add_column(column, justify="left" if column == "model" else "right")
     for row in report["paper"]:

@@ -1,16 +1,20 @@
-"""A trained run opened for use on new clips: both branches' best networks, rebuilt from their
-checkpoints alone, and the fitted fusion, read through each stage's file reader.
+"""A trained run opened for use on new clips: the best network of every branch the fitted fusion
+takes, each rebuilt from its own checkpoint alone, and that fusion, read through each stage's
+file reader.
 
     run = open_run(Path("runs/synth"))
     run = open_run(Path("runs/synth"), overrides=["poses.models_dir=/opt/blazepose"])
+    run.branches                                       # ["rgb", "joint", "bone"]: weights.json's
     run.models["rgb"](clips)                           # logits; eval mode, on run.device
-    run.fusion.log_probabilities({"rgb": rgb_logits, "skel": skel_logits})
+    run.fusion.log_probabilities({"rgb": rgb_logits, "joint": joint_logits, "bone": bone_logits})
 
-Each checkpoint carries the settings its network and that network's input were made with
-(mmfc.train.checkpoint.checkpoint_header), so the run's pipeline is rebuilt from the two
+The branches are those stage 4 fused (`fusion/weights.json` lists them; a declared branch the
+data could not feed, RGB on skeletons alone, is not among them). Each checkpoint carries the
+settings its network and that network's input were made with
+(mmfc.train.checkpoint.checkpoint_header), so the run's pipeline is rebuilt from the
 checkpoints: no pipeline file is read, and a run folder copied without its pipeline.json
-predicts and exports as it did where it was trained. The settings both checkpoints carry
-(crops, how skeletons are read, the estimator, the test clips) must agree, or the two were not
+predicts and exports as it did where it was trained. The settings every checkpoint carries
+(crops, how skeletons are read, the estimator, the test clips) must agree, or they were not
 trained as one run. What the checkpoints do not fix is how this machine runs the run (workers,
 where the pose models are, where the crop store is); `--set` changes those, and only those.
 """
@@ -24,10 +28,10 @@ from pathlib import Path
 import torch
 
 from mmfc.branches import BRANCHES
-from mmfc.config import DEFAULT_BRANCHES, ConfigError, Pipeline, apply_overrides, pipeline_from_dict
+from mmfc.config import ConfigError, Pipeline, apply_overrides, pipeline_from_dict, single_fusion
 from mmfc.data.layouts import LAYOUTS, Layout, stored_layout
 from mmfc.errors import DataError
-from mmfc.fusion.files import open_fusion
+from mmfc.fusion.files import WEIGHTS, FusionSet, open_fusion
 from mmfc.fusion.methods import FittedFusion
 from mmfc.train.checkpoint import FORMAT, HEADER, file_digest, load_checkpoint, load_weights
 
@@ -43,36 +47,64 @@ class TrainedRun:
     # The pipeline rebuilt from the checkpoints' settings, with the machine's (MACHINE_KEYS).
     cfg: Pipeline
     class_names: list[str]
-    # The joint layout the skeleton branch was trained on.
+    # The joint layout the skeleton branches were trained on (and the RGB crops planned on).
     layout: Layout
     # The sensor or estimator its poses came from (mmfc.data.sample: "kinect", "blazepose", ...).
     pose_source: str
-    # Branch name -> its best network, in eval mode on `device`.
+    # Branch name -> its best network, in eval mode on `device`, in the order the fusion lists them.
     models: dict[str, torch.nn.Module]
     # Branch name -> the sha256 prefix of the checkpoint loaded.
     checkpoint_digests: dict[str, str]
     fusion_method: str
     fusion: FittedFusion
     device: torch.device
+    # Stage 4's whole set: every candidate it fitted (a branch alone, for a clip only some read).
+    fusions: FusionSet
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def branches(self) -> list[str]:
+        return list(self.models)
+
+    @property
+    def video_branches(self) -> list[str]:
+        """The branches that read video frames: a run without any predicts from skeletons alone."""
+        return [name for name in self.models if BRANCHES[name].needs_video]
+
+    @property
+    def skeleton_branches(self) -> list[str]:
+        return [name for name in self.models if not BRANCHES[name].needs_video]
+
+    @property
+    def skeleton_channels(self) -> int:
+        """Coordinates per joint the skeleton branches read (their model.in_channels, else the
+        layout's); the layout's where the run has none."""
+        sections = [BRANCHES[name].section(self.cfg) for name in self.skeleton_branches]
+        return (sections[0].model.in_channels if sections else 0) or self.layout.channels
+
+    def fitted_alone(self, branch: str) -> tuple[str, FittedFusion]:
+        """Stage 4's candidate of `branch` alone (its temperature-scaled scores)."""
+        return self.fusions.fitted(single_fusion(branch))
+
 
 def open_run(workdir: Path, device: str = "cpu", overrides: list[str] | tuple[str, ...] = ()) -> TrainedRun:
-    """Open a trained run; DataError naming the missing, damaged or mismatching file (a branch not
-    trained: the make target that trains it; no fusion: `mmfc stage fuse`), ConfigError for an
-    override of a setting the checkpoints fix."""
+    """Open a trained run; DataError naming the missing, damaged or mismatching file (no fusion:
+    `mmfc stage fuse`; a fused branch not trained: the make target that trains it), ConfigError
+    for an override of a setting the checkpoints fix."""
     workdir = Path(workdir)
     if not workdir.is_dir():
         raise DataError(workdir, "no such run folder")
     if not (workdir / "train").is_dir():
         raise DataError(workdir, "not a run: no train/ folder here; give the workdir of a trained run (the "
                                  "pipeline's `workdir`, e.g. runs/synth)")
-    headers = {name: read_header(workdir / "train" / name / CHECKPOINT, name) for name in DEFAULT_BRANCHES}
+    fusions = open_fusion(workdir / "fusion")
+    branches = fused_branches(fusions)
+    headers = {name: read_header(workdir / "train" / name / CHECKPOINT, name) for name in branches}
     cfg = trained_pipeline(workdir, headers, overrides)
-    first = next(iter(headers))
+    first = branches[0]
     target = torch.device(device)
     models, digests = {}, {}
     for name, state in headers.items():
@@ -83,12 +115,28 @@ def open_run(workdir: Path, device: str = "cpu", overrides: list[str] | tuple[st
         load_weights(model, state["model"], path)
         models[name] = model.to(target).eval()
         digests[name] = file_digest(path)
-    method, fusion = open_fusion(cfg.paths.fusion).fitted()
+        fitted_on = fusions.weights["inputs"][name]["checkpoint_digest"]
+        if digests[name] != fitted_on:
+            raise DataError(path, f"is not the checkpoint the fusion was fitted on (sha256 {digests[name]}, the fusion's "
+                                  f"{fitted_on}): it was retrained since; rerun `mmfc stage scores --modality {name}` "
+                                  "and `mmfc stage fuse`")
+    method, fusion = fusions.fitted()
     return TrainedRun(
         workdir=workdir, cfg=cfg, class_names=list(headers[first]["class_names"]), layout=headers[first]["layout"],
         pose_source=headers[first]["pose_source"], models=models, checkpoint_digests=digests, fusion_method=method,
-        fusion=fusion, device=target,
+        fusion=fusion, device=target, fusions=fusions,
     )
+
+
+def fused_branches(fusions: FusionSet) -> list[str]:
+    """The branches stage 4 fused, as its weights.json lists them; DataError naming it when they
+    are not a list of known branches."""
+    branches = fusions.weights.get("branches")
+    if (not isinstance(branches, list) or not branches
+            or not all(isinstance(name, str) and name in BRANCHES for name in branches)):
+        raise DataError(fusions.folder / WEIGHTS, f"names no branches it fused that mmfc knows ({branches!r}; known: "
+                                                  f"{', '.join(BRANCHES)}); rerun `mmfc stage fuse` (stage 4)")
+    return branches
 
 
 def read_header(path: Path, branch: str) -> dict:

@@ -11,7 +11,7 @@ REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 
 @pytest.fixture(scope="session")
 def realdata() -> Path:
-    """/work/shared/realdata (../shared/realdata from the repo root); skips the test when absent."""
+    """../shared/realdata: the folder shared/realdata beside the checkout; skips the test when absent."""
     if not REALDATA.is_dir():
         pytest.skip(f"../shared/realdata is absent: the real NTU/UCF/pose test files are not here ({REALDATA})")
     return REALDATA
@@ -172,4 +172,97 @@ def tiny_run(tmp_path_factory) -> Path:
         run_fuse(cfg)
     finally:
         torch.set_num_threads(threads)
+    return root / "run"
+
+
+SMALL_CROPS = ["crops.skeleton_frames=16", "crops.num_frames=4", "jobs.n_jobs=1"]
+PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+
+
+def skeleton_only_ntu(realdata: Path, root: Path) -> Path:
+    """An NTU download of the six real .skeleton files, without nturgb+d_rgb/."""
+    import os
+
+    (root / "nturgb+d_skeletons").mkdir(parents=True)
+    for path in sorted((realdata / "ntu_skeleton").glob("*.skeleton")):
+        os.symlink(path, root / "nturgb+d_skeletons" / path.name)
+    return root
+
+
+def nw_ucla_subset(realdata: Path, folder: Path) -> list[str]:
+    """Subjects 1 and 2, first repetition, all 3 views, of each of the 10 actions: 60 real files."""
+    import shutil
+
+    folder.mkdir(parents=True)
+    names = sorted(p.name for p in (realdata / "nw_ucla" / "all_sqe").glob("a*_s0[12]_e00_v0*.json"))
+    for name in names:
+        shutil.copy(realdata / "nw_ucla" / "all_sqe" / name, folder)
+    return names
+
+
+def train_to_fusion(cfg, branches) -> None:
+    """Stages 1 to 4 of `cfg` for `branches`, on one thread."""
+    import torch
+
+    from mmfc.crops.stage import run_crops
+    from mmfc.fusion.stage import run_fuse
+    from mmfc.scores.stage import run_scores
+    from mmfc.train.stage import run_train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert run_crops(cfg) == 0
+        for branch in branches:
+            run_train(cfg, branch)
+            run_scores(cfg, branch)
+        run_fuse(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_streams_run(tmp_path_factory) -> Path:
+    """tiny_run's data and networks with three branches: RGB and the joint and bone streams (the
+    bone stream narrower than [skel]'s, by a setting of its own). -> its workdir, the generated
+    data in data/ beside it"""
+    from mmfc.config import load_pipeline
+    from mmfc.data.synth import generate
+
+    root = tmp_path_factory.mktemp("tiny_streams_run")
+    generate(root / "data", per_class=2, actions=[1, 2, 3], performers=[1, 3, 8], cameras=[1],
+             frame_size=(160, 90), n_jobs=1)
+    cfg = load_pipeline(SYNTH_PIPELINE, [*tiny_run_overrides(root / "data", root / "run"),
+                                         'branches=["rgb", "joint", "bone"]', "bone.model.base_channels=4"])
+    train_to_fusion(cfg, cfg.branches)
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def ucla_run(realdata: Path, tmp_path_factory) -> Path:
+    """A skeleton-only run on 60 real NW-UCLA sequences (nw_ucla_subset; subject 2 validates, view
+    3 tests), the joint and bone streams, tiny networks. -> its workdir, the data in ucla/ beside it"""
+    from mmfc.config import load_pipeline
+
+    root = tmp_path_factory.mktemp("ucla_run")
+    nw_ucla_subset(realdata, root / "ucla" / "all_sqe")
+    cfg = load_pipeline(PIPELINES / "nw-ucla.toml", [
+        f"data.root={root / 'ucla'}", f"workdir={root / 'run'}", "data.val_by=performer", "data.val_performers=[2]",
+        'branches=["joint", "bone"]', *SMALL_CROPS, *TINY_MODELS])
+    train_to_fusion(cfg, cfg.branches)
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def ntu_skeleton_run(realdata: Path, tmp_path_factory) -> Path:
+    """A skeleton-only run on the six real NTU .skeleton files without videos (skeleton_only_ntu):
+    the skeleton branch alone (the declared RGB branch left out: no videos), P001 validating,
+    P003 testing (X-Sub). -> its workdir"""
+    from mmfc.config import load_pipeline
+
+    root = tmp_path_factory.mktemp("ntu_skeleton_run")
+    data = skeleton_only_ntu(realdata, root / "ntu")
+    cfg = load_pipeline(None, [f"data.root={data}", f"workdir={root / 'run'}", "data.num_classes=60",
+                               "data.val_performers=[1]", *SMALL_CROPS, *TINY_MODELS, "skel.train.batch_size=2"])
+    train_to_fusion(cfg, ["skel"])
     return root / "run"

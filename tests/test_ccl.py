@@ -55,7 +55,7 @@ def test_prototypes_move_only_for_classes_with_true_positives():
 
 
 def reference_frhead(level: FRHeadLevel, feature, logits, labels) -> torch.Tensor:
-    """METHOD.md section 3 written out sample by sample, class by class."""
+    """docs/method.md, section 3, written out sample by sample, class by class."""
     k = logits.shape[1]
     f = F.normalize(level.project(feature), dim=1)
     p = logits.softmax(1)

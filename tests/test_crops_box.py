@@ -1,4 +1,4 @@
-"""Crop box maths (METHOD.md section 1), keypoint mapping, rendering and skeleton normalisation."""
+"""Crop box maths (docs/method.md, section 1), keypoint mapping, rendering and skeleton normalisation."""
 
 from __future__ import annotations
 

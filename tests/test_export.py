@@ -1,5 +1,7 @@
 """`mmfc export`: each branch as an ONNX graph that onnxruntime runs to PyTorch's logits within
-1e-4, and the fitted fusion as a JSON recipe that numpy applies to mmfc's own fused scores."""
+1e-4, and the fitted fusion as a JSON recipe that numpy applies to mmfc's own fused scores; for
+every branch of a run (RGB and two streams, skeleton streams alone), with preprocess.py taking a
+clip (its frames where a graph reads them) to `mmfc predict`'s logits."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from mmfc.branches import get_branch
 from mmfc.cli import app
 from mmfc.config import load_pipeline
 from mmfc.crops.store import open_crops
+from mmfc.data.decoding import probe_video
 from mmfc.data.layouts import get_layout
 from mmfc.export import apply_fusion as packaged_apply_fusion
 from mmfc.export.graphs import PARITY_TOLERANCE, export_graph, onnx_logits, parity_bound, torch_logits
@@ -31,7 +34,7 @@ from mmfc.fusion.methods import (
     SingleBranch,
     Temperatures,
 )
-from mmfc.predict.predictor import predict_video
+from mmfc.predict.predictor import predict_skeleton, predict_video
 from mmfc.scores.format import read_scores
 from mmfc.run_folder import open_run
 
@@ -165,6 +168,53 @@ def _module(path):
     return module
 
 
+def check_consumer_side(run_folder, out, manifest: dict) -> None:
+    """The consumer's side of an export, from the folder alone: every graph in onnxruntime on every
+    sample of the run's crop store, fused by the copied apply_fusion.py with the manifest's recipe;
+    held to 1e-4 at the scale of logits within +-10, without the leeway of PyTorch's own float32
+    error, against PyTorch's logits and mmfc's fusion of them, and so stage 4's fused scores."""
+    run = open_run(run_folder)
+    consumer = _module(out / "apply_fusion.py")
+    store = open_crops(run.cfg.paths.crops)
+    indices = list(range(len(store)))
+    onnx_out, torch_out = {}, {}
+    for name, entry in manifest["branches"].items():
+        dataset = get_branch(name).build_dataset(run.cfg, store, indices, False, 0, 1)
+        inputs = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
+        onnx_out[name] = onnx_logits(out / entry["file"], entry["input"]["name"], inputs)
+        torch_out[name] = torch_logits(run.models[name], inputs)
+        assert np.abs(onnx_out[name] - torch_out[name]).max() < parity_bound(torch_out[name], 0.0), name
+    fused = consumer.apply_fusion(manifest["fusion"], onnx_out)
+    ours = run.fusion.apply(torch_out)
+    assert np.abs(fused - ours).max() < parity_bound(ours, 0.0)
+    # ... and so reproduces what stage 4 wrote for these samples (log-probabilities, float32).
+    stored = read_scores(run_folder / "fusion" / "fused.parquet").aligned_to([row["id"] for row in store.index])
+    np.testing.assert_allclose(consumer.log_softmax(fused), stored.logits, atol=1e-4)
+
+
+def check_clip(out, manifest: dict, prediction, skeleton, video=None) -> None:
+    """One clip from the export folder alone: its keypoints (and, for an RGB graph, the video's
+    frames) through the copied preprocess.py, every graph in onnxruntime, the fusion by the
+    copied apply_fusion.py; each branch's logits and the fused scores are `mmfc predict`'s
+    (`prediction`, by stages 1 to 4's code)."""
+    preprocess, fusion = _module(out / "preprocess.py"), _module(out / "apply_fusion.py")
+    settings = manifest["preprocess"]
+    frames = video_frames = None
+    if video is not None:
+        video_frames = probe_video(video).frames
+        frames = preprocess.read_frames(str(video), preprocess.frames_to_read(settings, video_frames))
+    inputs = preprocess.graph_inputs(settings, skeleton.points, skeleton.score, frames, video_frames,
+                                     pixels=skeleton.pixels, frame_indices=skeleton.frame_indices,
+                                     total_frames=skeleton.total_frames, keypoint_size=skeleton.frame_size)
+    assert list(inputs) == list(manifest["branches"])
+    logits = {}
+    for name, entry in manifest["branches"].items():
+        logits[name] = onnx_logits(out / entry["file"], entry["input"]["name"], inputs[name])
+        assert np.abs(logits[name] - prediction.logits[name]).max() < parity_bound(prediction.logits[name], 0.0), name
+    fused = fusion.log_softmax(fusion.apply_fusion(manifest["fusion"], logits))
+    assert np.abs(fused - prediction.fused).max() < parity_bound(prediction.fused, 0.0)
+
+
 def test_export_of_a_trained_run_matches_pytorch_and_mmfcs_fusion(tiny_run, tmp_path):
     out = tmp_path / "export"
     result = _export("--run", str(tiny_run), "--format", "onnx", "--out", str(out))
@@ -186,25 +236,7 @@ def test_export_of_a_trained_run_matches_pytorch_and_mmfcs_fusion(tiny_run, tmp_
     assert skel["input"]["name"] == "joints" and skel["input"]["shape"] == ["batch", 3, 8, 25, 2]
     assert rgb["output"] == {**rgb["output"], "name": "logits", "shape": ["batch", 3]}
 
-    # The consumer's side, from the folder alone: the graphs in onnxruntime on every sample of
-    # the crop store, fused by the copied apply_fusion.py with the manifest's recipe; held to
-    # 1e-4 at the scale of logits within +-10, without the leeway of PyTorch's own float32 error.
-    consumer = _module(out / "apply_fusion.py")
-    store = open_crops(run.cfg.paths.crops)
-    indices = list(range(len(store)))
-    onnx_out, torch_out = {}, {}
-    for name, entry in manifest["branches"].items():
-        dataset = get_branch(name).build_dataset(run.cfg, store, indices, False, 0, 1)
-        inputs = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
-        onnx_out[name] = onnx_logits(out / entry["file"], entry["input"]["name"], inputs)
-        torch_out[name] = torch_logits(run.models[name], inputs)
-        assert np.abs(onnx_out[name] - torch_out[name]).max() < parity_bound(torch_out[name], 0.0), name
-    fused = consumer.apply_fusion(manifest["fusion"], onnx_out)
-    ours = run.fusion.apply(torch_out)
-    assert np.abs(fused - ours).max() < parity_bound(ours, 0.0)
-    # ... and so reproduces what stage 4 wrote for these samples (log-probabilities, float32).
-    stored = read_scores(tiny_run / "fusion" / "fused.parquet").aligned_to([row["id"] for row in store.index])
-    np.testing.assert_allclose(consumer.log_softmax(fused), stored.logits, atol=1e-4)
+    check_consumer_side(tiny_run, out, manifest)
 
     # A second export replaces the first whole.
     assert _export("--run", str(tiny_run), "--out", str(out), "--check", "0").exit_code == 0
@@ -225,22 +257,7 @@ def test_preprocess_in_the_export_takes_a_real_clip_to_mmfcs_logits(tiny_run, tm
     video = realdata / "videos" / "S001C001P001R001A001_rgb.avi"
     prediction, _, _, found = predict_video(open_run(tiny_run), video,
                                             realdata / "ntu_skeleton" / "S001C001P001R001A001.skeleton")
-    # The consumer's side, from the folder alone: the clip's frames and keypoints through the
-    # copied preprocess.py, the graphs in onnxruntime, the fusion by the copied apply_fusion.py.
-    preprocess, fusion = _module(out / "preprocess.py"), _module(out / "apply_fusion.py")
-    settings, skeleton = manifest["preprocess"], found.skeleton
-    video_frames = 103
-    frames = preprocess.read_frames(str(video), preprocess.frames_to_read(settings, video_frames))
-    inputs = preprocess.graph_inputs(settings, frames, video_frames, skeleton.points, skeleton.score,
-                                     pixels=skeleton.pixels, frame_indices=skeleton.frame_indices,
-                                     total_frames=skeleton.total_frames, keypoint_size=skeleton.frame_size)
-    logits = {}
-    for name, entry in manifest["branches"].items():
-        logits[name] = onnx_logits(out / entry["file"], entry["input"]["name"], inputs[entry["input"]["name"]])
-        ours = getattr(prediction, name)
-        assert np.abs(logits[name] - ours).max() < parity_bound(ours, 0.0), name
-    fused = fusion.log_softmax(fusion.apply_fusion(manifest["fusion"], logits))
-    assert np.abs(fused - prediction.fused).max() < parity_bound(prediction.fused, 0.0)
+    check_clip(out, manifest, prediction, found.skeleton, video)
 
 
 def test_export_errors_are_one_line_naming_the_cause(tiny_run, tmp_path, monkeypatch):
@@ -264,3 +281,60 @@ def test_export_errors_are_one_line_naming_the_cause(tiny_run, tmp_path, monkeyp
     result = _export("--run", str(tiny_run), "--out", str(tmp_path / "b"))
     assert result.exit_code == 2 and "pip install 'mmfc[export]'" in result.output
     assert not (tmp_path / "b").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Every branch of a run: RGB and two streams; skeleton branches alone
+
+
+def _export_of(run_folder, out, branches: list[str]) -> dict:
+    """The export of a run through the command: one graph per branch, the parity measured under
+    its bound for each and fused, and the consumer's side (check_consumer_side). -> its manifest"""
+    result = _export("--run", str(run_folder), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{name}.onnx" for name in branches] + ["apply_fusion.py", "manifest.json", "preprocess.py"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["version"] == 3 and list(manifest["branches"]) == branches
+    parity = manifest["parity"]
+    assert set(parity["max_abs_diff"]) == set(parity["bound"]) == {*branches, "fused"}
+    assert all(parity["max_abs_diff"][name] < parity["bound"][name] for name in parity["bound"])
+    check_consumer_side(run_folder, out, manifest)
+    return manifest
+
+
+def test_rgb_and_two_streams_export_one_graph_each_with_the_parity_checks(tiny_streams_run, tmp_path):
+    out = tmp_path / "export"
+    manifest = _export_of(tiny_streams_run, out, ["rgb", "joint", "bone"])
+    assert manifest["branches"]["joint"]["input"]["name"] == manifest["branches"]["bone"]["input"]["name"] == "joints"
+    assert manifest["preprocess"]["branches"]["rgb"]["kind"] == "rgb" and "crop" in manifest["preprocess"]
+    # A clip of the run's test side through preprocess.py: every graph's input from the video and
+    # its skeleton, to `mmfc predict`'s logits of each branch and its fused scores.
+    sample_id = read_scores(tiny_streams_run / "fusion" / "fused.parquet").rows("test").ids[0]
+    data = tiny_streams_run.parent / "data"
+    video = data / "nturgb+d_rgb" / f"{sample_id}_rgb.avi"
+    prediction, _, _, found = predict_video(open_run(tiny_streams_run), video,
+                                            data / "nturgb+d_skeletons" / f"{sample_id}.skeleton")
+    check_clip(out, manifest, prediction, found.skeleton, video)
+
+
+def test_a_skeleton_only_run_exports_skeleton_graphs_and_a_preprocess_without_frames(ucla_run, tmp_path):
+    out = tmp_path / "export"
+    manifest = _export_of(ucla_run, out, ["joint", "bone"])
+    settings = manifest["preprocess"]
+    assert "crop" not in settings and {g["kind"] for g in settings["branches"].values()} == {"skeleton"}
+    assert manifest["poses"]["layout"] == "kinect20" and "RGB crop" not in manifest["poses"]["requirement"]
+    # A real NW-UCLA sequence of the test side, from its joints alone.
+    sample_id = read_scores(ucla_run / "fusion" / "fused.parquet").rows("test").ids[0]
+    sequence = ucla_run.parent / "ucla" / "all_sqe" / f"{sample_id}.json"
+    prediction, _, found = predict_skeleton(open_run(ucla_run), sequence)
+    check_clip(out, manifest, prediction, found.skeleton)
+
+
+def test_an_ntu_skeleton_only_run_exports_its_one_graph(ntu_skeleton_run, realdata, tmp_path):
+    out = tmp_path / "export"
+    manifest = _export_of(ntu_skeleton_run, out, ["skel"])
+    assert manifest["fusion"]["method"] == "skel_alone"
+    path = realdata / "ntu_skeleton" / "S004C002P003R001A017.skeleton"
+    prediction, _, found = predict_skeleton(open_run(ntu_skeleton_run), path)
+    check_clip(out, manifest, prediction, found.skeleton)

@@ -66,7 +66,7 @@ def test_built_in_graph_is_a_tree_with_mirrored_pairs(layout: Layout):
 
 
 def test_built_in_layouts_are_the_published_ones():
-    # METHOD.md section 4, 1-based.
+    # docs/method.md, section 4, 1-based.
     assert NTU25.bones == tuple((a - 1, b - 1) for a, b in (
         (1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21), (10, 9), (11, 10), (12, 11),
         (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17), (19, 18), (20, 19), (22, 23), (23, 8), (24, 25),

@@ -64,8 +64,8 @@ def test_predicted_logits_are_stage_3_s(tiny_run):
     sample_id = rgb.rows("test").ids[0]
     prediction, *_ = predict_video(run, run_video(tiny_run, sample_id),
                                    tiny_run.parent / "data" / "nturgb+d_skeletons" / f"{sample_id}.skeleton")
-    np.testing.assert_allclose(prediction.rgb[0], rgb.logits[rgb.ids.index(sample_id)], atol=1e-4)
-    np.testing.assert_allclose(prediction.skel[0], skel.logits[skel.ids.index(sample_id)], atol=1e-4)
+    np.testing.assert_allclose(prediction.logits["rgb"][0], rgb.logits[rgb.ids.index(sample_id)], atol=1e-4)
+    np.testing.assert_allclose(prediction.logits["skel"][0], skel.logits[skel.ids.index(sample_id)], atol=1e-4)
     assert set(prediction.timings) == {"decode", "poses", "crop", "rgb", "skel", "fusion"}
 
 
@@ -85,7 +85,7 @@ def test_batch_resumes_and_redoes_what_changed(tiny_run, tmp_path):
     assert len(results) == 3
     stamps = {p.name: p.stat().st_mtime_ns for p in results}
     combined = pq.read_table(out / "predictions.parquet").to_pylist()
-    assert [Path(r["video"]).name for r in combined] == sorted(f"{i}_rgb.avi" for i in test_ids)
+    assert [Path(r["input"]).name for r in combined] == sorted(f"{i}_rgb.avi" for i in test_ids)
     assert all(r["status"] == "ok" and len(r["fused"]) == 3 for r in combined)
     for sample_id in test_ids:
         assert (out / f"{sample_id}_rgb" / "annotated.mp4").stat().st_size > 0
@@ -94,7 +94,7 @@ def test_batch_resumes_and_redoes_what_changed(tiny_run, tmp_path):
     os.utime(folder / f"{test_ids[0]}_rgb.avi", ns=(1, 1))
     code, output = mmfc("predict", listed, *args)
     assert code == 0, output
-    assert "2 videos already predicted" in output
+    assert "2 inputs already predicted" in output
     changed = {p.name for p in (out / RESULTS).iterdir() if p.stat().st_mtime_ns != stamps[p.name]}
     assert len(changed) == 1 and changed.pop().startswith(test_ids[0])
 
@@ -125,15 +125,15 @@ def test_a_window_is_cropped_and_scored_as_the_clip_alone(tiny_run, tmp_path):
     video = Path(sequence["video"])
     windows = [Window(p["start"], p["stop"]) for p in sequence["parts"]]
     info = probe(video)
-    whole = read_skeleton_file(Path(sequence["skeleton"]), run.cfg, run.layout, video).skeleton
+    whole = read_skeleton_file(run, Path(sequence["skeleton"]), video.stem).skeleton
     clips = CroppedClips.empty(run.cfg, run.layout, windows)
     decode_once(info, windows, run.cfg.crops.num_frames, on_window=lambda number, decoded: clips.crop(
         run.cfg, number, video, window_skeleton(whole, windows[number], info.frames), decoded))
     in_sequence = branch_logits(run.cfg, "skel", run.models["skel"], clips.store, [0, 1], run.device)
     for part, logits in zip(sequence["parts"], in_sequence):
         alone, *_ = predict_video(run, Path(part["video"]), Path(part["skeleton"]))
-        np.testing.assert_allclose(logits, alone.skel[0], atol=1e-5)
-        alone_skeleton = read_skeleton_file(Path(part["skeleton"]), run.cfg, run.layout, Path(part["video"])).skeleton
+        np.testing.assert_allclose(logits, alone.logits["skel"][0], atol=1e-5)
+        alone_skeleton = read_skeleton_file(run, Path(part["skeleton"]), Path(part["video"]).stem).skeleton
         np.testing.assert_array_equal(clips.store.skeleton(sequence["parts"].index(part)),
                                       _stored_skeleton_of(run, Path(part["video"]), alone_skeleton))
 
@@ -173,8 +173,9 @@ def test_a_skeleton_the_branch_cannot_read_leaves_the_rgb_branch_alone(tiny_run,
     code, output = mmfc("predict", video, "--run", tiny_run, "--skeleton", tmp_path / "coco.pkl", "--json")
     assert code == 0, output
     result = json.loads(output[output.index("["):])[0]
-    assert result["fusion"] == "rgb_alone" and "skeleton" not in result["clips"][0]["top5"]
-    assert result["notes"][0].startswith("RGB branch alone: the run's skeleton branch reads ntu25 joints")
+    assert result["fusion"] == "rgb_alone" and list(result["clips"][0]["top5"]) == ["rgb", "fused"]
+    assert result["branches"] == ["rgb"]
+    assert result["notes"][0].startswith("RGB branch alone: the run's skeleton branches read ntu25 joints")
 
 
 def test_errors_are_one_line_naming_the_path(tiny_run, tmp_path):
@@ -205,12 +206,12 @@ def test_a_real_ntu_clip_end_to_end_with_estimated_joints(tiny_run, realdata, po
     with_file, *_ = predict_video(run, video, kinect)
     assert with_file.skeleton == "file S001C001P001R001A001.skeleton" and not with_file.notes
     estimated, decoded, clips, found = predict_video(run, video)
-    assert estimated.skeleton == "estimated (BlazePose)" and estimated.skel is not None
-    assert "the skeleton branch saw estimated joints" in estimated.notes[0]
+    assert estimated.skeleton == "estimated (BlazePose)" and "skel" in estimated.logits
+    assert "the skeleton branches saw estimated joints" in estimated.notes[0]
     assert decoded.frames == 103
     # BlazePose's joints, turned onto Kinect's axes and normalised as stage 1 does, lie close to
     # Kinect's own: the mean distance of the 12 limb joints is a few centimetres, on the same scale.
-    from_kinect = _stored_skeleton_of(run, video, read_skeleton_file(kinect, run.cfg, run.layout, video).skeleton)
+    from_kinect = _stored_skeleton_of(run, video, read_skeleton_file(run, kinect, video.stem).skeleton)
     from_blazepose = clips.store.skeleton(0)
     limbs = [4, 5, 6, 8, 9, 10, 12, 13, 14, 16, 17, 18]
     def error(axes) -> float:
@@ -259,7 +260,7 @@ def test_windows_of_a_real_clip_with_estimated_poses(tiny_run, realdata, pose_mo
                                                   window=1.0, stride=1.0)
     # 103 frames at 30 fps: windows at 0, 1 and 2 s, and the last second.
     np.testing.assert_allclose(prediction.windows, [[0, 1], [1, 2], [2, 3], [73 / 30, 103 / 30]])
-    assert prediction.skel.shape == (4, 3) and len(clips.store) == 4
+    assert prediction.logits["skel"].shape == (4, 3) and len(clips.store) == 4
     assert "estimated joints" in prediction.notes[0]
     assert not decoded.kept  # every window's frames were let go once it was cropped
 

@@ -1,12 +1,15 @@
-"""The export's preprocess.py (numpy and OpenCV only) gives the graphs' inputs that mmfc gives, bit
-for bit, from a real clip's frames and keypoints: stage 1's crop (every crop mode, keypoints on
-another clock and in another frame size) and normalised skeleton (2D and 3D, turned upright or
-not), sampled as stage 3 samples them."""
+"""The export's preprocess.py (numpy, and OpenCV for frames) gives every graph's input that mmfc
+gives, bit for bit, from a real clip's frames and keypoints: stage 1's crop (every crop mode,
+keypoints on another clock and in another frame size) and normalised skeleton (2D and 3D, turned
+upright or not), sampled as stage 3 samples it for each branch (skeleton streams with settings of
+their own among them); from keypoints alone, without OpenCV, for skeleton branches alone."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -39,18 +42,24 @@ def real_clip(realdata: Path, name: str) -> tuple[Path, Skeleton]:
         annotation, pickle, get_layout("coco17"), [1920, 1080])
 
 
-def mmfc_inputs(cfg, layout: Layout, video: Path, skeleton: Skeleton) -> dict[str, np.ndarray]:
-    """Each graph's input of every test clip, as `mmfc predict` makes them: stage 1's crop into
-    the store's JPEG round trip, read by the branch's evaluation dataset."""
-    stored, _ = crop_skeleton(skeleton, Sample("clip", -1, "test", None, video, "clip"), CropJob.of(cfg))
+def mmfc_inputs(cfg, layout: Layout, video: Path | None, skeleton: Skeleton) -> dict[str, np.ndarray]:
+    """Each declared branch's input of every test clip, by branch, as `mmfc predict` makes them:
+    stage 1's crop into the store's JPEG round trip (without a video: the skeleton alone, as
+    stage 1 stores a dataset without videos), read by the branch's evaluation dataset."""
+    job = CropJob.of(cfg, video=video is not None)
+    stored, _ = crop_skeleton(skeleton, Sample("clip", -1, "test", None, video, "clip"), job)
     store = MemoryCrops(asdict(cfg.crops), layout, cfg.crops.jpeg_quality)
     store.add("clip", stored)
     clips = cfg.scores.clips
     return {
-        branch.input_spec(cfg, layout)["name"]: np.stack(
-            [branch.build_dataset(cfg, store, [0], False, clip, clips)[0][0].numpy() for clip in range(clips)])
-        for branch in BRANCHES.values()
+        name: np.stack([BRANCHES[name].build_dataset(cfg, store, [0], False, clip, clips)[0][0].numpy()
+                        for clip in range(clips)])
+        for name in cfg.branches
     }
+
+
+SETTINGS = ["crops.size=64", "crops.num_frames=8", "crops.skeleton_frames=40", "crops.jpeg_quality=85",
+            "rgb.model.segments=4", "rgb.model.input_size=48", "skel.model.num_frames=16"]
 
 
 @pytest.mark.parametrize("clip_name, overrides", [
@@ -65,27 +74,53 @@ def mmfc_inputs(cfg, layout: Layout, video: Path, skeleton: Skeleton) -> dict[st
     ("ntu", ["crops.pad_skeleton=true", "crops.skeleton_frames=120", "skel.input.normalize=minmax",
              "skel.input.sampling=random_choice", "scores.clips=2", "crops.center_joint=spine_mid"]),
     ("ucf", ["crops.center_joint=left_hip", "skel.input.normalize=minmax"]),
+    # RGB and three streams, two of them sampled by settings of their own.
+    ("ntu", ['branches=["rgb", "joint", "bone", "bone_motion"]', "bone.model.num_frames=12",
+             "bone_motion.input.normalize=minmax", "bone_motion.input.sampling=random_choice", "scores.clips=2"]),
 ])
 def test_preprocess_gives_mmfcs_inputs_from_a_real_clip(realdata, clip_name, overrides):
     video, skeleton = real_clip(realdata, clip_name)
-    cfg = load_pipeline(None, ["crops.size=64", "crops.num_frames=8", "crops.skeleton_frames=40", "crops.jpeg_quality=85",
-                               "rgb.model.segments=4", "rgb.model.input_size=48", "skel.model.num_frames=16",
-                               f"data.layout={skeleton.layout}", *overrides])
+    cfg = load_pipeline(None, [*SETTINGS, f"data.layout={skeleton.layout}", *overrides])
     layout = get_layout(skeleton.layout)
     ours = mmfc_inputs(cfg, layout, video, skeleton)
 
     # The consumer's side: the settings of the manifest, as JSON gives them back, and the clip.
-    settings = json.loads(json.dumps(preprocess_settings(cfg, layout)))
+    settings = json.loads(json.dumps(preprocess_settings(cfg, layout, cfg.branches)))
     video_frames = probe_video(video).frames
     frames = preprocess.read_frames(str(video), preprocess.frames_to_read(settings, video_frames))
     for clip in range(cfg.scores.clips):
         theirs = preprocess.graph_inputs(
-            settings, frames, video_frames, skeleton.points, skeleton.score, pixels=skeleton.pixels,
+            settings, skeleton.points, skeleton.score, frames, video_frames, pixels=skeleton.pixels,
             frame_indices=skeleton.frame_indices, total_frames=skeleton.total_frames,
             keypoint_size=skeleton.frame_size, clip=clip)
-        assert set(theirs) == set(ours)
+        assert list(theirs) == cfg.branches
         for name, value in theirs.items():
             assert value.dtype == np.float32 and value.shape == (1, *ours[name].shape[1:])
+            np.testing.assert_array_equal(value[0], ours[name][clip], err_msg=name)
+    with pytest.raises(ValueError, match="the rgb graph takes the clip's frames"):
+        preprocess.graph_inputs(settings, skeleton.points, skeleton.score)
+
+
+def test_skeleton_branches_alone_need_no_frames_and_no_opencv(realdata, monkeypatch):
+    """Two streams of a skeleton-only run (a real NW-UCLA sequence, CTR-GCN's recipe for one of
+    them): preprocess.py gives their inputs from the joints alone, imported where OpenCV is not."""
+    from mmfc.data.nw_ucla import read_sequence, sequence_skeleton
+
+    skeleton = sequence_skeleton(read_sequence(realdata / "nw_ucla" / "all_sqe" / "a01_s01_e00_v03.json")[1])
+    cfg = load_pipeline(None, [*SETTINGS, "data.source=nw_ucla", "data.protocol=xview", "data.layout=kinect20", 'branches=["joint", "bone"]',
+                               "bone.input.normalize=minmax", "bone.input.sampling=random_choice", "scores.clips=2"])
+    layout = get_layout("kinect20")
+    ours = mmfc_inputs(cfg, layout, None, skeleton)
+    settings = json.loads(json.dumps(preprocess_settings(cfg, layout, cfg.branches)))
+    assert "crop" not in settings and settings["script"].endswith("graph_inputs(manifest['preprocess'], keypoints, scores)")
+    monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` now fails, as where OpenCV is not installed
+    spec = importlib.util.spec_from_file_location("consumer_preprocess", preprocess.__file__)
+    consumer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(consumer)
+    for clip in range(2):
+        theirs = consumer.graph_inputs(settings, skeleton.points, skeleton.score, clip=clip)
+        assert list(theirs) == ["joint", "bone"]
+        for name, value in theirs.items():
             np.testing.assert_array_equal(value[0], ours[name][clip], err_msg=name)
 
 

@@ -105,7 +105,7 @@ def test_estimated_poses_on_a_kinect_run_carry_a_warning_everywhere(tiny_run, re
     kinect = realdata / "ntu_skeleton" / "S001C001P001R001A001.skeleton"
     out = tmp_path / "out"
     summary = mmfc_json("predict", video, "--run", tiny_run, "--out", out)[0]
-    assert summary["warning"].startswith("the run's skeleton branch was trained on Kinect v2 joints (NTU .skeleton "
+    assert summary["warning"].startswith("the run's skeleton branches were trained on Kinect v2 joints (NTU .skeleton "
                                          "files), and these poses come from stage 0's BlazePose estimator")
     assert json.loads((out / video.stem / "prediction.json").read_text())["warning"] == summary["warning"]
     assert set(pq.read_table(out / "predictions.parquet").column("warning").to_pylist()) == {summary["warning"]}
@@ -118,7 +118,7 @@ def test_estimated_poses_on_a_kinect_run_carry_a_warning_everywhere(tiny_run, re
     # The table: a WARNING line, and the title says not to trust it.
     code, output = mmfc("predict", video, "--run", tiny_run)
     said = " ".join(output.split())
-    assert code == 0 and "WARNING: the run's skeleton branch was trained on Kinect v2 joints" in said
+    assert code == 0 and "WARNING: the run's skeleton branches were trained on Kinect v2 joints" in said
     assert "UNRELIABLE, see the warning" in said
     # The clip's own Kinect skeleton: what the run was trained on, no warning.
     assert mmfc_json("predict", video, "--run", tiny_run, "--skeleton", kinect)[0]["warning"] == ""

@@ -37,6 +37,26 @@ def test_open_run_rebuilds_both_branches_from_their_checkpoints(tiny_run):
     assert header["format"] == FORMAT and set(header["settings"]) == {"name", "data", "poses", "crops", "skel", "scores"}
 
 
+def test_open_run_rebuilds_every_branch_the_fusion_takes(tiny_streams_run, ucla_run):
+    """RGB and two streams, each network from its own checkpoint's section (the bone stream's own
+    width); a skeleton-only run: its streams alone, in their layout."""
+    run = open_run(tiny_streams_run)
+    assert run.branches == ["rgb", "joint", "bone"] == json.loads((tiny_streams_run / "fusion" / "weights.json")
+                                                                   .read_text())["branches"]
+    assert run.video_branches == ["rgb"] and run.skeleton_branches == ["joint", "bone"]
+    assert (run.cfg.joint.model.base_channels, run.cfg.bone.model.base_channels) == (8, 4)
+    assert (run.cfg.joint.model.stream, run.cfg.bone.model.stream) == ("joint", "bone")
+    widths = {name: sum(p.numel() for p in run.models[name].parameters()) for name in ("joint", "bone")}
+    assert widths["joint"] > widths["bone"]
+    assert set(run.fusion.branches) <= set(run.branches) and run.skeleton_channels == 3
+
+    skeletons = open_run(ucla_run)
+    assert skeletons.branches == ["joint", "bone"] and skeletons.video_branches == []
+    assert (skeletons.layout.name, skeletons.pose_source, skeletons.skeleton_channels) == ("kinect20", "kinect-v1", 3)
+    assert skeletons.cfg.bone.model.num_persons == 1  # pipelines/nw-ucla.toml's [skel], from the checkpoint
+    assert len(skeletons.class_names) == 10
+
+
 def test_overrides_change_only_how_this_machine_runs_the_run(tiny_run):
     run = open_run(tiny_run, overrides=["poses.models_dir=/opt/blazepose", "jobs.n_jobs=1", "crops_from=/elsewhere"])
     assert run.cfg.poses.models_dir == "/opt/blazepose" and run.cfg.jobs.n_jobs == 1
@@ -64,11 +84,12 @@ def test_missing_pieces_are_named(tiny_run, tmp_path):
         open_run(tmp_path / "nowhere")
     copy = tmp_path / "run"
     shutil.copytree(tiny_run, copy, ignore=shutil.ignore_patterns("pipeline.json"))
-    (copy / "fusion" / "weights.json").unlink()
-    with pytest.raises(DataError, match=r"weights.json: missing.*`mmfc stage fuse`"):
-        open_run(copy)
     (copy / "train" / "skel" / "best.pt").unlink()
     with pytest.raises(DataError, match=r"skel/best.pt: missing.*`make train-skel`"):
+        open_run(copy)
+    # The fusion names the branches to open.
+    (copy / "fusion" / "weights.json").unlink()
+    with pytest.raises(DataError, match=r"weights.json: missing.*`mmfc stage fuse`"):
         open_run(copy)
     # The network is on the device asked for.
     assert next(open_run(tiny_run, device="cpu").models["rgb"].parameters()).device == torch.device("cpu")
@@ -114,6 +135,14 @@ def test_damaged_foreign_older_or_mismatched_checkpoints_are_refused(tiny_run, t
     _rewrite(skel, lambda state: state["settings"]["crops"].update(size=48))
     with pytest.raises(DataError, match=r"skel/best.pt: its 'crops' settings differ from those of the rgb branch's "
                                         r"checkpoint \(size: 40 vs 48\)"):
+        open_run(copy)
+
+    # A branch retrained (here: one weight moved) after the fusion was fitted on its scores.
+    shutil.copy(tiny_run / "train" / "skel" / "best.pt", skel)
+    shutil.copy(tiny_run / "train" / "skel" / "best.pt.sha256", digest_path(skel))
+    _rewrite(skel, lambda state: next(iter(state["model"].values())).add_(1e-3))
+    with pytest.raises(DataError, match=r"skel/best.pt: is not the checkpoint the fusion was fitted on .*rerun "
+                                        r"`mmfc stage scores --modality skel` and `mmfc stage fuse`"):
         open_run(copy)
 
 

@@ -5,8 +5,6 @@ through stages 1 to 4 and the report."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,18 +23,9 @@ from mmfc.report.stage import run_report
 from mmfc.scores.format import read_scores
 from mmfc.scores.stage import run_scores
 from mmfc.train.stage import run_train
-from conftest import TINY_MODELS
+from conftest import SMALL_CROPS, TINY_MODELS, nw_ucla_subset, skeleton_only_ntu
 
 PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
-SMALL_CROPS = ["crops.skeleton_frames=16", "crops.num_frames=4", "jobs.n_jobs=1"]
-
-
-def skeleton_only_ntu(realdata: Path, root: Path) -> Path:
-    """An NTU download of the six real .skeleton files, without nturgb+d_rgb/."""
-    (root / "nturgb+d_skeletons").mkdir(parents=True)
-    for path in sorted((realdata / "ntu_skeleton").glob("*.skeleton")):
-        os.symlink(path, root / "nturgb+d_skeletons" / path.name)
-    return root
 
 
 def test_an_ntu_download_without_videos_is_stored_as_skeletons(realdata: Path, tmp_path: Path):
@@ -106,15 +95,6 @@ def test_info_says_which_branches_the_data_supports(realdata: Path, tmp_path: Pa
     branches = json.loads(result.stdout)["data"]["branches"]
     assert list(branches) == ["rgb", "skel"] and branches["skel"] == "supported"
     assert branches["rgb"].startswith("not supported: it learns from video frames")
-
-
-def nw_ucla_subset(realdata: Path, folder: Path) -> list[str]:
-    """Subjects 1 and 2, first repetition, all 3 views, of each of the 10 actions: 60 real files."""
-    folder.mkdir(parents=True)
-    names = sorted(p.name for p in (realdata / "nw_ucla" / "all_sqe").glob("a*_s0[12]_e00_v0*.json"))
-    for name in names:
-        shutil.copy(realdata / "nw_ucla" / "all_sqe" / name, folder)
-    return names
 
 
 @pytest.mark.slow

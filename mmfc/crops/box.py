@@ -1,4 +1,4 @@
-"""Skeleton-guided crop boxes (METHOD.md section 1) and applying them to frames.
+"""Skeleton-guided crop boxes (docs/method.md, section 1) and applying them to frames.
 
 All coordinates here are pixels of the decoded video; the caller scales the skeleton's pixels
 from its own frame size first. A box is (x0, y0, x1, y1), x1/y1 exclusive, and may leave the

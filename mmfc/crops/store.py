@@ -397,9 +397,11 @@ class MemoryCrops:
         self._samples: list[StoredSample] = []
 
     def add(self, sample_id: str, sample: StoredSample) -> int:
-        """Store one sample (its frames JPEG-coded as in a shard); -> its position. Unlabelled
-        samples read back with label -1."""
-        rgb = decode_frames(encode_frames(sample.rgb, self.jpeg_quality), sample.rgb.shape)
+        """Store one sample (its frames JPEG-coded as in a shard; a sample without video, its
+        skeleton alone); -> its position. Unlabelled samples read back with label -1."""
+        rgb = sample.rgb
+        if rgb is not None:
+            rgb = decode_frames(encode_frames(rgb, self.jpeg_quality), rgb.shape)
         self._samples.append(StoredSample(rgb, sample.frame_indices, sample.skeleton, sample.keypoints))
         self.index.append({"id": sample_id, "label": -1})
         return len(self._samples) - 1
@@ -409,6 +411,8 @@ class MemoryCrops:
 
     def rgb(self, i: int, frames: list[int] | np.ndarray | None = None) -> np.ndarray:
         rgb = self._samples[i].rgb
+        if rgb is None:
+            raise DataError(self.index[i]["id"], "cropped from a skeleton without video: there are no frames to read")
         return rgb if frames is None else rgb[np.asarray(frames, dtype=np.int64)]
 
     def skeleton(self, i: int) -> np.ndarray:

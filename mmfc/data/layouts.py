@@ -1,4 +1,4 @@
-"""Joint layouts as data (METHOD.md section 4): the joints by name, the bones between them (the
+"""Joint layouts as data (docs/method.md, section 4): the joints by name, the bones between them (the
 skeleton branch's graph, and its bone vectors), the centre joint, the left/right pairs a flip
 swaps, 2D or 3D, and the joints that align a 3D body.
 
@@ -116,7 +116,7 @@ _KINECT_LIMBS = tuple(
     for side in ("left", "right") for joint in limb
 )
 
-# NTU-25 (Kinect v2), in the SDK's joint order. Bones 1-based as METHOD.md lists them.
+# NTU-25 (Kinect v2), in the SDK's joint order. Bones 1-based as docs/method.md, section 4, lists them.
 NTU25 = _built_in(
     "ntu25",
     ("spine_base", "spine_mid", "neck", "head", *_KINECT_LIMBS,

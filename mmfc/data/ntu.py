@@ -213,7 +213,7 @@ def _gather_rows(values, offsets, rows):
 
 
 # ---------------------------------------------------------------------------------------------
-# Body selection and denoising (METHOD.md section 6)
+# Body selection and denoising (docs/method.md, section 6)
 
 
 @dataclass

@@ -1,16 +1,18 @@
 """A trained run as an export folder that needs nothing from mmfc to use:
 
-    <out>/rgb.onnx, skel.onnx   each branch's best network (graphs.py): one named float32 input
-                                with a dynamic batch axis, one output `logits` [batch, K]
+    <out>/<branch>.onnx         every branch's best network (graphs.py): rgb.onnx, joint.onnx,
+                                bone.onnx, ...: one named float32 input with a dynamic batch
+                                axis, one output `logits` [batch, K]
     <out>/manifest.json         what feeds each input (axes, value range, normalisation), the
                                 settings preprocess.py reads, the poses the run needs, the
-                                classes, the outputs, the fusion recipe (recipe.py) and the
-                                parity measured when the folder was written
+                                classes, the outputs, the fusion recipe over every branch
+                                (recipe.py) and the parity measured when the folder was written
     <out>/apply_fusion.py       the recipe applied with numpy
-    <out>/preprocess.py         a clip's frames and keypoints -> both graphs' inputs, with numpy
-                                and OpenCV, as stage 1 crops and stage 3 samples
+    <out>/preprocess.py         a clip's keypoints (and frames, for an RGB graph) -> every
+                                graph's input, with numpy (and OpenCV for frames), as stage 1
+                                crops and stage 3 samples
 
-Before the folder is written, onnxruntime runs both graphs on samples of the run's own crop
+Before the folder is written, onnxruntime runs every graph on samples of the run's own crop
 store and its logits are compared with PyTorch's on the same inputs, and the recipe applied to
 onnxruntime's logits with PyTorch's logits fused by mmfc itself (FittedFusion.apply); a
 difference above graphs.parity_bound (1e-4 for logits within +-10, unless PyTorch's own float32
@@ -52,7 +54,9 @@ from mmfc.export.recipe import fusion_recipe
 from mmfc.run_folder import TrainedRun
 
 FORMAT = "mmfc-onnx-export"
-VERSION = 2  # 2: the fusion recipe takes the logits by branch name
+# 2: the fusion recipe takes the logits by branch name; 3: one graph per branch of the run, and
+# preprocess.py's inputs by branch (its settings per branch), frames only for an RGB graph.
+VERSION = 3
 MANIFEST = "manifest.json"
 
 
@@ -71,8 +75,8 @@ def export_onnx(run: TrainedRun, out: Path, check_samples: int = 8) -> dict:
         "exporter": f"torch {torch.__version__}, torch.onnx.export(dynamo=False), opset {OPSET}",
         "class_names": list(run.class_names),
         "branches": {},
-        "poses": pose_requirement(run.cfg, run.layout, run.pose_source),
-        "preprocess": preprocess_settings(run.cfg, run.layout),
+        "poses": pose_requirement(run),
+        "preprocess": preprocess_settings(run.cfg, run.layout, run.branches),
         "test_time": (
             f"mmfc scores a sample with the mean logits of {run.cfg.scores.clips} evenly spaced clip(s): clip c of C "
             "takes each segment's frame at (c + 0.5) / C of the segment; the recipe is applied to those means"
@@ -96,35 +100,47 @@ def export_onnx(run: TrainedRun, out: Path, check_samples: int = 8) -> dict:
     return manifest
 
 
-def preprocess_settings(cfg: Pipeline, layout: Layout) -> dict:
-    """What preprocess.py reads: stage 1's crop and skeleton settings, the branches' sampling and
-    normalisation, the clips averaged."""
-    rgb, skel = get_branch("rgb").input_spec(cfg, layout), get_branch("skel").input_spec(cfg, layout)
-    c, joints = cfg.crops, layout
-    return {
-        "script": "preprocess.py: graph_inputs(manifest['preprocess'], frames, video_frames, keypoints, scores)",
-        "crop": {
+def preprocess_settings(cfg: Pipeline, layout: Layout, branches: list[str]) -> dict:
+    """What preprocess.py reads: stage 1's skeleton settings (and its crop settings where a branch
+    reads frames), each branch's sampling and normalisation, the clips averaged."""
+    c = cfg.crops
+    graphs = {}
+    for name in branches:
+        branch = get_branch(name)
+        spec, section = branch.input_spec(cfg, layout), branch.section(cfg)
+        if branch.needs_video:
+            graphs[name] = {"kind": "rgb", "input": spec["name"], "segments": section.model.segments,
+                            "input_size": section.model.input_size, "mean": spec["mean"], "std": spec["std"]}
+        else:
+            graphs[name] = {"kind": "skeleton", "input": spec["name"], "num_frames": section.model.num_frames,
+                            "num_persons": section.model.num_persons, "normalize": section.input.normalize,
+                            "sampling": section.input.sampling}
+    frames = any(graph["kind"] == "rgb" for graph in graphs.values())
+    settings = {
+        "script": "preprocess.py: graph_inputs(manifest['preprocess'], keypoints, scores"
+                  + (", frames, video_frames)" if frames else ")"),
+        "skeleton": {
+            "frames": c.skeleton_frames, "max_bodies": cfg.data.max_bodies, "align": c.align,
+            "center": CropJob.of(cfg, layout).center, "align_axes": layout.align_axes, "pad": c.pad_skeleton,
+        },
+        "branches": graphs,
+        "clips": cfg.scores.clips,
+    }
+    if frames:
+        settings["crop"] = {
             "mode": c.mode, "padding": c.padding, "hw_ratio": c.hw_ratio, "min_box": c.min_box,
             "allow_pad": c.allow_pad, "smooth": c.smooth, "size": c.size, "num_frames": c.num_frames,
             "jpeg_quality": c.jpeg_quality, "max_bodies": cfg.data.max_bodies,
-        },
-        "rgb": {"input": rgb["name"], "segments": cfg.rgb.model.segments, "input_size": cfg.rgb.model.input_size,
-                "mean": rgb["mean"], "std": rgb["std"]},
-        "skeleton": {
-            "input": skel["name"], "frames": c.skeleton_frames, "max_bodies": cfg.data.max_bodies, "align": c.align,
-            "center": CropJob.of(cfg, layout).center, "align_axes": joints.align_axes, "pad": c.pad_skeleton,
-            "num_frames": cfg.skel.model.num_frames, "num_persons": cfg.skel.model.num_persons,
-            "normalize": cfg.skel.input.normalize, "sampling": cfg.skel.input.sampling,
-        },
-        "clips": cfg.scores.clips,
-    }
+        }
+    return settings
 
 
-def pose_requirement(cfg: Pipeline, layout: Layout, pose_source: str) -> dict:
-    """Where the run's keypoints came from (`pose_source`, as its checkpoints record it): the
-    skeleton branch learnt their positions and stage 1 planned every crop on them, so new clips
-    need keypoints of the same kind."""
-    channels = cfg.skel.model.in_channels or layout.channels
+def pose_requirement(run: TrainedRun) -> dict:
+    """Where the run's keypoints came from (its `pose_source`, as its checkpoints record it): the
+    skeleton branches learnt their positions and stage 1 planned every crop on them, so new
+    clips need keypoints of the same kind."""
+    cfg, layout, pose_source = run.cfg, run.layout, run.pose_source
+    channels = run.skeleton_channels
     source = describe_pose_source(pose_source) if pose_source else "not recorded (a run of an older mmfc)"
     if pose_source == BLAZEPOSE:
         source += (f" (`mmfc stage poses`, or `mmfc predict` without --skeleton): pose_landmark_full tracking up "
@@ -137,8 +153,9 @@ def pose_requirement(cfg: Pipeline, layout: Layout, pose_source: str) -> dict:
         "requirement": (
             f"keypoints must come from the same estimator (or sensor) and the same joint layout ({layout.name}, "
             f"{layout.num_joints} joints, {channels} coordinates each) as the run was trained on: the skeleton "
-            "graph learnt where that estimator puts each joint and the RGB crop is planned on them; keypoints of "
-            "another estimator give confident wrong answers"
+            "graphs learnt where that estimator puts each joint"
+            + (" and the RGB crop is planned on them" if run.video_branches else "")
+            + "; keypoints of another estimator give confident wrong answers"
         ),
     }
 

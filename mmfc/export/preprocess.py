@@ -1,5 +1,5 @@
-"""Turn a clip's frames and keypoints into the inputs of an mmfc export's two graphs, with numpy
-and OpenCV only.
+"""Turn a clip's keypoints (and frames) into the inputs of every graph of an mmfc export, with
+numpy, and OpenCV for the frames.
 
     import json
     import numpy as np
@@ -8,15 +8,20 @@ and OpenCV only.
     settings = json.load(open("manifest.json"))["preprocess"]
     wanted = frames_to_read(settings, video_frames)      # the video frames the RGB crop uses
     frames = read_frames("clip.mp4", wanted)             # uint8 RGB [F, H, W, 3]
-    inputs = graph_inputs(settings, frames, video_frames, keypoints, scores)
-    # inputs["clips"] feeds rgb.onnx, inputs["joints"] skel.onnx; each has a batch axis of 1
+    inputs = graph_inputs(settings, keypoints, scores, frames, video_frames)
+    # inputs["rgb"] feeds rgb.onnx, inputs["joint"] joint.onnx, ...: one array per graph, by its
+    # branch (manifest: branches), each with a batch axis of 1
+
+    inputs = graph_inputs(settings, keypoints, scores)   # an export of skeleton branches alone
 
 `keypoints` [M, T, V, C] are the people's joints in the run's layout (manifest: poses), one row
 per frame of the clip (T = video_frames unless `frame_indices` says which video frame each row
 is), 0 where a joint or person is missing, with `scores` [M, T, V] (0: missing). The RGB crop is
 planned on their first two coordinates, image pixels of the frames (or of `keypoint_size`,
 rescaled); a run trained on 3D joints (Kinect) takes the 3D ones as `keypoints` and the image
-ones as `pixels`.
+ones as `pixels`. Every skeleton graph takes the same normalised joints (each network derives
+its stream, bones or motion, itself), sampled by its own settings. An export without an RGB
+graph needs no frames, and no OpenCV: it is imported only to read and crop frames.
 
 `mmfc export` copies this file into every export folder. It is stage 1's crop (the crop plan
 of mmfc/crops/box.py, its frame sampling and its JPEG round trip), stage 1's normalised skeleton
@@ -27,7 +32,6 @@ that it gives the inputs mmfc gives, bit for bit, and the graphs' logits from a 
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 
@@ -41,6 +45,8 @@ def frames_to_read(settings: dict, video_frames: int) -> np.ndarray:
 def read_frames(path: str, indices) -> np.ndarray:
     """The frames at `indices` of a video, decoded in order by OpenCV as mmfc decodes them;
     an index past the last frame that decodes gets that last frame. uint8 RGB [N, H, W, 3]"""
+    import cv2
+
     indices = np.asarray(indices, dtype=np.int64)
     wanted, decoded = set(indices.tolist()), {}
     capture = cv2.VideoCapture(str(path))
@@ -62,36 +68,43 @@ def read_frames(path: str, indices) -> np.ndarray:
     return np.stack([decoded[int(t)] for t in nearest])
 
 
-def graph_inputs(settings: dict, frames: np.ndarray, video_frames: int, keypoints: np.ndarray, scores: np.ndarray,
-                 pixels: np.ndarray | None = None, frame_indices: np.ndarray | None = None,
-                 total_frames: int | None = None, keypoint_size: tuple[int, int] | None = None,
-                 clip: int = 0) -> dict[str, np.ndarray]:
-    """Both graphs' inputs for one clip, by name, each [1, ...] float32.
+def graph_inputs(settings: dict, keypoints: np.ndarray, scores: np.ndarray, frames: np.ndarray | None = None,
+                 video_frames: int | None = None, pixels: np.ndarray | None = None,
+                 frame_indices: np.ndarray | None = None, total_frames: int | None = None,
+                 keypoint_size: tuple[int, int] | None = None, clip: int = 0) -> dict[str, np.ndarray]:
+    """Every graph's input for one clip, by branch (settings["branches"]), each [1, ...] float32.
 
-    frames: uint8 RGB [F, H, W, 3], the frames `frames_to_read` names; keypoints [M, T, V, C]
-    and scores [M, T, V] as the module's docstring says; pixels [M, T, V, 2]: the image
-    coordinates the crop is planned on (default: keypoints' first two); frame_indices [T]: the
-    video frame of each keypoint row (default 0..T-1); total_frames: the frames the keypoints'
-    clock counts (default T); keypoint_size: (width, height) of the image the pixels are in
-    (default the frames'); clip: which of settings["clips"] evenly spaced clips (mmfc averages
-    the logits of all of them)."""
+    keypoints [M, T, V, C] and scores [M, T, V] as the module's docstring says; frames: uint8
+    RGB [F, H, W, 3], the frames `frames_to_read` names of the video's `video_frames` (needed by
+    an RGB graph alone); pixels [M, T, V, 2]: the image coordinates the crop is planned on
+    (default: keypoints' first two); frame_indices [T]: the video frame of each keypoint row
+    (default 0..T-1); total_frames: the frames the keypoints' clock counts (default T);
+    keypoint_size: (width, height) of the image the pixels are in (default the frames'); clip:
+    which of settings["clips"] evenly spaced clips (mmfc averages the logits of all of them)."""
     keypoints = np.asarray(keypoints, dtype=np.float32)
     scores = np.asarray(scores, dtype=np.float32)
-    pixels = keypoints[..., :2] if pixels is None else np.asarray(pixels, dtype=np.float32)
-    frame_indices = np.arange(keypoints.shape[1]) if frame_indices is None else np.asarray(frame_indices)
-    total_frames = keypoints.shape[1] if total_frames is None else total_frames
-    frame_size = (frames.shape[2], frames.shape[1])
-    crops = crop_frames(settings, frames, video_frames, pixels, scores, frame_indices.astype(np.int64), total_frames,
-                        keypoint_size or frame_size)
-    joints = normalize_skeleton(settings, keypoints, scores)
-    return {
-        settings["rgb"]["input"]: rgb_clip(settings, crops, clip)[None],
-        settings["skeleton"]["input"]: skeleton_clip(settings, joints, clip)[None],
-    }
+    branches = settings["branches"]
+    inputs, crops, joints = {}, None, None
+    for name, branch in branches.items():
+        if branch["kind"] == "rgb":
+            if crops is None:
+                if frames is None or video_frames is None:
+                    raise ValueError(f"the {name} graph takes the clip's frames: give frames and video_frames")
+                pixels = keypoints[..., :2] if pixels is None else np.asarray(pixels, dtype=np.float32)
+                indices = np.arange(keypoints.shape[1]) if frame_indices is None else np.asarray(frame_indices)
+                crops = crop_frames(settings, frames, video_frames, pixels, scores, indices.astype(np.int64),
+                                    keypoints.shape[1] if total_frames is None else total_frames,
+                                    keypoint_size or (frames.shape[2], frames.shape[1]))
+            inputs[name] = rgb_clip(settings, branch, crops, clip)[None]
+        else:
+            if joints is None:
+                joints = normalize_skeleton(settings, keypoints, scores)
+            inputs[name] = skeleton_clip(settings, branch, joints, clip)[None]
+    return inputs
 
 
 # ---------------------------------------------------------------------------------------------
-# The RGB crop (stage 1) and the RGB graph's input
+# The RGB crop (stage 1) and the RGB graph's input (OpenCV)
 
 
 def crop_frames(settings: dict, frames: np.ndarray, video_frames: int, pixels: np.ndarray, scores: np.ndarray,
@@ -210,6 +223,8 @@ def _frame_boxes(pixels: np.ndarray, scores: np.ndarray, frame_size: tuple[int, 
 def _cut(frame: np.ndarray, box: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
     """`box` of the frame (zeros outside it), resized: area averaging when shrinking, bilinear
     when growing."""
+    import cv2
+
     height, width = frame.shape[:2]
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
@@ -227,6 +242,8 @@ def _cut(frame: np.ndarray, box: np.ndarray, out_w: int, out_h: int) -> np.ndarr
 
 def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
     """The frame as stage 1's store gives it back: one JPEG at the run's quality, decoded."""
+    import cv2
+
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("JPEG encoding failed")
@@ -239,10 +256,12 @@ def _segment_indices(length: int, segments: int, clip: int, clips: int) -> np.nd
     return np.minimum(((np.arange(segments) + offsets) * (length / segments)).astype(np.int64), length - 1)
 
 
-def rgb_clip(settings: dict, crops: np.ndarray, clip: int = 0) -> np.ndarray:
-    """The RGB graph's input of one clip: rgb.segments of the stored crops, their centre square
-    of rgb.input_size (resized to it when smaller), normalised. float32 [T, 3, s, s]"""
-    rgb = settings["rgb"]
+def rgb_clip(settings: dict, rgb: dict, crops: np.ndarray, clip: int = 0) -> np.ndarray:
+    """An RGB graph's input of one clip, by its settings `rgb` (of settings["branches"]): `segments`
+    of the stored crops, their centre square of `input_size` (resized to it when smaller),
+    normalised. float32 [T, 3, s, s]"""
+    import cv2
+
     size = rgb["input_size"]
     picked = crops[_segment_indices(len(crops), rgb["segments"], clip, settings["clips"])]
     height, width = picked.shape[1:3]
@@ -257,7 +276,7 @@ def rgb_clip(settings: dict, crops: np.ndarray, clip: int = 0) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# The normalised skeleton (stage 1) and the skeleton graph's input
+# The normalised skeleton (stage 1) and the skeleton graphs' inputs
 
 
 def normalize_skeleton(settings: dict, keypoints: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -316,15 +335,15 @@ def _upright(points: np.ndarray, present: np.ndarray, axes) -> np.ndarray:
     return np.stack([x, np.cross(z, x), z])
 
 
-def skeleton_clip(settings: dict, joints: np.ndarray, clip: int = 0) -> np.ndarray:
-    """The skeleton graph's input of one clip: the first skeleton.num_persons bodies (zeros where
-    fewer) of the normalised sequence (up to its last frame with a body when stage 1 padded it),
-    min-max normalised onto [-1, 1] where skeleton.normalize says so, then skeleton.num_frames
-    frames: the centres of equal segments ("segments"), or evenly spaced from the first frame to
-    the last ("random_choice", whose test-time sampling that is). float32 [C, T, V, M]"""
-    skeleton = settings["skeleton"]
+def skeleton_clip(settings: dict, skeleton: dict, joints: np.ndarray, clip: int = 0) -> np.ndarray:
+    """A skeleton graph's input of one clip, by its settings `skeleton` (of settings["branches"]):
+    the first `num_persons` bodies (zeros where fewer) of the normalised sequence (up to its last
+    frame with a body when stage 1 padded it), min-max normalised onto [-1, 1] where `normalize`
+    says so, then `num_frames` frames: the centres of equal segments ("segments"), or evenly
+    spaced from the first frame to the last ("random_choice", whose test-time sampling that is).
+    float32 [C, T, V, M]"""
     persons, count = skeleton["num_persons"], skeleton["num_frames"]
-    if skeleton["pad"]:
+    if settings["skeleton"]["pad"]:
         has_body = np.flatnonzero((joints != 0).any(axis=(0, 2, 3)))
         joints = joints[:, : int(has_body[-1]) + 1 if len(has_body) else joints.shape[1]]
     if joints.shape[3] >= persons:

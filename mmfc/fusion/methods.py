@@ -1,4 +1,4 @@
-"""The fusion methods of METHOD.md section 5, each fitted for given values of its free choices,
+"""The fusion methods of docs/method.md, section 5, each fitted for given values of its free choices,
 over any number of named branches (rgb and skel; or rgb, joint, bone, joint_motion, bone_motion).
 
 Every method maps the raw logits of its branches ([N, K] each, by branch name) to fused scores

@@ -1,4 +1,4 @@
-"""Class-aware contrastive learning on intermediate features (METHOD.md section 3).
+"""Class-aware contrastive learning on intermediate features (docs/method.md, section 3).
 
 `build_ccl` returns a module whose forward(features, logits, labels) gives the already weighted
 term lambda * sum_l w_l L_l; the training loss is CE + that. Per level the loss is one of:

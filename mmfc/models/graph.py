@@ -1,4 +1,4 @@
-"""Skeleton graphs for the GCN branch, built from the joint layouts (METHOD.md section 4).
+"""Skeleton graphs for the GCN branch, built from the joint layouts (docs/method.md, section 4).
 
 The partition follows CTR-GCN's "spatial" labelling: three subsets of the same joints, the
 self-links (identity), the inward links (child -> parent, towards the centre joint) and the

@@ -1,4 +1,4 @@
-"""The paper's temporal pieces of the RGB branch (METHOD.md section 2), as modules a residual
+"""The paper's temporal pieces of the RGB branch (docs/method.md, section 2), as modules a residual
 block holds (mmfc.models.resnet).
 
 A 2D CNN sees a clip as frames [N*T, C, H, W]; every module here knows T (`segments`) and views
@@ -115,7 +115,7 @@ class TemporalAggregation(nn.Module):
     spatial conv, each fed the output of the previous one (the hierarchy) when `chain` is set.
 
     O1 = X1 (average-pooled when strided); Oi = act(BN(conv3x3(tconv(Xi + O(i-1))))), i = 2..4.
-    METHOD.md chains from O1 on; Res2Net/TEA start the chain one fragment later.
+    docs/method.md, section 2, chains from O1 on; Res2Net/TEA start the chain one fragment later.
     `activate` is False inside a basic block, where the residual add and its ReLU follow.
     """
 

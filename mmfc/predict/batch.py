@@ -1,12 +1,15 @@
-"""Many videos: a folder or a list file of them, predicted in parallel and resumable.
+"""Many clips: videos, skeleton files, folders or list files of them, predicted in parallel and
+resumable.
 
-Each video is one job (mmfc.jobs.run_jobs on the pipeline's [jobs] backend): decoding, pose
-estimation, crops and both branches run in the worker, which opens the trained run and loads
-the pose models once (jobs.PerWorker). Each finished video leaves its result file
-<out>/results/<name>.json (written atomically, failures too, with the reason); a rerun skips
-every video whose result file matches the video (size and modification time) and the options,
-so a killed batch goes on where it stopped. At the end one Parquet file, <out>/predictions.parquet,
-holds every video's rows: one per clip or window.
+Each input is one job (mmfc.jobs.run_jobs on the pipeline's [jobs] backend): a video (decoding,
+pose estimation or its skeleton file, crops, every branch), or a skeleton file without video
+for a run without a video branch (each annotation of a pose pickle its own). The worker opens the
+trained run and loads the pose models once (jobs.PerWorker). Each finished input leaves its
+result file <out>/results/<name>.json (written atomically, failures too, with the reason); a
+rerun skips every input whose result file matches it (size and modification time, the skeleton
+file's too) and the options, so a killed batch goes on where it stopped. At the end one Parquet
+file, <out>/predictions.parquet, holds every input's rows: one per clip or window, with the
+logits of each of the run's branches.
 """
 
 from __future__ import annotations
@@ -28,49 +31,88 @@ from mmfc.errors import DataError, DiskFull
 from mmfc.jobs import PerWorker, run_jobs
 from mmfc.metrics import log_softmax
 from mmfc.predict.outputs import summary, write_outputs
-from mmfc.predict.predictor import PoseModels, Prediction, predict_video
+from mmfc.predict.predictor import (PoseModels, Prediction, predict_skeleton, predict_video, skeleton_refusal,
+                                    video_refusal)
+from mmfc.predict.skeletons import POSE_PICKLES, is_skeleton_file, pickle_annotation, pickle_entries
 from mmfc.predict.windows import find_segments
 from mmfc.run_folder import TrainedRun, open_run
 
 RESULTS = "results"
 COMBINED = "predictions.parquet"
-SKELETON_EXTS = (".skeleton", ".pkl")
-# A list file names one video per line (blank lines and lines starting with # are skipped).
+# A result file of another layout (an older mmfc's) is redone, never read as this one.
+RESULTS_FORMAT = 2
+# The skeleton files --skeleton finds in a folder, named after a video.
+VIDEO_SKELETON_EXTS = (".skeleton", ".pkl")
+# A list file names one input per line (blank lines and lines starting with # are skipped).
 LIST_EXTS = (".txt", ".lst", ".list")
 
 
 @dataclass(frozen=True)
 class Options:
-    """How every video of a batch is predicted: picklable, part of each result's signature."""
+    """How every input of a batch is predicted: picklable, part of each result's signature."""
 
     window: float | None = None
     stride: float | None = None
     threshold: float = 0.5
-    draw: bool = False  # write the annotated video and pictures
+    draw: bool = False  # write the pictures
     preview_width: int = 640
 
 
-def list_videos(inputs: list[Path], video_exts: list[str]) -> list[Path]:
-    """Video files, the videos in folders (recursively, sorted), and those a list file names
-    (relative to its folder). DataError naming an input that is none of these."""
-    found: list[Path] = []
-    exts = {e.lower() for e in video_exts}
-    for item in inputs:
-        if item.is_dir():
-            found += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in exts)
-        elif item.suffix.lower() in LIST_EXTS and item.is_file():
-            for line in item.read_text().splitlines():
+@dataclass(frozen=True)
+class Item:
+    """One input: a video (its skeleton from --skeleton, or estimated), or a skeleton file
+    without video (`entry`: the pose pickle's annotation)."""
+
+    path: Path
+    video: bool
+    entry: str | None = None
+
+
+def list_inputs(inputs: list[Path], run: TrainedRun, entries: list[str] | tuple[str, ...] = ()) -> list[Item]:
+    """The inputs to predict: video and skeleton files, what folders hold (recursively, sorted)
+    and what list files name (relative to their folder); a pose pickle gives its annotations
+    `entries` (by name), else every one. A folder gives its videos to a run with a video branch,
+    else its skeleton files (its videos where it holds none). DataError naming an input that is
+    none of these, or one the run cannot predict: a skeleton file without its video for a run
+    with a video branch (predictor.skeleton_refusal)."""
+    exts = {e.lower() for e in run.cfg.data.video_exts}
+    files: list[Path] = []
+    for given in inputs:
+        if given.is_dir():
+            found = sorted(p for p in given.rglob("*") if p.is_file())
+            videos = [p for p in found if p.suffix.lower() in exts]
+            skeletons = [p for p in found if is_skeleton_file(p)]
+            files += videos if run.video_branches or not skeletons else skeletons
+        elif given.suffix.lower() in LIST_EXTS and given.is_file():
+            for line in given.read_text().splitlines():
                 line = line.strip()
                 if line and not line.startswith("#"):
                     path = Path(line)
-                    found.append(path if path.is_absolute() else item.parent / path)
-        elif item.suffix.lower() in exts or item.exists():
-            found.append(item)
+                    files.append(path if path.is_absolute() else given.parent / path)
+        elif given.suffix.lower() in exts or given.exists():
+            files.append(given)
         else:
-            raise DataError(item, "no such video, folder or list file")
-    if not found:
-        raise DataError(", ".join(map(str, inputs)), "no videos found")
-    return found
+            raise DataError(given, "no such video, skeleton file, folder or list file")
+    if not files:
+        raise DataError(", ".join(map(str, inputs)), "no videos or skeleton files found")
+    items: list[Item] = []
+    for path in files:
+        if not is_skeleton_file(path):
+            items.append(Item(path, video=True))
+            continue
+        refused = skeleton_refusal(run)
+        if refused:
+            raise DataError(path, refused)
+        if path.suffix.lower() not in POSE_PICKLES:
+            items.append(Item(path, video=False))
+            continue
+        for entry in entries or pickle_entries(path):
+            pickle_annotation(path, entry)  # an unknown name is refused before any work
+            items.append(Item(path, video=False, entry=entry))
+    if entries and not any(p.suffix.lower() in POSE_PICKLES for p in files):
+        raise DataError(", ".join(map(str, inputs)), "--entry names annotations of a pose pickle given as an input, "
+                                                     "and none is")
+    return items
 
 
 def skeleton_for(video: Path, skeletons: Path | None) -> Path | None:
@@ -79,20 +121,21 @@ def skeleton_for(video: Path, skeletons: Path | None) -> Path | None:
     if skeletons is None or skeletons.is_file():
         return skeletons
     for stem in dict.fromkeys((video.stem, video.stem.removesuffix("_rgb"))):
-        for ext in SKELETON_EXTS:
+        for ext in VIDEO_SKELETON_EXTS:
             if (skeletons / f"{stem}{ext}").is_file():
                 return skeletons / f"{stem}{ext}"
     raise DataError(video, f"no skeleton file for it in {skeletons} (looked for <name>.skeleton or .pkl)")
 
 
-def result_name(video: Path) -> str:
-    """One result file per video: its name and a hash of its full path (two folders may hold
-    videos of the same name)."""
-    digest = hashlib.sha256(str(video.resolve()).encode()).hexdigest()[:8]
-    return f"{video.stem}-{digest}.json"
+def result_name(item: Item) -> str:
+    """One result file per input: its name and a hash of its full path (two folders may hold
+    files of the same name) and annotation."""
+    name = Path(item.entry).name if item.entry is not None else item.path.stem
+    key = str(item.path.resolve()) + ("" if item.entry is None else f"#{item.entry}")
+    return f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:8]}.json"
 
 
-def signature(video: Path, skeleton: Path | None, options: Options, run_digest: str) -> dict:
+def signature(item: Item, skeleton: Path | None, options: Options, run_digest: str) -> dict:
     def stat(path: Path | None) -> list[int]:
         try:
             st = os.stat(path) if path is not None else None
@@ -100,8 +143,9 @@ def signature(video: Path, skeleton: Path | None, options: Options, run_digest: 
             st = None
         return [st.st_size, st.st_mtime_ns] if st else [-1, -1]
 
-    return {"video": str(video), "video_stat": stat(video), "skeleton": str(skeleton or ""),
-            "skeleton_stat": stat(skeleton), "options": asdict(options), "run": run_digest}
+    return {"format": RESULTS_FORMAT, "input": str(item.path), "entry": item.entry, "input_stat": stat(item.path),
+            "skeleton": str(skeleton or ""), "skeleton_stat": stat(skeleton), "options": asdict(options),
+            "run": run_digest}
 
 
 def run_digest(run: TrainedRun) -> str:
@@ -110,16 +154,21 @@ def run_digest(run: TrainedRun) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def predict_one(video: Path, skeleton: Path | None, options: Options, out: Path | None, run: PerWorker[TrainedRun],
+def predict_one(item: Item, skeleton: Path | None, options: Options, out: Path | None, run: PerWorker[TrainedRun],
                 poses: PerWorker[PoseModels], sign: dict) -> dict:
-    """One job: predict a video, write its outputs and its result file (with `out`). -> the result"""
+    """One job: predict an input, write its outputs and its result file (with `out`). -> the result"""
     trained = run.get()
-    result = {"signature": sign, "video": str(video)}
+    result = {"signature": sign, "input": str(item.path), "entry": item.entry}
     try:
-        prediction, decoded, _, found = predict_video(
-            trained, video, skeleton, options.window, options.stride, poses.get() if skeleton is None else None,
-            options.preview_width if options.draw else 0, preview_every(video, options),
-        )
+        if item.video:
+            prediction, decoded, _, found = predict_video(
+                trained, item.path, skeleton, options.window, options.stride,
+                poses.get() if skeleton is None else None, options.preview_width if options.draw else 0,
+                preview_every(item.path, options),
+            )
+        else:
+            prediction, _, found = predict_skeleton(trained, item.path, item.entry, options.window, options.stride)
+            decoded = None
         segments = None
         if options.window is not None:
             segments = find_segments(prediction.windows, prediction.probabilities["fused"], prediction.class_names,
@@ -129,11 +178,11 @@ def predict_one(video: Path, skeleton: Path | None, options: Options, out: Path 
                           options.draw)
         result.update(status="ok", reason="", summary=summary(prediction, segments), arrays=_arrays(prediction))
     except DiskFull:
-        raise  # not this video's failure, and no result file: a rerun once space is freed redoes it
+        raise  # not this input's failure, and no result file: a rerun once space is freed redoes it
     except DataError as exc:
         result.update(status="failed", reason=f"{exc.path}: {exc.reason}")
     if out is not None:
-        atomic.write_text(out / RESULTS / result_name(video), json.dumps(result) + "\n")
+        atomic.write_text(out / RESULTS / result_name(item), json.dumps(result) + "\n")
     return result
 
 
@@ -151,8 +200,7 @@ def preview_every(video: Path, options: Options, most: int = 900) -> int:
 def _arrays(prediction: Prediction) -> dict:
     return {
         "windows": prediction.windows.tolist(),
-        "rgb": prediction.rgb.tolist(),
-        "skel": None if prediction.skel is None else prediction.skel.tolist(),
+        "logits": {name: logits.tolist() for name, logits in prediction.logits.items()},
         "fused": prediction.fused.tolist(),
     }
 
@@ -164,41 +212,49 @@ def read_result(path: Path) -> dict | None:
         return None
 
 
-def predict_batch(run: TrainedRun, videos: list[Path], skeletons: Path | None, options: Options, out: Path | None,
+def predict_batch(run: TrainedRun, items: list[Item], skeletons: Path | None, options: Options, out: Path | None,
                   console: Console, recipe: tuple) -> list[dict]:
-    """Predict every video not already done (with `out`: its result file says so), then write
-    the combined table there. `recipe`: the arguments of mmfc.run_folder.open_run, so each worker
-    opens the run once (this process reuses `run`). -> every result, in the order of `videos`"""
+    """Predict every input not already done (with `out`: its result file says so), then write
+    the combined table there. `skeletons`: --skeleton, the videos' skeleton file or folder of
+    them. `recipe`: the arguments of mmfc.run_folder.open_run, so each worker opens the run once
+    (this process reuses `run`). DataError before any work when the run cannot predict the
+    videos without skeleton files (predictor.video_refusal). -> every result, in the order of
+    `items`"""
+    refused = video_refusal(run) if skeletons is None else ""
+    for item in items:
+        if item.video and refused:
+            raise DataError(item.path, refused)
     digest = run_digest(run)
     jobs, results = [], {}
-    for video in videos:
+    for item in items:
         try:
-            skeleton = skeleton_for(video, skeletons)
-        except DataError as exc:  # recorded like any video that cannot be predicted
-            results[str(video)] = {"video": str(video), "status": "failed", "reason": f"{exc.path}: {exc.reason}"}
+            skeleton = skeleton_for(item.path, skeletons) if item.video else None
+        except DataError as exc:  # recorded like any input that cannot be predicted
+            results[item] = {"input": str(item.path), "entry": item.entry, "status": "failed",
+                             "reason": f"{exc.path}: {exc.reason}"}
             continue
-        sign = signature(video, skeleton, options, digest)
-        done = read_result(out / RESULTS / result_name(video)) if out is not None else None
+        sign = signature(item, skeleton, options, digest)
+        done = read_result(out / RESULTS / result_name(item)) if out is not None else None
         if done is not None and done.get("signature") == sign:
-            results[str(video)] = done
+            results[item] = done
             continue
-        jobs.append((video, skeleton, sign))
+        jobs.append((item, skeleton, sign))
     skipped = sum("signature" in r for r in results.values())
     if skipped:
-        console.print(f"{skipped} videos already predicted with these options; skipped")
-    # One video, or one worker: this process, with the run it has open.
+        console.print(f"{skipped} inputs already predicted with these options; skipped")
+    # One input, or one worker: this process, with the run it has open.
     here = len(jobs) <= 1 or run.cfg.jobs.n_jobs == 1
     opener = PerWorker(_given, (run,)) if here else PerWorker(open_run, recipe)
     poses = PerWorker(PoseModels, (run.cfg.poses.models_dir, 1))
     for position, result in run_jobs(
-        predict_one, [(video, skeleton, options, out, opener, poses, sign) for video, skeleton, sign in jobs],
+        predict_one, [(item, skeleton, options, out, opener, poses, sign) for item, skeleton, sign in jobs],
         backend="loky" if here else run.cfg.jobs.backend, n_jobs=1 if here else run.cfg.jobs.n_jobs,
-        title="predict", unit="videos", console=console,
+        title="predict", unit="inputs", console=console,
     ):
-        results[str(jobs[position][0])] = result
-    ordered = [results[str(v)] for v in videos]
+        results[jobs[position][0]] = result
+    ordered = [results[item] for item in items]
     if out is not None:
-        write_combined(out / COMBINED, ordered, run.class_names)
+        write_combined(out / COMBINED, ordered, run.class_names, run.branches)
     return ordered
 
 
@@ -207,30 +263,30 @@ def _given(value):
     return value
 
 
-def write_combined(path: Path, results: list[dict], class_names: list[str]) -> None:
-    """One row per clip or window of every video (a failed video: one row with its reason)."""
+def write_combined(path: Path, results: list[dict], class_names: list[str], branches: list[str]) -> None:
+    """One row per clip or window of every input (a failed input: one row with its reason), with
+    the logits of each of the run's `branches` (null where it did not score the clip) and fused."""
     rows = []
     for r in results:
-        base = {"video": r["video"], "status": r["status"], "reason": r["reason"]}
+        base = {"input": r["input"], "entry": r["entry"], "status": r["status"], "reason": r["reason"]}
         if r["status"] != "ok":
-            rows.append({**base, "window_start": None, "window_end": None, "skeleton": None, "fusion": None,
-                         "warning": None, "notes": None, "top1": None, "top1_probability": None, "rgb": None,
-                         "skel": None, "fused": None})
+            rows.append(base)
             continue
         s, a = r["summary"], r["arrays"]
         probabilities = np.exp(log_softmax(np.asarray(a["fused"], dtype=np.float64)))
         for w, (start, end) in enumerate(a["windows"]):
             top = int(probabilities[w].argmax())
             rows.append({**base, "window_start": start, "window_end": end, "skeleton": s["skeleton"],
-                         "fusion": s["fusion"], "warning": s.get("warning", ""), "notes": "; ".join(s["notes"]),
-                         "top1": class_names[top], "top1_probability": float(probabilities[w, top]), "rgb": a["rgb"][w],
-                         "skel": None if a["skel"] is None else a["skel"][w], "fused": a["fused"][w]})
+                         "fusion": s["fusion"], "warning": s["warning"], "notes": "; ".join(s["notes"]),
+                         "top1": class_names[top], "top1_probability": float(probabilities[w, top]),
+                         **{name: a["logits"][name][w] for name in a["logits"]}, "fused": a["fused"][w]})
     logits = pa.list_(pa.float32())
     schema = pa.schema([
-        ("video", pa.string()), ("status", pa.string()), ("reason", pa.string()), ("window_start", pa.float64()),
-        ("window_end", pa.float64()), ("skeleton", pa.string()), ("fusion", pa.string()), ("warning", pa.string()),
-        ("notes", pa.string()), ("top1", pa.string()), ("top1_probability", pa.float64()), ("rgb", logits),
-        ("skel", logits), ("fused", logits),
-    ], metadata={b"mmfc.class_names": json.dumps(class_names).encode()})
+        ("input", pa.string()), ("entry", pa.string()), ("status", pa.string()), ("reason", pa.string()),
+        ("window_start", pa.float64()), ("window_end", pa.float64()), ("skeleton", pa.string()),
+        ("fusion", pa.string()), ("warning", pa.string()), ("notes", pa.string()), ("top1", pa.string()),
+        ("top1_probability", pa.float64()), *((name, logits) for name in branches), ("fused", logits),
+    ], metadata={b"mmfc.class_names": json.dumps(class_names).encode(),
+                 b"mmfc.branches": json.dumps(branches).encode()})
     with atomic.atomic_path(path) as tmp:
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)

@@ -1,4 +1,5 @@
-"""A video turned into the samples the branches score, decoding it once.
+"""A video (or a skeleton without one) turned into the samples the branches score, decoding the
+video once.
 
 One pass over the video's frames feeds the pose estimator (when no skeleton file is given) and
 keeps the frames the crops need: stage 1 stores `crops.num_frames` frames spread over a clip
@@ -11,6 +12,9 @@ of its own, into a MemoryCrops that the branches' datasets read as they read the
 When the container's frame count is wrong (the video decodes fewer frames than it says), the
 frames to keep are only known after the pass, and those crops read the file again, as stage 1
 does for such a video.
+
+A skeleton given without a video (a run without a video branch) is cropped as stage 1 stores a
+dataset of skeletons alone: each clip's normalised sequence, no frames (CroppedClips.crop_alone).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 
 from mmfc.config import Pipeline
 from mmfc.crops.crop import CropJob, crop_skeleton, stored_frame_indices
-from mmfc.crops.store import MemoryCrops
+from mmfc.crops.store import MemoryCrops, StoredSample
 from mmfc.data.layouts import Layout
 from mmfc.data.sample import Sample, Skeleton
 from mmfc.data.decoding import VideoInfo, iter_frames, probe_video, read_frames_counted
@@ -193,7 +197,22 @@ class CroppedClips:
         except DataError as exc:
             self.failed[number] = exc.reason
             return
-        self.positions[number] = self.store.add(f"{video.stem}@{number}", stored)
+        self._stored(f"{video.stem}@{number}", number, stored, fields)
+
+    def crop_alone(self, cfg: Pipeline, number: int, name: str, skeleton: Skeleton, skeleton_path: Path) -> None:
+        """Stage 1's sample of window `number` of a skeleton without video, as it stores a dataset
+        of skeletons alone: its normalised sequence, the box planned in the frame its pixels
+        were recorded in; a window that cannot be cropped is recorded as failed."""
+        sample = Sample(name, -1, "test", skeleton_path, None, group=name)
+        try:
+            stored, fields = crop_skeleton(skeleton, sample, CropJob.of(cfg, video=False))
+        except DataError as exc:
+            self.failed[number] = exc.reason
+            return
+        self._stored(f"{name}@{number}", number, stored, fields)
+
+    def _stored(self, sample_id: str, number: int, stored: StoredSample, fields: dict) -> None:
+        self.positions[number] = self.store.add(sample_id, stored)
         self.boxes[number] = tuple(fields["box"])
 
 

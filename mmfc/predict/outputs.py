@@ -1,6 +1,7 @@
-"""What `mmfc predict` gives back: the top classes as a table or JSON, and with --out an annotated
-video, a strip of sampled frames, and for windows a timeline, the window scores in the stage-3
-score format and the segments.
+"""What `mmfc predict` gives back: the top classes of each branch and fused as a table or JSON, and
+with --out the pictures (for a video an annotated video and a strip of sampled frames; for a
+skeleton without video a drawing of it), and for windows a timeline, the window scores in the
+stage-3 score format and the segments.
 
 The annotated video is drawn from the downscaled frames the one decoding pass kept
 (mmfc.predict.clips.decode_once), so drawing decodes nothing again.
@@ -19,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mmfc import atomic
+from mmfc.branches import BRANCHES
 from mmfc.data.decoding import probe_video
 from mmfc.errors import DataError
 from mmfc.predict.clips import Decoded
@@ -27,32 +29,35 @@ from mmfc.predict.skeletons import SkeletonInput
 from mmfc.predict.windows import Segment
 from mmfc.scores.format import UNLABELLED, ScoreTable, write_scores
 
-BRANCH_LABELS = {"rgb": "RGB", "skel": "skeleton", "fused": "fused"}
+FUSED = "fused"
 TOP = 5
 DRAWN = 3  # fused classes drawn on the video
 STRIP_FRAMES = 6
 STRIP_WIDTH = 360  # of each frame in the strip
+SKELETON_PANEL = 480  # pixels square of each frame of a skeleton's drawing, before the strip shrinks it
 # Colours (RGB) of the drawing.
 BOX = (255, 200, 0)
 PERSONS = ((0, 230, 120), (255, 80, 200), (80, 180, 255))  # one colour per tracked person
 BAR = (255, 140, 0)
+BACKGROUND = 32  # grey level behind a skeleton drawn without its video
 WARNING_BAND = (200, 0, 0)
 # Drawn above every frame of a prediction that carries a warning (Prediction.warning).
 WARNING_TEXT = "UNRELIABLE: poses from another source than the run was trained on"
 
 
 def summary(prediction: Prediction, segments: list[Segment] | None = None) -> dict:
-    """The prediction as JSON-ready data: per clip (or window) the top-5 of each branch."""
+    """The prediction as JSON-ready data: per clip (or window) the top-5 of each branch that scored
+    it (by its name) and fused ("fused")."""
     probabilities = prediction.probabilities
     clips = []
     for w, (start, end) in enumerate(prediction.windows):
-        top = {BRANCH_LABELS[name]: [{"class": c, "probability": round(p, 6)} for c, p in
-                                     prediction.top(probabilities[name][w], TOP)] for name in probabilities}
+        top = {name: [{"class": c, "probability": round(p, 6)} for c, p in prediction.top(probabilities[name][w], TOP)]
+               for name in probabilities}
         clips.append({"start": round(float(start), 3), "end": round(float(end), 3), "top5": top})
     out = {
-        "video": prediction.video, "frames": prediction.frames, "fps": prediction.fps,
-        "skeleton": prediction.skeleton, "fusion": prediction.fusion, "warning": prediction.warning,
-        "notes": prediction.notes,
+        "input": prediction.input, "entry": prediction.entry, "frames": prediction.frames, "fps": prediction.fps,
+        "skeleton": prediction.skeleton, "branches": list(prediction.logits), "fusion": prediction.fusion,
+        "warning": prediction.warning, "notes": prediction.notes,
         "clips": clips, "timings": {k: round(v, 4) for k, v in prediction.timings.items()},
     }
     if segments is not None:
@@ -64,67 +69,66 @@ def print_table(console: Console, result: dict) -> None:
     """A rich table of the top-5 classes of each branch and fused, from a summary(); for windows,
     the segments instead."""
     for note in result["notes"]:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
-    title = f"{result['video']} (skeleton: {result['skeleton']}; fusion: {result['fusion']})"
-    if result.get("warning"):  # a result file written before predictions carried one has none
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    given = result["input"] + (f" ({result['entry']})" if result["entry"] is not None else "")
+    title = f"{given} (skeleton: {result['skeleton']}; fusion: {result['fusion']})"
+    if result["warning"]:
         console.print(f"[bold red]WARNING:[/] {escape(result['warning'])}", highlight=False)
         title = f"UNRELIABLE, see the warning: {title}"
     if "segments" in result:
-        table = Table(title=f"{title}: {len(result['clips'])} windows; segments of the fused top class")
+        table = Table(title=escape(f"{title}: {len(result['clips'])} windows; segments of the fused top class"))
         for column in ("class", "start s", "end s", "mean p", "windows"):
             table.add_column(column)
         for s in result["segments"]:
-            table.add_row(s["label"], f"{s['start']:.2f}", f"{s['end']:.2f}", f"{s['mean_probability']:.3f}",
+            table.add_row(escape(s["label"]), f"{s['start']:.2f}", f"{s['end']:.2f}", f"{s['mean_probability']:.3f}",
                           str(s["windows"]))
         console.print(table)
         return
     tops = result["clips"][0]["top5"]
-    table = Table(title=title)
+    table = Table(title=escape(title))
     table.add_column("#", justify="right")
     for name in tops:
-        table.add_column(name)
-        table.add_column("p", justify="right")
-    for rank in range(len(next(iter(tops.values())))):
-        cells = [str(rank + 1)]
-        for name in tops:
-            cells += [tops[name][rank]["class"], f"{tops[name][rank]['probability']:.3f}"]
-        table.add_row(*cells)
+        # A branch's column: its top classes with their probabilities.
+        table.add_column(BRANCHES[name].label if name in BRANCHES else name)
+    for rank in range(len(tops[FUSED])):
+        table.add_row(str(rank + 1), *(escape(f"{tops[name][rank]['class']} {tops[name][rank]['probability']:.3f}")
+                                       for name in tops))
     console.print(table)
 
 
 def window_tables(prediction: Prediction, checkpoint_digests: dict[str, str], pipeline_digest: str) -> dict[str, ScoreTable]:
     """The per-window rows of each branch and of the fusion in the stage-3 score format."""
-    stem = Path(prediction.video).stem
-    ids = [f"{stem}@{start:.3f}-{end:.3f}" for start, end in prediction.windows]
-    scores = {"rgb": prediction.rgb, "skel": prediction.skel, "fused": prediction.fused}
+    ids = [f"{prediction.name}@{start:.3f}-{end:.3f}" for start, end in prediction.windows]
     tables = {}
-    for name, logits in scores.items():
-        if logits is None:
-            continue
+    for name, logits in {**prediction.logits, FUSED: prediction.fused}.items():
         tables[name] = ScoreTable(
             ids=ids, splits=["test"] * len(ids), labels=np.full(len(ids), UNLABELLED, dtype=np.int64),
-            logits=logits, modality=name if name != "fused" else f"fusion:{prediction.fusion}",
+            logits=logits, modality=name if name != FUSED else f"fusion:{prediction.fusion}",
             checkpoint_digest=checkpoint_digests.get(name, "+".join(checkpoint_digests.values())),
             pipeline_digest=pipeline_digest, class_names=prediction.class_names, windows=prediction.windows,
         )
     return tables
 
 
-def write_outputs(out: Path, prediction: Prediction, decoded: Decoded, found: SkeletonInput,
+def write_outputs(out: Path, prediction: Prediction, decoded: Decoded | None, found: SkeletonInput,
                   segments: list[Segment] | None, checkpoint_digests: dict[str, str], pipeline_digest: str,
                   draw: bool = True) -> list[Path]:
-    """Everything --out writes for one video, in out/<video stem>/ (the pictures only when
-    `draw`). -> the files written"""
-    folder = out / Path(prediction.video).stem
+    """Everything --out writes for one clip, in out/<its name>/ (the pictures only when `draw`:
+    for a video (`decoded`) the annotated video and its strip; for a skeleton without one, the
+    skeleton's drawing). -> the files written"""
+    folder = out / prediction.name
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "prediction.json"]
     atomic.write_text(written[0], json.dumps(summary(prediction, segments), indent=2) + "\n")
-    if draw:
+    if draw and decoded is not None:
         frames = annotated_frames(prediction, decoded, found)
         written.append(folder / "annotated.mp4")
         write_video(written[-1], frames, prediction.fps / max(_preview_step(decoded), 1))
         written.append(folder / "strip.png")
         write_strip(written[-1], frames)
+    elif draw:
+        written.append(folder / "skeleton.png")
+        write_strip(written[-1], skeleton_frames(prediction, found))
     if segments is not None:
         for name, table in window_tables(prediction, checkpoint_digests, pipeline_digest).items():
             written.append(folder / f"windows_{name}.parquet")
@@ -145,16 +149,14 @@ def _preview_step(decoded: Decoded) -> int:
 def annotated_frames(prediction: Prediction, decoded: Decoded, found: SkeletonInput) -> list[np.ndarray]:
     """Each kept preview frame with its clip's crop box and the skeleton, above the top-3 fused
     classes of its clip (the window centred nearest the frame)."""
-    probabilities = prediction.probabilities["fused"]
+    probabilities = prediction.probabilities[FUSED]
     skel = found.skeleton
     bones = found.layout.bones
     frames = []
     for t, image in sorted(decoded.preview.items()):
         scale = image.shape[1] / decoded.info.width
         canvas = np.ascontiguousarray(image.copy())
-        seconds = t / prediction.fps
-        centres = prediction.windows.mean(axis=1)
-        w = int(np.abs(centres - seconds).argmin())
+        w = _window_at(prediction, t / prediction.fps)
         x0, y0, x1, y1 = (prediction.boxes[w] * scale).round().astype(int)
         cv2.rectangle(canvas, (x0, y0), (x1, y1), BOX, 2)
         _draw_skeleton(canvas, skel, t, decoded.frames, bones, image.shape[1] / skel.frame_size[0],
@@ -164,8 +166,38 @@ def annotated_frames(prediction: Prediction, decoded: Decoded, found: SkeletonIn
     return frames
 
 
-def _draw_skeleton(canvas: np.ndarray, skel, t: int, video_frames: int, bones, sx: float, sy: float) -> None:
-    """The skeleton row nearest video frame t (on the skeleton's clock), every person."""
+def skeleton_frames(prediction: Prediction, found: SkeletonInput) -> list[np.ndarray]:
+    """STRIP_FRAMES frames spread over a skeleton without its video: every person drawn on a
+    dark square around all of them (the box of every joint of the clip, the same in each frame),
+    above the top-3 fused classes of the frame's clip (the window centred nearest it)."""
+    skel = found.skeleton
+    probabilities = prediction.probabilities[FUSED]
+    seen = skel.score > 0
+    points = skel.pixels[seen]
+    low, high = points.min(axis=0), points.max(axis=0)
+    side = float((high - low).max()) * 1.15 or 1.0  # a margin around the people
+    origin = (low + high) / 2 - side / 2
+    scale = SKELETON_PANEL / side
+    frames = []
+    for t in np.linspace(0, skel.total_frames - 1, min(STRIP_FRAMES, skel.total_frames)).round().astype(int):
+        canvas = np.full((SKELETON_PANEL, SKELETON_PANEL, 3), BACKGROUND, dtype=np.uint8)
+        _draw_skeleton(canvas, skel, int(t), skel.total_frames, found.layout.bones, scale, scale, origin)
+        cv2.putText(canvas, f"{t / prediction.fps:.1f} s", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (200, 200, 200),
+                    1, cv2.LINE_AA)
+        framed = _with_bars(canvas, prediction.top(probabilities[_window_at(prediction, t / prediction.fps)], DRAWN))
+        frames.append(_with_warning_band(framed) if prediction.warning else framed)
+    return frames
+
+
+def _window_at(prediction: Prediction, seconds: float) -> int:
+    """The scored clip whose centre is nearest `seconds`."""
+    return int(np.abs(prediction.windows.mean(axis=1) - seconds).argmin())
+
+
+def _draw_skeleton(canvas: np.ndarray, skel, t: int, video_frames: int, bones, sx: float, sy: float,
+                   origin: np.ndarray | None = None) -> None:
+    """The skeleton row nearest video frame t (on the skeleton's clock), every person; a point
+    (x, y) of its pixels drawn at ((x, y) - origin) * (sx, sy)."""
     if skel.num_frames == 0:
         return
     at = round(t * skel.total_frames / max(video_frames, 1))
@@ -174,7 +206,7 @@ def _draw_skeleton(canvas: np.ndarray, skel, t: int, video_frames: int, bones, s
         return  # nobody on this frame
     for m in range(skel.num_persons):
         colour = PERSONS[m % len(PERSONS)]
-        points = skel.pixels[m, row] * np.array([sx, sy], dtype=np.float32)
+        points = (skel.pixels[m, row] - (0 if origin is None else origin)) * np.array([sx, sy], dtype=np.float32)
         seen = skel.score[m, row] > 0
         for a, b in bones:
             if seen[a] and seen[b]:
@@ -262,7 +294,7 @@ def plot_timeline(path: Path, prediction: Prediction, segments: list[Segment]) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    p = prediction.probabilities["fused"]
+    p = prediction.probabilities[FUSED]
     centres = prediction.windows.mean(axis=1)
     shown = sorted(set(p.argmax(axis=1).tolist()))
     fig, ax = plt.subplots(figsize=(10, 3.6))
@@ -277,7 +309,7 @@ def plot_timeline(path: Path, prediction: Prediction, segments: list[Segment]) -
     ax.set_ylabel("fused probability")
     ax.set_ylim(0, 1)
     ax.set_xlim(0, max(float(prediction.windows[:, 1].max()), 1e-3))
-    ax.set_title(f"{Path(prediction.video).name}: fused class probabilities, segments shaded", fontsize=10)
+    ax.set_title(f"{prediction.name}: fused class probabilities, segments shaded", fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     with atomic.atomic_path(path) as tmp:

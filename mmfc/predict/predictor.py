@@ -1,9 +1,15 @@
-"""One video through a trained run: skeleton, one decoding pass, stage 1's crops, each branch's
-logits by stage 3's code, and the fitted fusion of stage 4.
+"""One clip through a trained run: its skeleton, stage 1's crops, the logits of each of the run's
+branches by stage 3's code, and the fitted fusion of stage 4.
 
     run = open_run(Path("runs/synth"))
-    prediction = predict_video(run, Path("clip.avi"), skeleton_file=Path("clip.skeleton"))
-    prediction.top(prediction.fused[0], 5)      # [(class name, probability), ...]
+    prediction, *_ = predict_video(run, Path("clip.avi"), skeleton_file=Path("clip.skeleton"))
+    prediction, *_ = predict_skeleton(run, Path("a01_s01_e00_v03.json"))  # a run without a video branch
+    prediction.top(prediction.probabilities["fused"][0], 5)      # [(class name, probability), ...]
+
+A video is decoded once (mmfc.predict.clips); a skeleton file without a video is cropped as
+stage 1 stores a dataset of skeletons alone. Either way the cropped clips (the whole clip, or
+each window) go through `score_clips`, a function of the run and the clips alone: every branch
+of the run that can read them, fused by the fitted fusion.
 """
 
 from __future__ import annotations
@@ -14,54 +20,129 @@ from pathlib import Path
 
 import numpy as np
 
+from mmfc.branches import BRANCHES
+from mmfc.crops.store import MemoryCrops
 from mmfc.data.layouts import Layout
+from mmfc.data.sample import BLAZEPOSE, describe_pose_source
 from mmfc.errors import DataError
-from mmfc.fusion.files import open_fusion
 from mmfc.metrics import log_softmax
 from mmfc.poses.video_poses import PoseStream
 from mmfc.poses.frame_poses import BlazePose, EstimatorSettings
 from mmfc.predict.clips import CroppedClips, Decoded, decode_once, plan_windows, probe, window_skeleton
-from mmfc.predict.skeletons import (SkeletonInput, estimator_layout, fit_to_video, from_tracks, pose_source_warning,
-                                    read_skeleton_file)
+from mmfc.predict.skeletons import (SKELETON_FPS, SkeletonInput, estimator_layout, fit_to_video, from_tracks,
+                                    pose_source_warning, read_skeleton_file)
 from mmfc.scores.logits import branch_logits
 from mmfc.run_folder import TrainedRun
 
-# The stages of a prediction, as its timings name them.
-STEPS = ("decode", "poses", "crop", "rgb", "skel", "fusion")
+# The steps of a prediction before its branches, as its timings name them; then each branch that
+# scored it (by its name), then "fusion".
+STEPS = ("decode", "poses", "crop")
+FUSION_STEP = "fusion"
 
 
 @dataclass
 class Prediction:
-    video: str
+    # What was predicted: a video, or a skeleton file (with `entry`, a pose pickle's annotation).
+    input: str
+    entry: str | None
     fps: float
     frames: int
     class_names: list[str]
-    # Start and end (seconds) of each scored clip: the whole video, or each window.
+    # Start and end (seconds) of each scored clip: the whole clip, or each window.
     windows: np.ndarray  # float64 [W, 2]
-    boxes: np.ndarray  # float64 [W, 4]: x0, y0, x1, y1 of each clip's crop, in video pixels
-    rgb: np.ndarray  # float32 [W, K] logits
-    skel: np.ndarray | None  # float32 [W, K] logits; None when the branch could not read the skeleton
-    fused: np.ndarray  # float32 [W, K] class log-probabilities of the fitted fusion
+    # x0, y0, x1, y1 of each clip's crop, in video pixels (without a video: in the pixels the
+    # skeleton was recorded in).
+    boxes: np.ndarray  # float64 [W, 4]
+    # Branch -> float32 [W, K] logits: every branch of the run that scored the clips, in the run's
+    # order (its video branches alone when the skeleton branches could not read the skeleton).
+    logits: dict[str, np.ndarray]
+    fused: np.ndarray  # [W, K] class log-probabilities of the fitted fusion
     fusion: str  # the fusion method applied
     skeleton: str  # where the skeleton came from
     notes: list[str] = field(default_factory=list)  # what the user must be told
-    # Poses from another source than the run's skeleton branch was trained on: the scores may be
-    # confidently wrong (mmfc.predict.skeletons.pose_source_warning); "" otherwise.
+    # Poses from another source than the run's skeleton branches were trained on: the scores may
+    # be confidently wrong (mmfc.predict.skeletons.pose_source_warning); "" otherwise.
     warning: str = ""
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per step (STEPS)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step (STEPS, branches, fusion)
+
+    @property
+    def name(self) -> str:
+        """What its outputs are named after: the pickle annotation's name, else the input's stem."""
+        return Path(self.entry).name if self.entry is not None else Path(self.input).stem
 
     @property
     def probabilities(self) -> dict[str, np.ndarray]:
-        """Class probabilities per branch and fused, [W, K] each."""
-        out = {"rgb": np.exp(log_softmax(self.rgb))}
-        if self.skel is not None:
-            out["skel"] = np.exp(log_softmax(self.skel))
+        """Class probabilities per branch and fused ("fused"), [W, K] each."""
+        out = {name: np.exp(log_softmax(logits)) for name, logits in self.logits.items()}
         out["fused"] = np.exp(log_softmax(self.fused))
         return out
 
     def top(self, probabilities: np.ndarray, k: int) -> list[tuple[str, float]]:
         order = np.argsort(-probabilities, kind="stable")[:k]
         return [(self.class_names[i], float(probabilities[i])) for i in order]
+
+
+@dataclass
+class Scored:
+    logits: dict[str, np.ndarray]  # branch -> float32 [N, K]
+    fusion: str  # the fusion method applied
+    fused: np.ndarray  # [N, K] class log-probabilities
+    seconds: dict[str, float]  # per branch, and FUSION_STEP
+
+
+def score_clips(run: TrainedRun, store: MemoryCrops, positions: list[int], skeleton: SkeletonInput) -> Scored:
+    """The clips at `positions` of `store` (stage 1's crops of a clip or window each), scored by
+    stage 3's code and fused by stage 4's fitted fusion: by every branch of the run where its
+    skeleton branches read `skeleton`, else by its video branch alone through that branch's
+    fitted candidate (`rgb_alone`). The callers refuse a skeleton no branch can use
+    (readable_branches)."""
+    branches = run.branches if skeleton.usable else run.video_branches
+    logits, seconds = {}, {}
+    for name in branches:
+        started = time.perf_counter()
+        logits[name] = branch_logits(run.cfg, name, run.models[name], store, positions, run.device)
+        seconds[name] = time.perf_counter() - started
+    started = time.perf_counter()
+    # The video branches are one, RGB (config.VIDEO_BRANCHES), whose candidate alone stage 4 fits.
+    method, fusion = (run.fusion_method, run.fusion) if branches == run.branches else run.fitted_alone(branches[0])
+    fused = fusion.log_probabilities(logits)
+    seconds[FUSION_STEP] = time.perf_counter() - started
+    return Scored(logits, method, fused, seconds)
+
+
+def readable_branches(run: TrainedRun, found: SkeletonInput, path: Path | str) -> str:
+    """What the user must be told about the branches that score `found` ("" when all of them do);
+    DataError naming `path` when none can: the skeleton branches cannot read it and the run has
+    no video branch."""
+    if found.usable:
+        return ""
+    if not run.video_branches:
+        raise DataError(path, f"{found.unreadable}: give a skeleton in the run's layout ({run.layout.name}, "
+                              f"{run.skeleton_channels} coordinates per joint)")
+    labels = " and ".join(BRANCHES[name].label for name in run.video_branches)
+    return f"{labels} branch alone: {found.unreadable}"
+
+
+def video_refusal(run: TrainedRun) -> str:
+    """Why a video without a skeleton file cannot be predicted by `run` ("" when it can): a run
+    without a video branch reads only poses, and the poses estimated from a video are what it
+    learnt only if it was trained on stage 0's."""
+    if run.video_branches or run.pose_source == BLAZEPOSE:
+        return ""
+    return (f"the run has no video branch, and its skeleton branches were trained on "
+            f"{describe_pose_source(run.pose_source)}, which no estimator gives from a video: give the clip's skeleton "
+            "file instead (`mmfc predict FILE --run RUN`), or this video with it (`--skeleton FILE`) to see it drawn; "
+            "a run trained on stage 0's poses (data.source = \"videos\") predicts from a video alone")
+
+
+def skeleton_refusal(run: TrainedRun) -> str:
+    """Why a skeleton file without its video cannot be predicted by `run` ("" when it can): a
+    video branch of the run needs the frames."""
+    if not run.video_branches:
+        return ""
+    labels = " and ".join(BRANCHES[name].label for name in run.video_branches)
+    return (f"a skeleton without its video: the run's {labels} branch reads video frames; give the clip's video "
+            "with this file as its skeleton (`mmfc predict VIDEO --run RUN --skeleton FILE`)")
 
 
 class PoseModels:
@@ -81,8 +162,12 @@ def predict_video(run: TrainedRun, video: Path, skeleton_file: Path | None = Non
                   stride: float | None = None, poses: PoseModels | None = None, preview_width: int = 0,
                   preview_every: int = 1) -> tuple[Prediction, Decoded, CroppedClips, SkeletonInput]:
     """Predict one video (each window of it with `window` seconds). DataError naming the video
-    (or the skeleton file) when it cannot be read, or nobody is in it."""
+    (or the skeleton file) when it cannot be read, nobody is in it, or the run cannot predict it
+    (video_refusal)."""
     cfg, video = run.cfg, Path(video)
+    refused = video_refusal(run) if skeleton_file is None else ""
+    if refused:
+        raise DataError(video, refused)
     timings = dict.fromkeys(STEPS, 0.0)
     info = probe(video)
     fps = info.fps or 30.0
@@ -97,8 +182,9 @@ def predict_video(run: TrainedRun, video: Path, skeleton_file: Path | None = Non
 
     started = time.perf_counter()
     if skeleton_file is not None:
-        found = fit_to_video(read_skeleton_file(skeleton_file, cfg, run.layout, video), skeleton_file, info.frames,
+        found = fit_to_video(read_skeleton_file(run, skeleton_file, video_name=video.stem), skeleton_file, info.frames,
                              cfg.crops.min_video_fraction)
+        told = readable_branches(run, found, skeleton_file)
 
         def on_window(number: int, decoded: Decoded) -> None:
             try:
@@ -119,7 +205,7 @@ def predict_video(run: TrainedRun, video: Path, skeleton_file: Path | None = Non
             # whole video (read after the pass) is every frame decoded.
             tracks = stream.tracks() if (w.start, w.stop) == (0, info.frames) else stream.tracks(w.start, w.stop)
             try:
-                seen = from_tracks(tracks, cfg, run.layout, str(video), fps)
+                seen = from_tracks(run, tracks, str(video), fps)
             except DataError as exc:
                 clips.failed[number] = exc.reason
                 return
@@ -127,38 +213,63 @@ def predict_video(run: TrainedRun, video: Path, skeleton_file: Path | None = Non
 
         decoded = decode_once(info, windows, cfg.crops.num_frames, lambda t, frame: stream.step(frame), on_window,
                               preview_width, preview_every)
-        found = from_tracks(stream.tracks(), cfg, run.layout, str(video), fps)
+        found = from_tracks(run, stream.tracks(), str(video), fps)
+        told = readable_branches(run, found, video)
     timings["decode"] = decoded.seconds
     timings["crop"] = crop_seconds[0]
     timings["poses"] = time.perf_counter() - started - decoded.seconds - crop_seconds[0]
-    if not clips.positions:
-        raise DataError(video, f"nothing to score: {next(iter(clips.failed.values()))}")
-    scored = sorted(clips.positions)
-    positions = [clips.positions[n] for n in scored]
+    prediction = _scored(run, str(video), None, fps, decoded.frames, windows, clips, found, told, timings)
+    return prediction, decoded, clips, found
 
-    logits = {}
-    for name in ("rgb", "skel") if found.usable else ("rgb",):
-        started = time.perf_counter()
-        logits[name] = branch_logits(cfg, name, run.models[name], clips.store, positions, run.device)
-        timings[name] = time.perf_counter() - started
 
+def predict_skeleton(run: TrainedRun, path: Path, entry: str | None = None, window: float | None = None,
+                     stride: float | None = None) -> tuple[Prediction, CroppedClips, SkeletonInput]:
+    """Predict a skeleton file without a video (each window of it with `window` seconds, on the
+    clock its file states, else SKELETON_FPS): a pose pickle's annotation `entry` (else its only
+    one). DataError naming the file when it cannot be read, the run's skeleton branches cannot
+    read it, or the run has a video branch, which needs the video (skeleton_refusal)."""
+    path = Path(path)
+    refused = skeleton_refusal(run)
+    if refused:
+        raise DataError(path, refused)
+    timings = dict.fromkeys(STEPS, 0.0)
     started = time.perf_counter()
-    notes = [found.note] if found.note else []
-    if found.usable:
-        method, fused = run.fusion_method, run.fusion.log_probabilities(logits)
-    else:
-        method, rgb_alone = open_fusion(cfg.paths.fusion).fitted("rgb_alone")
-        fused = rgb_alone.log_probabilities(logits)
-    timings["fusion"] = time.perf_counter() - started
+    found = read_skeleton_file(run, path, entry=entry)
+    readable_branches(run, found, path)
+    timings["poses"] = time.perf_counter() - started
+    started = time.perf_counter()
+    fps, frames = found.fps or SKELETON_FPS, found.skeleton.total_frames
+    windows = plan_windows(frames, fps, window, stride)
+    clips = CroppedClips.empty(run.cfg, run.layout, windows)
+    name = Path(entry).name if entry is not None else path.stem
+    for number, span in enumerate(windows):
+        try:
+            skeleton = window_skeleton(found.skeleton, span, frames)
+        except DataError as exc:
+            clips.failed[number] = exc.reason
+            continue
+        clips.crop_alone(run.cfg, number, name, skeleton, path)
+    timings["crop"] = time.perf_counter() - started
+    where = f"{path} ({entry})" if entry is not None else str(path)
+    prediction = _scored(run, str(path), entry, fps, frames, windows, clips, found, "", timings, where)
+    return prediction, clips, found
+
+
+def _scored(run: TrainedRun, given: str, entry: str | None, fps: float, frames: int, windows, clips: CroppedClips,
+            found: SkeletonInput, told: str, timings: dict[str, float], where: str | None = None) -> Prediction:
+    """The cropped clips scored and fused (score_clips), with what the user must be told."""
+    if not clips.positions:
+        raise DataError(where or given, f"nothing to score: {next(iter(clips.failed.values()))}")
+    scored_windows = sorted(clips.positions)
+    scored = score_clips(run, clips.store, [clips.positions[n] for n in scored_windows], found)
+    notes = [note for note in (told, found.note) if note]
     for number, reason in sorted(clips.failed.items()):
         start, stop = windows[number].seconds(fps)
         notes.append(f"window {start:.1f}-{stop:.1f} s not scored: {reason}")
-
-    prediction = Prediction(
-        video=str(video), fps=fps, frames=decoded.frames, class_names=run.class_names,
-        windows=np.array([windows[n].seconds(fps) for n in scored], dtype=np.float64).reshape(-1, 2),
-        boxes=np.array([clips.boxes[n] for n in scored], dtype=np.float64).reshape(-1, 4),
-        rgb=logits["rgb"], skel=logits.get("skel"), fused=fused, fusion=method, skeleton=found.origin,
-        notes=notes, warning=pose_source_warning(run.pose_source, found), timings=timings,
+    return Prediction(
+        input=given, entry=entry, fps=fps, frames=frames, class_names=run.class_names,
+        windows=np.array([windows[n].seconds(fps) for n in scored_windows], dtype=np.float64).reshape(-1, 2),
+        boxes=np.array([clips.boxes[n] for n in scored_windows], dtype=np.float64).reshape(-1, 4),
+        logits=scored.logits, fused=scored.fused, fusion=scored.fusion, skeleton=found.origin, notes=notes,
+        warning=pose_source_warning(run.pose_source, found), timings={**timings, **scored.seconds},
     )
-    return prediction, decoded, clips, found

@@ -13,7 +13,7 @@ import numpy as np
 
 NUM_JOINTS = 25
 
-# 0-based NTU-25 indices (METHOD.md section 4 lists them 1-based).
+# 0-based NTU-25 indices (docs/method.md, section 4, lists them 1-based).
 SPINE_BASE, SPINE_MID, NECK, HEAD = 0, 1, 2, 3
 L_SHOULDER, L_ELBOW, L_WRIST, L_HAND = 4, 5, 6, 7
 R_SHOULDER, R_ELBOW, R_WRIST, R_HAND = 8, 9, 10, 11

@@ -1,4 +1,4 @@
-"""Writing the dataset in the NTU RGB+D raw release layout (METHOD.md section 6).
+"""Writing the dataset in the NTU RGB+D raw release layout (docs/method.md, section 6).
 
 out/nturgb+d_skeletons/<name>.skeleton   the Kinect text format, matched to real NTU files
 out/nturgb+d_rgb/<name>_rgb.avi          MPEG-4 (XVID) video, downscaled from 1920x1080, 30 fps
