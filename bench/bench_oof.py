@@ -12,8 +12,8 @@ for every choice: `mmfc stage oof` runs once, in its own workdir, and each run r
 Sized down for 2 shared CPU cores (the demo's recipe is in pipelines/synth.toml): 2 cameras and
 one clip per class, performer and camera (384 clips: 240 on the training side, 24 per
 performer, 144 test clips), 64 px crops of 8 frames, an R18 of base width 8 at 56 px, a CTR-GCN
-of 8 base channels over 16 frames of one body, no contrastive term, --epochs each. About 45
-minutes on 2 shared cores.
+of 8 base channels over 16 frames of one body, no contrastive term, --epochs each. 35.5
+minutes on 2 shared cores at a load of 7 to 11 (docs/out-of-fold.md, Figures).
 
 Printed: a row per choice and fit_on: the pick, fused, best single branch (the better on test,
 the harder comparison), each branch, PYSKL's fixed ratios; then per fit_on the mean, the seeds
