@@ -25,6 +25,7 @@ from mmfc.fusion.selection import choose_auto, select_fusion
 from mmfc.metrics import topk_accuracy
 from mmfc.oof import stage as oof_stage
 from mmfc.oof.plan import fold_plan
+from mmfc.run_folder import open_run
 from mmfc.scores.format import read_scores
 from mmfc.stage_frame import stale_reason
 
@@ -241,3 +242,5 @@ def test_fit_on_auto_through_the_cli_fits_on_out_of_fold_scores(tiny_run, tmp_pa
     assert "## Out-of-fold scores across performers" in report and "mean of the fold networks" in report
     assert "out-of-fold scores of every training clip" in report
     assert (run / "report" / "groups.png").stat().st_size > 0
+    # predict and export open the run as any other: the networks the fusion applies to are stage 2's.
+    assert sorted(open_run(run).models) == ["rgb", "skel"]
