@@ -13,7 +13,7 @@ SYNTH_DATA := data/synth
 SYNTH_PER_CLASS ?= 2
 STAGE = $(MMFC) stage
 
-.PHONY: setup setup-pose demo test test-fast docs-check poses crops train scores oof fuse report ablation bench clean help
+.PHONY: setup setup-pose demo test test-fast docs-check poses crops train scores oof fuse report ablation bench bench-real clean help
 
 help:
 	@echo "make demo    - set up, generate the synthetic dataset, run every stage, write the report"
@@ -26,7 +26,8 @@ help:
 	@echo "make oof     - where fusion.fit_on fits on out-of-fold scores: each branch again on k folds (make fuse runs it)"
 	@echo "make poses   - stage 0 for pipelines of plain videos (data.source = \"videos\"); make crops runs it"
 	@echo "make ablation - train the ablation variants on the synthetic data and fill the table"
-	@echo "make bench   - run the benchmarks under bench/"
+	@echo "make bench   - run the benchmarks under bench/ (all but bench-real)"
+	@echo "make bench-real - mmfc on NW-UCLA and Penn Action, beside the official CTR-GCN code [CTRGCN=path] (hours)"
 
 # torch is installed first, pinned: its CPU wheel is on the machine, and a loose requirement
 # would pull a multi-GB CUDA build.
@@ -184,7 +185,13 @@ demo: setup $(WORKDIR)/report/report.html
 	@echo "Report: $(WORKDIR)/report/report.md and report.html"
 
 bench: setup
-	@for b in bench/bench_*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+	@for b in $(filter-out bench/bench_real.py,$(wildcard bench/bench_*.py)); do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+
+# The figures on real recordings (README, "Results on real data"): hours of training on 2 cores,
+# so not part of `make bench`. CTRGCN: a local checkout of Uason-Chen/CTR-GCN.
+CTRGCN ?= ../peers/CTR-GCN
+bench-real: setup
+	$(VENV)/bin/python bench/bench_real.py --ctrgcn $(CTRGCN)
 
 clean:
 	rm -rf runs data/synth

@@ -69,12 +69,13 @@ def main() -> None:
             for process in burners:
                 process.terminate()
 
-    print(f"{'branch':7} {'batch':>5} {'old threads':>11} {'old clips/s':>11} {'new threads':>11} "
-          f"{'new clips/s':>11} {'new/old':>8}")
+    # The columns of docs/benchmarks.md, section 10: torch's default threads against "auto".
+    print(f"{'branch':7} {'batch':>5} {'default threads':>15} {'default clips/s':>15} {'auto threads':>12} "
+          f"{'auto clips/s':>12} {'auto/default':>12}")
     for name, branch in declared.items():
         old, new = (statistics.median(rates[name, setting]) for setting in ("old", "new"))
-        print(f"{name:7} {branch.section(cfg).train.batch_size:5d} {old_threads:11d} {old:11.2f} "
-              f"{plans[name].threads:11d} {new:11.2f} {new / old:7.1f}x")
+        print(f"{name:7} {branch.section(cfg).train.batch_size:5d} {old_threads:15d} {old:15.2f} "
+              f"{plans[name].threads:12d} {new:12.2f} {new / old:11.1f}x")
 
 
 if __name__ == "__main__":

@@ -234,7 +234,7 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"no CUDA device: torch {torch.__version__} sees none (install the CUDA build of torch "
-                         "into .venv; README, Set-up), or run with --device cpu")
+                         "into .venv; README, Quick start), or run with --device cpu")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", 0)  # NCCL's device_id and DDP's device_ids need the index
     sizes = {"full": FULL, "tiny": TINY}[args.size or ("full" if device.type == "cuda" else "tiny")]

@@ -1,7 +1,7 @@
 #!/bin/sh
-# The prepared GPU check (README, "GPU check"), its one entry point: checks the environment,
+# The prepared GPU check (docs/benchmarks.md, section 12), its one entry point: checks the environment,
 # then runs bench/gpu_check.py, which prints one table. On a CUDA machine it needs the CUDA
-# build of torch in .venv (README, "Set-up"); `--device cpu` runs the same code path at tiny
+# build of torch in .venv (README, "Quick start"); `--device cpu` runs the same code path at tiny
 # sizes (the test suite does, tests/test_gpu_check.py). Arguments go to gpu_check.py.
 #
 #   bench/gpu_check.sh                 # one GPU, full sizes; within 8 minutes

@@ -255,7 +255,7 @@ def training_settings(branch: Branch) -> tuple[str, ...]:
     own. Stage 2 stamps their digest (Pipeline.digest) on every checkpoint; whoever loads one
     checks it. Settings that do not shape results (the branch's threads and loader workers) are
     in no digest: a run resumed on a busier or larger machine continues (math kernels may then
-    round differently in the last bits; README)."""
+    round differently in the last bits; docs/operations.md, "Threads and loader workers")."""
     return ("data", "crops", branch.name)
 
 

@@ -349,7 +349,7 @@ class JobsConfig:
     """How the batch stages (0 poses, 1 crops, 3 scores on CPU) run their jobs (mmfc/jobs.py)."""
 
     # "loky" (worker processes on this machine), "threading", "multiprocessing", or a cluster:
-    # "ray" (RAY_ADDRESS) or "dask" (DASK_SCHEDULER_ADDRESS); README, "Scale-out".
+    # "ray" (RAY_ADDRESS) or "dask" (DASK_SCHEDULER_ADDRESS); docs/operations.md, "Scale-out".
     backend: Backend = setting("loky", affects_results=False)
     # Workers at once: -1 one per core (of the cluster, on ray and dask); 1 runs the jobs in this
     # process on the joblib backends.

@@ -5,8 +5,8 @@ torch starts one intra-op thread per core and OpenCV as many again. That is righ
 machine and ruinous on a shared one: every parallel op ends in a barrier that waits for its
 slowest thread, and a thread that shares its core with another busy process is descheduled for
 whole time slices, so each small op can cost milliseconds instead of microseconds. On 2 busy
-cores the demo's training steps ran 4 (RGB) and 9 (skeleton) times slower with torch's default
-2 threads than with 1 (bench/bench_threads.py; README, "Training beside other processes").
+cores the demo's training steps ran several times slower with torch's default 2 threads than
+with 1 (bench/bench_threads.py; docs/benchmarks.md, section 10).
 
 "auto" therefore counts the cores this process may run on (its CPU affinity, shared among the
 training processes torchrun starts on this node), takes off the cores other processes keep busy
@@ -30,7 +30,7 @@ AUTO = "auto"
 # one core's worth, short beside a stage's start-up.
 BUSY_SAMPLE_SECONDS = 0.3
 # On CPU a training step of either branch takes several times as long as loading its batch
-# (bench/bench_train.py: about 85 RGB clips/s loaded per core), so one loader worker per four
+# (bench/bench_train.py measures both), so one loader worker per four
 # free cores keeps the step fed without taking cores from the step itself.
 CPU_CORES_PER_WORKER = 4
 # On CUDA the step does not need the CPU: every core but the main process's loads data, up to

@@ -217,15 +217,15 @@ def _ray_next(ray, pending: list):
 # time of a loky worker (bench/bench_backends.py). Both thresholds above a batch's frames keep
 # them in the heap. glibc reads them when a process starts, so they go into Dask's pre-spawn
 # environment (a LocalCluster's `env=` is set only once the worker process runs, too late: its
-# page faults stayed ten times loky's). README says how to start a cluster's workers with them.
+# page faults stayed ten times loky's). docs/operations.md, "Scale-out", says how to start a cluster's workers with them.
 DASK_WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 # Ray runs its workers at nice 15, below the driver and its own daemons; on a small machine the
 # driver (the progress bar, the index) and anything else running then take the workers' cores.
 RAY_LOCAL_ENV = {"RAY_worker_niceness": "0"}
-# A LocalCluster's own clocks, at Dask's defaults, keep 0.09-0.12 of a core busy with nothing submitted
+# A LocalCluster's own clocks, at Dask's defaults, keep a tenth of a core busy with nothing submitted
 # (the event-loop tick every 20 ms in the scheduler, each nanny and worker; a stack profiler every
-# 10 ms and a memory check every 100 ms in each worker; a system monitor every 500 ms): 5% of a
-# 2-core machine taken from the jobs. At these settings it is 0.012-0.016 (bench/bench_backends.py). A
+# 10 ms and a memory check every 100 ms in each worker; a system monitor every 500 ms), taken from
+# the jobs on a small machine; these settings cut it several times (bench/bench_backends.py). A
 # batch job runs for seconds, so a memory limit checked once a second still stops a runaway
 # worker, and there is no dashboard to read the profiles and system figures.
 DASK_LOCAL_CONFIG = {

@@ -29,10 +29,11 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_the_default_branches_and_the_declared_ones():
     assert load_pipeline(PIPELINES / "synth.toml").branches == ["rgb", "skel"]
     # A source that never has videos trains the skeleton branch alone unless told otherwise.
-    assert load_pipeline(PIPELINES / "penn-action.toml").branches == ["skel"]
+    assert load_pipeline(None, ["data.source=penn_action", "data.val_by=group", "data.layout=penn13"]).branches == ["skel"]
     assert load_pipeline(None, ["data.source=pose_pickle"]).branches == ["skel"]
     assert load_pipeline(None, ["data.source=pose_pickle", "data.video_root=/videos"]).branches == ["rgb", "skel"]
     assert load_pipeline(PIPELINES / "nw-ucla.toml").branches == STREAMS
+    assert load_pipeline(PIPELINES / "penn-action.toml").branches == STREAMS
 
 
 def test_each_stream_takes_skel_s_settings_and_its_own_overrides(tmp_path: Path):

@@ -1,12 +1,9 @@
 """The documentation, checked: every relative link and every repository path written in backticks
 in README.md, ARCHITECTURE.md and docs/*.md exists; every `docs/method.md, section N` that a file
-cites is a section of that page; README.md stays short; and no file of the repository refers to
-a path outside it, except the real test data beside the checkout (`../shared/realdata`), read by
-the tests (through the `realdata` fixture) and by benches that say so.
-
-The README length limit is a function tested on constructed text; the live README (over 1,600
-lines while the docs move to docs/) is left to the lead to hold to it, by the test the report of
-issue 28 names.
+cites is a section of that page; README.md stays within 250 lines, so a newcomer reads it in five
+minutes (the rest belongs in docs/); and no file of the repository refers to a path outside it,
+except the real test data beside the checkout (`../shared/realdata`), read by the tests (through
+the `realdata` fixture) and by benches that say so.
 """
 
 from __future__ import annotations
@@ -152,6 +149,10 @@ def test_every_citation_of_the_method_page_names_one_of_its_sections():
     assert cited, "no file cites docs/method.md by section"
     missing = [f"{name}: section {n}" for name, n in cited if n not in sections]
     assert not missing, f"docs/method.md has sections {sorted(sections)}; cited but absent: {missing}"
+
+
+def test_readme_stays_short():
+    assert length_problem(REPO / "README.md") is None
 
 
 def test_license_and_citation_agree_with_pyproject():

@@ -366,7 +366,7 @@ def test_shipped_missing_lists_are_the_official_files(realdata: Path):
 
 @pytest.mark.parametrize("pipeline", ["ntu60-xsub", "ntu60-xview", "ntu120-xsub", "ntu120-xset"])
 def test_pipelines_run_on_a_download_without_the_list(tmp_path: Path, realdata: Path, pipeline: str):
-    """README's `--set data.root=/my/ntu` on a plain download: the list comes from the package."""
+    """The docs' `--set data.root=/my/ntu` on a plain download: the list comes from the package."""
     cfg = load_pipeline(Path(__file__).parents[1] / f"pipelines/{pipeline}.toml",
                         [f"data.root={make_root(tmp_path, realdata)}"])
     assert cfg.data.missing_list in MISSING_LISTS

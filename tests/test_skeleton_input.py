@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
+from operator import attrgetter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,6 +201,22 @@ def test_ctrgcns_nw_ucla_recipe_is_reached_by_settings(tmp_path):
     # A clip of one frame: its one frame, 52 times, min-max over its joints.
     np.testing.assert_allclose(get_branch("skel").build_dataset(cfg, store, [1], False, 0, 1)[0][0].numpy(),
                                ctrgcn_test_input(clips[1], 52), atol=1e-5)
+
+
+def test_the_nw_ucla_pipeline_states_ctrgcns_recipe():
+    """pipelines/nw-ucla.toml holds every setting of UCLA_RECIPE, and CTR-GCN's optimiser: batch 16,
+    SGD with Nesterov momentum 0.9, lr 0.1, weight decay 1e-4, warm-up and a tenfold step at 5/65
+    and 50/65 of its schedule (shortened for CPUs: docs/benchmarks.md, "16. Real recordings")."""
+    shipped = load_pipeline(Path(__file__).resolve().parents[1] / "pipelines" / "nw-ucla.toml")
+    recipe = load_pipeline(None, UCLA_RECIPE)
+    for key in (item.split("=", 1)[0] for item in UCLA_RECIPE):
+        section, name = key.rsplit(".", 1)
+        value = lambda cfg: getattr(attrgetter(section)(cfg), name)  # noqa: E731
+        assert value(shipped) == value(recipe), key
+    train = shipped.skel.train
+    assert (train.batch_size, train.lr, train.momentum, train.weight_decay, train.nesterov) == (16, 0.1, 0.9, 1e-4, True)
+    assert train.schedule == "step" and train.epochs % 5 == 0
+    assert train.warmup_epochs == round(train.epochs * 5 / 65) and train.milestones == [round(train.epochs * 50 / 65)]
 
 
 def test_the_defaults_are_ntus():

@@ -3,7 +3,7 @@
 NTU's .skeleton files are nothing but such numbers (about 32,000 per file), so their parse
 speed is this loop's speed. numba compiles it to machine code at first use (cached on disk
 afterwards); in numpy and Arrow the same work takes several passes over the bytes and stays
-2-3x slower (README, "Why these dependencies").
+slower (bench/bench_parse.py; docs/decisions.md, "Data sources").
 
 Conversion is exact, the very double that Python's float() returns: an integer of up to 18
 digits is one correctly rounded int64-to-float64 conversion; a decimal whose digits read as an

@@ -6,8 +6,8 @@ which writes the file itself: it needs only torch, every op of both branches (th
 shift's pad and concatenation, motion attention's frame differences, the graph convolution's
 einsum) has a translation, and it runs offline in seconds. The newer torch.export-based
 exporter (`dynamo=True`, torch's default since 2.9) gives graphs as close to PyTorch but needs
-`onnxscript` and `onnx_ir` on top, took 5-7x as long, and could not convert to opset 17 (README,
-Export; bench/bench_export.py). The onnx package then adds the documentation to the graph and
+`onnxscript` and `onnx_ir` on top, took several times as long, and could not convert to opset
+17 (bench/bench_export.py; docs/decisions.md, "Export"). The onnx package then adds the documentation to the graph and
 checks it.
 """
 

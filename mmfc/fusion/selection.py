@@ -108,7 +108,8 @@ def tie_order(branches: tuple[str, ...]) -> tuple[str, ...]:
     (nothing fitted that changes a prediction), the fitted methods from simple to flexible, and
     last a branch alone. Dropping a branch is the strong claim: where the data cannot tell fusing
     from leaving one out, both are kept (on the demo's scores, a modality alone chosen on such a
-    tie cost up to 9 points of test top-1; beside an RGB branch at 7.9%, fusing cost nothing)."""
+    tie cost points of test top-1, while fusing beside an RGB branch at chance cost nothing:
+    bench/bench_fusion.py, docs/decisions.md, "Fusion")."""
     return (*fixed_recipes(branches), *(FITTED_FUSIONS if len(branches) > 1 else ()),
             *(single_fusion(b) for b in branches))
 

@@ -25,16 +25,16 @@ visible (visibility above 0.1):
    none of its own, the hand goes to the side it belongs to and the finder keeps the pose's
    points (`hand_owners`). Holistic trusts the pose here; but in a close-up with one hand in
    view the body model may give that hand to the wrong side, where the hand model sees it at
-   six times the scale (on the UCF101 clip it moves a hand on 20 of 164 frames, and PCK
-   rises from 80.0% to 81.8%).
+   six times the scale (on the UCF101 close-up this raises PCK: bench/bench_poses.py,
+   docs/benchmarks.md, section 4).
 
 The hand's wrist, index and pinky knuckles and thumb then replace BlazePose's (HAND_FROM_MESH).
 
 The hand landmark model is the lite one (MediaPipe Hands' model_complexity 0), where Holistic
-takes the full one: it runs in half the time (2.6 against 5.3 ms on one core), the largest
-part model cost of a close-up, and gives the same figures: UCF101 close-up PCK 80.9% either
-way; with the part models forced on for every person, NTU limb error 12.97 px (full 12.96) and
-the hugging clip unchanged (72 of 72 frames, no swap).
+takes the full one: it runs in half the time, the largest part model cost of a close-up, and
+gives the same figures on the real clips (the close-up's PCK, the NTU limb error with the part
+models forced on, the hugging clip's tracks): bench/bench_poses.py, docs/benchmarks.md,
+section 4.
 """
 
 from __future__ import annotations

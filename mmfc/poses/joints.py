@@ -8,8 +8,8 @@ score is the lowest score among the landmarks it is made of.
 Left and right. BlazePose's LEFT is the person's own left, as in COCO: COCO-17 takes
 BlazePose's points unchanged. NTU RGB+D's Kinect labels them the other way round: on the real
 clip S001C001P001R001A001 BlazePose's left shoulder, elbow, wrist, hip, knee and ankle land on
-Kinect's ShoulderRight ... AnkleRight (median error over those 12 joints 13.2 px; 44.6 px with
-the sides kept as named). So NTU-25's "left" joints are taken from BlazePose's RIGHT ones.
+Kinect's ShoulderRight ... AnkleRight (the median error over those 12 joints, both ways, is in
+docs/benchmarks.md, section 4; kept as named, the sides are several times further off). So NTU-25's "left" joints are taken from BlazePose's RIGHT ones.
 
 NTU-25 (Kinect v2) from BlazePose, 1-based NTU numbers; "L" and "R" are Kinect's labels:
    1 SpineBase      = midpoint of the hips (23, 24)

@@ -19,9 +19,9 @@ estimator has no mapping to leaves the skeleton branches out: the RGB branch alo
 prediction says that too.
 
 A skeleton branch learns the joints of one sensor or estimator, and on another's it can be wrong
-at a probability near 1 (a small synthetic run trained on Kinect-style joints, README "Predicting
-from plain videos": 0 of 11 test clips right at a mean fused probability of 0.96 from BlazePose's
-joints, 5 of 12 at 0.55 from the clips' own). Each skeleton therefore carries its pose source
+at a probability near 1 (a small synthetic run trained on Kinect-style joints, predicted from
+BlazePose's joints and from the clips' own: docs/benchmarks.md, section 8). Each skeleton
+therefore carries its pose source
 (mmfc.data.sample), and a prediction from poses of another source than the run was trained on
 carries a warning (pose_source_warning).
 """
@@ -222,7 +222,7 @@ def pose_source_warning(trained_on: str, found: SkeletonInput) -> str:
         return ""
     return (f"the run's skeleton branches were trained on {describe_pose_source(trained_on)}, and these poses come "
             f"from {describe_pose_source(found.pose_source)}: their scores, and the fused ones, can be wrong at a "
-            "probability near 1; to predict from such poses, train on them (README, \"Predicting from plain videos\")")
+            "probability near 1; to predict from such poses, train on them (docs/predict.md, \"Predicting from plain videos\")")
 
 
 def _checked(found: SkeletonInput, run: TrainedRun) -> SkeletonInput:
