@@ -26,15 +26,17 @@ from mmfc.run_folder import open_run
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 
 
-def looped_clip(source: Path, seconds: float, out: Path) -> Path:
-    """`source` looped (forward, then backward, so the motion has no jump) to `seconds`, at 1080p."""
+def looped_clip(source: Path, seconds: float, out: Path, size: tuple[int, int] = (1920, 1080),
+                fps: float | None = None) -> Path:
+    """`source` looped (forward, then backward, so the motion has no jump) to `seconds`, at
+    `size` (width, height) and `fps` (default: the source's)."""
     if out.is_file():
         return out
-    info = probe_video(source)
-    frames = [cv2.resize(f, (1920, 1080)) if f.shape[:2] != (1080, 1920) else f for f in iter_frames(source)]
-    wanted = round(seconds * (info.fps or 30))
+    fps = fps or probe_video(source).fps or 30
+    frames = [cv2.resize(f, size) if f.shape[1::-1] != size else f for f in iter_frames(source)]
+    wanted = round(seconds * fps)
     cycle = frames + frames[-2:0:-1]
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), info.fps or 30, (1920, 1080))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     for t in range(wanted):
         writer.write(cycle[t % len(cycle)])
     writer.release()

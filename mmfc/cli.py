@@ -34,7 +34,8 @@ app = typer.Typer(
         "on out-of-fold scores), `stage fuse` (fusion weights fitted on validation or on out-of-fold scores) and "
         "`stage report`. "
         "Every stage reads a pipeline file (pipelines/*.toml); `mmfc info` shows what it selects. "
-        "`mmfc predict` runs a trained run on new videos (trimmed, or in sliding windows); "
+        "`mmfc predict` runs a trained run on new videos (trimmed, or in sliding windows; --per-person: each "
+        "person's own labels); `mmfc live` on a camera or stream as it plays; "
         "`mmfc export` writes a trained run as ONNX graphs and a fusion recipe."
     ),
     no_args_is_help=True,
@@ -502,15 +503,22 @@ def predict(
     threshold: Annotated[float, typer.Option(help="A segment's class must stay on top above this probability.")] = 0.5,
     device: Annotated[str, typer.Option(help="torch device of the networks, e.g. cpu or cuda.")] = "cpu",
     jobs: Annotated[Optional[int], typer.Option(help="Inputs at once (default: jobs.n_jobs, -1: one per core).")] = None,
+    per_person: Annotated[bool, typer.Option(
+        "--per-person", help="Each tracked person (each body of a skeleton file) their own labels: scored alone in "
+                             "each window they are in, with their segments.")] = False,
+    interaction: Annotated[Optional[list[str]], typer.Option(
+        help="With --per-person: a class of two people (repeatable; NTU's mutual actions are known by name), scored "
+             "on each person with the nearest other and carried by both.")] = None,
 ) -> None:
     """Predict the action in new clips with a trained run, by the code of stages 1 to 4.
 
     Prints the top-5 classes of every branch of the run and of their fitted fusion for each input
-    (or each window, with --window). A run with a video branch (RGB) predicts videos; a run of
-    skeleton branches alone predicts skeleton files, and videos from their estimated poses where
-    it was trained on stage 0's."""
+    (or each window, with --window); with --per-person, each person's segments. A run with a video
+    branch (RGB) predicts videos; a run of skeleton branches alone predicts skeleton files, and
+    videos from their estimated poses where it was trained on stage 0's."""
     from mmfc.predict.batch import Options, list_inputs, predict_batch
-    from mmfc.predict.outputs import print_table
+    from mmfc.predict.outputs import print_people_table, print_table
+    from mmfc.predict.people import interaction_classes
     from mmfc.run_folder import open_run
 
     if stride is not None and window is None:
@@ -520,6 +528,8 @@ def predict(
             _fail(f"{name} {seconds}: give a positive number of seconds")
     if not 0 <= threshold < 1:  # nan too: no probability stays above it
         _fail(f"--threshold {threshold}: give a probability from 0 up to (not including) 1")
+    if interaction and not per_person:
+        _fail("--interaction names a two-person class of --per-person: give --per-person too")
     workers = JobsConfig(n_jobs=jobs).mismatch() if jobs is not None else None
     if workers:
         _fail(f"--jobs {jobs}: {workers.partition(': ')[2]}")
@@ -535,7 +545,9 @@ def predict(
         if skeleton is not None and not any(item.video for item in items):
             _fail(f"--skeleton {skeleton}: it names the skeletons of videos, and the inputs are skeleton files, "
                   "each predicted from itself")
-        options = Options(window=window, stride=stride, threshold=threshold, draw=draw and out is not None)
+        interactions = tuple(interaction_classes(trained, interaction or ())) if per_person else ()
+        options = Options(window=window, stride=stride, threshold=threshold, draw=draw and out is not None,
+                          per_person=per_person, interactions=interactions)
         results = predict_batch(trained, items, skeleton, options, out, console, recipe)
     except (ConfigError, DataError) as exc:
         _fail(str(exc))
@@ -546,13 +558,74 @@ def predict(
     else:
         for r in results:
             if r["status"] == "ok":
-                print_table(Console(), r["summary"])
+                (print_people_table if per_person else print_table)(Console(), r["summary"])
     for r in failed:
         err_console.print(f"[bold red]error:[/] {escape(r['reason'])}", highlight=False)
     if out is not None:
         err_console.print(f"results: {escape(str(out))}", highlight=False)
     if failed:
         raise typer.Exit(2 if len(results) == 1 else 1)
+
+
+@app.command()
+def live(
+    source: Annotated[str, typer.Argument(
+        help="A camera index (0, 1, ...), a stream URL (rtsp://, http://, ...) or a video file.")],
+    run: Annotated[Path, typer.Option("--run", help="The trained run's workdir (stages 1-4 done).")],
+    set_: RunSetOpt = None,
+    window: Annotated[float, typer.Option(help="Each person's sliding window, in seconds.")] = 2.0,
+    stride: Annotated[float, typer.Option(help="Seconds between window starts.")] = 0.5,
+    fps: Annotated[Optional[float], typer.Option(
+        help="The source's frame rate, where it reports none or a wrong one (default: what it reports).")] = None,
+    realtime: Annotated[bool, typer.Option(
+        "--realtime", help="Play a video file at its own frame rate, as a camera would give it: windows the run "
+                           "cannot keep up with are dropped (default: every frame, as fast as it goes).")] = False,
+    reconnects: Annotated[int, typer.Option(help="Times a lost camera or stream is opened again.")] = 3,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Write the annotated recording and, at the end, what `mmfc predict --per-person --out` writes, here.")] = None,
+    draw: Annotated[bool, typer.Option(help="With --out: the recording and pictures too.")] = True,
+    serve: Annotated[Optional[int], typer.Option(
+        help="Serve the live view (the annotated stream, each person's labels) on this port.")] = None,
+    host: Annotated[str, typer.Option(help="Where --serve listens (default: this machine alone).")] = "127.0.0.1",
+    interaction: Annotated[Optional[list[str]], typer.Option(
+        help="A class of two people (repeatable; NTU's mutual actions are known by name), scored on each person "
+             "with the nearest other and carried by both.")] = None,
+    threshold: Annotated[float, typer.Option(help="With --out: a segment's class stays on top above this.")] = 0.5,
+    device: Annotated[str, typer.Option(help="torch device of the networks, e.g. cpu or cuda.")] = "cpu",
+) -> None:
+    """Recognise each person's action on a live stream as it plays: every person's sliding window
+    is scored as it fills, one JSON line per person and window on stdout (time, person, label,
+    score, window, latency). It never falls behind: windows it cannot keep up with are dropped
+    and counted. Ctrl-C or the stream's end closes every file."""
+    from mmfc.live.session import LiveOptions, LiveSession
+    from mmfc.live.source import parse_source
+    from mmfc.predict.people import interaction_classes
+    from mmfc.predict.predictor import PoseModels
+    from mmfc.run_folder import open_run
+
+    for name, seconds in (("--window", window), ("--stride", stride), ("--fps", fps)):
+        if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+            _fail(f"{name} {seconds}: give a positive number")
+    if reconnects < 0:
+        _fail(f"--reconnects {reconnects}: give 0 or more")
+    if not 0 <= threshold < 1:
+        _fail(f"--threshold {threshold}: give a probability from 0 up to (not including) 1")
+    try:
+        spec = parse_source(source)
+        if realtime and spec.kind != "file":
+            _fail(f"--realtime plays a video file at its own rate; {spec.where} gives its frames as they come")
+        if out is not None:
+            writable_folder(out)
+        trained = open_run(run, device, tuple(set_ or ()))
+        options = LiveOptions(window=window, stride=stride, fps=fps, realtime=realtime, reconnects=reconnects,
+                              threshold=threshold, interactions=tuple(interaction_classes(trained, interaction or ())))
+        session = LiveSession(trained, spec, options, PoseModels(trained.cfg.poses.models_dir), out, draw,
+                              (host, serve) if serve is not None else None)
+        session.run()
+    except (ConfigError, DataError) as exc:
+        _fail(str(exc))
+    if out is not None:
+        err_console.print(f"results: {escape(str(out))}", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -266,3 +266,57 @@ def ntu_skeleton_run(realdata: Path, tmp_path_factory) -> Path:
                                "data.val_performers=[1]", *SMALL_CROPS, *TINY_MODELS, "skel.train.batch_size=2"])
     train_to_fusion(cfg, ["skel"])
     return root / "run"
+
+
+# Classes of real people for per-person and live tests: a class per real video, short clips every
+# 8 frames of its first 72, at the sizes stage 0 runs in seconds (the hugging clip's two people
+# are one class of two bodies).
+PEOPLE_CLIPS = {
+    "drink": ("S001C001P001R001A001_rgb.avi", (480, 270)),
+    "hug": ("ntu_sample_A055_hugging.avi", (480, 270)),
+    "makeup": ("ucf101_v_ApplyEyeMakeup_g01_c01.avi", (320, 240)),
+}
+
+
+@pytest.fixture(scope="session")
+def people_runs(realdata: Path, pose_models: Path, tmp_path_factory) -> dict[str, Path]:
+    """Two runs on stage 0's poses of 24 real clips (8 of 16 frames per class of PEOPLE_CLIPS),
+    tiny networks trained for 15 epochs, which learn "hug" from its two bodies: "skel" (the
+    skeleton branch alone) and "rgb+skel". -> {name: workdir}"""
+    import json
+
+    import torch
+
+    from mmfc.config import load_pipeline
+    from mmfc.data.decoding import read_frames
+    from mmfc.fusion.stage import run_fuse
+    from mmfc.poses.stage import run_poses
+    from mmfc.scores.stage import run_scores
+    from mmfc.train.stage import run_train
+
+    root = tmp_path_factory.mktemp("people_runs")
+    for label, (name, size) in PEOPLE_CLIPS.items():
+        frames = read_frames(realdata / "videos" / name, range(0, 72))
+        for number, start in enumerate(range(0, 57, 8)):
+            write_clip(root / "videos" / label / f"{label}_c{number:02d}.avi", frames[start : start + 16], size)
+    runs = {"rgb+skel": root / "both", "skel": root / "skel"}
+    common = [f"data.root={json.dumps(str(root / 'videos'))}", f"poses.models_dir={json.dumps(str(pose_models))}",
+              "data.group_pattern=''", "data.test_fraction=0.2", "data.val_fraction=0.25", "data.val_seed=0",
+              "crops.size=40", "crops.num_frames=8", "crops.skeleton_frames=16", "jobs.n_jobs=1", *TINY_MODELS,
+              "skel.train.batch_size=4", "skel.train.epochs=15", "rgb.train.batch_size=4", "rgb.train.epochs=3"]
+    both = load_pipeline(PIPELINES / "videos-example.toml", [f"workdir={json.dumps(str(runs['rgb+skel']))}", *common,
+                                                             'branches=["rgb", "skel"]'])
+    run_poses(both)
+    train_to_fusion(both, both.branches)
+    # The skeleton branch alone, on the same crops.
+    alone = load_pipeline(PIPELINES / "videos-example.toml", [f"workdir={json.dumps(str(runs['skel']))}", *common,
+                                                              'branches=["skel"]', f"crops_from={json.dumps(str(runs['rgb+skel']))}"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_train(alone, "skel")
+        run_scores(alone, "skel")
+        run_fuse(alone)
+    finally:
+        torch.set_num_threads(threads)
+    return runs

@@ -27,6 +27,7 @@ FLOORS = [
     ("mmfc.fusion",),  # stage 4
     ("mmfc.report", "mmfc.cost"),
     ("mmfc.run_folder", "mmfc.predict"),  # a trained run opened; predicting new clips with it
+    ("mmfc.live",),  # a live stream through a trained run, by predict's code
     ("mmfc.export",),  # a trained run as ONNX graphs and a fusion recipe
     ("mmfc.cli", "mmfc.__main__"),
 ]

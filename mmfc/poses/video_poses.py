@@ -5,7 +5,9 @@
     tracks.keypoint_score  # [M, T, V] in [0, 1]; 0 where the person is not seen on that frame
     tracks.keypoint_3d     # [M, T, V, 3] metres, origin between the hips (BlazePose world)
 
-Index m is one person for the whole video (mmfc/poses/tracking.py). A joint's score is
+Index m is one person for the whole video (mmfc/poses/tracking.py), whose tracker slot is
+`tracks.track_ids[m]`: the same person keeps it in every stretch of the video read from a
+PoseStream, where the rows are only the people seen in that stretch. A joint's score is
 BlazePose's visibility (present and not occluded), set to 0 for a joint that falls outside
 the frame: its position there is the model's guess about a part of the body the video does not
 show, and stages 1 to 4 treat a score of 0 as missing.
@@ -13,6 +15,7 @@ show, and stages 1 to 4 treat a score of 0 as missing.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +37,8 @@ class PoseTracks:
     keypoint_3d: np.ndarray  # [M, T, V, 3] float32
     layout: str
     frame_size: tuple[int, int]  # (width, height)
+    # The tracker's slot of each row: one person's id over the whole stream.
+    track_ids: tuple[int, ...] = ()
 
     @property
     def num_persons(self) -> int:
@@ -42,6 +47,11 @@ class PoseTracks:
     @property
     def total_frames(self) -> int:
         return self.keypoint.shape[1]
+
+    def persons(self, rows: list[int]) -> PoseTracks:
+        """The tracks of the people in `rows` alone."""
+        return replace(self, keypoint=self.keypoint[rows], keypoint_score=self.keypoint_score[rows],
+                       keypoint_3d=self.keypoint_3d[rows], track_ids=tuple(self.track_ids[r] for r in rows))
 
     def frames_with_person(self) -> int:
         return int((self.keypoint_score > 0).any(axis=(0, 2)).sum())
@@ -100,26 +110,44 @@ class PoseStream:
     """estimate_poses frame by frame: the tracks of any stretch of the frames seen so far can be
     read while the video goes on (a window of an untrimmed video, as soon as it has passed).
     Tracking and smoothing look only backwards, so a stretch read early is the same stretch of
-    the whole video's tracks, less the people not seen in it."""
+    the whole video's tracks, less the people not seen in it.
 
-    def __init__(self, models: BlazePose, settings: EstimatorSettings, fps: float, layout: str):
+    `keep`: how many of the latest frames' people are kept (a live stream, which never ends);
+    None keeps every frame."""
+
+    def __init__(self, models: BlazePose, settings: EstimatorSettings, fps: float, layout: str,
+                 keep: int | None = None):
         self.estimator = PoseEstimator(models, settings, fps)
         self.layout = layout
-        self.per_frame: list[list[tuple[int, Pose]]] = []
+        self.per_frame: deque[list[tuple[int, Pose]]] = deque(maxlen=keep)
         self.frame_size = (0, 0)
+        self.frames = 0  # frames stepped or skipped so far
 
-    @property
-    def frames(self) -> int:
-        return len(self.per_frame)
-
-    def step(self, frame: np.ndarray, bgr: bool = False) -> None:
-        """One more frame: uint8 [H, W, 3], RGB (or BGR as OpenCV decodes it)."""
+    def step(self, frame: np.ndarray, bgr: bool = False) -> list[tuple[int, Pose]]:
+        """One more frame: uint8 [H, W, 3], RGB (or BGR as OpenCV decodes it). -> [(slot, pose)]
+        of the people found on it."""
         self.frame_size = (frame.shape[1], frame.shape[0])
-        self.per_frame.append(self.estimator.step(frame, bgr=bgr))
+        found = self.estimator.step(frame, bgr=bgr)
+        self.per_frame.append(found)
+        self.frames += 1
+        return found
+
+    def skip(self) -> None:
+        """One more frame that was not seen (a live stream dropped it while the estimator was
+        behind): nobody on it, and the tracker's clock moves on, so motion is carried over the gap."""
+        self.estimator.frame += 1
+        self.per_frame.append([])
+        self.frames += 1
 
     def tracks(self, start: int = 0, stop: int | None = None) -> PoseTracks:
-        """The tracks of frames [start, stop), counted from `start`; one row per person seen there."""
-        return collect_tracks(self.per_frame[start:stop], self.frame_size, self.layout)
+        """The tracks of frames [start, stop) (frame numbers of the whole stream), counted from
+        `start`; one row per person seen there. ValueError for frames no longer kept."""
+        first = self.frames - len(self.per_frame)
+        if start < first:
+            raise ValueError(f"frame {start} is no longer kept (the stream keeps frames from {first})")
+        stop = self.frames if stop is None else min(stop, self.frames)
+        rows = [self.per_frame[t - first] for t in range(start, stop)]
+        return collect_tracks(rows, self.frame_size, self.layout)
 
 
 def collect_tracks(per_frame: list[list[tuple[int, Pose]]], frame_size: tuple[int, int], layout: str) -> PoseTracks:
@@ -141,4 +169,4 @@ def collect_tracks(per_frame: list[list[tuple[int, Pose]]], frame_size: tuple[in
     width, height = frame_size
     inside = (keypoint[..., 0] >= 0) & (keypoint[..., 0] < width) & (keypoint[..., 1] >= 0) & (keypoint[..., 1] < height)
     keypoint_score = np.where(inside, keypoint_score, 0).astype(np.float32)
-    return PoseTracks(keypoint, keypoint_score, map_points(world, layout), layout, frame_size)
+    return PoseTracks(keypoint, keypoint_score, map_points(world, layout), layout, frame_size, tuple(used))

@@ -30,7 +30,9 @@ from mmfc.data.decoding import probe_video
 from mmfc.errors import DataError, DiskFull
 from mmfc.jobs import PerWorker, run_jobs
 from mmfc.metrics import log_softmax
-from mmfc.predict.outputs import summary, write_outputs
+from mmfc.predict.outputs import (people_frames, people_skeleton_frames, people_summary, summary,
+                                  write_outputs, write_people_outputs)
+from mmfc.predict.people import PeoplePrediction, predict_people_skeleton, predict_people_video
 from mmfc.predict.predictor import (PoseModels, Prediction, predict_skeleton, predict_video, skeleton_refusal,
                                     video_refusal)
 from mmfc.predict.skeletons import POSE_PICKLES, is_skeleton_file, pickle_annotation, pickle_entries
@@ -56,6 +58,8 @@ class Options:
     threshold: float = 0.5
     draw: bool = False  # write the pictures
     preview_width: int = 640
+    per_person: bool = False  # each person their own timeline (mmfc.predict.people)
+    interactions: tuple[str, ...] = ()  # the run's two-person classes, with per_person
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,7 @@ def signature(item: Item, skeleton: Path | None, options: Options, run_digest: s
         return [st.st_size, st.st_mtime_ns] if st else [-1, -1]
 
     return {"format": RESULTS_FORMAT, "input": str(item.path), "entry": item.entry, "input_stat": stat(item.path),
-            "skeleton": str(skeleton or ""), "skeleton_stat": stat(skeleton), "options": asdict(options),
+            "skeleton": str(skeleton or ""), "skeleton_stat": stat(skeleton), "options": {**asdict(options), "interactions": list(options.interactions)},  # as JSON reads it back
             "run": run_digest}
 
 
@@ -160,23 +164,10 @@ def predict_one(item: Item, skeleton: Path | None, options: Options, out: Path |
     trained = run.get()
     result = {"signature": sign, "input": str(item.path), "entry": item.entry}
     try:
-        if item.video:
-            prediction, decoded, _, found = predict_video(
-                trained, item.path, skeleton, options.window, options.stride,
-                poses.get() if skeleton is None else None, options.preview_width if options.draw else 0,
-                preview_every(item.path, options),
-            )
+        if options.per_person:
+            result.update(_predict_people(item, skeleton, options, out, trained, poses))
         else:
-            prediction, _, found = predict_skeleton(trained, item.path, item.entry, options.window, options.stride)
-            decoded = None
-        segments = None
-        if options.window is not None:
-            segments = find_segments(prediction.windows, prediction.probabilities["fused"], prediction.class_names,
-                                     options.threshold)
-        if out is not None:
-            write_outputs(out, prediction, decoded, found, segments, trained.checkpoint_digests, trained.cfg.digest(),
-                          options.draw)
-        result.update(status="ok", reason="", summary=summary(prediction, segments), arrays=_arrays(prediction))
+            result.update(_predict_whole(item, skeleton, options, out, trained, poses))
     except DiskFull:
         raise  # not this input's failure, and no result file: a rerun once space is freed redoes it
     except DataError as exc:
@@ -184,6 +175,62 @@ def predict_one(item: Item, skeleton: Path | None, options: Options, out: Path |
     if out is not None:
         atomic.write_text(out / RESULTS / result_name(item), json.dumps(result) + "\n")
     return result
+
+
+def _predict_whole(item: Item, skeleton: Path | None, options: Options, out: Path | None, trained: TrainedRun,
+                   poses: PerWorker[PoseModels]) -> dict:
+    """An input predicted as one clip (or one per window) of everyone in it. -> the result's fields"""
+    if item.video:
+        prediction, decoded, _, found = predict_video(
+            trained, item.path, skeleton, options.window, options.stride,
+            poses.get() if skeleton is None else None, options.preview_width if options.draw else 0,
+            preview_every(item.path, options),
+        )
+    else:
+        prediction, _, found = predict_skeleton(trained, item.path, item.entry, options.window, options.stride)
+        decoded = None
+    segments = None
+    if options.window is not None:
+        segments = find_segments(prediction.windows, prediction.probabilities["fused"], prediction.class_names,
+                                 options.threshold)
+    if out is not None:
+        write_outputs(out, prediction, decoded, found, segments, trained.checkpoint_digests, trained.cfg.digest(),
+                      options.draw)
+    return {"status": "ok", "reason": "", "summary": summary(prediction, segments), "arrays": _arrays(prediction)}
+
+
+def _predict_people(item: Item, skeleton: Path | None, options: Options, out: Path | None, trained: TrainedRun,
+                    poses: PerWorker[PoseModels]) -> dict:
+    """An input predicted per person (mmfc.predict.people). -> the result's fields"""
+    interactions = list(options.interactions)
+    frames, frames_fps = None, None
+    if item.video:
+        every = preview_every(item.path, options)
+        prediction, decoded, found, persons = predict_people_video(
+            trained, item.path, skeleton, options.window, options.stride, poses.get() if skeleton is None else None,
+            interactions, options.preview_width if options.draw else 0, every)
+        if options.draw:
+            frames, frames_fps = people_frames(prediction, decoded, found, persons), prediction.fps / every
+    else:
+        prediction, found, persons = predict_people_skeleton(trained, item.path, item.entry, options.window,
+                                                             options.stride, interactions)
+        if options.draw:
+            frames = people_skeleton_frames(prediction, found, persons)
+    # Over a whole clip each person's one label is their segment, whatever its probability.
+    prediction.with_segments(options.threshold if options.window is not None else 0.0)
+    if out is not None:
+        write_people_outputs(out, prediction, frames, trained.checkpoint_digests, trained.cfg.digest(), options.draw,
+                             frames_fps)
+    return {"status": "ok", "reason": "", "summary": people_summary(prediction), "arrays": people_arrays(prediction)}
+
+
+def people_arrays(prediction: PeoplePrediction) -> dict:
+    """Each person's windows and the logits of their clip alone, and what each window shows."""
+    return {"persons": {str(track): {"windows": t.alone.windows.tolist(),
+                                     "logits": {name: logits.tolist() for name, logits in t.alone.logits.items()},
+                                     "fused": t.alone.fused.tolist(), "shown": t.shown.tolist(),
+                                     "with": t.partner.tolist()}
+                        for track, t in prediction.persons.items()}}
 
 
 def preview_every(video: Path, options: Options, most: int = 900) -> int:
@@ -264,8 +311,9 @@ def _given(value):
 
 
 def write_combined(path: Path, results: list[dict], class_names: list[str], branches: list[str]) -> None:
-    """One row per clip or window of every input (a failed input: one row with its reason), with
-    the logits of each of the run's `branches` (null where it did not score the clip) and fused."""
+    """One row per clip or window of every input (per person: per person and window, the person
+    in `person`; a failed input: one row with its reason), with the logits of each of the run's
+    `branches` (null where it did not score the clip) and fused."""
     rows = []
     for r in results:
         base = {"input": r["input"], "entry": r["entry"], "status": r["status"], "reason": r["reason"]}
@@ -273,19 +321,27 @@ def write_combined(path: Path, results: list[dict], class_names: list[str], bran
             rows.append(base)
             continue
         s, a = r["summary"], r["arrays"]
-        probabilities = np.exp(log_softmax(np.asarray(a["fused"], dtype=np.float64)))
-        for w, (start, end) in enumerate(a["windows"]):
-            top = int(probabilities[w].argmax())
-            rows.append({**base, "window_start": start, "window_end": end, "skeleton": s["skeleton"],
-                         "fusion": s["fusion"], "warning": s["warning"], "notes": "; ".join(s["notes"]),
-                         "top1": class_names[top], "top1_probability": float(probabilities[w, top]),
-                         **{name: a["logits"][name][w] for name in a["logits"]}, "fused": a["fused"][w]})
+        clips = ([(int(track), arrays) for track, arrays in a["persons"].items()] if "persons" in a else [(None, a)])
+        for person, arrays in clips:
+            fused = np.asarray(arrays["fused"], dtype=np.float64)
+            # What a window shows: its own fused scores, or per person those of a shared two-person class.
+            shown = np.asarray(arrays["shown"]) if "shown" in arrays else np.exp(log_softmax(fused))
+            for w, (start, end) in enumerate(arrays["windows"]):
+                top = int(shown[w].argmax())
+                rows.append({**base, "person": person, "window_start": start, "window_end": end,
+                             "skeleton": s["skeleton"], "fusion": s["fusion"], "warning": s["warning"],
+                             "notes": "; ".join(s["notes"]), "top1": class_names[top],
+                             "top1_probability": float(shown[w, top]),
+                             "with": (arrays["with"][w] or None) if "with" in arrays else None,
+                             **{name: arrays["logits"][name][w] for name in arrays["logits"]},
+                             "fused": arrays["fused"][w]})
     logits = pa.list_(pa.float32())
     schema = pa.schema([
         ("input", pa.string()), ("entry", pa.string()), ("status", pa.string()), ("reason", pa.string()),
-        ("window_start", pa.float64()), ("window_end", pa.float64()), ("skeleton", pa.string()),
-        ("fusion", pa.string()), ("warning", pa.string()), ("notes", pa.string()), ("top1", pa.string()),
-        ("top1_probability", pa.float64()), *((name, logits) for name in branches), ("fused", logits),
+        ("person", pa.int64()), ("window_start", pa.float64()), ("window_end", pa.float64()),
+        ("skeleton", pa.string()), ("fusion", pa.string()), ("warning", pa.string()), ("notes", pa.string()),
+        ("top1", pa.string()), ("top1_probability", pa.float64()), ("with", pa.int64()),
+        *((name, logits) for name in branches), ("fused", logits),
     ], metadata={b"mmfc.class_names": json.dumps(class_names).encode(),
                  b"mmfc.branches": json.dumps(branches).encode()})
     with atomic.atomic_path(path) as tmp:

@@ -133,8 +133,14 @@ def window_skeleton(skel: Skeleton, window: Window, video_frames: int) -> Skelet
     """The part of a skeleton inside a window, as the skeleton of a video of its own (its frames
     counted from the window's start, on the skeleton's clock, which may differ a little from the
     video's; persons absent from the window left out)."""
+    return window_persons(skel, window, video_frames)[0]
+
+
+def window_persons(skel: Skeleton, window: Window, video_frames: int) -> tuple[Skeleton, list[int]]:
+    """window_skeleton, and which persons (rows of `skel`) its rows are. DataError when nobody is
+    in the window."""
     if window.start == 0 and window.stop >= video_frames:
-        return skel
+        return skel, list(range(skel.num_persons))
     scale = skel.total_frames / max(video_frames, 1)
     start, stop = round(window.start * scale), round(window.stop * scale)
     rows = (skel.frame_indices >= start) & (skel.frame_indices < stop)
@@ -145,7 +151,7 @@ def window_skeleton(skel: Skeleton, window: Window, video_frames: int) -> Skelet
         skel,
         points=skel.points[seen][:, rows], pixels=skel.pixels[seen][:, rows], score=skel.score[seen][:, rows],
         frame_indices=skel.frame_indices[rows] - start, total_frames=stop - start,
-    )
+    ), np.flatnonzero(seen).tolist()
 
 
 def kept_frames_reader(decoded: Decoded, window: Window, whole: bool):

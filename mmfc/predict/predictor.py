@@ -15,6 +15,7 @@ of the run that can read them, fused by the fitted fusion.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,12 +24,13 @@ import numpy as np
 from mmfc.branches import BRANCHES
 from mmfc.crops.store import MemoryCrops
 from mmfc.data.layouts import Layout
-from mmfc.data.sample import BLAZEPOSE, describe_pose_source
+from mmfc.data.decoding import VideoInfo
+from mmfc.data.sample import BLAZEPOSE, Skeleton, describe_pose_source
 from mmfc.errors import DataError
 from mmfc.metrics import log_softmax
 from mmfc.poses.video_poses import PoseStream
 from mmfc.poses.frame_poses import BlazePose, EstimatorSettings
-from mmfc.predict.clips import CroppedClips, Decoded, decode_once, plan_windows, probe, window_skeleton
+from mmfc.predict.clips import CroppedClips, Decoded, Window, decode_once, plan_windows, probe, window_persons
 from mmfc.predict.skeletons import (SKELETON_FPS, SkeletonInput, estimator_layout, fit_to_video, from_tracks,
                                     pose_source_warning, read_skeleton_file)
 from mmfc.scores.logits import branch_logits
@@ -158,26 +160,59 @@ class PoseModels:
         return self._models
 
 
-def predict_video(run: TrainedRun, video: Path, skeleton_file: Path | None = None, window: float | None = None,
-                  stride: float | None = None, poses: PoseModels | None = None, preview_width: int = 0,
-                  preview_every: int = 1) -> tuple[Prediction, Decoded, CroppedClips, SkeletonInput]:
-    """Predict one video (each window of it with `window` seconds). DataError naming the video
-    (or the skeleton file) when it cannot be read, nobody is in it, or the run cannot predict it
-    (video_refusal)."""
-    cfg, video = run.cfg, Path(video)
+@dataclass
+class WindowPoses:
+    """The people of one window, as the skeleton of a video of its own."""
+
+    skeleton: Skeleton  # its rows: the people seen in the window
+    layout: Layout
+    persons: list[int]  # each row's person: the tracker's slot + 1, or the skeleton file's body + 1
+
+
+@dataclass
+class VideoPass:
+    """What the one pass over a video leaves: its frames, its whole skeleton and its persons."""
+
+    fps: float
+    windows: list[Window]
+    decoded: Decoded
+    found: SkeletonInput  # the whole video's skeleton
+    persons: list[int]  # each row's person, as WindowPoses.persons
+    told: str  # what the user must be told about the branches that read it (readable_branches)
+    timings: dict[str, float]  # STEPS
+
+
+def plan_video(run: TrainedRun, video: Path, skeleton_file: Path | None, window: float | None,
+               stride: float | None) -> tuple[VideoInfo, list[Window]]:
+    """The video's probe and its windows (the whole video without `window`). DataError naming
+    the video when it cannot be read or the run cannot predict it (video_refusal)."""
     refused = video_refusal(run) if skeleton_file is None else ""
     if refused:
         raise DataError(video, refused)
+    info = probe(Path(video))
+    return info, plan_windows(info.frames, info.fps or 30.0, window, stride)
+
+
+def pass_video(run: TrainedRun, info: VideoInfo, windows: list[Window], skeleton_file: Path | None,
+               poses: PoseModels | None, on_window: Callable[[int, Decoded, WindowPoses], None],
+               on_failed: Callable[[int, str], None], preview_width: int = 0, preview_every: int = 1) -> VideoPass:
+    """Decode a video (planned by plan_video) once, its people from `skeleton_file` or estimated
+    as the frames go by; each window is handed to `on_window` as soon as the pass is past it,
+    with the frames kept for its crops, or to `on_failed` with the reason nobody is in it.
+    DataError naming the video (or the skeleton file) when it cannot be read or nobody is in it."""
+    cfg, video = run.cfg, info.path
     timings = dict.fromkeys(STEPS, 0.0)
-    info = probe(video)
     fps = info.fps or 30.0
-    windows = plan_windows(info.frames, fps, window, stride)
-    clips = CroppedClips.empty(cfg, run.layout, windows)
     crop_seconds = [0.0]
 
-    def timed_crop(number: int, decoded: Decoded, skeleton, layout: Layout) -> None:
+    def handed(number: int, decoded: Decoded, people: Callable[[], WindowPoses]) -> None:
+        try:
+            found_here = people()
+        except DataError as exc:
+            on_failed(number, exc.reason)
+            return
         started = time.perf_counter()
-        clips.crop(cfg, number, video, skeleton, decoded, skeleton_file, layout)
+        on_window(number, decoded, found_here)
         crop_seconds[0] += time.perf_counter() - started
 
     started = time.perf_counter()
@@ -185,49 +220,91 @@ def predict_video(run: TrainedRun, video: Path, skeleton_file: Path | None = Non
         found = fit_to_video(read_skeleton_file(run, skeleton_file, video_name=video.stem), skeleton_file, info.frames,
                              cfg.crops.min_video_fraction)
         told = readable_branches(run, found, skeleton_file)
+        persons = list(range(1, found.skeleton.num_persons + 1))
 
-        def on_window(number: int, decoded: Decoded) -> None:
-            try:
-                skeleton = window_skeleton(found.skeleton, windows[number], info.frames)
-            except DataError as exc:
-                clips.failed[number] = exc.reason
-                return
-            timed_crop(number, decoded, skeleton, found.layout)
+        def of_file(number: int) -> WindowPoses:
+            skeleton, rows = window_persons(found.skeleton, windows[number], info.frames)
+            return WindowPoses(skeleton, found.layout, [persons[r] for r in rows])
 
-        decoded = decode_once(info, windows, cfg.crops.num_frames, None, on_window, preview_width, preview_every)
+        decoded = decode_once(info, windows, cfg.crops.num_frames, None,
+                              lambda number, decoded: handed(number, decoded, lambda: of_file(number)),
+                              preview_width, preview_every)
     else:
         models = poses or PoseModels(cfg.poses.models_dir)
         stream = PoseStream(models.get(), EstimatorSettings.of(cfg.poses), fps, estimator_layout(run.layout))
 
-        def on_window(number: int, decoded: Decoded) -> None:
+        def of_stream(number: int) -> WindowPoses:
             w = windows[number]
             # A window is read from the stream as soon as it has passed, its people alone; the
             # whole video (read after the pass) is every frame decoded.
             tracks = stream.tracks() if (w.start, w.stop) == (0, info.frames) else stream.tracks(w.start, w.stop)
-            try:
-                seen = from_tracks(run, tracks, str(video), fps)
-            except DataError as exc:
-                clips.failed[number] = exc.reason
-                return
-            timed_crop(number, decoded, seen.skeleton, seen.layout)
+            seen = from_tracks(run, tracks, str(video), fps)
+            return WindowPoses(seen.skeleton, seen.layout, [slot + 1 for slot in tracks.track_ids])
 
-        decoded = decode_once(info, windows, cfg.crops.num_frames, lambda t, frame: stream.step(frame), on_window,
+        decoded = decode_once(info, windows, cfg.crops.num_frames, lambda t, frame: stream.step(frame),
+                              lambda number, decoded: handed(number, decoded, lambda: of_stream(number)),
                               preview_width, preview_every)
-        found = from_tracks(run, stream.tracks(), str(video), fps)
+        tracks = stream.tracks()
+        found = from_tracks(run, tracks, str(video), fps)
         told = readable_branches(run, found, video)
+        persons = [slot + 1 for slot in tracks.track_ids]
     timings["decode"] = decoded.seconds
     timings["crop"] = crop_seconds[0]
     timings["poses"] = time.perf_counter() - started - decoded.seconds - crop_seconds[0]
-    prediction = _scored(run, str(video), None, fps, decoded.frames, windows, clips, found, told, timings)
-    return prediction, decoded, clips, found
+    return VideoPass(fps, windows, decoded, found, persons, told, timings)
 
 
-def predict_skeleton(run: TrainedRun, path: Path, entry: str | None = None, window: float | None = None,
-                     stride: float | None = None) -> tuple[Prediction, CroppedClips, SkeletonInput]:
-    """Predict a skeleton file without a video (each window of it with `window` seconds, on the
-    clock its file states, else SKELETON_FPS): a pose pickle's annotation `entry` (else its only
-    one). DataError naming the file when it cannot be read, the run's skeleton branches cannot
-    read it, or the run has a video branch, which needs the video (skeleton_refusal)."""
+def predict_video(run: TrainedRun, video: Path, skeleton_file: Path | None = None, window: float | None = None,
+                  stride: float | None = None, poses: PoseModels | None = None, preview_width: int = 0,
+                  preview_every: int = 1) -> tuple[Prediction, Decoded, CroppedClips, SkeletonInput]:
+    """Predict one video (each window of it with `window` seconds), every person in it in one
+    clip. DataError as pass_video says."""
+    info, windows = plan_video(run, video, skeleton_file, window, stride)
+    clips = CroppedClips.empty(run.cfg, run.layout, windows)
+
+    def on_window(number: int, decoded: Decoded, people: WindowPoses) -> None:
+        clips.crop(run.cfg, number, info.path, people.skeleton, decoded, skeleton_file, people.layout)
+
+    def on_failed(number: int, reason: str) -> None:
+        clips.failed[number] = reason
+
+    done = pass_video(run, info, windows, skeleton_file, poses, on_window, on_failed, preview_width, preview_every)
+    prediction = _scored(run, str(video), None, done.fps, done.decoded.frames, done.windows, clips, done.found,
+                         done.told, done.timings)
+    return prediction, done.decoded, clips, done.found
+
+
+@dataclass
+class SkeletonPass:
+    """A skeleton file without video, read and planned in windows."""
+
+    fps: float
+    windows: list[Window]
+    found: SkeletonInput
+    persons: list[int]  # each row's person: its body + 1
+    name: str  # what the clips are named after: the pickle annotation's name, else the file's stem
+    where: str  # the file, and the annotation, as messages name them
+    timings: dict[str, float]  # STEPS
+
+    def people(self) -> Iterator[tuple[int, WindowPoses | str]]:
+        """Each window's people, or why nobody is in it."""
+        frames = self.found.skeleton.total_frames
+        for number, span in enumerate(self.windows):
+            try:
+                skeleton, rows = window_persons(self.found.skeleton, span, frames)
+            except DataError as exc:
+                yield number, exc.reason
+                continue
+            yield number, WindowPoses(skeleton, self.found.layout, [self.persons[r] for r in rows])
+
+
+def plan_skeleton(run: TrainedRun, path: Path, entry: str | None, window: float | None,
+                  stride: float | None) -> SkeletonPass:
+    """Read a skeleton file without a video (a pose pickle's annotation `entry`, else its only
+    one) and plan its windows (the whole sequence without `window` seconds, on the clock its file
+    states, else SKELETON_FPS). DataError naming the file when it cannot be read, the run's
+    skeleton branches cannot read it, or the run has a video branch, which needs the video
+    (skeleton_refusal)."""
     path = Path(path)
     refused = skeleton_refusal(run)
     if refused:
@@ -237,22 +314,30 @@ def predict_skeleton(run: TrainedRun, path: Path, entry: str | None = None, wind
     found = read_skeleton_file(run, path, entry=entry)
     readable_branches(run, found, path)
     timings["poses"] = time.perf_counter() - started
-    started = time.perf_counter()
-    fps, frames = found.fps or SKELETON_FPS, found.skeleton.total_frames
-    windows = plan_windows(frames, fps, window, stride)
-    clips = CroppedClips.empty(run.cfg, run.layout, windows)
+    fps = found.fps or SKELETON_FPS
+    windows = plan_windows(found.skeleton.total_frames, fps, window, stride)
     name = Path(entry).name if entry is not None else path.stem
-    for number, span in enumerate(windows):
-        try:
-            skeleton = window_skeleton(found.skeleton, span, frames)
-        except DataError as exc:
-            clips.failed[number] = exc.reason
-            continue
-        clips.crop_alone(run.cfg, number, name, skeleton, path)
-    timings["crop"] = time.perf_counter() - started
     where = f"{path} ({entry})" if entry is not None else str(path)
-    prediction = _scored(run, str(path), entry, fps, frames, windows, clips, found, "", timings, where)
-    return prediction, clips, found
+    return SkeletonPass(fps, windows, found, list(range(1, found.skeleton.num_persons + 1)), name, where, timings)
+
+
+def predict_skeleton(run: TrainedRun, path: Path, entry: str | None = None, window: float | None = None,
+                     stride: float | None = None) -> tuple[Prediction, CroppedClips, SkeletonInput]:
+    """Predict a skeleton file without a video (each window of it with `window` seconds), every
+    person in it in one clip, cropped as stage 1 stores a dataset of skeletons alone. DataError as
+    plan_skeleton says."""
+    done = plan_skeleton(run, path, entry, window, stride)
+    started = time.perf_counter()
+    clips = CroppedClips.empty(run.cfg, run.layout, done.windows)
+    for number, people in done.people():
+        if isinstance(people, str):
+            clips.failed[number] = people
+        else:
+            clips.crop_alone(run.cfg, number, done.name, people.skeleton, Path(path))
+    done.timings["crop"] = time.perf_counter() - started
+    prediction = _scored(run, str(path), entry, done.fps, done.found.skeleton.total_frames, done.windows, clips,
+                         done.found, "", done.timings, done.where)
+    return prediction, clips, done.found
 
 
 def _scored(run: TrainedRun, given: str, entry: str | None, fps: float, frames: int, windows, clips: CroppedClips,
