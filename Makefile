@@ -13,7 +13,7 @@ SYNTH_DATA := data/synth
 SYNTH_PER_CLASS ?= 2
 STAGE = $(MMFC) stage
 
-.PHONY: setup setup-pose demo test test-fast docs-check poses crops train scores fuse report ablation bench bench-real clean help
+.PHONY: setup setup-pose demo test test-fast docs-check poses crops train scores oof fuse report ablation bench bench-real clean help
 
 help:
 	@echo "make demo    - set up, generate the synthetic dataset, run every stage, write the report"
@@ -23,6 +23,7 @@ help:
 	@echo "make setup-pose - the pose stage's runtime (ai-edge-litert) and its model files (BlazePose, face, hands)"
 	@echo "make crops | train | scores | fuse | report  [PIPELINE=any/path/x.toml]: every declared branch the data supports"
 	@echo "make train-<branch> | scores-<branch>  - one branch, e.g. train-rgb, train-skel, train-bone"
+	@echo "make oof     - where fusion.fit_on fits on out-of-fold scores: each branch again on k folds (make fuse runs it)"
 	@echo "make poses   - stage 0 for pipelines of plain videos (data.source = \"videos\"); make crops runs it"
 	@echo "make ablation - train the ablation variants on the synthetic data and fill the table"
 	@echo "make bench   - run the benchmarks under bench/ (all but bench-real)"
@@ -116,7 +117,18 @@ scores-%: $(WORKDIR)/scores/%.parquet ;
 scores: $$(BUILT_SCORES)
 	$(NEED_BRANCHES)
 
-$(WORKDIR)/fusion/weights.json: $$(BUILT_SCORES)
+# Where stage 4 fits on out-of-fold scores (fusion.fit_on = "oof", or "auto" on a thin validation
+# split), every branch trained again on k folds of the training side: the branches `mmfc
+# branches --oof` prints, none otherwise.
+OOF_BRANCHES = $(eval OOF_BRANCHES := $$(shell $(MMFC) branches --oof --pipeline $(PIPELINE)))$(OOF_BRANCHES)
+OOF_SCORES = $(OOF_BRANCHES:%=$(WORKDIR)/oof/%.parquet)
+
+$(WORKDIR)/oof/%.parquet: $(WORKDIR)/crops/index.parquet
+	$(STAGE) oof --modality $* --pipeline $(PIPELINE)
+oof-%: $(WORKDIR)/oof/%.parquet ;
+oof: $$(OOF_SCORES)
+
+$(WORKDIR)/fusion/weights.json: $$(BUILT_SCORES) $$(OOF_SCORES)
 	$(NEED_BRANCHES)
 	$(STAGE) fuse --pipeline $(PIPELINE)
 fuse: $(WORKDIR)/fusion/weights.json
@@ -165,7 +177,7 @@ ablation: $(ABLATION_SCORES) $(ABLATION_SKEL_SCORES) $(WORKDIR)/fusion/weights.j
 # touched it. Every stage writes its files whole (mmfc/atomic.py) and a rerun resumes from them
 # (train --resume), so a stage's outputs are kept: deleting best.pt would throw away the training.
 .PRECIOUS: $(WORKDIR)/poses/poses.pkl $(WORKDIR)/crops/index.parquet $(WORKDIR)/train/%/best.pt \
-  $(WORKDIR)/scores/%.parquet $(WORKDIR)/fusion/weights.json $(WORKDIR)/report/report.html \
+  $(WORKDIR)/scores/%.parquet $(WORKDIR)/oof/%.parquet $(WORKDIR)/fusion/weights.json $(WORKDIR)/report/report.html \
   $(ABLATION_CROPS) $(ABLATION_SCORES) $(ABLATION_SKEL_SCORES)
 
 demo: setup $(WORKDIR)/report/report.html

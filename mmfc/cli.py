@@ -30,7 +30,9 @@ app = typer.Typer(
         "A staged offline pipeline: `stage poses` (poses for plain videos, PYSKL pickle), "
         "`stage crops` (skeleton-guided crops into zarr shards), "
         "`stage train` (each declared branch from the shards), `stage scores` (per-class scores to "
-        "Parquet), `stage fuse` (fusion weights fitted on validation) and `stage report`. "
+        "Parquet), `stage oof` (each branch again on folds of the training side, where the fusion is fitted "
+        "on out-of-fold scores), `stage fuse` (fusion weights fitted on validation or on out-of-fold scores) and "
+        "`stage report`. "
         "Every stage reads a pipeline file (pipelines/*.toml); `mmfc info` shows what it selects. "
         "`mmfc predict` runs a trained run on new videos (trimmed, or in sliding windows; --per-person: each "
         "person's own labels); `mmfc live` on a camera or stream as it plays; "
@@ -164,6 +166,8 @@ def info(
     from mmfc.branches import branch_support
     from mmfc.crops.crop import CropJob
     from mmfc.data.sources import describe_selection, few_groups_warning, format_selection
+    from mmfc.folds import resolve_fit_on
+    from mmfc.oof.plan import data_rows, describe_folds, fold_plan
 
     try:
         cfg = _pipeline(pipeline, set_)
@@ -173,24 +177,50 @@ def info(
         _fail(str(exc))
     # The declared branches, each with whether the data can train it.
     selection["branches"] = branch_support(cfg.branches, selection["video"]["with"] > 0)
+    # Where stage 4 fits the fusion, and the out-of-fold stage's folds where it needs them.
+    fit_on = resolve_fit_on(cfg.fusion, selection["validation_groups"], selection["group_kind"])
+    selection["fusion"] = {"fit_on": fit_on.scores, "reason": fit_on.reason}
+    folds: list[str] = []
+    if fit_on.scores == "oof":
+        try:
+            rows, group_kind, told_by = data_rows(cfg)
+            plan = fold_plan(rows, group_kind, cfg.fusion.oof)
+        except (ConfigError, DataError) as exc:
+            _fail(str(exc))
+        except ValueError:
+            _fail(f"{cfg.data.root}: fewer than 2 training clips, nothing to cut into folds for fusion.fit_on")
+        selection["fusion"]["oof"] = {**plan.describe(), "listed_by": str(told_by)}
+        head, *each = describe_folds(plan)
+        folds = [f"out-of-fold: {head}", *each, f"out-of-fold: {plan.count} more trainings of each branch "
+                                               f"(`mmfc stage oof`, make oof); the clips as {told_by} lists them"]
     if as_json:
         print(json.dumps({"pipeline": cfg.to_dict(), "layout": layout.to_dict(), "data": selection}, indent=2, default=str))
     else:
         print(format_selection(cfg.name, selection))
+        print(f"fusion: fitted on {'out-of-fold scores' if fit_on.scores == 'oof' else 'validation'} ({fit_on.reason})")
+        for line in folds:
+            print(line)
         print("\n--json: the resolved configuration, the joint layout and every count, as JSON")
     few_groups = few_groups_warning(selection["validation_groups"])
-    if few_groups:
+    if few_groups and fit_on.scores == "val":
         warnings.warn(f"{cfg.data.root}: {few_groups}", DataWarning)
 
 
 @app.command("branches")
-def branches_command(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
+def branches_command(
+    pipeline: PipelineOpt,
+    set_: SetOpt = None,
+    oof: Annotated[bool, typer.Option("--oof", help="Only where the fusion is fitted on out-of-fold scores "
+                                                    "(fusion.fit_on): the branches `mmfc stage oof` must run for; "
+                                                    "none otherwise.")] = False,
+) -> None:
     """Print the declared branches the data supports, space-separated, in the declared order:
     what `make train scores fuse report` builds. Why any other is left out goes to stderr.
 
     The crop store says whether the data has videos once stage 1 has run; before, the data
     source does; where the data is not there yet, every declared branch is printed."""
     from mmfc.branches import data_has_video, supported_branches
+    from mmfc.oof.plan import fit_on_of_data
 
     try:
         cfg = _pipeline(pipeline, set_)
@@ -205,6 +235,15 @@ def branches_command(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
         _fail(str(exc))
     for name, why in left_out.items():
         err_console.print(f"note: branch {name} left out ({escape(str(told_by))}): {why}", highlight=False)
+    if oof:
+        try:
+            fit_on, said_by = fit_on_of_data(cfg)
+        except (ConfigError, DataError) as exc:
+            _fail(str(exc))
+        if fit_on.scores != "oof":
+            kept = []
+        elif cfg.fusion.fit_on == "auto":
+            err_console.print(f"note: {escape(fit_on.reason)} ({escape(str(said_by))})", highlight=False)
     print(" ".join(kept))
 
 
@@ -386,9 +425,28 @@ def stage_scores(
         _fail(str(exc))
 
 
+@stage_app.command("oof")
+def stage_oof(
+    pipeline: PipelineOpt,
+    modality: Annotated[Modality, typer.Option(help="Which branch: one the pipeline declares (`branches`).")],
+    set_: SetOpt = None,
+) -> None:
+    """Train one branch again on k - 1 folds of whole groups of the training side, k times, each
+    network scoring the fold it left out: the out-of-fold scores stage 4 fits on where
+    fusion.fit_on asks (k = fusion.oof.folds). Resumes: a finished fold is kept."""
+    from mmfc.oof.stage import run_oof
+
+    try:
+        cfg = _pipeline(pipeline, set_)
+        run_oof(cfg, modality.value)
+    except (ConfigError, DataError) as exc:
+        _fail(str(exc))
+
+
 @stage_app.command("fuse")
 def stage_fuse(pipeline: PipelineOpt, set_: SetOpt = None) -> None:
-    """Stage 4: fit the fusion of the declared branches on validation scores and apply it to test."""
+    """Stage 4: fit the fusion of the declared branches (on validation or out-of-fold scores, as
+    fusion.fit_on says) and apply it to every clip."""
     from mmfc.fusion.stage import run_fuse
 
     try:

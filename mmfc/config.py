@@ -59,6 +59,8 @@ CCLKind = Literal["frhead", "supcon"]
 Schedule = Literal["cosine", "step"]
 LRStep = Literal["iteration", "epoch"]
 FusionMetric = Literal["top1", "mean_class"]
+# Which scores stage 4 fits the fusion on (mmfc/folds.py: resolve_fit_on).
+FitOn = Literal["val", "oof", "auto"]
 
 
 # Depths at which either branch hands features to the contrastive loss (docs/method.md, section 3).
@@ -595,13 +597,31 @@ class ScoresConfig:
 
 
 @dataclass
+class OOFConfig:
+    """The out-of-fold stage (`mmfc stage oof`, mmfc/oof/): every fused branch trained again on
+    k - 1 folds of whole groups of the training side, each network scoring the fold it left out."""
+
+    # k: folds of the training side's groups (fewer when it holds fewer groups); each branch is
+    # trained k more times beside stage 2's network.
+    folds: int = bounded(5, min=2)
+    # Assigns the groups to folds (mmfc/folds.py: make_folds).
+    seed: int = setting(0)
+
+
+@dataclass
 class FusionConfig:
+    # Which scores the fusion is fitted on: "val", the validation split's, from stage 2's
+    # networks; "oof", the out-of-fold scores of every training clip (train and val together,
+    # `mmfc stage oof`: k more trainings of every branch); "auto", "oof" where validation holds
+    # too few groups or clips (mmfc/folds.py: resolve_fit_on), else "val".
+    fit_on: FitOn = setting("val")
+    oof: OOFConfig = field(default_factory=OOFConfig)
     # Accuracy that breaks near-ties in cross-validated NLL: "top1" or "mean_class".
     metric: FusionMetric = setting("top1")
     # Grid over the global weight alpha in [0, 1]; at least 2 points, so it holds 0 and 1.
     grid: int = bounded(101, min=2)
-    # Folds of the cross-validation inside the validation split (fewer when there are fewer
-    # performers or groups), and the seed that assigns them.
+    # Folds of the cross-validation inside the rows the fusion is fitted on (fewer when there are
+    # fewer performers or groups), and the seed that assigns them.
     cv_folds: int = bounded(5, min=2)
     cv_seed: int = setting(0)
     # Method whose scores become fusion/fused.parquet (every candidate is fitted and reported):
@@ -738,6 +758,12 @@ class WorkdirLayout:
         return self.root / "scores"
 
     @property
+    def oof(self) -> Path:
+        """The out-of-fold stage's networks and scores: <branch>/fold-<k>/, <branch>/fold-<k>.parquet
+        and <branch>.parquet (mmfc/oof/stage.py)."""
+        return self.root / "oof"
+
+    @property
     def fusion(self) -> Path:
         return self.root / "fusion"
 
@@ -757,8 +783,9 @@ class WorkdirLayout:
 
     def lock(self, output: str) -> Path:
         """The lock file a stage holds while it writes `output` (mmfc.lock): "crops", "poses",
-        "train-<branch>", "scores-<branch>", "fusion", "report"; in .locks/, so that no output
-        folder holds anything but its outputs, and the crops' lock beside the crops it guards."""
+        "train-<branch>", "scores-<branch>", "oof-<branch>", "fusion", "report"; in .locks/, so
+        that no output folder holds anything but its outputs, and the crops' lock beside the
+        crops it guards."""
         return (self.crops_root if output.startswith("crops") else self.root) / ".locks" / output
 
 

@@ -68,11 +68,12 @@ def format_table(rows: list[dict]) -> str:
     for row in rows:
         share = row["seconds"] / total if total else 0.0
         mark = "" if row["ok"] else "  (failed)"
-        lines.append(f"{row['stage']:14} {_clock(row['seconds']):>10} {share:6.0%}  {row['finished']}{mark}")
-    lines.append(f"{'total':14} {_clock(total):>10}")
+        lines.append(f"{row['stage']:14} {clock(row['seconds']):>10} {share:6.0%}  {row['finished']}{mark}")
+    lines.append(f"{'total':14} {clock(total):>10}")
     return "\n".join(lines)
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """A wall time for people: "2 min 5.0 s", "4.2 s"."""
     minutes, rest = divmod(seconds, 60)
     return f"{int(minutes)} min {rest:4.1f} s" if minutes else f"{rest:.1f} s"

@@ -4,9 +4,9 @@ killed job would: tests/test_ddp.py uses it for a checkpoint of a 2-process run 
 import sys
 
 from mmfc.cli import app
-from mmfc.train import stage
+from mmfc.train import fit
 
-real_epoch, calls = stage.train_epoch, []
+real_epoch, calls = fit.train_epoch, []
 
 
 def stop_in_second_epoch(*args, **kwargs):
@@ -16,5 +16,5 @@ def stop_in_second_epoch(*args, **kwargs):
     return real_epoch(*args, **kwargs)
 
 
-stage.train_epoch = stop_in_second_epoch
+fit.train_epoch = stop_in_second_epoch
 app()

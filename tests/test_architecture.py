@@ -15,14 +15,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mmfc"
 # Bottom to top, as drawn in ARCHITECTURE.md.
 FLOORS = [
     ("mmfc", "mmfc.errors", "mmfc.config", "mmfc.atomic", "mmfc.lock", "mmfc.jobs", "mmfc.metrics", "mmfc.stats",
-     "mmfc.cores", "mmfc.timings", "mmfc.stage_frame"),
+     "mmfc.cores", "mmfc.timings", "mmfc.stage_frame", "mmfc.folds"),
     ("mmfc.data",),
     ("mmfc.poses",),  # stage 0
     ("mmfc.crops",),  # stage 1
     ("mmfc.models",),
     ("mmfc.train",),  # stage 2's library: datasets, loop, schedule, checkpoint, distributed
     ("mmfc.branches",),
-    ("mmfc.train.stage", "mmfc.scores"),  # stage 2's runner; stage 3
+    # stage 2's runner and its loop (which the out-of-fold stage runs too); stage 3; the folds
+    ("mmfc.train.stage", "mmfc.train.fit", "mmfc.scores", "mmfc.oof"),
     ("mmfc.fusion",),  # stage 4
     ("mmfc.report", "mmfc.cost"),
     ("mmfc.run_folder", "mmfc.predict"),  # a trained run opened; predicting new clips with it

@@ -22,6 +22,7 @@ import torch
 from mmfc.branches import SKEL
 from mmfc.crops.store import open_crops
 from mmfc.models import build_ccl
+from mmfc.train import fit as train_fit
 from mmfc.train import stage as train_stage
 from mmfc.train.checkpoint import load_checkpoint, save_checkpoint
 from mmfc.train.distributed import DistEnv, ShardedSampler
@@ -155,7 +156,7 @@ def test_checkpoints_resume_across_world_sizes(tmp_path, store_root, monkeypatch
             result = torchrun_train(workdir, store_root, pipeline_file, *two_epochs, stop_in_second_epoch=True)
             assert result.returncode != 0, result.stderr[-3000:]
         else:
-            real_epoch, calls = train_stage.train_epoch, []
+            real_epoch, calls = train_fit.train_epoch, []
 
             def stop_in_second_epoch(*args, **kwargs):
                 calls.append(1)
@@ -164,7 +165,7 @@ def test_checkpoints_resume_across_world_sizes(tmp_path, store_root, monkeypatch
                 return real_epoch(*args, **kwargs)
 
             with monkeypatch.context() as patch:
-                patch.setattr(train_stage, "train_epoch", stop_in_second_epoch)
+                patch.setattr(train_fit, "train_epoch", stop_in_second_epoch)
                 with pytest.raises(SystemExit):
                     train_stage.run_train(tiny_pipeline(workdir, store_root, *DDP_SETTINGS, *two_epochs), "skel")
         last = workdir / "train" / "skel" / "last.pt"

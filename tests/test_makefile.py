@@ -60,6 +60,11 @@ FAKE_MMFC = """#!/bin/sh
 echo "$*" >> {log}
 if [ "$1" = branches ]; then
   [ -f {refuse} ] && {{ echo "error: no branch" >&2; exit 2; }}
+  if [ "$2" = --oof ]; then
+    # The branches the out-of-fold stage runs for: where {oof} exists, as fusion.fit_on = "oof" would.
+    [ -f {oof} ] && echo "joint bone" || echo ""
+    exit 0
+  fi
   echo "note: branch rgb left out: no video" >&2
   echo "joint bone"
   exit 0
@@ -70,6 +75,7 @@ for arg in "$@"; do [ "$previous" = --modality ] && modality=$arg; previous=$arg
 case "$2" in
   train) mkdir -p {run}/train/$modality && touch {run}/train/$modality/best.pt ;;
   scores) mkdir -p {run}/scores && touch {run}/scores/$modality.parquet ;;
+  oof) mkdir -p {run}/oof && touch {run}/oof/$modality.parquet ;;
   fuse) mkdir -p {run}/fusion && touch {run}/fusion/weights.json ;;
   report) mkdir -p {run}/report && touch {run}/report/report.html ;;
 esac
@@ -90,7 +96,7 @@ def test_make_builds_every_branch_mmfc_lists_through_a_pipeline_anywhere(tmp_pat
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     fake = venv / "bin" / "mmfc"
-    fake.write_text(FAKE_MMFC.format(log=log, refuse=refuse, run=workdir))
+    fake.write_text(FAKE_MMFC.format(log=log, refuse=refuse, run=workdir, oof=tmp_path / "oof"))
     fake.chmod(0o755)
     (workdir / "crops").mkdir(parents=True)
     (venv / ".installed").touch()
@@ -111,11 +117,19 @@ def test_make_builds_every_branch_mmfc_lists_through_a_pipeline_anywhere(tmp_pat
     assert result.returncode == 0, result.stdout + result.stderr
     assert "branch rgb left out: no video" in result.stderr
     assert calls() == [
-        "branches --pipeline", "stage train --modality joint --pipeline --resume",
+        "branches --pipeline", "branches --oof --pipeline", "stage train --modality joint --pipeline --resume",
         "stage scores --modality joint --pipeline", "stage train --modality bone --pipeline --resume",
         "stage scores --modality bone --pipeline", "stage fuse --pipeline", "stage report --pipeline",
     ]
-    assert make("report").returncode == 0 and calls() == ["branches --pipeline"]  # all current
+    assert make("report").returncode == 0 and calls() == ["branches --pipeline", "branches --oof --pipeline"]
+    # Fitted on out-of-fold scores (fusion.fit_on): the fusion needs each branch's, and is redone after them.
+    (tmp_path / "oof").touch()
+    result = make("fuse")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls() == ["branches --pipeline", "branches --oof --pipeline", "stage oof --modality joint --pipeline",
+                       "stage oof --modality bone --pipeline", "stage fuse --pipeline"]
+    assert make("fuse").returncode == 0 and calls() == ["branches --pipeline", "branches --oof --pipeline"]
+    (tmp_path / "oof").unlink()
     result = make("train-rgb", "scores-bone")  # one branch each; bone's scores are current
     assert result.returncode == 0 and calls()[-1:] == ["stage train --modality rgb --pipeline --resume"]
     refuse.touch()

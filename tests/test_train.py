@@ -15,6 +15,7 @@ from mmfc.config import TrainConfig, load_pipeline
 from mmfc.crops.store import open_crops
 from mmfc.data.layouts import NTU25
 from mmfc.errors import DataError
+from mmfc.train import fit as train_fit
 from mmfc.train import stage as train_stage
 from mmfc import atomic
 from mmfc.train.checkpoint import (
@@ -390,7 +391,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, store_root, monkeypatch, moda
     train_stage.run_train(whole, modality)
 
     broken = tiny_pipeline(tmp_path / "broken", store_root, *settings)
-    real_epoch, calls = train_stage.train_epoch, []
+    real_epoch, calls = train_fit.train_epoch, []
 
     def crash_in_second_epoch(*args, **kwargs):
         calls.append(1)
@@ -398,10 +399,10 @@ def test_resume_equals_uninterrupted_run(tmp_path, store_root, monkeypatch, moda
             raise Crash()
         return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(train_stage, "train_epoch", crash_in_second_epoch)
+    monkeypatch.setattr(train_fit, "train_epoch", crash_in_second_epoch)
     with pytest.raises(Crash):
         train_stage.run_train(broken, modality)
-    monkeypatch.setattr(train_stage, "train_epoch", real_epoch)
+    monkeypatch.setattr(train_fit, "train_epoch", real_epoch)
     assert load_checkpoint(broken.paths.train(modality) / "last.pt")["epoch"] == 1
     train_stage.run_train(broken, modality, resume=True)
 

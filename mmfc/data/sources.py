@@ -100,6 +100,7 @@ def describe_selection(cfg: DataConfig) -> dict:
         "samples": len(samples),
         "splits": per_split,
         "validation_groups": validation_groups(samples),
+        "group_kind": source.group_kind,
         "video": {"with": with_video, "without": len(samples) - with_video},
         "excluded": dict(source.excluded),
         "unreadable": dict(source.unreadable),

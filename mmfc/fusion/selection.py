@@ -1,5 +1,7 @@
-"""Choosing by cross-validation inside the validation split: each method's free choices, and the
-method that `fusion.method = "auto"` uses, over any number of named branches.
+"""Choosing by cross-validation inside the rows the fusion is fitted on (the validation split, or
+the out-of-fold scores of every training clip: `fusion.fit_on`, mmfc/fusion/fit_scores.py): each
+method's free choices, and the method that `fusion.method = "auto"` uses, over any number of
+named branches. Below, "validation" stands for whichever rows those are.
 
 The validation rows are split into k folds: by performer, source video or group, the samples'
 groups of the score files (a held-out fold then holds people or videos the other folds never
@@ -55,6 +57,7 @@ from mmfc.config import (
     single_fusion,
 )
 from mmfc.errors import DataError
+from mmfc.folds import Folds, distinct_groups, make_folds
 from mmfc.fusion.methods import (
     AdaptiveFusion,
     Calibrated,
@@ -115,29 +118,6 @@ def tie_order(branches: tuple[str, ...]) -> tuple[str, ...]:
 # Folds
 
 
-@dataclass
-class Folds:
-    index: np.ndarray  # fold of each sample, [N]
-    grouped_by: str | None  # "performer", "source video", or None for stratified by class
-    num_groups: int
-
-    @property
-    def count(self) -> int:
-        return int(self.index.max()) + 1
-
-    def splits(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(training rows, held-out rows) of each fold."""
-        return [(np.flatnonzero(self.index != f), np.flatnonzero(self.index == f)) for f in range(self.count)]
-
-    def describe(self) -> dict:
-        return {
-            "folds": self.count,
-            "grouped_by": self.grouped_by,
-            "num_groups": self.num_groups,
-            "fold_sizes": np.bincount(self.index).tolist(),
-        }
-
-
 def sample_groups(table: ScoreTable, path: str | Path) -> tuple[list[str] | None, str | None]:
     """The groups validation was carved by, as stage 1 wrote them into the crop index and stage 3
     copied them into the score file at `path`, and their kind ("performer", "source video",
@@ -145,48 +125,16 @@ def sample_groups(table: ScoreTable, path: str | Path) -> tuple[list[str] | None
     to keep apart, and the folds are stratified by class instead."""
     if table.groups is None:
         raise DataError(path, "names no sample groups (written by an older mmfc); rerun `mmfc stage scores` (stage 3)")
-    if len(set(table.groups)) < len(table.groups):
-        return list(table.groups), table.group_kind
-    return None, None
+    groups = distinct_groups(table.groups)
+    return (groups, table.group_kind) if groups else (None, None)
 
 
-def make_folds(labels: np.ndarray, groups: list[str] | None, grouped_by: str | None, k: int, seed: int) -> Folds:
-    """k folds (fewer when there are fewer groups or samples), seeded.
-
-    With at least two groups, whole groups go to folds, largest first into the smallest fold, so
-    no group is on both sides. Otherwise each class's samples, in seeded random order, are dealt
-    to the folds in turn, which balances both the classes and the fold sizes.
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    n = labels.size
-    if n < 2:
-        raise ValueError(f"cross-validation needs at least 2 samples, got {n}")
-    rng = np.random.default_rng(seed)
-    if groups is not None:
-        names, member = np.unique(np.asarray(groups), return_inverse=True)
-        if len(names) >= 2:
-            k = min(k, len(names))
-            sizes = np.bincount(member)
-            order = rng.permutation(len(names))
-            order = order[np.argsort(-sizes[order], kind="stable")]
-            fold_of_group, load = np.empty(len(names), dtype=np.int64), np.zeros(k)
-            for group in order:
-                fold_of_group[group] = int(np.argmin(load))
-                load[fold_of_group[group]] += sizes[group]
-            return Folds(fold_of_group[member], grouped_by, len(names))
-    k = min(k, n)
-    order = rng.permutation(n)
-    order = order[np.argsort(labels[order], kind="stable")]
-    index = np.empty(n, dtype=np.int64)
-    index[order] = np.arange(n) % k
-    return Folds(index, None, 0)
-
-
-def validation_folds(val: ScoreTable, path: str | Path, fusion: FusionConfig) -> Folds:
-    """Stage 4's folds of the validation rows `val` of the score file `path`: by the samples'
-    groups, as the pipeline's fusion section sets their number and seed."""
-    groups, grouped_by = sample_groups(val, path)
-    return make_folds(val.labels, groups, grouped_by, fusion.cv_folds, fusion.cv_seed)
+def fit_folds(rows: ScoreTable, path: str | Path, fusion: FusionConfig) -> Folds:
+    """Stage 4's folds of the rows it fits on (`rows`, of the score file `path`: the validation
+    split, or every training clip's out-of-fold scores): by the samples' groups, as the
+    pipeline's fusion section sets their number and seed."""
+    groups, grouped_by = sample_groups(rows, path)
+    return make_folds(rows.labels, groups, grouped_by, fusion.cv_folds, fusion.cv_seed)
 
 
 # ---------------------------------------------------------------------------------------------

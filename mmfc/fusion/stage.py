@@ -1,9 +1,10 @@
-"""Stage 4: fit every fusion candidate on the validation rows of the declared branches' score
-files, choose by cross-validation inside them, apply to all rows.
+"""Stage 4: fit every fusion candidate on the declared branches' scores of the rows the pipeline
+fits on (`fusion.fit_on`: the validation split, or the out-of-fold scores of every training clip,
+mmfc/fusion/fit_scores.py), choose by cross-validation inside them, apply to all rows.
 
 Reads <workdir>/scores/<branch>.parquet of every branch the pipeline declares (`branches`) and
 the data supports (a video branch on data without videos is left out, and weights.json says
-why); writes <workdir>/fusion/<candidate>.parquet for each candidate, fused.parquet (a copy of
+why), and where it fits on out-of-fold scores <workdir>/oof/<branch>.parquet too; writes <workdir>/fusion/<candidate>.parquet for each candidate, fused.parquet (a copy of
 the selected one: the method named by fusion.method, or the one "auto" chose) and weights.json
 (the branches, fitted parameters, cross-validated figures of every candidate and of every value
 of its free choice, why the selected one was selected, and the sha256 of each Parquet file and
@@ -29,9 +30,11 @@ from mmfc.config import ConfigError, Pipeline
 from mmfc.crops.store import open_crops
 from mmfc.data.sources import few_groups_warning
 from mmfc.errors import DataError, DataWarning
+from mmfc.folds import Folds, FitOn
 from mmfc.fusion.files import FUSED, WEIGHTS, FusionSet, file_digests, open_fusion, write_weights
+from mmfc.fusion.fit_scores import FIT_ON_OOF, fit_on_of_scores, fit_rows
 from mmfc.fusion.methods import FittedFusion
-from mmfc.fusion.selection import Candidate, Folds, sample_groups, select_fusion, validation_folds
+from mmfc.fusion.selection import Candidate, fit_folds, sample_groups, select_fusion
 from mmfc.scores.format import ScoreTable, check_compatible, read_scores, split_metrics, top1_text, write_scores
 from mmfc.stage_frame import Stage, run_stage
 from mmfc.stats import accuracy_interval, mean_class_interval
@@ -43,7 +46,8 @@ INTERVAL_SEED = 0
 
 def fuse_stage(cfg: Pipeline) -> Stage:
     """Its output is the fusion folder, swapped in whole; the folds' groups come from the data
-    settings, the branches fused from `branches`."""
+    settings, the branches fused from `branches`, the out-of-fold scores (where it fits on
+    them) from their own settings, which their files record."""
     return Stage("fuse", "mmfc stage fuse", lock="fusion", settings=("data", "branches", "fusion"),
                  outputs=(cfg.paths.fusion,))
 
@@ -51,8 +55,12 @@ def fuse_stage(cfg: Pipeline) -> Stage:
 def run_fuse(cfg: Pipeline) -> None:
     with run_stage(cfg, fuse_stage(cfg), Console(stderr=True)) as run:
         paths, left_out = fused_branches(cfg)
-        with run.producing(cfg.paths.fusion, inputs=list(paths.values())):
-            _fuse(cfg, paths, left_out)
+        tables = _aligned_tables(paths)
+        fit_on = fit_on_of_scores(cfg, next(iter(tables.values())))
+        fit, fit_paths = fit_rows(cfg, fit_on.scores, tables, paths)
+        inputs = list(dict.fromkeys([*paths.values(), *fit_paths.values()]))
+        with run.producing(cfg.paths.fusion, inputs=inputs):
+            _fuse(cfg, paths, left_out, tables, fit_on, fit, fit_paths)
         run.summary = summary_line(open_fusion(cfg.paths.fusion), paths)
 
 
@@ -67,26 +75,35 @@ def fused_branches(cfg: Pipeline) -> tuple[dict[str, Path], dict[str, str]]:
     return {name: score_path(cfg, name) for name in kept}, left_out
 
 
-def _fuse(cfg: Pipeline, paths: dict[str, Path], left_out: dict[str, str]) -> None:
+def _aligned_tables(paths: dict[str, Path]) -> dict[str, ScoreTable]:
+    """Each branch's score file, its rows in the first one's order; DataError for two that do
+    not describe the same clips."""
     tables = {name: read_scores(path) for name, path in paths.items()}
     first = next(iter(tables))
-    reference, reference_path = tables[first], paths[first]
     for name in list(tables)[1:]:
-        check_compatible(reference, tables[name], reference_path, paths[name])
-        tables[name] = tables[name].aligned_to(reference.ids)
+        check_compatible(tables[first], tables[name], paths[first], paths[name])
+        tables[name] = tables[name].aligned_to(tables[first].ids)
+    return tables
 
-    val = {name: table.rows(FIT_SPLIT) for name, table in tables.items()}
-    fit_rows = val[first]
+
+def _fuse(cfg: Pipeline, paths: dict[str, Path], left_out: dict[str, str], tables: dict[str, ScoreTable],
+          fit_on: FitOn, fit: dict[str, ScoreTable], fit_paths: dict[str, Path]) -> None:
+    first = next(iter(tables))
+    reference = tables[first]
+    fit_rows, fit_path = fit[first], fit_paths[first]
     if len(fit_rows.ids) < 2:
+        where = ("the training side (train and val)" if fit_on.scores == FIT_ON_OOF
+                 else f"split {FIT_SPLIT!r}, and fusion weights are fit and cross-validated there, never on test")
         raise DataError(
-            reference_path,
-            f"{len(fit_rows.ids)} rows in split {FIT_SPLIT!r}: fusion weights are fit and cross-validated on "
-            "validation only, never on test, and that needs at least 2 samples; carve a validation split out of "
-            "training (data.val_performers or data.val_fraction) and rerun stages 1-3",
+            fit_path,
+            f"{len(fit_rows.ids)} rows in {where}: that needs at least 2 samples; carve a validation split out of "
+            "training (data.val_performers or data.val_fraction) and rerun stages 1-3, or fit on out-of-fold scores "
+            "(fusion.fit_on = \"oof\")",
         )
-    folds = validation_folds(fit_rows, reference_path, cfg.fusion)
-    _warn_of_few_groups(fit_rows, reference_path, folds)
-    selection = select_fusion({name: rows.logits for name, rows in val.items()}, fit_rows.labels, folds,
+    folds = fit_folds(fit_rows, fit_path, cfg.fusion)
+    if fit_on.scores != FIT_ON_OOF:
+        _warn_of_few_groups(fit_rows, fit_path, folds)
+    selection = select_fusion({name: rows.logits for name, rows in fit.items()}, fit_rows.labels, folds,
                               cfg.fusion.grid, cfg.fusion.metric)
     selected = selection.auto_pick if cfg.fusion.method == "auto" else cfg.fusion.method
     if selected not in selection.candidates:
@@ -102,12 +119,14 @@ def _fuse(cfg: Pipeline, paths: dict[str, Path], left_out: dict[str, str]) -> No
         for name, candidate in selection.candidates.items():
             fused = _fused_table(tables, candidate.fitted, name, checkpoint_digest, cfg.digest())
             write_scores(out / f"{name}.parquet", fused)
-            methods[name] = _describe_candidate(candidate, name in selection.baselines, fused.rows(FIT_SPLIT))
+            methods[name] = _describe_candidate(candidate, name in selection.baselines, fused.rows(FIT_SPLIT),
+                                                fit_rows)
         shutil.copyfile(out / f"{selected}.parquet", out / f"{FUSED}.parquet")
         weights = {
             "branches": list(selection.branches),
             "left_out": left_out,
-            "fit_split": FIT_SPLIT,
+            "fit_split": FIT_SPLIT if fit_on.scores != FIT_ON_OOF else FIT_ON_OOF,
+            "fit_on": {"requested": cfg.fusion.fit_on, "scores": fit_on.scores, "reason": fit_on.reason},
             "num_fit_samples": len(fit_rows.ids),
             "num_classes": reference.num_classes,
             "metric": cfg.fusion.metric,
@@ -126,6 +145,8 @@ def _fuse(cfg: Pipeline, paths: dict[str, Path], left_out: dict[str, str]) -> No
             "cv": {**folds.describe(), "seed": cfg.fusion.cv_seed},
             "inputs": {name: {"path": str(paths[name]), "checkpoint_digest": table.checkpoint_digest}
                        for name, table in tables.items()},
+            "fitted_on": {name: {"path": str(fit_paths[name]), "checkpoint_digest": table.checkpoint_digest}
+                          for name, table in fit.items()},
             "methods": methods,
             "files": file_digests(out),  # sha256 of every Parquet file of the set: readers refuse a mixed one
         }
@@ -140,7 +161,8 @@ def _warn_of_few_groups(val: ScoreTable, path: Path, folds: Folds) -> None:
     if few_groups:
         held_out = (f"each of its {folds.count} cross-validation folds holds out one {grouped_by}" if folds.grouped_by
                     else f"its cross-validation folds are class-stratified instead, every fold of the same {grouped_by}")
-        warnings.warn(f"{path}: {few_groups}; {held_out}", DataWarning)
+        warnings.warn(f"{path}: {few_groups}; {held_out}; or fit the fusion on out-of-fold scores of every training "
+                      "clip (fusion.fit_on = \"auto\" or \"oof\")", DataWarning)
 
 
 def summary_line(fusion: FusionSet, branches: dict[str, Path]) -> str:
@@ -151,6 +173,8 @@ def summary_line(fusion: FusionSet, branches: dict[str, Path]) -> str:
         why = "auto: " + ". ".join(weights["auto"]["reason"].split(". ")[:2]).rstrip(".")
     else:
         why = f"fusion.method = {weights['requested']!r}"
+    if weights.get("fit_on", {}).get("scores") == FIT_ON_OOF:
+        why += f"; fitted on the out-of-fold scores of {weights['num_fit_samples']} training clips"
     tables = {weights["selected"]: fusion.scores(FUSED)} | {name: read_scores(path) for name, path in branches.items()}
     figures = ", ".join(f"{name} {top1_text(table, 'val')} / {top1_text(table, 'test')}" for name, table in tables.items())
     return f"selected {weights['selected']} ({why}); top-1 val / test: {figures}"
@@ -164,10 +188,12 @@ def score_path(cfg: Pipeline, modality: str) -> Path:
     return path
 
 
-def _describe_candidate(candidate: Candidate, baseline: bool, val: ScoreTable) -> dict:
+def _describe_candidate(candidate: Candidate, baseline: bool, val: ScoreTable, fitted_on: ScoreTable) -> dict:
+    """A candidate's entry in weights.json: its parameters, its figures on the validation rows
+    `val`, and its cross-validated ones over the rows it was fitted on, `fitted_on`."""
     cv = candidate.cv
     top1 = accuracy_interval(int(cv.correct.sum()), cv.correct.size, INTERVAL_SEED)
-    mean_class = mean_class_interval(cv.correct, val.labels, val.num_classes, INTERVAL_SEED)
+    mean_class = mean_class_interval(cv.correct, fitted_on.labels, fitted_on.num_classes, INTERVAL_SEED)
     entry = {
         "params": candidate.fitted.params(),
         "val": split_metrics(val),

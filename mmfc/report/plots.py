@@ -119,6 +119,25 @@ def plot_branch_weights(
     _save(fig, path)
 
 
+def plot_group_accuracy(groups: list[str], accuracy: dict[str, list[float]], kind: str, path: Path) -> None:
+    """Each branch's out-of-fold top-1 on each group (`accuracy`: a fraction per group, by branch):
+    a dot per group, a line through a branch's dots, so that a branch that works for some people
+    and not for others stands out from one that holds across them."""
+    fig, ax = plt.subplots(figsize=(float(np.clip(0.4 * len(groups) + 3, 6, 18)), 4))
+    x = np.arange(len(groups))
+    for name, values in accuracy.items():
+        ax.plot(x, 100 * np.asarray(values), marker="o", ms=4, label=name)
+    ax.set_xticks(x, [_short(g) for g in groups], rotation=45 if len(groups) > 6 else 0,
+                  ha="right" if len(groups) > 6 else "center", fontsize=8)
+    ax.set_xlabel(kind)
+    ax.set_ylabel("out-of-fold top-1 (%)")
+    ax.set_ylim(0, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def _short(name: str) -> str:
     return name if len(name) <= _NAME_CHARS else name[: _NAME_CHARS - 1] + "…"
 

@@ -29,10 +29,12 @@ from mmfc.cost import branch_cost, ensemble_cost
 from mmfc.errors import DataError
 from mmfc.fusion.files import FUSED, WEIGHTS, FusionSet, open_fusion
 from mmfc.fusion.methods import best_fixed_ratio, mix_probabilities
-from mmfc.fusion.selection import best_subset, subset_fusion, validation_folds
+from mmfc.fusion.fit_scores import FIT_ON_OOF, FIT_ON_VAL, fit_rows, read_oof_scores
+from mmfc.fusion.selection import best_subset, fit_folds, subset_fusion
 from mmfc.metrics import confusion_matrix, most_confused_pairs, per_class_recall, topk_accuracy
 from mmfc.report.ablation import Variant, read_ablation
-from mmfc.report.plots import plot_branch_weights, plot_confusion, plot_curves
+from mmfc.oof.plan import oof_scores_path, plan_of_scores, training_side
+from mmfc.report.plots import plot_branch_weights, plot_confusion, plot_curves, plot_group_accuracy
 from mmfc.report.render import Block, Figure, Heading, Paragraph, Table, render_html, render_markdown
 from mmfc.scores.format import ScoreTable, read_scores, split_metrics
 from mmfc.stage_frame import Stage, run_stage
@@ -43,6 +45,8 @@ METRIC_LABEL = {"top1": "top-1", "mean_class": "mean class accuracy"}
 SINGLE_CANDIDATES = {f"{name}_alone": branch.label for name, branch in BRANCHES.items()}
 CURVE_KEYS = ("epoch", "train_loss", "val_loss", "val_top1")
 CONFUSED_PAIRS = 10
+# The out-of-fold section's table and plot show at most this many groups, the largest.
+GROUPS_SHOWN = 40
 # Top-5 is shown above this many classes only: of 10 or fewer it is half the classes or more,
 # right by construction.
 TOP5_ABOVE_CLASSES = 10
@@ -82,6 +86,8 @@ def run_report(cfg: Pipeline) -> None:
         branches = fusion.weights["branches"]
         inputs = [paths.fusion / WEIGHTS, *(paths.scores / f"{m}.parquet" for m in branches),
                   *(paths.train(m) / "metrics.jsonl" for m in branches)]
+        if fitted_on(fusion.weights) == FIT_ON_OOF:
+            inputs += [oof_scores_path(cfg, m) for m in branches]
         with run.producing(paths.report, inputs):
             _report(cfg, fusion)
         run.summary = f"{paths.report / 'report.html'} and {paths.report / 'report.md'}"
@@ -113,15 +119,18 @@ def _report(cfg: Pipeline, fusion: FusionSet) -> None:
     blocks += _accuracy_section(modalities, fused, weights)
     blocks += _against_fused_section(modalities, selected)
     blocks += _selection_section(weights)
+    blocks += _oof_section(cfg, modalities, fusion, out / "groups.png")
     blocks += _paired_section(modalities, [f for f in fused if f.name not in SINGLE_CANDIDATES], selected)
     blocks += _per_class_section(modalities, selected)
     blocks += _weights_section(weights, out / "weights.png")
-    blocks += _cost_section(cfg, modalities, selected, weights, paths.scores / f"{modalities[0].branch}.parquet")
+    fit, fit_paths = fit_rows(cfg, fitted_on(weights), {m.branch: m.table for m in modalities},
+                              {m.branch: paths.scores / f"{m.branch}.parquet" for m in modalities})
+    blocks += _cost_section(cfg, modalities, selected, weights, fit, fit_paths[modalities[0].branch])
     blocks += _confusion_section(selected, out / "confusion.png")
     plot_curves(curves, out / "curves.png")
     num_val = {m.name: len(m.table.rows("val").ids) for m in modalities}
     blocks += [Heading(2, "Training curves"), Figure(out / "curves.png", _curves_caption(curves, num_val))]
-    blocks += _ablation_section(cfg, modalities, selected, weights, ablation)
+    blocks += _ablation_section(cfg, modalities, selected, weights, fit, ablation)
     if published:
         blocks += _published_section(published)
 
@@ -254,9 +263,11 @@ def _accuracy_section(modalities: list[Scored], fused: list[Scored], weights: di
     paragraph = (
         f"95% intervals (bootstrap over the samples of each split, seed {INTERVAL_SEED}) in brackets"
         + ("" if top5 else f"; no top-5 with {TOP5_ABOVE_CLASSES} classes or fewer") + ". Fusion "
-        f"weights were fit on the `{weights.get('fit_split', 'val')}` split ({weights.get('num_fit_samples', '?')} "
-        "samples; its figures are the fitted ones, see the cross-validated ones below) and applied unchanged to "
-        "test; the test split chose nothing. `pyskl_*` are PYSKL's fixed ratios of the branches' probabilities "
+        f"weights were fit on {_fit_rows_text(weights)} ({weights.get('num_fit_samples', '?')} samples; "
+        + ("the validation figures are the fitted ones, see the cross-validated ones below" if fitted_on(weights) ==
+           FIT_ON_VAL else "the validation figures above are of clips the fusion was fitted on, scored by stage 2's "
+           "networks") + ") and applied unchanged to stage 2's networks' scores of test; the test split chose nothing. "
+        "`pyskl_*` are PYSKL's fixed ratios of the branches' probabilities "
         "(in the order of the branches above), `ctrgcn` CTR-GCN's fixed sum of its four streams' logits."
     )
     # The oracle searches the ratio of two branches; over more a grid on the simplex is no one's practice.
@@ -293,11 +304,12 @@ def _accuracy_section(modalities: list[Scored], fused: list[Scored], weights: di
 def _selection_section(weights: dict) -> list[Block]:
     cv = weights.get("cv", {})
     metric = weights.get("metric", "top1")
+    rows_text = _fit_rows_text(weights)
     if cv.get("grouped_by"):
-        folds = f"{cv['folds']} folds of whole {cv['grouped_by']}s ({cv['num_groups']} in validation)"
+        folds = f"{cv['folds']} folds of whole {cv['grouped_by']}s ({cv['num_groups']} of them)"
     else:
         folds = (
-            f"{cv.get('folds', '?')} folds stratified by class (the validation ids name fewer than two performers, "
+            f"{cv.get('folds', '?')} folds stratified by class (the clips name fewer than two performers, "
             "source videos or groups)"
         )
     auto = weights.get("auto", {})
@@ -322,19 +334,111 @@ def _selection_section(weights: dict) -> list[Block]:
             _describe_choice(entry, n),
         ])
     return [
-        Heading(2, "Fusion selection, cross-validated inside validation"),
+        Heading(2, "Fusion selection, cross-validated inside " + (
+            "the out-of-fold scores" if fitted_on(weights) == FIT_ON_OOF else "validation")),
         Paragraph(
-            f"The validation split was cut into {folds}; every candidate, its temperatures included, was fitted "
+            f"{weights.get('fit_on', {}).get('reason', 'fusion.fit_on = val')}. The fusion was fitted on "
+            f"{rows_text}, cut into {folds}; every candidate, its temperatures included, was fitted "
             "on the other folds and scored on each held-out one. The criterion is the NLL of these out-of-fold "
             f"scores; {METRIC_LABEL[metric]} breaks near-ties (an NLL less than one standard error of the paired "
             "per-sample difference above the lowest) where its own difference is more than one standard error, "
             "else the simpler candidate is taken (a fixed recipe, then the fitted methods, a branch alone last). "
             "**Guarantee:** the candidate `auto` selects has a cross-validated "
             "NLL no higher than each single branch's and each fixed recipe's (the baselines); where a baseline is "
-            "best, it is selected. Intervals: bootstrap over the validation samples' out-of-fold predictions."
+            "best, it is selected. Intervals: bootstrap over the fitted samples' out-of-fold predictions."
         ),
         Paragraph(decision),
         Table(["candidate", "kind", "CV NLL", "CV top-1", "CV mean class", "free choice, chosen by CV"], rows),
+    ]
+
+
+def fitted_on(weights: dict) -> str:
+    """Which scores stage 4 fitted on: "val" or "oof" (a weights.json written before fit_on: "val")."""
+    return weights.get("fit_on", {}).get("scores", FIT_ON_VAL)
+
+
+def _fit_rows_text(weights: dict) -> str:
+    if fitted_on(weights) == FIT_ON_OOF:
+        return ("the out-of-fold scores of every training clip (train and val, each scored by a network trained "
+                "without its group: `mmfc stage oof`)")
+    return "the validation split"
+
+
+def _oof_section(cfg: Pipeline, modalities: list[Scored], fusion: FusionSet, png: Path) -> list[Block]:
+    """Where the fusion was fitted on out-of-fold scores: each branch's out-of-fold top-1 on each
+    group of the training side (a table and a plot), the fusion weights that follow, and each
+    branch and the fusion on test from stage 2's network against the mean of the fold networks."""
+    weights = fusion.weights
+    if fitted_on(weights) != FIT_ON_OOF:
+        return []
+    first = modalities[0]
+    oof = read_oof_scores(cfg, [m.branch for m in modalities], first.table,
+                          cfg.paths.scores / f"{first.branch}.parquet")
+    training = {m.branch: training_side(oof[m.branch]) for m in modalities}
+    reference = training[first.branch]
+    plan = plan_of_scores(reference, cfg.fusion.oof)
+    kind = reference.group_kind or "group"
+    members = {group: np.flatnonzero([g == group for g in reference.groups]) for group in sorted(set(reference.groups))}
+    right = {m.branch: _correct(training[m.branch]) for m in modalities}
+    shown = sorted(sorted(members, key=lambda g: (-len(members[g]), g))[:GROUPS_SHOWN])
+    rows = []
+    for group in shown:
+        clips = members[group]
+        rows.append([group, str(int(plan.folds.index[clips[0]])), str(len(clips)),
+                     *(f"{_pct(right[m.branch][clips].mean())} ({int(right[m.branch][clips].sum())}/{len(clips)})"
+                       for m in modalities)])
+    spread = []
+    for m in modalities:
+        accuracy = np.array([right[m.branch][clips].mean() for clips in members.values()])
+        spread.append(f"{_pct(right[m.branch].mean())}; {_pct(accuracy.min())} to {_pct(accuracy.max())}")
+    rows.append([f"all {len(members)} {kind}s", "", str(len(reference.ids)), *spread])
+    plot_group_accuracy(shown, {m.name: [right[m.branch][members[g]].mean() for g in shown] for m in modalities},
+                        kind, png)
+    more = f" (the {GROUPS_SHOWN} largest of {len(members)} shown)" if len(members) > GROUPS_SHOWN else ""
+    blocks: list[Block] = [
+        Heading(2, f"Out-of-fold scores across {kind}s"),
+        Paragraph(
+            f"Every branch was trained {plan.count} more times, each time without one fold of whole {kind}s of the "
+            f"training side, and scored the fold it left out (`mmfc stage oof`), so each training clip has a score "
+            f"from a network that never saw its {kind}. Each branch's out-of-fold top-1 (%) on each {kind}{more}; "
+            f"the last row: over all training clips, then the lowest and highest of the {kind}s. A branch that works "
+            f"on some {kind}s and not on others is what one validation {kind} cannot show; the fusion fitted on "
+            "these scores weighs each branch by what holds across them."
+        ),
+        Table([kind, "fold", "clips", *(m.name for m in modalities)], rows),
+        Figure(png, f"Out-of-fold top-1 of each branch on each {kind}{more}."),
+    ]
+    selected = weights["methods"][weights["selected"]]
+    if selected.get("branch_shares"):
+        shares = ", ".join(f"`{b}` {share:.2f}" for b, share in selected["branch_shares"].items())
+        blocks.append(Paragraph(f"The fusion that follows, `{weights['selected']}`: each branch's share of its evidence "
+                                f"for the true class over these clips: {shares}."))
+    return blocks + _fold_average_blocks(modalities, oof, fusion)
+
+
+def _fold_average_blocks(modalities: list[Scored], oof: dict[str, ScoreTable], fusion: FusionSet) -> list[Block]:
+    """Test top-1 of each branch and of the selected fusion from stage 2's networks (trained on the
+    training split) against the mean of the k fold networks' logits."""
+    tests = {m.branch: oof[m.branch].rows("test") for m in modalities}
+    if not tests[modalities[0].branch].ids:
+        return []
+    rows = []
+    for m in modalities:
+        final = m.table.rows("test").aligned_to(tests[m.branch].ids)
+        rows.append([m.name, _accuracy_cells(final)[0], _accuracy_cells(tests[m.branch])[0],
+                     *_paired_cells(tests[m.branch], final)])
+    name, fitted = fusion.fitted()
+    final = fusion.scores(FUSED).rows("test").aligned_to(tests[modalities[0].branch].ids)
+    averaged = replace(final, logits=fitted.log_probabilities({b: t.logits for b, t in tests.items()}))
+    rows.append([f"fusion `{name}`", _accuracy_cells(final)[0], _accuracy_cells(averaged)[0],
+                 *_paired_cells(averaged, final)])
+    return [
+        Heading(3, "On test: stage 2's network against the mean of the fold networks"),
+        Paragraph("The fused result uses stage 2's networks. The fold networks' mean logits are the other choice; "
+                  "here is each on test, and the difference (fold mean minus stage 2's, paired bootstrap interval, "
+                  "McNemar's exact p). Measured, not chosen: the test split decides nothing."),
+        Table(["scores", "stage 2's network", "mean of the fold networks", "difference (points)",
+               "right only the fold mean", "right only stage 2's", "McNemar p"], rows),
     ]
 
 
@@ -438,9 +542,11 @@ def _weights_section(weights: dict, png: Path) -> list[Block]:
     ]
 
 
-def _cost_section(cfg: Pipeline, modalities: list[Scored], selected: Scored, weights: dict, path: Path) -> list[Block]:
+def _cost_section(cfg: Pipeline, modalities: list[Scored], selected: Scored, weights: dict,
+                  fit: dict[str, ScoreTable], path: Path) -> list[Block]:
     """Each branch's and the ensemble's multiply-adds per clip beside their test top-1, and the best
-    subset of the branches within the cost of one RGB branch, chosen on validation."""
+    subset of the branches within the cost of one RGB branch, chosen on the rows the fusion was
+    fitted on (`fit`, by branch, from the file `path` for the first)."""
     num_classes = modalities[0].table.num_classes
     costs = {m.branch: branch_cost(BRANCHES[m.branch], cfg, num_classes) for m in modalities}
     rows = [[m.name, costs[m.branch]["model"], f"{costs[m.branch]['gmacs']:.3g}", f"{costs[m.branch]['params_m']:.3g}",
@@ -451,8 +557,7 @@ def _cost_section(cfg: Pipeline, modalities: list[Scored], selected: Scored, wei
                      f"{total['gmacs']:.3g}", f"{total['params_m']:.3g}",
                      _accuracy_cells(selected.table.rows("test"))[0]])
     budget = (costs["rgb"] if "rgb" in costs else branch_cost(RGB, cfg, num_classes))["gmacs"]
-    val = {m.branch: m.table.rows("val") for m in modalities}
-    first = val[modalities[0].branch]
+    first = fit[modalities[0].branch]
     blocks: list[Block] = [
         Heading(2, "Cost (multiply-adds per clip, as configured) and accuracy"),
         Paragraph("GMACs and parameters of one clip through each branch's network as this pipeline configures it "
@@ -463,8 +568,8 @@ def _cost_section(cfg: Pipeline, modalities: list[Scored], selected: Scored, wei
     if len(first.ids) < 2:
         return blocks
     metric = weights.get("metric", "top1")
-    folds = validation_folds(first, path, cfg.fusion)
-    subset = best_subset({b: t.logits for b, t in val.items()}, first.labels, folds,
+    folds = fit_folds(first, path, cfg.fusion)
+    subset = best_subset({b: t.logits for b, t in fit.items()}, first.labels, folds,
                          {b: c["gmacs"] for b, c in costs.items()}, budget, metric)
     rgb_text = f"one RGB branch as this pipeline configures it ({budget:.3g} GMACs)"
     if subset is None:
@@ -479,8 +584,9 @@ def _cost_section(cfg: Pipeline, modalities: list[Scored], selected: Scored, wei
             f"Every subset of the branches costing at most {rgb_text} was fused as the product of its "
             "temperature-scaled branches (the global rule at equal weights, the value every fitted method is "
             "shrunk toward; one branch alone is that branch), a rule with no free choice, so that comparing the "
-            "subsets adds no search inside each one. The subsets were compared by cross-validation inside "
-            f"validation on stage 4's folds: the lowest NLL, {label} breaking near-ties where it is evidence, a "
+            "subsets adds no search inside each one. The subsets were compared by cross-validation over "
+            f"{_fit_rows_text(weights)} on stage 4's folds: the lowest NLL, {label} breaking near-ties where it is "
+            "evidence, a "
             f"tie going to the cheaper. Best: **{' + '.join(f'`{b}`' for b in subset.branches)}**, "
             f"{subset.cost:.3g} GMACs per clip, cross-validated NLL {subset.cv.nll:.4f} and {label} "
             f"{100 * subset.cv.accuracy(metric):.1f}%; test top-1 {_accuracy_cells(fused)[0]} (the test split chose "
@@ -526,13 +632,14 @@ def _curves_caption(curves: dict[str, list[dict]], num_val: dict[str, int]) -> s
 
 
 def _ablation_section(cfg: Pipeline, modalities: list[Scored], selected: Scored, weights: dict,
-                      paper: bool) -> list[Block]:
+                      fit: dict[str, ScoreTable], paper: bool) -> list[Block]:
     """The paper's ablation beside this run's branches and ensembles (`paper`: where it applies),
-    else this run's rows alone."""
-    own = _run_rows(cfg, modalities, selected, weights)
+    else this run's rows alone. `fit`: each branch's rows the fusion was fitted on."""
+    own = _run_rows(cfg, modalities, selected, weights, fit)
     run_rows = (
         "each branch alone, the skeleton branches' ensemble where there are several (the product of the "
-        "temperature-scaled streams, fitted on validation, as the cost section's subsets), and the ensemble of "
+        f"temperature-scaled streams, fitted on {_fit_rows_text(weights)}, as the cost section's subsets), and the "
+        "ensemble of "
         "every branch (the selected fusion)"
     )
     text, comparable = dataset_description(cfg)
@@ -581,7 +688,8 @@ def _published_section(column: str) -> list[Block]:
     ]
 
 
-def _run_rows(cfg: Pipeline, modalities: list[Scored], selected: Scored, weights: dict) -> list[list[str]]:
+def _run_rows(cfg: Pipeline, modalities: list[Scored], selected: Scored, weights: dict,
+              fit: dict[str, ScoreTable]) -> list[list[str]]:
     """The ablation's rows of this run: a row per branch, the skeleton branches' ensemble, the whole ensemble."""
     rows = []
     for m in modalities:
@@ -593,8 +701,8 @@ def _run_rows(cfg: Pipeline, modalities: list[Scored], selected: Scored, weights
                      _accuracy_cells(m.table.rows("test"))[0], "", _rel(cfg, cfg.paths.scores / f"{m.branch}.parquet")])
     streams = [m for m in modalities if m.branch not in VIDEO_BRANCHES]
     if len(streams) > 1:
-        fitted = subset_fusion({m.branch: m.table.rows("val").logits for m in streams},
-                               streams[0].table.rows("val").labels, tuple(m.branch for m in streams))
+        fitted = subset_fusion({m.branch: fit[m.branch].logits for m in streams},
+                               fit[streams[0].branch].labels, tuple(m.branch for m in streams))
         test = streams[0].table.rows("test")
         ensemble = replace(test, logits=fitted.apply({m.branch: m.table.rows("test").logits for m in streams}))
         rows.append([f"Skeleton ensemble of this run ({' + '.join(m.branch for m in streams)}, product of the "
