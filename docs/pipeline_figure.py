@@ -24,9 +24,9 @@ BOXES = {
     "rgb": (5.7, 3.8, 2.0, 1.1, "2 train: RGB", "ResNet + STAA\n+ class-aware contrast", STAGE_COLOUR),
     "skel": (5.7, 2.2, 2.0, 1.1, "2 train: skeleton", "CTR-GCN, 1 to 4 streams\n+ class-aware contrast", STAGE_COLOUR),
     "scores": (8.0, 3.0, 1.6, 1.5, "3 scores", "logits of every\nsample, per branch\n(Parquet)", STAGE_COLOUR),
-    "fuse": (10.1, 3.0, 1.7, 1.5, "4 fuse", "fitted on validation;\ncross-validated;\napplied to test", STAGE_COLOUR),
+    "fuse": (10.1, 3.0, 1.7, 1.5, "4 fuse", "fitted on validation\nor out-of-fold scores;\ncross-validated;\napplied to test", STAGE_COLOUR),
     "report": (12.2, 3.0, 1.6, 1.5, "report", "accuracy with\nintervals, paired\ntests, plots", STAGE_COLOUR),
-    "predict": (10.1, 0.9, 1.7, 1.1, "mmfc predict", "new videos or\nskeleton files", AFTER_COLOUR),
+    "predict": (10.1, 0.9, 1.7, 1.1, "mmfc predict, live", "videos, skeleton files,\ncameras and streams,\neach person", AFTER_COLOUR),
     "export": (12.2, 0.9, 1.6, 1.1, "mmfc export", "ONNX graphs +\nfusion recipe", AFTER_COLOUR),
 }
 ARROWS = [
