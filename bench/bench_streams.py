@@ -62,17 +62,19 @@ def main(argv: list[str] | None = None) -> int:
 
     fusion = open_fusion(args.out / "fusion")
     selected = fusion.selected
-    names = ({single_fusion(s): f"{s} alone" for s in STREAMS}
-             | {name: "PYSKL's equal sum of probabilities" for name in pyskl_ratios(STREAMS)}
-             | {CTRGCN_FUSION: "CTR-GCN's ensemble.py, logits 0.6:0.6:0.4:0.4"}
-             | {selected: f"fitted on validation, selected: `{selected}`"})
+    methods = fusion.candidates()
+    shown = ([(single_fusion(s), f"{s} alone") for s in STREAMS]
+             + [(name, "PYSKL's equal sum of probabilities") for name in pyskl_ratios(STREAMS)]
+             + [(CTRGCN_FUSION, "CTR-GCN's ensemble.py, logits 0.6:0.6:0.4:0.4")]
+             + [(name, f"fitted on validation: `{name}`") for name in ("global", "per_class", "adaptive") if name in methods]
+             + [(selected, f"**selected by stage 4** (`{selected}`)")])
     test_hits = {}
-    for candidate in names:
+    for candidate, _ in shown:
         table = fusion.scores(candidate)
         test = [i for i, split in enumerate(table.splits) if split == "test"]
         test_hits[candidate] = table.logits[test].argmax(1) == table.labels[test]
     rows = []
-    for candidate, name in names.items():
+    for candidate, name in shown:
         hits = test_hits[candidate]
         ci = accuracy_interval(int(hits.sum()), len(hits), seed=0)
         step_text = ""

@@ -303,7 +303,7 @@ def people_runs(realdata: Path, pose_models: Path, tmp_path_factory) -> dict[str
     common = [f"data.root={json.dumps(str(root / 'videos'))}", f"poses.models_dir={json.dumps(str(pose_models))}",
               "data.group_pattern=''", "data.test_fraction=0.2", "data.val_fraction=0.25", "data.val_seed=0",
               "crops.size=40", "crops.num_frames=8", "crops.skeleton_frames=16", "jobs.n_jobs=1", *TINY_MODELS,
-              "skel.train.batch_size=4", "skel.train.epochs=15", "rgb.train.batch_size=4", "rgb.train.epochs=3"]
+              "skel.train.batch_size=4", "skel.train.epochs=25", "rgb.train.batch_size=4", "rgb.train.epochs=3"]
     both = load_pipeline(PIPELINES / "videos-example.toml", [f"workdir={json.dumps(str(runs['rgb+skel']))}", *common,
                                                              'branches=["rgb", "skel"]'])
     run_poses(both)

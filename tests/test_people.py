@@ -97,7 +97,9 @@ def test_both_people_hugging_carry_the_two_person_class(people_runs, realdata, p
     for timeline, other in ((first, second), (second, first)):
         labels = [timeline.label(w, run.class_names) for w in range(len(timeline.shown))]
         assert [label for label, _, _ in labels] == ["hug"] * len(labels)
-        assert all(partner == other.track for _, _, partner in labels)
+        # A window names the other person (partner) where the pair's clip was labelled the
+        # two-person class; where the person's own clip already says "hug", it keeps its own (0).
+        assert {partner for _, _, partner in labels} <= {other.track, 0}
         assert prediction.spans[timeline.track] and prediction.seen[timeline.track] > 0
     assert list(prediction.pairs) == [(first.track, second.track)]
     with pytest.raises(Exception, match="not a class of this run"):
