@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fusion = open_fusion(args.out / "fusion")
     selected = fusion.selected
-    methods = fusion.candidates()
+    methods = fusion.candidates
     shown = ([(single_fusion(s), f"{s} alone") for s in STREAMS]
              + [(name, "PYSKL's equal sum of probabilities") for name in pyskl_ratios(STREAMS)]
              + [(CTRGCN_FUSION, "CTR-GCN's ensemble.py, logits 0.6:0.6:0.4:0.4")]
