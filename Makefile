@@ -18,7 +18,7 @@ STAGE = $(MMFC) stage
 help:
 	@echo "make demo    - set up, generate the synthetic dataset, run every stage, write the report"
 	@echo "make test    - set up and run the test suite"
-	@echo "make test-fast - the suite without the slow end-to-end and real-clip tests (under a minute)"
+	@echo "make test-fast - the suite without the slow end-to-end and real-clip tests (about 3 minutes)"
 	@echo "make docs-check - the docs' links and paths exist, nothing refers to a path outside the repository"
 	@echo "make setup-pose - the pose stage's runtime (ai-edge-litert) and its model files (BlazePose, face, hands)"
 	@echo "make crops | train | scores | fuse | report  [PIPELINE=any/path/x.toml]: every declared branch the data supports"
