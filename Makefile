@@ -27,7 +27,7 @@ help:
 	@echo "make poses   - stage 0 for pipelines of plain videos (data.source = \"videos\"); make crops runs it"
 	@echo "make ablation - train the ablation variants on the synthetic data and fill the table"
 	@echo "make bench   - run the benchmarks under bench/ (all but bench-real)"
-	@echo "make bench-real - mmfc on NW-UCLA and Penn Action, beside the official CTR-GCN code [CTRGCN=path] (hours)"
+	@echo "make bench-real - mmfc on NW-UCLA and Penn Action, beside the official CTR-GCN code [CTRGCN=path], and NW-UCLA's four streams fused (hours)"
 
 # torch is installed first, pinned: its CPU wheel is on the machine, and a loose requirement
 # would pull a multi-GB CUDA build.
@@ -185,13 +185,14 @@ demo: setup $(WORKDIR)/report/report.html
 	@echo "Report: $(WORKDIR)/report/report.md and report.html"
 
 bench: setup
-	@for b in $(filter-out bench/bench_real.py,$(wildcard bench/bench_*.py)); do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+	@for b in $(filter-out bench/bench_real.py bench/bench_streams.py,$(wildcard bench/bench_*.py)); do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
 
-# The figures on real recordings (README, "Results on real data"): hours of training on 2 cores,
+# The figures on real recordings (docs/benchmarks.md, section 16): hours of training on 2 cores,
 # so not part of `make bench`. CTRGCN: a local checkout of Uason-Chen/CTR-GCN.
 CTRGCN ?= ../peers/CTR-GCN
 bench-real: setup
 	$(VENV)/bin/python bench/bench_real.py --ctrgcn $(CTRGCN)
+	$(VENV)/bin/python bench/bench_streams.py
 
 clean:
 	rm -rf runs data/synth
