@@ -18,7 +18,7 @@ from mmfc.config import load_pipeline
 from mmfc.data.layouts import get_layout
 from mmfc.data.sample import Skeleton
 from mmfc.predict.clips import Window
-from mmfc.predict.people import (MIN_PRESENCE, PeopleClips, frame_spans, interaction_classes, nearest_pairs,
+from mmfc.predict.people import (MIN_PRESENCE, carry_two_person_classes, PeopleClips, frame_spans, interaction_classes, nearest_pairs,
                                  people_in, predict_people_video, presence)
 from mmfc.predict.predictor import PoseModels, WindowPoses
 from mmfc.run_folder import open_run
@@ -132,3 +132,26 @@ def test_per_person_files_on_the_hugging_clip(people_runs, realdata, pose_models
 
     code, output = mmfc("predict", video, "--run", people_runs["skel"], "--interaction", "hug")
     assert code != 0 and "--per-person" in output
+
+
+def test_the_pair_rule_carries_a_two_person_class_to_both_and_keeps_own_labels_otherwise():
+    hug, wave = 0, 2  # class 1: drink, no two-person class
+    probabilities = {
+        (1,): ([0, 1, 2], np.array([[0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]])),
+        (2,): ([0, 1, 2], np.array([[0.1, 0.2, 0.7], [0.2, 0.2, 0.6], [0.1, 0.1, 0.8]])),
+        (3,): ([1, 2], np.array([[0.1, 0.1, 0.8], [0.2, 0.1, 0.7]])),
+        # Window 0: the pair 1+2 hugs. Window 1: 1+2 drink (no two-person class), 1+3 hug.
+        # Window 2: 1+2 hug at 0.6, 1+3 hug at 0.9: the surer pair is shown.
+        (1, 2): ([0, 1, 2], np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.6, 0.2, 0.2]])),
+        (1, 3): ([1, 2], np.array([[0.7, 0.2, 0.1], [0.9, 0.05, 0.05]])),
+    }
+    shown, partner = carry_two_person_classes(1, probabilities, {hug})
+    assert shown.argmax(1).tolist() == [hug, hug, hug] and partner.tolist() == [2, 3, 3]
+    assert shown[2, hug] == 0.9
+    shown, partner = carry_two_person_classes(2, probabilities, {hug})
+    assert shown.argmax(1).tolist() == [hug, wave, hug] and partner.tolist() == [1, 0, 1]
+    # Without a two-person class every person keeps their own probabilities, untouched.
+    own = probabilities[(1,)][1].copy()
+    shown, partner = carry_two_person_classes(1, probabilities, set())
+    assert np.array_equal(shown, own) and partner.tolist() == [0, 0, 0]
+    assert np.array_equal(probabilities[(1,)][1], own)

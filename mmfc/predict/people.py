@@ -246,23 +246,34 @@ def score_people(run: TrainedRun, people: PeopleClips, found: SkeletonInput, int
         boxes = np.array([clips.boxes[n] for n in numbers], dtype=np.float64)
         scored[key] = (numbers, ClipScores(windows, boxes, result.logits, result.fused))
     wanted = {run.class_names.index(c) for c in interactions}
+    probabilities = {key: (numbers, scores.probabilities) for key, (numbers, scores) in scored.items()}
     timelines = {}
     for key, (numbers, alone) in scored.items():
-        if len(key) != 1:
-            continue
-        row_of = {number: row for row, number in enumerate(numbers)}
-        shown, partner = alone.probabilities, np.zeros(len(numbers), dtype=np.int64)
-        carried = np.zeros(len(numbers))  # the probability of the two-person class shown
-        for pair, (pair_numbers, together) in scored.items():
-            if len(pair) != 2 or key[0] not in pair:
-                continue
-            for number, p in zip(pair_numbers, together.probabilities):
-                top, row = int(p.argmax()), row_of.get(number)
-                if row is not None and top in wanted and p[top] > carried[row]:
-                    shown[row], partner[row], carried[row] = p, pair[0] + pair[1] - key[0], p[top]
-        timelines[key[0]] = PersonTimeline(key[0], alone, shown, partner)
+        if len(key) == 1:
+            shown, partner = carry_two_person_classes(key[0], probabilities, wanted)
+            timelines[key[0]] = PersonTimeline(key[0], alone, shown, partner)
     pairs = {key: scores for key, (_, scores) in scored.items() if len(key) == 2}
     return timelines, pairs, branches, method, seconds
+
+
+def carry_two_person_classes(track: int, probabilities: dict[tuple[int, ...], tuple[list[int], np.ndarray]],
+                             two_person: set[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The pair rule for one person. `probabilities`: by clip key ((track,) alone, (a, b) a pair),
+    the window numbers scored and their fused class probabilities [W, K]. Each of the person's
+    windows shows their own probabilities, or a pair's where the pair's top class is one of
+    `two_person` (the most probable such pair). -> (shown [W, K], partner [W], 0 for none)"""
+    numbers, alone = probabilities[(track,)]
+    row_of = {number: row for row, number in enumerate(numbers)}
+    shown, partner = alone.copy(), np.zeros(len(numbers), dtype=np.int64)
+    carried = np.zeros(len(numbers))  # the probability of the two-person class shown
+    for pair, (pair_numbers, together) in probabilities.items():
+        if len(pair) != 2 or track not in pair:
+            continue
+        for number, p in zip(pair_numbers, together):
+            top, row = int(p.argmax()), row_of.get(number)
+            if row is not None and top in two_person and p[top] > carried[row]:
+                shown[row], partner[row], carried[row] = p, pair[0] + pair[1] - track, p[top]
+    return shown, partner
 
 
 def frame_spans(seen: np.ndarray, frame_indices: np.ndarray) -> list[tuple[int, int]]:
