@@ -522,6 +522,17 @@ def test_a_named_method_is_used_and_performers_make_the_folds(tmp_path):
     assert weights["cv"]["grouped_by"] == "performer" and weights["cv"]["folds"] == 3
 
 
+def _pipeline_with_performers(tmp_path, performers: int):
+    """Both branches' score files written with their samples spread over `performers` performers."""
+    cfg = _pipeline(tmp_path)
+    rgb, skel = _tables(np.random.default_rng(18), (20, 60, 20), k=4)
+    groups = [f"P{1 + i % performers:03d}" for i in range(len(rgb.ids))]
+    for table in (rgb, skel):
+        table.groups, table.group_kind = list(groups), "performer"
+    _write(cfg, rgb, skel)
+    return cfg
+
+
 @pytest.mark.parametrize("performers, folds, message", [
     (1, 5, r"validation holds 1 group \(P001: 60 samples\), fewer than 3: .*class-stratified instead, every fold of the "
            "same performer"),
@@ -529,12 +540,7 @@ def test_a_named_method_is_used_and_performers_make_the_folds(tmp_path):
            "cross-validation folds holds out one performer"),
 ])
 def test_fewer_than_three_validation_groups_are_named_in_a_warning(tmp_path, performers, folds, message):
-    cfg = _pipeline(tmp_path)
-    rgb, skel = _tables(np.random.default_rng(18), (20, 60, 20), k=4)
-    groups = [f"P{1 + i % performers:03d}" for i in range(len(rgb.ids))]
-    for table in (rgb, skel):
-        table.groups, table.group_kind = list(groups), "performer"
-    _write(cfg, rgb, skel)
+    cfg = _pipeline_with_performers(tmp_path, performers)
     with pytest.warns(DataWarning, match=message) as caught:
         run_fuse(cfg)
     assert str(caught[0].message).startswith(str(cfg.paths.scores / "rgb.parquet"))
@@ -542,12 +548,7 @@ def test_fewer_than_three_validation_groups_are_named_in_a_warning(tmp_path, per
 
 
 def test_three_validation_groups_fuse_without_a_warning(tmp_path):
-    cfg = _pipeline(tmp_path)
-    rgb, skel = _tables(np.random.default_rng(18), (20, 60, 20), k=4)
-    groups = [f"P{1 + i % 3:03d}" for i in range(len(rgb.ids))]
-    for table in (rgb, skel):
-        table.groups, table.group_kind = list(groups), "performer"
-    _write(cfg, rgb, skel)
+    cfg = _pipeline_with_performers(tmp_path, 3)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)
         run_fuse(cfg)
